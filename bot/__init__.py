@@ -1,0 +1,1 @@
+"""lemi: a paved road from a pull request to ECS Fargate."""

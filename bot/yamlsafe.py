@@ -1,0 +1,288 @@
+"""Bounded, position-keeping YAML loading for every file lemi reads.
+
+PyYAML's ``safe_load`` is safe from code execution, but not from a document
+that is large, deeply nested or a "billion laughs" of aliases, and it loses
+where each value came from. This module composes the node graph with caps on
+size, depth, aliases and total nodes, then builds plain Python values itself,
+recording the line and column of every key and value so that a later
+validation error can point at the exact spot. It also refuses what has no
+place in a lemi file: custom or Python tags, merge keys, duplicate keys,
+non-string keys and multi-document streams.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .problems import Invalid, Problem, dotted
+
+Path = tuple[Any, ...]
+
+STR = "tag:yaml.org,2002:str"
+INT = "tag:yaml.org,2002:int"
+FLOAT = "tag:yaml.org,2002:float"
+BOOL = "tag:yaml.org,2002:bool"
+NULL = "tag:yaml.org,2002:null"
+TIMESTAMP = "tag:yaml.org,2002:timestamp"
+MAP = "tag:yaml.org,2002:map"
+SEQ = "tag:yaml.org,2002:seq"
+MERGE = "tag:yaml.org,2002:merge"
+_SCALAR_TAGS = {STR, INT, FLOAT, BOOL, NULL, TIMESTAMP}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_bytes: int = 256 * 1024
+    max_depth: int = 20
+    max_aliases: int = 16
+    max_nodes: int = 20_000
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class Scalar:
+    """How a non-string scalar was written, to explain a type error."""
+
+    tag: str
+    text: str
+    quoted: bool
+
+
+@dataclass
+class Document:
+    file: str
+    value: Any
+    # position of the value at a path, and of the key that introduces it
+    value_pos: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    key_pos: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    scalars: dict[Path, Scalar] = field(default_factory=dict)
+
+    def position(self, path: Path, *, key: bool = False) -> tuple[int, int]:
+        """Line and column for a path; falls back to the nearest enclosing node."""
+        path = tuple(path)
+        if key and path in self.key_pos:
+            return self.key_pos[path]
+        while path:
+            if path in self.value_pos:
+                return self.value_pos[path]
+            if path in self.key_pos:
+                return self.key_pos[path]
+            path = path[:-1]
+        return self.value_pos.get((), (1, 1))
+
+    def problem(self, path: Path, message: str, hint: str = "", *, key: bool = False) -> Problem:
+        line, column = self.position(path, key=key)
+        return Problem(self.file, message, line, column, dotted(path), hint)
+
+
+class _Refused(Exception):
+    def __init__(self, message: str, mark: Any, hint: str = "", path: Path = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+        self.hint = hint
+        self.path = path
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer counts depth and aliases as it goes."""
+
+    def __init__(self, stream: str, limits: Limits) -> None:
+        super().__init__(stream)
+        self._limits = limits
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > self._limits.max_aliases:
+                raise _Refused(
+                    f"more than {self._limits.max_aliases} YAML aliases (*name)",
+                    self.peek_event().start_mark,
+                    "write the values out instead of repeating them through anchors and aliases",
+                )
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > self._limits.max_depth:
+                raise _Refused(
+                    f"nested deeper than {self._limits.max_depth} levels",
+                    self.peek_event().start_mark,
+                    "lemi files are shallow; check the indentation",
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+_constructor = yaml.SafeLoader("")  # only its scalar constructors are used
+
+
+def _pos(mark: Any) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+
+
+class _Builder:
+    def __init__(self, doc: Document, limits: Limits) -> None:
+        self.doc = doc
+        self.limits = limits
+        self.nodes = 0
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.nodes += 1
+        if self.nodes > self.limits.max_nodes:
+            raise _Refused(
+                f"the document expands to more than {self.limits.max_nodes} values",
+                node.start_mark,
+                "remove repeated anchors and aliases",
+            )
+        self.doc.value_pos.setdefault(path, _pos(node.start_mark))
+        if isinstance(node, yaml.MappingNode):
+            if node.tag != MAP:
+                raise self._bad_tag(node)
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != SEQ:
+                raise self._bad_tag(node)
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self._scalar(node, path)
+
+    def _bad_tag(self, node: yaml.Node) -> _Refused:
+        tag = node.tag
+        short = tag.replace("tag:yaml.org,2002:", "!!")
+        if short == "!!merge":
+            return _Refused(
+                "YAML merge keys (<<) are not supported in lemi files",
+                node.start_mark,
+                "write the keys out in full",
+            )
+        return _Refused(
+            f"the YAML tag {short} is not allowed in lemi files",
+            node.start_mark,
+            "remove the tag; lemi files hold only plain strings, numbers, booleans, lists and maps",
+        )
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == MERGE:
+                raise self._bad_tag(key_node)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _Refused(
+                    "a key must be a plain name, not a list or a map",
+                    key_node.start_mark,
+                    "use a simple name before the colon",
+                )
+            if key_node.tag != STR:
+                if key_node.tag not in _SCALAR_TAGS:
+                    raise self._bad_tag(key_node)
+                raise _Refused(
+                    f"the key {key_node.value!r} is read by YAML as a "
+                    f"{_kind(key_node.tag)}, not as a name",
+                    key_node.start_mark,
+                    f'quote it: "{key_node.value}"',
+                    path + (key_node.value,),
+                )
+            key = key_node.value
+            if key in out:
+                raise _Refused(
+                    f"the key {key!r} appears twice",
+                    key_node.start_mark,
+                    "keep one of them; YAML would silently use the last",
+                    path + (key,),
+                )
+            child = path + (key,)
+            self.doc.key_pos[child] = _pos(key_node.start_mark)
+            out[key] = self.build(value_node, child)
+        return out
+
+    def _scalar(self, node: yaml.ScalarNode, path: Path) -> Any:
+        tag = node.tag
+        if tag not in _SCALAR_TAGS:
+            raise self._bad_tag(node)
+        if tag == STR:
+            return node.value
+        self.doc.scalars[path] = Scalar(tag, node.value, node.style in ("'", '"'))
+        if tag == NULL:
+            return None
+        if tag == BOOL:
+            return _constructor.construct_yaml_bool(node)
+        if tag == INT:
+            return _constructor.construct_yaml_int(node)
+        if tag == FLOAT:
+            return _constructor.construct_yaml_float(node)
+        value = _constructor.construct_yaml_timestamp(node)
+        assert isinstance(value, (_dt.date, _dt.datetime))
+        return value
+
+
+def _kind(tag: str) -> str:
+    return {
+        BOOL: "boolean",
+        INT: "number",
+        FLOAT: "number",
+        NULL: "null (empty)",
+        TIMESTAMP: "date",
+    }.get(tag, tag.replace("tag:yaml.org,2002:", ""))
+
+
+def describe_scalar(scalar: Scalar) -> str:
+    """'no' -> "`no` is read by YAML as a boolean"; used in type-error hints."""
+    return f"{scalar.text!r} is read by YAML as a {_kind(scalar.tag)}"
+
+
+def load(source: str | bytes, file: str, limits: Limits = DEFAULT_LIMITS) -> Document:
+    """Parse one YAML document into plain values and positions, or raise :class:`Invalid`."""
+    size = len(source.encode("utf-8")) if isinstance(source, str) else len(source)
+    if size > limits.max_bytes:
+        raise Invalid(
+            [
+                Problem(
+                    file,
+                    f"the file is {size:,} bytes; lemi files may be at most {limits.max_bytes:,}",
+                    hint="this file should be a few lines; check that the right file is named",
+                )
+            ]
+        )
+    if isinstance(source, bytes):
+        try:
+            source = source.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Invalid(
+                [Problem(file, f"the file is not UTF-8 text (byte {exc.start})", hint="save it as UTF-8")]
+            ) from None
+    doc = Document(file, None)
+    loader = _BoundedLoader(source, limits)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return doc
+        doc.value = _Builder(doc, limits).build(node, ())
+        return doc
+    except _Refused as exc:
+        line, column = _pos(exc.mark)
+        raise Invalid([Problem(file, exc.message, line, column, dotted(exc.path), exc.hint)]) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = _pos(mark)
+        message = exc.problem or exc.context or "invalid YAML"
+        if "expected a single document" in (exc.problem or "") or "but found another document" in (
+            exc.problem or ""
+        ):
+            hint = "a lemi file holds one YAML document; remove the '---' separator and what follows"
+        else:
+            hint = "check the indentation and quoting around this spot"
+        raise Invalid([Problem(file, f"invalid YAML: {message}", line, column, "", hint)]) from None
+    except yaml.YAMLError as exc:
+        raise Invalid([Problem(file, f"invalid YAML: {exc}", hint="check the file's syntax")]) from None
+    except RecursionError:  # pragma: no cover - depth is capped before this
+        raise Invalid([Problem(file, "the YAML is nested too deeply")]) from None
+    finally:
+        loader.dispose()
