@@ -144,7 +144,9 @@ class Config(StrictModel):
         return next((n for n, e in self.environments.items() if e.branch == branch), None)
 
     def url(self, service: str, env: str) -> str:
-        return f"https://{service}-internal.{env}.{self.domain}"
+        from .conventions import internal_url
+
+        return internal_url(service, env, self.domain)
 
 
 def parse_config(text: str | bytes, file: str = DEFAULT_PATH) -> Config:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from . import fargate
-from .names import ECR_REPO_RE, ENV_VAR_RE, OWNER_RE, did_you_mean, service_name_problem
+from .names import ECR_REPO_RE, ENV_VAR_RE, OWNER_RE, SERVICE_RE, did_you_mean, service_name_problem
 from .problems import Invalid, Problem
 from .refs import BadReference, ParameterRef, SecretRef, parse_parameter, parse_secret
 from .validation import StrictModel, fail, validate
@@ -107,7 +107,11 @@ class Resource(StrictModel):
 
 class ServiceSpec(StrictModel):
     desired_count: DesiredCount = Field(1, alias="desiredCount")
-    image: str | None = Field(None, description="ECR repository name; defaults to the service name")
+    image: str | None = Field(
+        None,
+        description="ECR repository name; defaults to the service name",
+        json_schema_extra={"pattern": ECR_REPO_RE.pattern},
+    )
     resource: Resource
 
     @field_validator("image")
@@ -126,8 +130,14 @@ class ServiceFile(StrictModel):
 
     model_config = StrictModel.model_config | {"title": "lemi service.yaml"}
 
-    name: str = Field(description="the repository's name, or <repo>-<suffix> for extra services")
-    owner: str = Field(description="owning team; used in cost and ownership tags")
+    name: str = Field(
+        description="the repository's name, or <repo>-<suffix> for extra services",
+        json_schema_extra={"pattern": SERVICE_RE.pattern},
+    )
+    owner: str = Field(
+        description="owning team; used in cost and ownership tags",
+        json_schema_extra={"pattern": OWNER_RE.pattern},
+    )
     spec: ServiceSpec
 
     @field_validator("name")
@@ -161,19 +171,28 @@ class ServiceFile(StrictModel):
         return self.spec.image or self.name
 
 
+_ENV_KEYS: dict[str, Any] = {"propertyNames": {"pattern": ENV_VAR_RE.pattern}}
+
+
 class EnvironmentFile(StrictModel):
     """deploy/<service>/environment/<env>.yaml"""
 
     model_config = StrictModel.model_config | {"title": "lemi environment file"}
 
     variables: dict[EnvVarName, PlainValue] = Field(
-        default_factory=dict, description="plain environment variables (values are strings: quote numbers)"
+        default_factory=dict,
+        description="plain environment variables (values are strings: quote numbers)",
+        json_schema_extra=_ENV_KEYS,
     )
     secrets: dict[EnvVarName, SecretText] = Field(
-        default_factory=dict, description="env var -> Secrets Manager secret name or ARN (name:json-key:: for a key)"
+        default_factory=dict,
+        description="env var -> Secrets Manager secret name or ARN (name:json-key:: for a key)",
+        json_schema_extra=_ENV_KEYS,
     )
     parameters: dict[EnvVarName, ParameterText] = Field(
-        default_factory=dict, description="env var -> SSM Parameter Store name or ARN"
+        default_factory=dict,
+        description="env var -> SSM Parameter Store name or ARN",
+        json_schema_extra=_ENV_KEYS,
     )
     desired_count: DesiredCount | None = Field(None, alias="desiredCount")
     resource: Resource | None = None

@@ -246,7 +246,7 @@ def load(source: str | bytes, file: str, limits: Limits = DEFAULT_LIMITS) -> Doc
             [
                 Problem(
                     file,
-                    f"the file is {size:,} bytes; lemi files may be at most {limits.max_bytes:,}",
+                    f"the file is larger than {limits.max_bytes:,} bytes, the most a lemi file may be",
                     hint="this file should be a few lines; check that the right file is named",
                 )
             ]

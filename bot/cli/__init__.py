@@ -1,0 +1,56 @@
+"""The ``lemi`` command line: a thin shell over the same core the App uses.
+
+Exit codes: 0 success, 1 validation or operation failure, 2 usage error.
+Errors are printed as readable messages; a traceback only with LEMI_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ..problems import Invalid
+from .base import CONTEXT_SETTINGS, LemiError, cli
+from . import files, server  # noqa: F401  (register commands)
+
+__all__ = ["cli", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="lemi", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.UsageError as exc:
+        exc.show()
+        return 2
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except Invalid as exc:  # a command that forgot to report its own problems
+        click.echo(str(exc), err=True)
+        return 1
+    except LemiError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # never a traceback for a user
+        if os.environ.get("LEMI_DEBUG"):
+            raise
+        click.echo(
+            f"lemi: internal error: {type(exc).__name__}: {exc}\n"
+            "    this is a bug in lemi; run again with LEMI_DEBUG=1 for details and report it",
+            err=True,
+        )
+        return 1
+
+
+def entrypoint() -> None:  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The command group, shared options and output helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import workspace
+from ..config import Config, config_path, load_config
+from ..problems import Invalid, Problem
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class LemiError(Exception):
+    """A failure to report to the user as one line (exit 1)."""
+
+
+@dataclass
+class State:
+    config_option: str | None
+
+    def config(self) -> Config:
+        """lemi.yml, required."""
+        return load_config(self.config_option)
+
+    def optional_config(self) -> Config | None:
+        """lemi.yml if it exists; an explicitly named file must exist and be valid."""
+        path = config_path(self.config_option)
+        if not path.exists() and self.config_option is None and "LEMI_CONFIG" not in os.environ:
+            return None
+        return load_config(self.config_option)
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--config",
+    "config_option",
+    metavar="PATH",
+    help="lemi.yml to use (default: $LEMI_CONFIG, then ./lemi.yml).",
+)
+@click.version_option(package_name="lemi", prog_name="lemi")
+@click.pass_context
+def cli(ctx: click.Context, config_option: str | None) -> None:
+    """lemi: a paved road from a pull request to production on ECS Fargate."""
+    ctx.obj = State(config_option)
+
+
+pass_state = click.make_pass_decorator(State)
+
+output_option = click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format; json is for machines.",
+)
+
+repo_option = click.option(
+    "--repo",
+    metavar="OWNER/NAME",
+    help="The repository's name (default: read from the git remote 'origin').",
+)
+
+
+def repository(root: Path, given: str | None) -> str:
+    if given:
+        return given
+    name = workspace.repository_name(root)
+    if name is None:
+        raise click.UsageError(
+            "cannot tell the repository's name: this checkout has no git remote 'origin' on GitHub; "
+            "pass --repo OWNER/NAME"
+        )
+    return name
+
+
+def pick_service(root: Path, given: str | None) -> str:
+    services = workspace.list_services(root)
+    if given:
+        if given not in services:
+            found = ", ".join(services) or "none"
+            raise click.UsageError(f"no service {given!r}: there is no deploy/{given}/service.yaml (services here: {found})")
+        return given
+    if len(services) == 1:
+        return services[0]
+    if not services:
+        raise click.UsageError("no service here: there is no deploy/<service>/service.yaml; create one with `lemi service new`")
+    raise click.UsageError(f"this repository has several services ({', '.join(services)}); choose one with -s")
+
+
+def pick_environment(config: Config, given: str) -> str:
+    if given not in config.environments:
+        raise click.UsageError(
+            f"no environment {given!r} in lemi.yml (environments: {', '.join(config.environments)})"
+        )
+    return given
+
+
+def print_problems(problems: Sequence[Problem]) -> None:
+    for problem in problems:
+        click.echo(problem.render(), err=True)
+    count = len(problems)
+    click.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def report_invalid(exc: Invalid, output: str, **extra: Any) -> None:
+    """Print problems (text to stderr, or a JSON document to stdout) and exit 1."""
+    if output == "json":
+        emit_json({"ok": False, **extra, "problems": [p.as_dict() for p in exc.problems]})
+    else:
+        print_problems(exc.problems)
+    raise click.exceptions.Exit(1)

@@ -1,0 +1,225 @@
+"""Commands on the files of a service repository: verify, compile, schema,
+config check and service new. No network: they read the disk and lemi.yml.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .. import scaffold as scaffolding
+from .. import workspace
+from ..compile import compile_for
+from ..config import Config
+from ..names import IMAGE_TAG_RE
+from ..problems import Invalid
+from ..schema import SCHEMAS, schema_for
+from ..spec import ServiceFiles, parse_service_files
+from .base import (
+    State,
+    cli,
+    emit_json,
+    output_option,
+    pass_state,
+    pick_environment,
+    pick_service,
+    report_invalid,
+    repo_option,
+    repository,
+)
+
+CHECKS = ("spec",)
+
+
+def load_service(root: Path, service: str, repo: str, config: Config | None) -> ServiceFiles:
+    return parse_service_files(
+        service,
+        workspace.read_service_files(root, service),
+        repository=repo,
+        known_environments=list(config.environments) if config else None,
+    )
+
+
+def _checks(value: str) -> list[str]:
+    names = [c.strip() for c in value.split(",") if c.strip()]
+    for name in names:
+        if name not in CHECKS and name != "all":
+            raise click.BadParameter(f"unknown check {name!r}; available: {', '.join(CHECKS)}, all")
+    return list(CHECKS) if "all" in names else names
+
+
+@cli.command()
+@click.option("-s", "--service", help="Service to verify (default: every service under deploy/).")
+@click.option(
+    "--check",
+    "checks",
+    default="spec",
+    show_default=True,
+    metavar="LIST",
+    help=f"Comma-separated checks: {', '.join(CHECKS)}, or all.",
+)
+@repo_option
+@output_option
+@pass_state
+def verify(state: State, service: str | None, checks: str, repo: str | None, output: str) -> None:
+    """Check a service's files before lemi deploys them.
+
+    \b
+    spec: service.yaml and every environment file are valid, the service is
+          named after the repository, cpu/memory is a Fargate size.
+    """
+    selected = _checks(checks)
+    root = workspace.repo_root()
+    repo_name = repository(root, repo)
+    config = state.optional_config()
+    services = [pick_service(root, service)] if service else workspace.list_services(root)
+    if not services:
+        raise click.UsageError("no service here: there is no deploy/<service>/service.yaml")
+    problems = []
+    if "spec" in selected:
+        for name in services:
+            try:
+                load_service(root, name, repo_name, config)
+            except Invalid as exc:
+                problems.extend(exc.problems)
+    if problems:
+        report_invalid(Invalid(problems), output, services=services, checks=selected)
+    if output == "json":
+        emit_json({"ok": True, "services": services, "checks": selected, "problems": []})
+    else:
+        for name in services:
+            click.echo(f"ok: {name} ({', '.join(selected)})")
+
+
+def _tag(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not IMAGE_TAG_RE.match(value):
+        raise click.BadParameter("an image tag uses letters, digits, _ . - (at most 128, not starting with . or -)")
+    return value
+
+
+@cli.command("compile")
+@click.option("-s", "--service", help="Service (default: the repository's only service).")
+@click.option("-e", "--env", "env", required=True, help="Environment from lemi.yml.")
+@click.option("-t", "--tag", required=True, callback=_tag, help="Image tag (the commit SHA).")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, writable=True), help="Write the JSON here instead of stdout.")
+@repo_option
+@pass_state
+def compile_command(state: State, service: str | None, env: str, tag: str, out: str | None, repo: str | None) -> None:
+    """Compile the ECS task definition of a service for one environment.
+
+    The output is the input of RegisterTaskDefinition and is byte-identical
+    for the same files, lemi.yml and tag.
+    """
+    config = state.config()
+    env = pick_environment(config, env)
+    root = workspace.repo_root()
+    name = pick_service(root, service)
+    try:
+        files = load_service(root, name, repository(root, repo), config)
+    except Invalid as exc:
+        report_invalid(exc, "text")
+    text = compile_for(config, files, env, tag).render()
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(sorted(SCHEMAS)))
+def schema(kind: str) -> None:
+    """Print the JSON Schema of service.yaml, environment files or lemi.yml."""
+    click.echo(json.dumps(schema_for(kind), indent=2, sort_keys=True))
+
+
+@cli.group()
+def config() -> None:
+    """lemi.yml, the App's configuration."""
+
+
+@config.command("check")
+@output_option
+@pass_state
+def config_check(state: State, output: str) -> None:
+    """Validate lemi.yml and summarise it."""
+    try:
+        cfg = state.config()
+    except Invalid as exc:
+        report_invalid(exc, output)
+    if output == "json":
+        emit_json({"ok": True, "config": cfg.model_dump(mode="json", by_alias=True), "problems": []})
+        return
+    click.echo(f"ok: infra repository {cfg.infra.repository}, domain {cfg.domain}")
+    for name, env in cfg.environments.items():
+        flags = " (protected)" if env.protected else ""
+        click.echo(f"  {name}: branch {env.branch} -> {env.cluster} in {env.account_id}/{env.region}{flags}")
+
+
+@cli.group()
+def service() -> None:
+    """Create and operate services."""
+
+
+@service.command("new")
+@click.option("-s", "--service", "name", required=True, help="Service name: the repository's name or <repo>-<suffix>.")
+@click.option("--owner", required=True, help="Owning team (used in cost and ownership tags).")
+@click.option("--cpu", type=int, default=512, show_default=True, help="CPU units (1024 = 1 vCPU).")
+@click.option("--memory", type=int, default=1024, show_default=True, help="Memory in MiB (a Fargate pair with --cpu).")
+@click.option("--desired-count", type=int, default=1, show_default=True, help="Tasks to run.")
+@click.option("--image", help="ECR repository name (default: the service name).")
+@click.option("--force", is_flag=True, help="Overwrite files that exist and differ.")
+@repo_option
+@output_option
+@pass_state
+def service_new(
+    state: State,
+    name: str,
+    owner: str,
+    cpu: int,
+    memory: int,
+    desired_count: int,
+    image: str | None,
+    force: bool,
+    repo: str | None,
+    output: str,
+) -> None:
+    """Scaffold deploy/<service>/ and the GitHub workflows of a new service."""
+    root = workspace.repo_root()
+    config = state.optional_config()
+    try:
+        files = scaffolding.scaffold(
+            service=name,
+            owner=owner,
+            cpu=cpu,
+            memory=memory,
+            desired_count=desired_count,
+            image=image,
+            repository=repository(root, repo),
+            config=config,
+        )
+    except scaffolding.ScaffoldError as exc:
+        raise click.BadParameter(exc.message, param_hint=exc.option) from None
+    plan = scaffolding.plan(root, files, force=force)
+    if plan.conflicts:
+        listing = "\n".join(f"  {p}" for p in plan.conflicts)
+        raise click.ClickException(
+            f"these files exist and differ; nothing was written:\n{listing}\n"
+            "    hint: pass --force to overwrite them"
+        )
+    scaffolding.write(root, files, plan)
+    if output == "json":
+        emit_json({"ok": True, "created": plan.create, "overwritten": plan.overwrite, "unchanged": plan.unchanged})
+        return
+    for label, paths in (("created", plan.create), ("overwrote", plan.overwrite), ("unchanged", plan.unchanged)):
+        for path in paths:
+            click.echo(f"{label:>9}  {path}")
+    if config is None:
+        click.echo(
+            "note: no lemi.yml found, so staging (develop) and prod (main) were assumed; the build workflow\n"
+            "      reads LEMI_<ENV>_ACCOUNT_ID and LEMI_<ENV>_REGION from the repository's Actions variables",
+            err=True,
+        )
+    click.echo(f"next: commit deploy/{name}/ and .github/, push, and open a pull request", err=True)

@@ -1,0 +1,42 @@
+"""The one Jinja2 environment: every text lemi writes comes from ``templates/``."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+
+def templates_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):  # installed wheel, source tree
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError("lemi's templates/ directory is missing from this installation")
+
+
+def _yaml_str(value: Any) -> str:
+    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        autoescape=False,  # none of these outputs is HTML; values are validated before they get here
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["yaml_str"] = _yaml_str
+    env.filters["json"] = lambda v: json.dumps(v, sort_keys=True, ensure_ascii=False)
+    return env
+
+
+def render(template: str, /, **values: Any) -> str:
+    return environment().get_template(template).render(**values)
