@@ -20,8 +20,9 @@ __all__ = ["cli", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cli.main(args=argv, prog_name="lemi", standalone_mode=False)
-        return 0
+        # without standalone mode click returns the code of ctx.exit(n) instead of raising
+        code = cli.main(args=argv, prog_name="lemi", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.UsageError as exc:
