@@ -66,7 +66,7 @@ def compile_service(
     datadog: Datadog,
     tag: str,
 ) -> Compiled:
-    if not IMAGE_TAG_RE.match(tag):
+    if not IMAGE_TAG_RE.fullmatch(tag):
         raise ValueError(f"{tag!r} is not a valid image tag (letters, digits, _ . -, at most 128)")
     name = service.name
     region, account = env.region, env.account_id

@@ -33,7 +33,7 @@ DEFAULT_ENVIRONMENT_NAMES = ("staging", "prod")
 
 def _matches(regex, what: str, hint: str):  # type: ignore[no-untyped-def]
     def check(value: str) -> str:
-        if not regex.match(value):
+        if not regex.fullmatch(value):
             raise fail(f"{value!r} is not a valid {what}", hint)
         return value
 

@@ -28,7 +28,9 @@ ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 # GitHub owner/repository
 GITHUB_REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 # git branch names we accept in lemi.yml (a conservative subset of git's rules)
-BRANCH_RE = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])$")
+BRANCH_RE = re.compile(
+    r"^(?![/-])(?!.*//)(?!.*\.\.)(?!.*@\{)(?!(?:.*/)?\.)(?!.*\.lock(?:/|$))[A-Za-z0-9._/-]{1,200}(?<![./])$"
+)
 AWS_REGION_RE = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d$")
 AWS_ACCOUNT_RE = re.compile(r"^\d{12}$")
 ECS_CLUSTER_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
@@ -49,7 +51,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 def service_name_problem(name: str, repository: str | None) -> str | None:
     """Why ``name`` cannot be a service of ``repository`` (its name, no owner), or None."""
-    if not SERVICE_RE.match(name):
+    if not SERVICE_RE.fullmatch(name):
         return (
             f"{name!r} is not a valid service name: use lowercase letters, digits and single "
             f"hyphens, starting with a letter, at most {SERVICE_MAX} characters"

@@ -21,7 +21,8 @@ _SECRET_ARN_RE = re.compile(
 )
 _SUFFIX_PART_RE = re.compile(r"^[A-Za-z0-9_.@/+=-]{0,256}$")
 
-_PARAM_NAME_RE = re.compile(r"^/?[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
+# a flat name, or a hierarchy that starts with "/" (SSM requires it once there is a "/")
+_PARAM_NAME_RE = re.compile(r"^(?:[A-Za-z0-9_.-]+|(?:/[A-Za-z0-9_.-]+)+)$")
 _PARAM_ARN_RE = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):ssm:([a-z0-9-]+):(\d{12}):parameter(/.+)$")
 
 
@@ -82,7 +83,7 @@ def parse_secret(text: str) -> SecretRef:
     if text.startswith("arn:"):
         parts = text.split(":")
         base, rest = ":".join(parts[:7]), parts[7:]
-        if not _SECRET_ARN_RE.match(base):
+        if not _SECRET_ARN_RE.fullmatch(base):
             raise BadReference(
                 f"{text!r} is not a Secrets Manager secret ARN",
                 "use arn:aws:secretsmanager:<region>:<account>:secret:<name>, or just the secret's name",
@@ -90,14 +91,14 @@ def parse_secret(text: str) -> SecretRef:
     else:
         parts = text.split(":")
         base, rest = parts[0], parts[1:]
-        if not _SECRET_NAME_RE.match(base):
+        if not _SECRET_NAME_RE.fullmatch(base):
             raise BadReference(
                 f"{text!r} is not a valid secret name",
                 "secret names use letters, digits and /_+=.@- (at most 512 characters)",
             )
     if not rest:
         return SecretRef(base)
-    if len(rest) != 3 or not all(_SUFFIX_PART_RE.match(p) for p in rest) or not any(rest):
+    if len(rest) != 3 or not all(_SUFFIX_PART_RE.fullmatch(p) for p in rest) or not any(rest):
         raise BadReference(
             f"{text!r}: a JSON key reference needs three parts after the secret",
             f"write {base}:<json-key>:<version-stage>:<version-id>, leaving unused parts empty, "
@@ -108,15 +109,15 @@ def parse_secret(text: str) -> SecretRef:
 
 def parse_parameter(text: str) -> ParameterRef:
     if text.startswith("arn:"):
-        if not _PARAM_ARN_RE.match(text) or not _PARAM_NAME_RE.match(text.split(":parameter", 1)[1]):
+        if not _PARAM_ARN_RE.fullmatch(text) or not _PARAM_NAME_RE.fullmatch(text.split(":parameter", 1)[1]):
             raise BadReference(
                 f"{text!r} is not an SSM parameter ARN",
                 "use arn:aws:ssm:<region>:<account>:parameter/<name>, or just the parameter's name",
             )
         return ParameterRef(text)
-    if len(text) > 2048 or not _PARAM_NAME_RE.match(text):
+    if len(text) > 2048 or not _PARAM_NAME_RE.fullmatch(text):
         raise BadReference(
             f"{text!r} is not a valid parameter name",
-            "parameter names use letters, digits and _.- separated by /, e.g. /demo-service/feature-x",
+            "parameter names use letters, digits and _.-; a path starts with /, e.g. /demo-service/feature-x",
         )
     return ParameterRef(text)

@@ -72,7 +72,7 @@ def scaffold(
     problem = service_name_problem(service, repository)
     if problem:
         raise ScaffoldError("--service", problem)
-    if not OWNER_RE.match(owner):
+    if not OWNER_RE.fullmatch(owner):
         raise ScaffoldError("--owner", f"{owner!r} is not a valid team slug (lowercase letters, digits, - and _)")
     if cpu not in fargate.FARGATE_PAIRS:
         raise ScaffoldError("--cpu", f"{cpu} is not a Fargate CPU size; use one of {', '.join(map(str, fargate.CPU_VALUES))}")
@@ -81,7 +81,7 @@ def scaffold(
     if not 0 <= desired_count <= 5000:
         raise ScaffoldError("--desired-count", "must be between 0 and 5000")
     image = image or service
-    if not ECR_REPO_RE.match(image):
+    if not ECR_REPO_RE.fullmatch(image):
         raise ScaffoldError("--image", f"{image!r} is not a valid ECR repository name")
 
     values = dict(name=service, owner=owner, cpu=cpu, memory=memory, desired_count=desired_count, image=image)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from . import fargate
-from .names import ECR_REPO_RE, ENV_VAR_RE, OWNER_RE, SERVICE_RE, did_you_mean, service_name_problem
+from .names import ECR_REPO_RE, ENV_RE, ENV_VAR_RE, OWNER_RE, SERVICE_RE, did_you_mean, service_name_problem
 from .problems import Invalid, Problem
 from .refs import BadReference, ParameterRef, SecretRef, parse_parameter, parse_secret
 from .validation import StrictModel, fail, validate
@@ -30,7 +30,7 @@ RESERVED_PREFIXES = ("AWS_CONTAINER_", "ECS_CONTAINER_")
 
 
 def _env_var_name(name: str) -> str:
-    if not ENV_VAR_RE.match(name):
+    if not ENV_VAR_RE.fullmatch(name):
         raise fail(
             f"{name!r} is not a valid environment variable name",
             "use letters, digits and underscores, not starting with a digit, e.g. LOG_LEVEL",
@@ -117,7 +117,7 @@ class ServiceSpec(StrictModel):
     @field_validator("image")
     @classmethod
     def _image(cls, image: str | None) -> str | None:
-        if image is not None and not ECR_REPO_RE.match(image):
+        if image is not None and not ECR_REPO_RE.fullmatch(image):
             raise fail(
                 f"{image!r} is not a valid ECR repository name",
                 "use lowercase letters, digits and . _ - / (2 to 256 characters), e.g. demo-service",
@@ -159,7 +159,7 @@ class ServiceFile(StrictModel):
     @field_validator("owner")
     @classmethod
     def _owner(cls, owner: str) -> str:
-        if not OWNER_RE.match(owner):
+        if not OWNER_RE.fullmatch(owner):
             raise fail(
                 f"{owner!r} is not a valid owner",
                 "use a team slug: lowercase letters, digits, - and _ (at most 64 characters)",
@@ -272,22 +272,29 @@ def parse_service_files(
             service = parse_service(files[SERVICE_FILE], f"{base}/{SERVICE_FILE}", repository=repository, directory=directory)
         except Invalid as exc:
             problems.extend(exc.problems)
-    for rel, text in sorted(files.items()):
+    by_env: dict[str, list[str]] = {}
+    for rel in sorted(files):
         if not rel.startswith(ENVIRONMENT_DIR + "/"):
             continue
-        path = f"{base}/{rel}"
         env, dot, ext = rel[len(ENVIRONMENT_DIR) + 1 :].rpartition(".")
-        if not dot or ext not in ("yaml", "yml") or "/" in env:
+        if dot and ext in ("yaml", "yml") and "/" not in env:
+            by_env.setdefault(env, []).append(rel)
+    for env, rels in sorted(by_env.items()):
+        path = f"{base}/{rels[0]}"
+        if len(rels) > 1:
+            problems.append(Problem(f"{base}/{rels[1]}", f"environment {env!r} has two files ({' and '.join(rels)})", hint="keep one"))
             continue
         if known_environments is not None and env not in known_environments:
             hint = did_you_mean(env, known_environments) or f"environments in lemi.yml: {', '.join(known_environments)}"
             problems.append(Problem(path, f"there is no environment {env!r} in lemi.yml", hint=hint))
             continue
-        if env in environments:
-            problems.append(Problem(path, f"environment {env!r} has two files (.yaml and .yml)", hint="keep one"))
+        if not ENV_RE.fullmatch(env):
+            problems.append(
+                Problem(path, f"{env!r} is not a valid environment name", hint="name the file after an environment, e.g. staging.yaml")
+            )
             continue
         try:
-            environments[env] = parse_environment(text, path)
+            environments[env] = parse_environment(files[rels[0]], path)
         except Invalid as exc:
             problems.extend(exc.problems)
     if problems:

@@ -25,7 +25,7 @@ M = TypeVar("M", bound=BaseModel)
 class StrictModel(BaseModel):
     """Base for every file model: strict types, unknown keys refused, immutable."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 def fail(message: str, hint: str = "", at: tuple[Any, ...] | None = None) -> PydanticCustomError:
@@ -72,12 +72,24 @@ def _problem(model: type[BaseModel], doc: Document, err: Any) -> Problem:
     if kind == "literal_error":
         expected = ctx.get("expected", "")
         return doc.problem(loc, f"{err['input']!r} is not allowed", f"use one of {expected}")
-    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return doc.problem(loc, f"{err['input']!r}: {err['msg'][0].lower()}{err['msg'][1:]}", "")
-    if kind in ("too_short", "too_long"):
-        return doc.problem(loc, err["msg"], "")
+    if kind in _BOUNDS:
+        words, key = _BOUNDS[kind]
+        return doc.problem(
+            loc, f"{err['input']!r} is out of range ({words} {ctx[key]})", f"use a number {words} {ctx[key]}"
+        )
+    if kind == "too_short":
+        return doc.problem(loc, "this needs at least one entry", "add one; see the README for an example")
+    if kind == "too_long":
+        return doc.problem(loc, "this has too many entries", "remove some")
     return doc.problem(loc, err["msg"], "")
 
+
+_BOUNDS = {
+    "greater_than_equal": ("of at least", "ge"),
+    "less_than_equal": ("of at most", "le"),
+    "greater_than": ("above", "gt"),
+    "less_than": ("below", "lt"),
+}
 
 _TYPE_NAMES = {
     "string_type": "a string",
@@ -102,13 +114,33 @@ def _type_problem(doc: Document, loc: tuple[Any, ...], expected: str, given: Any
             return doc.problem(loc, "expected a string, but the value is empty", 'write a value, or "" for empty')
     if scalar is not None and scalar.tag == NULL:
         return doc.problem(loc, f"expected {expected}, but the value is empty", "write a value or remove the field")
-    if scalar is not None and expected == "true or false":
-        return doc.problem(loc, f"expected true or false, but {describe_scalar(scalar)}", "write true or false")
+    if scalar is not None:  # a YAML boolean, number or date where something else is meant
+        return doc.problem(loc, f"expected {expected}, but {describe_scalar(scalar)}", _fix_for(expected))
     if isinstance(given, str) and expected in ("a whole number", "a number"):
-        return doc.problem(
-            loc, f"expected {expected}, but {given!r} is a string", f"write it without quotes: {given}"
-        )
+        if _is_number(given):
+            return doc.problem(
+                loc, f"expected {expected}, but {given!r} is a string", f"write it without quotes: {given}"
+            )
+        return doc.problem(loc, f"expected {expected}, but got the text {given!r}", "write a number, e.g. 1")
+    if isinstance(given, str) and expected == "true or false":
+        return doc.problem(loc, f"expected true or false, but {given!r} is a string", "write true or false without quotes")
     return doc.problem(loc, f"expected {expected}, got {_describe(given)}", "")
+
+
+def _fix_for(expected: str) -> str:
+    return {
+        "true or false": "write true or false",
+        "a whole number": "write a whole number, e.g. 1",
+        "a number": "write a number",
+    }.get(expected, f"write {expected}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _describe(value: Any) -> str:

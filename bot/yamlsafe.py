@@ -98,6 +98,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._limits = limits
         self._depth = 0
         self._aliases = 0
+        self._nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
@@ -109,6 +110,13 @@ class _BoundedLoader(yaml.SafeLoader):
                     "write the values out instead of repeating them through anchors and aliases",
                 )
             return super().compose_node(parent, index)
+        self._nodes += 1
+        if self._nodes > self._limits.max_nodes:
+            raise _Refused(
+                f"the document has more than {self._limits.max_nodes} values",
+                self.peek_event().start_mark,
+                "lemi files are a few dozen lines; check that the right file is named",
+            )
         self._depth += 1
         try:
             if self._depth > self._limits.max_depth:
@@ -240,8 +248,12 @@ def describe_scalar(scalar: Scalar) -> str:
 
 def load(source: str | bytes, file: str, limits: Limits = DEFAULT_LIMITS) -> Document:
     """Parse one YAML document into plain values and positions, or raise :class:`Invalid`."""
-    size = len(source.encode("utf-8")) if isinstance(source, str) else len(source)
-    if size > limits.max_bytes:
+    if isinstance(source, str):
+        try:
+            source = source.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Invalid([Problem(file, "the text holds characters that are not valid Unicode", hint="save it as UTF-8")]) from None
+    if len(source) > limits.max_bytes:
         raise Invalid(
             [
                 Problem(
@@ -251,16 +263,21 @@ def load(source: str | bytes, file: str, limits: Limits = DEFAULT_LIMITS) -> Doc
                 )
             ]
         )
-    if isinstance(source, bytes):
-        try:
-            source = source.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise Invalid(
-                [Problem(file, f"the file is not UTF-8 text (byte {exc.start})", hint="save it as UTF-8")]
-            ) from None
-    doc = Document(file, None)
-    loader = _BoundedLoader(source, limits)
     try:
+        text = source.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = source[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise Invalid(
+            [Problem(file, "the file is not UTF-8 text", line, column, hint="save it as UTF-8")]
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    doc = Document(file, None)
+    loader: _BoundedLoader | None = None
+    try:
+        loader = _BoundedLoader(text, limits)  # the reader checks characters here already
         node = loader.get_single_node()
         if node is None:
             return doc
@@ -269,6 +286,21 @@ def load(source: str | bytes, file: str, limits: Limits = DEFAULT_LIMITS) -> Doc
     except _Refused as exc:
         line, column = _pos(exc.mark)
         raise Invalid([Problem(file, exc.message, line, column, dotted(exc.path), exc.hint)]) from None
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line = before.count("\n") + 1
+        column = exc.position - (before.rfind("\n") + 1) + 1
+        raise Invalid(
+            [
+                Problem(
+                    file,
+                    f"the file holds a control character ({ord(exc.character) if isinstance(exc.character, str) else exc.character:#04x}) YAML does not allow",
+                    line,
+                    column,
+                    hint="remove it; write special characters as escapes inside double quotes",
+                )
+            ]
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = _pos(mark)
@@ -277,6 +309,8 @@ def load(source: str | bytes, file: str, limits: Limits = DEFAULT_LIMITS) -> Doc
             exc.problem or ""
         ):
             hint = "a lemi file holds one YAML document; remove the '---' separator and what follows"
+        elif "mapping values are not allowed" in (exc.problem or ""):
+            hint = 'a value that contains ": " or ends with ":" must be quoted, e.g. "db-creds:password::"'
         else:
             hint = "check the indentation and quoting around this spot"
         raise Invalid([Problem(file, f"invalid YAML: {message}", line, column, "", hint)]) from None
@@ -285,4 +319,5 @@ def load(source: str | bytes, file: str, limits: Limits = DEFAULT_LIMITS) -> Doc
     except RecursionError:  # pragma: no cover - depth is capped before this
         raise Invalid([Problem(file, "the YAML is nested too deeply")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

@@ -94,7 +94,7 @@ def verify(state: State, service: str | None, checks: str, repo: str | None, out
 
 
 def _tag(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not IMAGE_TAG_RE.match(value):
+    if not IMAGE_TAG_RE.fullmatch(value):
         raise click.BadParameter("an image tag uses letters, digits, _ . - (at most 128, not starting with . or -)")
     return value
 
