@@ -1,0 +1,71 @@
+"""Fixtures shared by the whole suite: fakes of the outside world on 127.0.0.1.
+
+No test may reach a real service. AWS is moto's server, in this process:
+
+* ``moto_endpoint`` (session): its URL, http://127.0.0.1:<free port>;
+* ``aws_env``: the process environment pointed at it with fake credentials
+  (use it in every test that builds an AWS client, directly or through lemi);
+* ``moto_reset``: ``aws_env`` on an empty moto (every resource forgotten first).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from moto_server import MotoServer, reset
+
+AWS_REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    server = MotoServer()
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Fake credentials and every AWS endpoint on moto; returns moto's URL."""
+    for name in list(os.environ):
+        # a per-service endpoint (AWS_ENDPOINT_URL_ECS...) would beat AWS_ENDPOINT_URL,
+        # and AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true would send clients to real AWS
+        if name.startswith("AWS_ENDPOINT_URL_") or name in (
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_SECURITY_TOKEN",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+        ):
+            monkeypatch.delenv(name)
+    # no ~/.aws/config or credentials file (profiles, credential_process, endpoints) may apply
+    absent = tmp_path_factory.getbasetemp() / "no-aws-config"
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(absent))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(absent))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", AWS_REGION)
+    monkeypatch.setenv("AWS_REGION", AWS_REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    # loopback never goes through a proxy
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, ",".join(filter(None, ["127.0.0.1,localhost", os.environ.get(name)])))
+    return moto_endpoint
+
+
+@pytest.fixture
+def moto_reset(aws_env: str) -> str:
+    """``aws_env`` on a moto with no resources; returns moto's URL."""
+    reset(aws_env)
+    return aws_env
