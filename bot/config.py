@@ -140,6 +140,10 @@ class Config(StrictModel):
     def environment(self, name: str) -> Environment:
         return self.environments[name]
 
+    def default_environment(self) -> str | None:
+        """The first unprotected environment: what -e means when it is not given."""
+        return next((n for n, e in self.environments.items() if not e.protected), None)
+
     def environment_for_branch(self, branch: str) -> str | None:
         return next((n for n, e in self.environments.items() if e.branch == branch), None)
 

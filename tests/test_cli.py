@@ -25,7 +25,8 @@ spec:
 """
 
 # every command a user can see; a command that is not built must not be listed
-COMMANDS = {"compile", "config", "schema", "serve", "service", "verify"}
+COMMANDS = {"compile", "config", "deploy", "diff", "schema", "serve", "service", "verify"}
+SERVICE_COMMANDS = {"exec", "list-tasks", "new", "prune", "restart", "rollback", "status", "stop-task"}
 
 
 @pytest.fixture
@@ -45,12 +46,13 @@ def test_help_lists_exactly_the_built_commands(capsys: pytest.CaptureFixture[str
     assert listed == COMMANDS
     assert main(["service", "--help"]) == 0
     out = capsys.readouterr().out
-    assert {line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()} == {"new"}
+    assert {line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()} == SERVICE_COMMANDS
 
 
 @pytest.mark.parametrize(
     "argv",
-    [["verify"], ["compile"], ["schema"], ["serve"], ["config", "check"], ["service", "new"]],
+    [["verify"], ["compile"], ["deploy"], ["diff"], ["schema"], ["serve"], ["config", "check"]]
+    + [["service", name] for name in sorted(SERVICE_COMMANDS)],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv + ["--help"]) == 0

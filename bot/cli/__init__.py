@@ -13,7 +13,11 @@ import click
 
 from ..problems import Invalid
 from .base import CONTEXT_SETTINGS, LemiError, cli
-from . import files, server  # noqa: F401  (register commands)
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..aws.errors import describe as describe_aws_error
+from ..aws.operate import OperationError
+from . import aws_cmds, files, server  # noqa: F401  (register commands)
 
 __all__ = ["cli", "main"]
 
@@ -36,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Invalid as exc:  # a command that forgot to report its own problems
         click.echo(str(exc), err=True)
+        return 1
+    except OperationError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except (ClientError, BotoCoreError) as exc:
+        click.echo(f"error: {describe_aws_error(exc)}", err=True)
         return 1
     except LemiError as exc:
         click.echo(f"error: {exc}", err=True)

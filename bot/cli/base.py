@@ -13,6 +13,7 @@ import click
 
 from .. import workspace
 from ..config import Config, config_path, load_config
+from ..names import SERVICE_RE
 from ..problems import Invalid, Problem
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -81,6 +82,15 @@ def repository(root: Path, given: str | None) -> str:
     return name
 
 
+def service_name(given: str | None) -> str:
+    """-s for commands that operate AWS: the checkout's only service when not given."""
+    if given is None:
+        return pick_service(workspace.repo_root(), None)
+    if not SERVICE_RE.fullmatch(given):
+        raise click.UsageError(f"{given!r} is not a valid service name")
+    return given
+
+
 def pick_service(root: Path, given: str | None) -> str:
     services = workspace.list_services(root)
     if given:
@@ -95,7 +105,15 @@ def pick_service(root: Path, given: str | None) -> str:
     raise click.UsageError(f"this repository has several services ({', '.join(services)}); choose one with -s")
 
 
-def pick_environment(config: Config, given: str) -> str:
+def pick_environment(config: Config, given: str | None) -> str:
+    """-e ENV, or the first unprotected environment; a protected one must be named."""
+    if given is None:
+        default = config.default_environment()
+        if default is None:
+            raise click.UsageError(
+                f"every environment is protected; name one with -e ({', '.join(config.environments)})"
+            )
+        return default
     if given not in config.environments:
         raise click.UsageError(
             f"no environment {given!r} in lemi.yml (environments: {', '.join(config.environments)})"

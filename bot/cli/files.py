@@ -4,6 +4,7 @@ config check and service new. No network: they read the disk and lemi.yml.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import click
 
 from .. import scaffold as scaffolding
 from .. import workspace
+from ..aws.clients import AwsClients
+from ..aws.verify import Finding, verify_provisioned
 from ..compile import compile_for
 from ..config import Config
 from ..names import IMAGE_TAG_RE
@@ -30,7 +33,7 @@ from .base import (
     repository,
 )
 
-CHECKS = ("spec",)
+CHECKS = ("spec", "provisioned")
 
 
 def load_service(root: Path, service: str, repo: str, config: Config | None) -> ServiceFiles:
@@ -52,6 +55,7 @@ def _checks(value: str) -> list[str]:
 
 @cli.command()
 @click.option("-s", "--service", help="Service to verify (default: every service under deploy/).")
+@click.option("-e", "--env", "env", help="Environment (needed for `provisioned`; default: the first unprotected).")
 @click.option(
     "--check",
     "checks",
@@ -60,37 +64,73 @@ def _checks(value: str) -> list[str]:
     metavar="LIST",
     help=f"Comma-separated checks: {', '.join(CHECKS)}, or all.",
 )
+@click.option("-t", "--tag", callback=lambda c, p, v: v if v is None else _tag(c, p, v), help="Image tag to look for in ECR.")
+@click.option("--wait-image", type=click.FloatRange(min=0), default=0, help="Seconds to wait for the image to appear.")
 @repo_option
 @output_option
 @pass_state
-def verify(state: State, service: str | None, checks: str, repo: str | None, output: str) -> None:
-    """Check a service's files before lemi deploys them.
+def verify(
+    state: State, service: str | None, env: str | None, checks: str, tag: str | None, wait_image: float,
+    repo: str | None, output: str,
+) -> None:  # fmt: skip
+    """Check a service before lemi deploys it.
 
     \b
-    spec: service.yaml and every environment file are valid, the service is
-          named after the repository, cpu/memory is a Fargate size.
+    spec:        service.yaml and every environment file are valid, the service
+                 is named after the repository, cpu/memory is a Fargate size.
+    provisioned: the cluster and ECS service exist and are ACTIVE, every secret
+                 (and JSON key) and parameter exists, and with -t the image tag
+                 is in ECR (--wait-image waits for the build).
     """
     selected = _checks(checks)
     root = workspace.repo_root()
     repo_name = repository(root, repo)
-    config = state.optional_config()
+    config = state.config() if "provisioned" in selected else state.optional_config()
     services = [pick_service(root, service)] if service else workspace.list_services(root)
     if not services:
         raise click.UsageError("no service here: there is no deploy/<service>/service.yaml")
+    env_name = pick_environment(config, env) if config is not None and "provisioned" in selected else env
     problems = []
-    if "spec" in selected:
-        for name in services:
-            try:
-                load_service(root, name, repo_name, config)
-            except Invalid as exc:
-                problems.extend(exc.problems)
+    loaded: dict[str, ServiceFiles] = {}
+    for name in services:
+        try:
+            loaded[name] = load_service(root, name, repo_name, config)
+        except Invalid as exc:
+            problems.extend(exc.problems)
     if problems:
         report_invalid(Invalid(problems), output, services=services, checks=selected)
+    findings: list[Finding] = []
+    if "provisioned" in selected:
+        assert config is not None and env_name is not None
+
+        async def work(aws: AwsClients) -> list[Finding]:
+            results = await asyncio.gather(
+                *(
+                    verify_provisioned(aws, env_name, files, tag=tag, image_wait_seconds=wait_image)
+                    for files in loaded.values()
+                )
+            )
+            return [f for result in results for f in result]
+
+        from .aws_cmds import run_aws
+
+        findings = run_aws(config, work)
+    if findings:
+        if output == "json":
+            emit_json({"ok": False, "services": services, "checks": selected, "environment": env_name,
+                       "problems": [], "findings": [f.as_dict() for f in findings]})  # fmt: skip
+        else:
+            for finding in findings:
+                click.echo(finding.render(), err=True)
+            click.echo(f"{len(findings)} problem{'s' if len(findings) != 1 else ''} found", err=True)
+        raise click.exceptions.Exit(1)
     if output == "json":
-        emit_json({"ok": True, "services": services, "checks": selected, "problems": []})
+        extra = {"environment": env_name, "findings": []} if "provisioned" in selected else {}
+        emit_json({"ok": True, "services": services, "checks": selected, "problems": [], **extra})
     else:
+        where = f" in {env_name}" if "provisioned" in selected else ""
         for name in services:
-            click.echo(f"ok: {name} ({', '.join(selected)})")
+            click.echo(f"ok: {name} ({', '.join(selected)}){where}")
 
 
 def _tag(ctx: click.Context, param: click.Parameter, value: str) -> str:

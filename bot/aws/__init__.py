@@ -1,0 +1,1 @@
+"""lemi on AWS: clients per environment, verify, deploy, operate."""

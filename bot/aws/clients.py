@@ -1,0 +1,116 @@
+"""AWS clients per environment: one base aiobotocore session per process,
+clients per (environment, service), optional AssumeRole per environment
+with cached credentials that refresh themselves before they expire.
+
+The standard AWS variables and credential chain apply, ``AWS_ENDPOINT_URL``
+included (botocore reads it), which is how the tests point every client at
+moto on loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.credentials import (
+    AioAssumeRoleCredentialFetcher,
+    AioDeferredRefreshableCredentials,
+)
+from aiobotocore.session import AioSession, get_session
+from botocore.credentials import CredentialProvider
+
+from ..config import Config, Environment
+
+# bounded retries with AWS's standard mode (throttling and transient errors)
+CLIENT_CONFIG = AioConfig(
+    retries={"mode": "standard", "max_attempts": 5},
+    connect_timeout=5,
+    read_timeout=30,
+    user_agent_extra="lemi",
+)
+ROLE_SESSION_NAME = "lemi"
+
+CallHook = Callable[[str, str], None]
+
+
+class _AssumeRoleProvider(CredentialProvider):  # type: ignore[misc]
+    """Credentials from AssumeRole on top of the base session's, refreshed before expiry."""
+
+    METHOD = "lemi-assume-role"
+    CANONICAL_NAME = "lemi-assume-role"
+
+    def __init__(self, base: AioSession, role_arn: str) -> None:
+        super().__init__()
+        self._base = base
+        self._role_arn = role_arn
+
+    async def load(self) -> AioDeferredRefreshableCredentials:
+        source = await self._base.get_credentials()
+        fetcher = AioAssumeRoleCredentialFetcher(
+            client_creator=self._base.create_client,
+            source_credentials=source,
+            role_arn=self._role_arn,
+            extra_args={"RoleSessionName": ROLE_SESSION_NAME},
+        )
+        return AioDeferredRefreshableCredentials(refresh_using=fetcher.fetch_credentials, method=self.METHOD)
+
+
+class AwsClients:
+    """Open clients for the environments of lemi.yml; close them with :meth:`close`.
+
+    Use as ``async with AwsClients(config) as aws: ecs = await aws.client("staging", "ecs")``.
+    Clients are created once and reused for the life of the object.
+    """
+
+    def __init__(self, config: Config, session: AioSession | None = None) -> None:
+        self.config = config
+        self._base = session or get_session()
+        self._role_sessions: dict[str, AioSession] = {}
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._stack = contextlib.AsyncExitStack()
+        self._hooks: list[CallHook] = []
+
+    async def __aenter__(self) -> AwsClients:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self._clients.clear()
+
+    def on_call(self, hook: CallHook) -> None:
+        """Call ``hook(service, operation)`` before every AWS API call (used for the IAM policy test)."""
+        self._hooks.append(hook)
+
+    def environment(self, env_name: str) -> Environment:
+        return self.config.environment(env_name)
+
+    def _session_for(self, env: Environment) -> AioSession:
+        if env.role_arn is None:
+            return self._base
+        if env.role_arn not in self._role_sessions:
+            session = get_session()
+            resolver = session.get_component("credential_provider")
+            resolver.insert_before("env", _AssumeRoleProvider(self._base, env.role_arn))
+            self._role_sessions[env.role_arn] = session
+        return self._role_sessions[env.role_arn]
+
+    async def client(self, env_name: str, service: str) -> Any:
+        key = (env_name, service)
+        if key not in self._clients:
+            env = self.environment(env_name)
+            session = self._session_for(env)
+            client = await self._stack.enter_async_context(
+                session.create_client(service, region_name=env.region, config=CLIENT_CONFIG)
+            )
+            client.meta.events.register("before-call.*.*", self._before_call)
+            self._clients[key] = client
+        return self._clients[key]
+
+    def _before_call(self, model: Any, **kwargs: Any) -> None:
+        for hook in self._hooks:
+            hook(model.service_model.service_name, model.name)

@@ -1,0 +1,242 @@
+"""``verify --check provisioned``: is everything a deploy needs there, in AWS?
+
+Checks the cluster and ECS service (exist, ACTIVE), every secret (and the
+JSON key a reference selects, without ever returning the value), every SSM
+parameter (batched ``GetParameters``) and the image tag in ECR, optionally
+waiting for the build with backoff up to a bound. Every problem is listed
+at once, each with what to do about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ..refs import ParameterRef, SecretRef, parse_secret
+from ..spec import ServiceFiles
+from .clients import AwsClients
+
+PARAMETER_BATCH = 10  # GetParameters takes at most 10 names
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    check: str  # "cluster", "service", "secret", "parameter", "image"
+    subject: str  # what was checked: a name, an env var, an image
+    message: str
+    hint: str
+
+    def render(self) -> str:
+        return f"{self.check} {self.subject}: {self.message}\n    hint: {self.hint}"
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+async def check_service(aws: AwsClients, env_name: str, service: str) -> list[Finding]:
+    env = aws.environment(env_name)
+    ecs = await aws.client(env_name, "ecs")
+    clusters = await ecs.describe_clusters(clusters=[env.cluster])
+    found = clusters.get("clusters", [])
+    if not found or found[0].get("status") != "ACTIVE":
+        state = found[0].get("status", "missing") if found else "missing"
+        return [
+            Finding(
+                "cluster",
+                env.cluster,
+                f"the ECS cluster of {env_name} is {state.lower()} in {env.account_id}/{env.region}",
+                "check `cluster` for this environment in lemi.yml, or create the cluster in the infra repository",
+            )
+        ]
+    described = await ecs.describe_services(cluster=env.cluster, services=[service])
+    services = [s for s in described.get("services", []) if s.get("serviceName") == service]
+    if not services:
+        return [
+            Finding(
+                "service",
+                service,
+                f"there is no ECS service {service!r} in cluster {env.cluster}",
+                "provision it first: merge the infra PR lemi opened (or run `lemi provision`), then apply it",
+            )
+        ]
+    status = services[0].get("status")
+    if status != "ACTIVE":
+        return [
+            Finding(
+                "service",
+                service,
+                f"the ECS service {service!r} is {str(status).lower()}",
+                "it was deleted or is being deleted; re-apply the service's Terraform in the infra repository",
+            )
+        ]
+    return []
+
+
+async def _check_secret(aws: AwsClients, env_name: str, var: str, ref: SecretRef) -> Finding | None:
+    env = aws.environment(env_name)
+    sm = await aws.client(env_name, "secretsmanager")
+    secret_id = ref.secret_arn(env.region, env.account_id) if ref.is_arn else ref.secret
+    subject = f"{var} ({ref.secret})"
+    try:
+        await sm.describe_secret(SecretId=secret_id)
+    except ClientError as exc:
+        if _code(exc) == "ResourceNotFoundException":
+            return Finding(
+                "secret",
+                subject,
+                f"the secret does not exist in Secrets Manager ({env.account_id}/{env.region})",
+                f"create it (aws secretsmanager create-secret --name {ref.secret}) or fix the name in the environment file",
+            )
+        raise
+    if not ref.json_key:
+        return None
+    kwargs: dict[str, Any] = {"SecretId": secret_id}
+    if ref.version_id:
+        kwargs["VersionId"] = ref.version_id
+    if ref.version_stage:
+        kwargs["VersionStage"] = ref.version_stage
+    try:
+        value = await sm.get_secret_value(**kwargs)
+    except ClientError as exc:
+        if _code(exc) == "ResourceNotFoundException":
+            return Finding(
+                "secret",
+                subject,
+                "the secret has no such version",
+                "check the version stage and id after the JSON key, or leave them empty",
+            )
+        raise
+    text = value.get("SecretString")
+    try:
+        data = json.loads(text) if text is not None else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return Finding(
+            "secret",
+            subject,
+            f"the secret is not a JSON object, so it has no key {ref.json_key!r}",
+            f"store the secret as JSON with a {ref.json_key!r} key, or reference the whole secret",
+        )
+    if ref.json_key not in data:
+        keys = ", ".join(sorted(map(str, data))) or "none"
+        return Finding(
+            "secret",
+            subject,
+            f"the secret's JSON has no key {ref.json_key!r} (keys: {keys})",
+            "add the key to the secret or fix the key in the environment file",
+        )
+    return None
+
+
+async def check_secrets(aws: AwsClients, env_name: str, secrets: dict[str, SecretRef]) -> list[Finding]:
+    results = await asyncio.gather(*(_check_secret(aws, env_name, k, r) for k, r in sorted(secrets.items())))
+    return [f for f in results if f is not None]
+
+
+async def check_parameters(aws: AwsClients, env_name: str, parameters: dict[str, ParameterRef]) -> list[Finding]:
+    if not parameters:
+        return []
+    env = aws.environment(env_name)
+    ssm = await aws.client(env_name, "ssm")
+    by_name: dict[str, list[str]] = {}
+    for var, ref in sorted(parameters.items()):
+        by_name.setdefault(ref.name, []).append(var)
+    names = sorted(by_name)
+    missing: list[str] = []
+    for i in range(0, len(names), PARAMETER_BATCH):
+        batch = names[i : i + PARAMETER_BATCH]
+        response = await ssm.get_parameters(Names=batch, WithDecryption=False)
+        missing.extend(response.get("InvalidParameters", []))
+    return [
+        Finding(
+            "parameter",
+            f"{', '.join(by_name[name])} ({name})",
+            f"the parameter does not exist in Parameter Store ({env.account_id}/{env.region})",
+            f"create it (aws ssm put-parameter --name {name} ...) or fix the name in the environment file",
+        )
+        for name in sorted(missing)
+        if name in by_name
+    ]
+
+
+async def check_image(
+    aws: AwsClients,
+    env_name: str,
+    repository: str,
+    tag: str,
+    *,
+    wait_seconds: float = 0,
+    first_delay: float = 2.0,
+    max_delay: float = 20.0,
+) -> list[Finding]:
+    """Is ``repository:tag`` in the environment's ECR? Waits up to ``wait_seconds`` for it."""
+    env = aws.environment(env_name)
+    ecr = await aws.client(env_name, "ecr")
+    deadline = time.monotonic() + wait_seconds
+    delay = first_delay
+    while True:
+        try:
+            await ecr.describe_images(
+                registryId=env.account_id, repositoryName=repository, imageIds=[{"imageTag": tag}]
+            )
+            return []
+        except ClientError as exc:
+            code = _code(exc)
+            if code == "RepositoryNotFoundException":
+                return [
+                    Finding(
+                        "image",
+                        repository,
+                        f"there is no ECR repository {repository!r} in {env.account_id}/{env.region}",
+                        "create it in the infra repository, or fix spec.image in service.yaml",
+                    )
+                ]
+            if code != "ImageNotFoundException":
+                raise
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            waited = f" after waiting {wait_seconds:g} s" if wait_seconds else ""
+            return [
+                Finding(
+                    "image",
+                    f"{repository}:{tag}",
+                    f"the image is not in ECR{waited}",
+                    "check that the build workflow ran for this commit and pushed the image tagged with its SHA",
+                )
+            ]
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, max_delay)
+
+
+async def verify_provisioned(
+    aws: AwsClients,
+    env_name: str,
+    files: ServiceFiles,
+    *,
+    tag: str | None = None,
+    image_wait_seconds: float = 0,
+) -> list[Finding]:
+    """Every check at once; an empty list means the service can be deployed."""
+    service = files.service
+    env_file = files.environment(env_name)
+    secrets = env_file.secret_refs()
+    secrets["(datadog api key)"] = parse_secret(aws.config.datadog.api_key_secret)
+    checks = [
+        check_service(aws, env_name, service.name),
+        check_secrets(aws, env_name, secrets),
+        check_parameters(aws, env_name, env_file.parameter_refs()),
+    ]
+    if tag is not None:
+        checks.append(check_image(aws, env_name, service.image, tag, wait_seconds=image_wait_seconds))
+    results = await asyncio.gather(*checks)
+    return [finding for result in results for finding in result]

@@ -1,0 +1,317 @@
+"""Commands that act on AWS: deploy, diff, and `lemi service ...` operations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .. import workspace
+from ..aws import operate
+from ..aws.clients import AwsClients
+from ..aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, Progress, deploy as deploy_core
+from ..aws.exec import open_session
+from ..aws.verify import verify_provisioned
+from ..compile import compile_for
+from ..config import Config
+from ..problems import Invalid
+from . import render
+from .base import (
+    State,
+    cli,
+    emit_json,
+    output_option,
+    pass_state,
+    pick_environment,
+    report_invalid,
+    repo_option,
+    repository,
+    service_name,
+)
+from .files import _tag, load_service, service
+
+T = TypeVar("T")
+
+env_option = click.option(
+    "-e", "--env", "env", help="Environment from lemi.yml (default: the first unprotected one)."
+)
+service_option = click.option("-s", "--service", "name", help="Service (default: the repository's only service).")
+timeout_option = click.option(
+    "--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUT, show_default=True,
+    help="Seconds to wait for the rollout.",
+)  # fmt: skip
+wait_option = click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="Wait until the rollout completes or fails."
+)
+# polling interval; hidden: tests shorten it, people never need to
+poll_option = click.option("--poll", type=click.FloatRange(min=0.01), default=DEFAULT_POLL, hidden=True)
+
+
+def run_aws(config: Config, work: Callable[[AwsClients], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with AwsClients(config) as aws:
+            return await work(aws)
+
+    return asyncio.run(main())
+
+
+def _progress(output: str) -> Callable[[Progress], None] | None:
+    if output == "json":
+        return None
+    return render.ProgressPrinter()
+
+
+def _finish_deploy(result: DeployResult, output: str) -> None:
+    if output == "json":
+        emit_json(result.as_dict())
+    else:
+        render.deploy_result(result)
+    if not result.ok:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@service_option
+@env_option
+@click.option("-t", "--tag", callback=lambda c, p, v: v if v is None else _tag(c, p, v), help="Image tag to deploy.")
+@click.option(
+    "--task-definition", "td_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Deploy this task definition JSON (from `lemi compile`) instead of compiling.",
+)  # fmt: skip
+@click.option("--keep", type=click.IntRange(min=1), help="After success, deregister all but the newest N revisions.")
+@wait_option
+@timeout_option
+@poll_option
+@repo_option
+@output_option
+@pass_state
+def deploy(
+    state: State, name: str | None, env: str | None, tag: str | None, td_file: Path | None, keep: int | None,
+    wait: bool, timeout: float, poll: float, repo: str | None, output: str,
+) -> None:  # fmt: skip
+    """Deploy an image tag (or a compiled task definition) and wait for the rollout.
+
+    Success means the deployment this update started reached COMPLETED with
+    every task running; a circuit-breaker rollback, a failed rollout or a
+    timeout exits 1 with the reason and the stopped tasks' reasons.
+    """
+    if (tag is None) == (td_file is None):
+        raise click.UsageError("give exactly one of -t/--tag and --task-definition")
+    config = state.config()
+    env = pick_environment(config, env)
+    name = service_name(name)
+    desired_count: int | None = None
+    if td_file is not None:
+        try:
+            task_definition = json.loads(td_file.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise click.BadParameter(f"{td_file} is not JSON: {exc}", param_hint="--task-definition") from None
+        if not isinstance(task_definition, dict) or "family" not in task_definition:
+            raise click.BadParameter(f"{td_file} is not a task definition", param_hint="--task-definition")
+    else:
+        root = workspace.repo_root()
+        try:
+            files = load_service(root, name, repository(root, repo), config)
+        except Invalid as exc:
+            report_invalid(exc, output)
+        assert tag is not None
+        compiled = compile_for(config, files, env, tag)
+        task_definition, desired_count = compiled.task_definition, compiled.desired_count
+
+    async def work(aws: AwsClients) -> DeployResult | list[Any]:
+        if td_file is None:
+            findings = await verify_provisioned(aws, env, files, tag=tag)
+            if findings:
+                return findings
+        result = await deploy_core(
+            aws, env, task_definition, service=name, desired_count=desired_count, wait=wait,
+            timeout=timeout, poll=poll, on_progress=_progress(output),
+        )  # fmt: skip
+        if keep and result.ok:
+            await operate.prune(aws, env, name, keep=keep)
+        return result
+
+    result = run_aws(config, work)
+    if isinstance(result, list):
+        render.findings(result, output, service=name, environment=env)
+        raise click.exceptions.Exit(1)
+    _finish_deploy(result, output)
+
+
+@cli.command()
+@service_option
+@env_option
+@click.option("-t", "--tag", required=True, callback=_tag, help="Image tag to compile with.")
+@repo_option
+@output_option
+@pass_state
+def diff(state: State, name: str | None, env: str | None, tag: str, repo: str | None, output: str) -> None:
+    """Show how the running task definition differs from the compiled one.
+
+    Exit 0 when they are the same, 1 when they differ.
+    """
+    config = state.config()
+    env = pick_environment(config, env)
+    root = workspace.repo_root()
+    name = service_name(name)
+    try:
+        files = load_service(root, name, repository(root, repo), config)
+    except Invalid as exc:
+        report_invalid(exc, output)
+    compiled = compile_for(config, files, env, tag)
+    result = run_aws(config, lambda aws: operate.diff(aws, env, name, compiled.task_definition))
+    if output == "json":
+        emit_json(result.as_dict())
+    elif result.different:
+        click.echo(result.text, nl=False)
+    else:
+        click.echo(f"no difference: {name} in {env} runs {result.running}, identical to the compiled definition")
+    if result.different:
+        raise click.exceptions.Exit(1)
+
+
+@service.command("status")
+@service_option
+@env_option
+@output_option
+@pass_state
+def status(state: State, name: str | None, env: str | None, output: str) -> None:
+    """Tasks, revision, image, deployments and recent events of a service."""
+    config = state.config()
+    env = pick_environment(config, env)
+    name = service_name(name)
+    result = run_aws(config, lambda aws: operate.status(aws, env, name))
+    if output == "json":
+        emit_json(result.as_dict())
+    else:
+        render.status(result)
+
+
+@service.command("list-tasks")
+@service_option
+@env_option
+@click.option("--stopped", is_flag=True, help="List recently stopped tasks instead of running ones.")
+@output_option
+@pass_state
+def list_tasks(state: State, name: str | None, env: str | None, stopped: bool, output: str) -> None:
+    """The service's running (or stopped) tasks."""
+    config = state.config()
+    env = pick_environment(config, env)
+    name = service_name(name)
+    tasks = run_aws(config, lambda aws: operate.list_tasks(aws, env, name, stopped=stopped))
+    if output == "json":
+        emit_json({"service": name, "environment": env, "tasks": [t.__dict__ for t in tasks]})
+    else:
+        render.tasks(tasks, name, env)
+
+
+@service.command("stop-task")
+@service_option
+@env_option
+@click.option("--task-id", required=True, help="Task id or ARN (from list-tasks).")
+@click.option("--reason", default="stopped with lemi", show_default=True, help="Recorded as the stop reason.")
+@output_option
+@pass_state
+def stop_task(state: State, name: str | None, env: str | None, task_id: str, reason: str, output: str) -> None:
+    """Stop one task of the service; ECS starts a replacement."""
+    config = state.config()
+    env = pick_environment(config, env)
+    name = service_name(name)
+    task = run_aws(config, lambda aws: operate.stop_task(aws, env, name, task_id, reason=reason))
+    if output == "json":
+        emit_json(task.__dict__)
+    else:
+        click.echo(f"stopped task {task.task_id} of {name} in {env}; ECS will start a replacement")
+
+
+@service.command("restart")
+@service_option
+@env_option
+@wait_option
+@timeout_option
+@poll_option
+@output_option
+@pass_state
+def restart(
+    state: State, name: str | None, env: str | None, wait: bool, timeout: float, poll: float, output: str
+) -> None:
+    """Replace every task (a forced new deployment) and wait for it."""
+    config = state.config()
+    env = pick_environment(config, env)
+    name = service_name(name)
+    result = run_aws(
+        config,
+        lambda aws: operate.restart(aws, env, name, wait=wait, timeout=timeout, poll=poll, on_progress=_progress(output)),
+    )
+    _finish_deploy(result, output)
+
+
+@service.command("rollback")
+@service_option
+@env_option
+@wait_option
+@timeout_option
+@poll_option
+@output_option
+@pass_state
+def rollback(
+    state: State, name: str | None, env: str | None, wait: bool, timeout: float, poll: float, output: str
+) -> None:
+    """Redeploy the revision before the running one and wait for it."""
+    config = state.config()
+    env = pick_environment(config, env)
+    name = service_name(name)
+    result = run_aws(
+        config,
+        lambda aws: operate.rollback(aws, env, name, wait=wait, timeout=timeout, poll=poll, on_progress=_progress(output)),
+    )
+    _finish_deploy(result, output)
+
+
+@service.command("prune")
+@service_option
+@env_option
+@click.option("--keep", type=int, required=True, help="Revisions to keep (the newest N, plus any in use).")
+@output_option
+@pass_state
+def prune(state: State, name: str | None, env: str | None, keep: int, output: str) -> None:
+    """Deregister old task-definition revisions of the service."""
+    config = state.config()
+    env = pick_environment(config, env)
+    name = service_name(name)
+    result = run_aws(config, lambda aws: operate.prune(aws, env, name, keep=keep))
+    if output == "json":
+        emit_json(result.as_dict())
+    else:
+        click.echo(f"kept {', '.join(result.kept) or 'none'}")
+        click.echo(f"deregistered {', '.join(result.deregistered) or 'none'}")
+
+
+@service.command("exec", context_settings={"ignore_unknown_options": True})
+@service_option
+@env_option
+@click.option("--task", "task", help="Task id (default: the first running task).")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_state
+def exec_(state: State, name: str | None, env: str | None, task: str | None, command: tuple[str, ...]) -> None:
+    """Open a shell (or run COMMAND) in a running task with ECS Exec.
+
+    \b
+    lemi service exec -s demo-service -e staging
+    lemi service exec -s demo-service -e staging -- /bin/bash
+    """
+    config = state.config()
+    env = pick_environment(config, env)
+    name = service_name(name)
+    line = " ".join(command) if command else "/bin/sh"
+    session = run_aws(config, lambda aws: open_session(aws, env, name, command=line, task=task))
+    click.echo(f"connecting to task {session.task_id} ({session.container}) ...", err=True)
+    done = subprocess.run(session.argv, check=False)  # noqa: S603 - argv list, no shell
+    if done.returncode:
+        sys.exit(done.returncode)

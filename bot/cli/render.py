@@ -1,0 +1,113 @@
+"""Terminal rendering of results: tables and live progress (rich)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..aws.deploy import DeployResult, Progress, revision_of
+from ..aws.operate import ServiceStatus, TaskInfo
+from ..aws.verify import Finding
+from .base import emit_json
+
+
+def _console(stderr: bool = False) -> Console:
+    # rich writes to click's current streams so CliRunner and capsys see it
+    return Console(file=click.get_text_stream("stderr" if stderr else "stdout"), highlight=False, soft_wrap=True)
+
+
+class ProgressPrinter:
+    """Prints a line whenever the rollout's state changes (on stderr)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Any, ...] | None = None
+        self._console = _console(stderr=True)
+        self._started = time.monotonic()
+
+    def __call__(self, p: Progress) -> None:
+        key = (p.deployment_id, p.rollout_state, p.running, p.desired, p.pending, p.failed)
+        if key == self._last:
+            return
+        self._last = key
+        failed = f", {p.failed} failed" if p.failed else ""
+        self._console.print(
+            f"[{p.elapsed:5.0f}s] {p.deployment_id} {p.rollout_state}: "
+            f"running {p.running}/{p.desired}, pending {p.pending}{failed}"
+        )
+
+
+def deploy_result(result: DeployResult) -> None:
+    console = _console()
+    revision = revision_of(result.task_definition)
+    reused = " (existing revision reused)" if result.reused else ""
+    rollout = result.rollout
+    if rollout is None:
+        console.print(f"updated {result.service} in {result.environment} to {revision}{reused}; not waiting")
+        return
+    if rollout.ok:
+        console.print(
+            f"[green]deployed[/green] {result.service} to {result.environment}: {revision}{reused}, "
+            f"{rollout.running}/{rollout.desired} tasks running ({rollout.elapsed:g} s)"
+        )
+        return
+    console.print(
+        f"[red]deploy failed[/red] ({rollout.outcome}): {result.service} in {result.environment}, {revision}{reused}"
+    )
+    console.print(f"  reason: {rollout.reason}", markup=False)
+    if rollout.stopped_tasks:
+        console.print("  stopped tasks:")
+        for task in rollout.stopped_tasks:
+            extra = f" [{'; '.join(task.containers)}]" if task.containers else ""
+            console.print(f"    {task.task_id}: {task.stopped_reason}{extra}", markup=False)
+    if rollout.events:
+        console.print("  recent service events:")
+        for line in rollout.events:
+            console.print(f"    {line}", markup=False)
+
+
+def findings(items: Sequence[Finding], output: str, **extra: Any) -> None:
+    if output == "json":
+        emit_json({"ok": not items, **extra, "findings": [f.as_dict() for f in items]})
+        return
+    for item in items:
+        click.echo(item.render(), err=True)
+    click.echo(f"{len(items)} problem{'s' if len(items) != 1 else ''} found; nothing was deployed", err=True)
+
+
+def status(s: ServiceStatus) -> None:
+    console = _console()
+    console.print(
+        f"{s.service} in {s.environment} ({s.cluster}): {s.status}, "
+        f"running {s.running}/{s.desired}, pending {s.pending}; {s.revision}, image tag {s.image_tag}",
+        markup=False,
+    )
+    table = Table("deployment", "status", "rollout", "revision", "running", "pending", "failed", "created")
+    for d in s.deployments:
+        table.add_row(
+            d.id, d.status, d.rollout_state or "-", d.revision, f"{d.running}/{d.desired}", str(d.pending),
+            str(d.failed), d.created,
+        )  # fmt: skip
+    console.print(table)
+    if s.events:
+        console.print("recent events:")
+        for line in s.events:
+            console.print(f"  {line}", markup=False)
+
+
+def tasks(items: Sequence[TaskInfo], service: str, env: str) -> None:
+    console = _console()
+    if not items:
+        console.print(f"{service} has no tasks to show in {env}")
+        return
+    table = Table("task", "status", "desired", "revision", "health", "started", "zone", "stopped reason")
+    for t in items:
+        table.add_row(
+            t.task_id, t.last_status, t.desired_status, t.revision, t.health, t.started, t.availability_zone,
+            t.stopped_reason or "-",
+        )  # fmt: skip
+    console.print(table)
