@@ -29,7 +29,7 @@ ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 GITHUB_REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 # git branch names we accept in lemi.yml (a conservative subset of git's rules)
 BRANCH_RE = re.compile(
-    r"^(?![/-])(?!.*//)(?!.*\.\.)(?!.*@\{)(?!(?:.*/)?\.)(?!.*\.lock(?:/|$))[A-Za-z0-9._/-]{1,200}(?<![./])$"
+    r"^(?!HEAD$)(?![/-])(?!.*//)(?!.*\.\.)(?!.*@\{)(?!(?:.*/)?\.)(?!.*\.lock(?:/|$))[A-Za-z0-9._/-]{1,200}(?<![./])$"
 )
 AWS_REGION_RE = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d$")
 AWS_ACCOUNT_RE = re.compile(r"^\d{12}$")

@@ -8,6 +8,7 @@ field, and says how to fix each one ("did you mean", "quote it", ...).
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from typing import Any, TypeVar
@@ -71,7 +72,9 @@ def _problem(model: type[BaseModel], doc: Document, err: Any) -> Problem:
         return _type_problem(doc, loc, _TYPE_NAMES[kind], err.get("input"))
     if kind == "literal_error":
         expected = ctx.get("expected", "")
-        return doc.problem(loc, f"{err['input']!r} is not allowed", f"use one of {expected}")
+        scalar = doc.scalars.get(loc)
+        given = describe_scalar(scalar) if scalar is not None else f"{err['input']!r} is not allowed"
+        return doc.problem(loc, given, f"use one of {expected}")
     if kind in _BOUNDS:
         words, key = _BOUNDS[kind]
         return doc.problem(
@@ -135,12 +138,12 @@ def _fix_for(expected: str) -> str:
     }.get(expected, f"write {expected}")
 
 
+_NUMBER_RE = re.compile(r"[-+]?[0-9]+(?:\.[0-9]+)?")
+
+
 def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    """Would this text be a number if its quotes were dropped? (plain decimals only)"""
+    return bool(_NUMBER_RE.fullmatch(text.strip()))
 
 
 def _describe(value: Any) -> str:

@@ -268,9 +268,11 @@ def load(source: str | bytes, file: str, limits: Limits = DEFAULT_LIMITS) -> Doc
     except UnicodeDecodeError as exc:
         before = source[: exc.start]
         line = before.count(b"\n") + 1
-        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        prefix = before[before.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")
+        if line == 1:
+            prefix = prefix.removeprefix("\ufeff")
         raise Invalid(
-            [Problem(file, "the file is not UTF-8 text", line, column, hint="save it as UTF-8")]
+            [Problem(file, "the file is not UTF-8 text", line, len(prefix) + 1, hint="save it as UTF-8")]
         ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
