@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NPM_STAMP := tests/npm/node_modules/.installed
 
 .PHONY: run test venv clean
 
@@ -18,8 +19,13 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/lemi serve
 
-test: $(STAMP)
+# GitHub's OpenAPI description and webhook examples, pinned by tests/npm/package-lock.json
+$(NPM_STAMP): tests/npm/package.json tests/npm/package-lock.json $(STAMP)
+	cd tests/npm && PATH="$(CURDIR)/$(BIN):$$PATH" npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $(NPM_STAMP)
+
+test: $(STAMP) $(NPM_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache tests/npm/node_modules
