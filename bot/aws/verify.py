@@ -87,7 +87,7 @@ async def _check_secret(aws: AwsClients, env_name: str, var: str, ref: SecretRef
     secret_id = ref.secret_arn(env.region, env.account_id) if ref.is_arn else ref.secret
     subject = f"{var} ({ref.secret})"
     try:
-        await sm.describe_secret(SecretId=secret_id)
+        described = await sm.describe_secret(SecretId=secret_id)
     except ClientError as exc:
         if _code(exc) == "ResourceNotFoundException":
             return Finding(
@@ -97,6 +97,13 @@ async def _check_secret(aws: AwsClients, env_name: str, var: str, ref: SecretRef
                 f"create it (aws secretsmanager create-secret --name {ref.secret}) or fix the name in the environment file",
             )
         raise
+    if described.get("DeletedDate"):
+        return Finding(
+            "secret",
+            subject,
+            "the secret is scheduled for deletion, so ECS cannot read it",
+            f"restore it (aws secretsmanager restore-secret --secret-id {ref.secret}) or point to another secret",
+        )
     if not ref.json_key:
         return None
     kwargs: dict[str, Any] = {"SecretId": secret_id}
@@ -107,6 +114,13 @@ async def _check_secret(aws: AwsClients, env_name: str, var: str, ref: SecretRef
     try:
         value = await sm.get_secret_value(**kwargs)
     except ClientError as exc:
+        if _code(exc) == "InvalidRequestException":
+            return Finding(
+                "secret",
+                subject,
+                f"Secrets Manager refused to read it: {exc.response.get('Error', {}).get('Message', '')}",
+                f"check the secret's state (aws secretsmanager describe-secret --secret-id {ref.secret})",
+            )
         if _code(exc) == "ResourceNotFoundException":
             return Finding(
                 "secret",
