@@ -49,6 +49,22 @@ class Infra(StrictModel):
     )
     path: str = Field("services/{service}.tf", description="file of each service in the infra repository")
     merge_method: Literal["merge", "squash", "rebase"] = Field("squash", description="how the service PR is merged")
+    module_source: str = Field(
+        "../modules/ecs-service", description="Terraform module source of the generated service block"
+    )
+    base_branch: str | None = Field(None, description="infra branch PRs target (default: the repository's default)")
+
+    @field_validator("module_source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9_.:/@?=&+-]{1,500}", value):
+            raise fail(
+                f"{value!r} is not a module source lemi accepts",
+                'use a path or a URL without spaces or quotes, e.g. "../modules/ecs-service" or "git::https://example.com/m.git?ref=v1"',
+            )
+        return value
 
     @field_validator("path")
     @classmethod

@@ -1,0 +1,73 @@
+"""Webhook handlers, one module per feature, composed once here.
+
+``process`` runs a queued job; ``report`` tells the user about a job that
+failed for good; ``accepts`` decides at intake whether an event is ours at
+all (anything else is acknowledged and ignored, with no API call).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gidgethub import sansio
+from gidgethub.routing import Router
+
+from bot.context import Context
+from bot.github import comments
+from bot.queue import Job
+from bot.templating import render
+
+from . import provision
+
+log = logging.getLogger("lemi.handlers")
+
+router = Router(provision.router)
+
+
+def accepts(event: str, data: Any) -> bool:
+    if not isinstance(data, dict) or "repository" not in data:
+        return False
+    return bool(router.fetch(sansio.Event(data, event=event, delivery_id="-")))
+
+
+def job_key(event: str, data: dict[str, Any]) -> str:
+    """Concurrency key at intake: one pull request, or one branch, at a time, in order."""
+    repository = data["repository"]["full_name"]
+    number = (data.get("pull_request") or data.get("issue") or {}).get("number")
+    if number is not None:
+        return f"{repository}#{number}"
+    return f"{repository}@{data.get('ref', '')}"
+
+
+async def process(job: Job, ctx: Context) -> None:
+    payload = job.payload
+    event = sansio.Event(payload["data"], event=payload["event"], delivery_id=payload["delivery"])
+    errors: list[Exception] = []
+    for callback in sorted(router.fetch(event), key=lambda c: c.__qualname__):
+        try:
+            await callback(event, ctx)
+        except Exception as exc:  # noqa: BLE001 - run every callback, then fail the job
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+async def report(job: Job, ctx: Context, reason: str) -> None:
+    """Tell the people on the pull request that lemi gave up on this delivery."""
+    payload = job.payload
+    data = payload.get("data") or {}
+    number = (data.get("pull_request") or data.get("issue") or {}).get("number")
+    if number is None or "repository" not in data:
+        log.error("job %s failed and has no pull request to report to: %s", job.id, reason)
+        return
+    repository = data["repository"]["full_name"]
+    gh = await ctx.github(data)
+    await comments.upsert_comment(
+        gh,
+        repository,
+        int(number),
+        f"failed-{payload.get('delivery')}",
+        render("comments/job_failed.md.j2", event=payload.get("event"), action=data.get("action"),
+               delivery=payload.get("delivery"), attempts=job.attempts, reason=reason),
+    )  # fmt: skip

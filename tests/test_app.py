@@ -22,13 +22,19 @@ def test_healthz_without_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     with TestClient(create_app()) as client:
         response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "config": "missing"}
+    body = response.json()
+    assert (body["status"], body["app"], body["config"]) == ("ok", "unconfigured", "missing")
+    assert "lemi.yml not found" in body["problem"]
 
 
 def test_healthz_with_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEMI_CONFIG", str(write(tmp_path, "lemi.yml", LEMI_YML)))
+    for name in ("GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
     with TestClient(create_app()) as client:
-        assert client.get("/healthz").json() == {"status": "ok", "config": "loaded"}
+        body = client.get("/healthz").json()
+    assert (body["status"], body["app"], body["config"]) == ("ok", "unconfigured", "loaded")
+    assert "GITHUB_APP_ID" in body["problem"]
 
 
 def _free_port() -> int:

@@ -25,7 +25,7 @@ spec:
 """
 
 # every command a user can see; a command that is not built must not be listed
-COMMANDS = {"compile", "config", "deploy", "diff", "schema", "serve", "service", "verify"}
+COMMANDS = {"compile", "config", "deploy", "diff", "provision", "schema", "serve", "service", "verify"}
 SERVICE_COMMANDS = {"exec", "list-tasks", "new", "prune", "restart", "rollback", "status", "stop-task"}
 
 

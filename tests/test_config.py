@@ -149,7 +149,7 @@ def test_protected_must_be_a_boolean() -> None:
     [
         ("merge_method:", "merge_methd:", "infra.merge_methd", 4, 3, "did you mean `merge_method`?"),
         ("  repository: acme/infra\n", "  repository: acme/infra\n  repositry: x\n", "infra.repositry", 3, 3, "did you mean `repository`?"),
-        ("  repository: acme/infra\n", "  repository: acme/infra\n  repo: x\n", "infra.repo", 3, 3, "allowed here: repository, path, merge_method"),
+        ("  repository: acme/infra\n", "  repository: acme/infra\n  repo: x\n", "infra.repo", 3, 3, "allowed here: repository, path, merge_method, module_source, base_branch"),
         ("    cluster: lemon-ecs-cluster\n    protected", "    cluster: lemon-ecs-cluster\n    protect", "environments.prod.protect", 18, 5, "did you mean `protected`?"),
         ("    role_arn:", "    rolearn:", "environments.staging.rolearn", 12, 5, "did you mean `role_arn`?"),
         ("    account_id:", "    accountId:", "environments.staging.accountId", 10, 5, "did you mean `account_id`?"),

@@ -14,10 +14,11 @@ import click
 from ..problems import Invalid
 from .base import CONTEXT_SETTINGS, LemiError, cli
 from botocore.exceptions import BotoCoreError, ClientError
+from gidgethub import HTTPException as GitHubHTTPException
 
 from ..aws.errors import describe as describe_aws_error
 from ..aws.operate import OperationError
-from . import aws_cmds, files, server  # noqa: F401  (register commands)
+from . import aws_cmds, files, github_cmds, server  # noqa: F401  (register commands)
 
 __all__ = ["cli", "main"]
 
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OperationError as exc:
         click.echo(f"error: {exc}", err=True)
+        return 1
+    except GitHubHTTPException as exc:
+        click.echo(f"error: GitHub answered {exc.status_code}: {' '.join(str(a) for a in exc.args[1:])}", err=True)
         return 1
     except (ClientError, BotoCoreError) as exc:
         click.echo(f"error: {describe_aws_error(exc)}", err=True)

@@ -1,0 +1,69 @@
+"""Commands that act on GitHub from a laptop or CI, with a token in GH_AUTH_TOKEN."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import asdict
+
+import aiohttp
+import click
+
+from ..github.client import GitHub
+from ..names import GITHUB_REPO_RE, SERVICE_RE
+from ..provision import Outcome, get_pull, provision_pull_request
+from ..settings import DEFAULT_API_URL
+from .base import State, cli, emit_json, output_option, pass_state
+
+
+def _repo(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not GITHUB_REPO_RE.fullmatch(value):
+        raise click.BadParameter("write it as OWNER/NAME")
+    return value
+
+
+def _services(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    for name in value:
+        if not SERVICE_RE.fullmatch(name):
+            raise click.BadParameter(f"{name!r} is not a valid service name")
+    return value
+
+
+@cli.command()
+@click.option("--pr", "number", type=click.IntRange(min=1), required=True, help="The service pull request's number.")
+@click.option("--repo", required=True, callback=_repo, metavar="OWNER/NAME", help="The service repository.")
+@click.option("-s", "--service", "services", multiple=True, callback=_services, help="Only this service (repeatable).")
+@output_option
+@pass_state
+def provision(state: State, number: int, repo: str, services: tuple[str, ...], output: str) -> None:
+    """Do what the App does for a pull request: check the service files and
+    open (or update) the infra pull request. Uses the token in GH_AUTH_TOKEN
+    and GITHUB_API_URL (GitHub Enterprise Server)."""
+    token = os.environ.get("GH_AUTH_TOKEN")
+    if not token:
+        raise click.UsageError("set GH_AUTH_TOKEN to a GitHub token that can write to both repositories")
+    config = state.config()
+    base_url = (os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
+
+    async def work() -> Outcome:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            gh = GitHub(session, base_url=base_url, oauth_token=token)
+            pull = await get_pull(gh, repo, number)
+            return await provision_pull_request(gh, gh, config, pull, only=list(services) or None)
+
+    outcome = asyncio.run(work())
+    if output == "json":
+        data = asdict(outcome)
+        data["problems"] = [p.as_dict() for p in outcome.problems]
+        emit_json({"ok": not outcome.problems, **data})
+    else:
+        for problem in outcome.problems:
+            click.echo(problem.render(), err=True)
+        if outcome.skipped:
+            click.echo(f"not provisioned: {outcome.skipped}")
+        for name in outcome.provisioned:
+            click.echo(f"{name}: already provisioned")
+        for name, url in outcome.infra_prs.items():
+            click.echo(f"{name}: infra pull request {url}")
+    if outcome.problems:
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,43 @@
+"""What a handler gets besides its event: configuration and clients, opened once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .aws.clients import AwsClients
+from .config import Config
+from .github.auth import AppAuth
+from .github.client import GitHub
+from .metrics import Metrics
+from .queue import Queue
+from .settings import Settings
+
+
+@dataclass
+class Context:
+    config: Config
+    settings: Settings
+    auth: AppAuth
+    queue: Queue
+    metrics: Metrics = field(default_factory=Metrics)
+    _aws: AwsClients | None = None
+
+    async def github(self, event_data: dict[str, Any]) -> GitHub:
+        """The installation client of the repository an event came from."""
+        installation = (event_data.get("installation") or {}).get("id")
+        if installation is None:
+            return await self.auth.for_repository(event_data["repository"]["full_name"])
+        return await self.auth.for_installation(int(installation))
+
+    async def github_for_repo(self, repository: str) -> GitHub:
+        return await self.auth.for_repository(repository)
+
+    def aws(self) -> AwsClients:
+        if self._aws is None:
+            self._aws = AwsClients(self.config)
+        return self._aws
+
+    async def close(self) -> None:
+        if self._aws is not None:
+            await self._aws.close()

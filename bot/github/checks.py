@@ -1,0 +1,84 @@
+"""Check runs: create or update one by name on a commit (idempotent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..problems import Problem
+from .client import GitHub
+from .files import repo_vars
+
+MAX_ANNOTATIONS = 50  # per request, GitHub's limit
+MAX_TEXT = 65000
+
+
+def annotations(problems: list[Problem]) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": p.file,
+            "start_line": p.line,
+            "end_line": p.line,
+            "annotation_level": "failure",
+            "title": p.path or "lemi",
+            "message": p.message + (f"\nhint: {p.hint}" if p.hint else ""),
+        }
+        for p in problems
+    ]
+
+
+async def find_check_run(gh: GitHub, repository: str, sha: str, name: str) -> dict[str, Any] | None:
+    data = await gh.getitem(
+        "/repos/{owner}/{repo}/commits/{ref}/check-runs{?check_name,filter}",
+        repo_vars(repository, ref=sha, check_name=name, filter="latest"),
+    )
+    for run in data.get("check_runs", []):
+        if run.get("name") == name:
+            return dict(run)
+    return None
+
+
+async def upsert_check_run(
+    gh: GitHub,
+    repository: str,
+    sha: str,
+    name: str,
+    *,
+    status: str,
+    title: str,
+    summary: str,
+    conclusion: str | None = None,
+    text: str | None = None,
+    problems: list[Problem] | None = None,
+    details_url: str | None = None,
+    external_id: str | None = None,
+) -> dict[str, Any]:
+    output: dict[str, Any] = {"title": title[:255], "summary": summary[:MAX_TEXT]}
+    if text:
+        output["text"] = text[:MAX_TEXT]
+    notes = annotations(problems or [])
+    if notes:
+        output["annotations"] = notes[:MAX_ANNOTATIONS]
+    body: dict[str, Any] = {"name": name, "status": status, "output": output}
+    if conclusion is not None:
+        body["conclusion"] = conclusion
+    if details_url:
+        body["details_url"] = details_url
+    if external_id:
+        body["external_id"] = external_id
+    existing = await find_check_run(gh, repository, sha, name)
+    if existing is None:
+        run = await gh.post("/repos/{owner}/{repo}/check-runs", repo_vars(repository), data={**body, "head_sha": sha})
+    else:
+        run = await gh.patch(
+            "/repos/{owner}/{repo}/check-runs/{check_run_id}",
+            repo_vars(repository, check_run_id=existing["id"]),
+            data=body,
+        )
+    for start in range(MAX_ANNOTATIONS, len(notes), MAX_ANNOTATIONS):
+        await gh.patch(
+            "/repos/{owner}/{repo}/check-runs/{check_run_id}",
+            repo_vars(repository, check_run_id=run["id"]),
+            data={"output": {"title": output["title"], "summary": output["summary"],
+                             "annotations": notes[start : start + MAX_ANNOTATIONS]}},
+        )  # fmt: skip
+    return dict(run)

@@ -1,0 +1,114 @@
+"""gidgethub client with lemi's retry policy.
+
+* 5xx on reads and idempotent writes (GET/PUT/PATCH/DELETE) are retried with
+  backoff; a POST that got a 5xx may have been applied, so it is not retried
+  here -- the job is, and handlers find what they made before;
+* primary and secondary rate limits (403/429 with ``retry-after`` or
+  ``x-ratelimit-remaining: 0``) are retried after the time GitHub asks for,
+  up to a bound (longer waits go back to the queue as a job retry);
+* writes are sent one at a time per token, as GitHub asks of integrators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+import aiohttp
+from gidgethub import HTTPException
+from gidgethub.aiohttp import GitHubAPI
+
+REQUESTER = "lemi"
+MAX_ATTEMPTS = 4
+MAX_WAIT = 60.0  # seconds: beyond this, give the job back to the queue
+IDEMPOTENT = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD"})
+
+
+def backoff(attempt: int, base: float = 0.5, cap: float = 8.0) -> float:
+    return min(cap, base * 2 ** (attempt - 1))
+
+
+def rate_limit_wait(exc: HTTPException, now: float | None = None) -> float | None:
+    """Seconds GitHub asks us to wait, or None when the error is not a rate limit."""
+    headers = {k.lower(): v for k, v in (getattr(exc, "headers", None) or {}).items()}
+    if exc.status_code not in (403, 429):
+        return None
+    if "retry-after" in headers:
+        try:
+            return max(0.0, float(headers["retry-after"]))
+        except ValueError:
+            return 60.0
+    if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
+        try:
+            return max(0.0, float(headers["x-ratelimit-reset"]) - (now or time.time()))
+        except ValueError:
+            return 60.0
+    message = " ".join(str(a) for a in exc.args).lower()
+    if "secondary rate limit" in message or "abuse" in message:
+        return 60.0
+    return None
+
+
+class GitHub(GitHubAPI):
+    """One GitHub identity (App JWT, installation token or personal token)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        oauth_token: str | None = None,
+        app_id: str | None = None,
+        private_key: str | None = None,
+        write_lock: asyncio.Lock | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        on_response: Callable[[str, str, int, Mapping[str, str]], None] | None = None,
+    ) -> None:
+        super().__init__(
+            session, REQUESTER, oauth_token=oauth_token, app_id=app_id, private_key=private_key, base_url=base_url
+        )
+        self._write_lock = write_lock or asyncio.Lock()
+        self._sleep = sleep or asyncio.sleep
+        self._on_response = on_response
+
+    async def sleep(self, seconds: float) -> None:
+        await self._sleep(seconds)
+
+    async def _request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if method in ("GET", "HEAD"):
+                    response = await super()._request(method, url, headers, body)
+                else:
+                    async with self._write_lock:
+                        response = await super()._request(method, url, headers, body)
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+                # nothing reached GitHub, or a read that can be repeated
+                if attempt >= MAX_ATTEMPTS or (method not in IDEMPOTENT and attempt > 1):
+                    raise
+                await self.sleep(backoff(attempt))
+                continue
+            if self._on_response is not None:
+                self._on_response(method, url, response[0], response[1])
+            return response
+
+    async def handle_rate_limit_error(
+        self, *, method: str, url: str, exception: HTTPException, attempt: int
+    ) -> bool:
+        if attempt >= MAX_ATTEMPTS:
+            return False
+        wait = rate_limit_wait(exception)
+        if wait is None:
+            if exception.status_code >= 500 and method in IDEMPOTENT:
+                wait = backoff(attempt)
+            else:
+                return False
+        if wait > MAX_WAIT:
+            return False
+        await self.sleep(wait)
+        return True

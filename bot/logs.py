@@ -1,0 +1,54 @@
+"""Structured logs: one JSON object per line, carrying the delivery id,
+repository and service of the work in progress (set with :func:`bind`)."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("lemi_log_context", default={})
+FIELDS = ("delivery", "event", "repository", "service", "environment", "job")
+
+
+@contextmanager
+def bind(**values: Any) -> Iterator[None]:
+    token = _context.set({**_context.get(), **{k: v for k, v in values.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def context() -> dict[str, Any]:
+    return dict(_context.get())
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(_context.get())
+        for key in FIELDS:
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("lemi")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False

@@ -1,0 +1,47 @@
+"""Prometheus metrics of one App process (served at GET /metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.deliveries = Counter(
+            "lemi_webhook_deliveries", "Webhook deliveries by event and outcome", ["event", "outcome"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.queue_depth = Gauge("lemi_queue_depth", "Jobs queued or running", registry=self.registry)
+        self.jobs = Histogram(
+            "lemi_job_duration_seconds", "Time to process a job, by kind and outcome", ["kind", "outcome"],
+            registry=self.registry, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+        )  # fmt: skip
+        self.rate_limit = Gauge(
+            "lemi_github_rate_limit_remaining", "GitHub API requests left in the current window",
+            registry=self.registry,
+        )  # fmt: skip
+        self.github_requests = Counter(
+            "lemi_github_requests", "GitHub API requests by method and status", ["method", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+
+    def github_response(self, method: str, url: str, status: int, headers: object) -> None:
+        self.github_requests.labels(method, str(status)).inc()
+        remaining = getattr(headers, "get", lambda *_: None)("x-ratelimit-remaining")
+        if remaining is not None:
+            try:
+                self.rate_limit.set(float(remaining))
+            except ValueError:
+                pass
+
+    async def render(self, depth: Callable[[], Awaitable[int]] | None = None) -> bytes:
+        if depth is not None:
+            try:
+                self.queue_depth.set(await depth())
+            except Exception:  # noqa: BLE001 - a broken queue must not break /metrics
+                pass
+        return generate_latest(self.registry)

@@ -1,0 +1,368 @@
+"""Provisioning: a service PR proposes its Terraform in the infra repository,
+and the infra PR's fate is mirrored back (DESIGN.md, the ``pull_request`` rows).
+
+Plain functions over GitHub clients: the App's handlers and ``lemi provision``
+call the same code. Every step finds what it made before (branch, file, PR,
+comment, check run) and reuses it, so a redelivered or repeated event changes
+nothing twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from gidgethub import BadRequest
+
+from .config import Config
+from .github import checks, comments
+from .github.client import GitHub
+from .github.files import file_entry, read_file, read_service_files, repo_vars
+from .names import SERVICE_RE
+from .problems import Invalid, Problem
+from .spec import SERVICE_FILE, ServiceFiles, parse_service_files
+from .templating import render
+from .terraform import render_service_module
+
+SPEC_CHECK = "lemi / spec"
+PROVISION_CHECK = "lemi / provision"
+BRANCH_PREFIX = "lemi/"
+LINK_COMMENT = "provision-link"
+_SERVICE_PATH_RE = re.compile(r"^deploy/([^/]+)/(?:service\.yaml|environment/[^/]+\.ya?ml)$")
+_MARKER_RE = re.compile(r"<!-- lemi:service-pr ([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(\d+) -->")
+
+
+def service_pr_marker(repository: str, number: int) -> str:
+    return f"<!-- lemi:service-pr {repository}#{number} -->"
+
+
+def parse_service_pr_marker(body: str | None) -> tuple[str, int] | None:
+    match = _MARKER_RE.search(body or "")
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    repository: str
+    number: int
+    head_sha: str
+    head_ref: str
+    html_url: str
+    from_fork: bool
+    state: str = "open"
+    merged: bool = False
+    body: str = ""
+
+    @classmethod
+    def from_api(cls, repository: str, pr: dict[str, Any]) -> PullRequest:
+        head_repo = (pr.get("head") or {}).get("repo") or {}
+        return cls(
+            repository=repository,
+            number=int(pr["number"]),
+            head_sha=pr["head"]["sha"],
+            head_ref=pr["head"]["ref"],
+            html_url=pr.get("html_url", ""),
+            from_fork=head_repo.get("full_name") != repository,
+            state=pr.get("state", "open"),
+            merged=bool(pr.get("merged")),
+            body=pr.get("body") or "",
+        )
+
+
+@dataclass
+class Outcome:
+    """What one provisioning run did, for the CLI and the tests."""
+
+    services: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    provisioned: list[str] = field(default_factory=list)  # already in the infra repository
+    infra_prs: dict[str, str] = field(default_factory=dict)  # service -> infra PR URL
+    skipped: str = ""  # why nothing was provisioned
+
+
+async def changed_services(gh: GitHub, pr: PullRequest) -> list[str]:
+    """Services whose files the PR adds or changes."""
+    found: set[str] = set()
+    async for item in gh.getiter(
+        "/repos/{owner}/{repo}/pulls/{pull_number}/files{?per_page}",
+        repo_vars(pr.repository, pull_number=pr.number, per_page=100),
+    ):
+        for path in (item.get("filename", ""), item.get("previous_filename", "")):
+            match = _SERVICE_PATH_RE.match(path or "")
+            if match and item.get("status") != "removed":
+                found.add(match.group(1))
+    return sorted(found)
+
+
+async def load_services(
+    gh: GitHub, config: Config, repository: str, services: list[str], ref: str
+) -> tuple[dict[str, ServiceFiles], list[Problem]]:
+    loaded: dict[str, ServiceFiles] = {}
+    problems: list[Problem] = []
+    for name in services:
+        files = await read_service_files(gh, repository, name, ref)
+        if SERVICE_FILE not in files and not files:
+            continue  # the service was removed by this change
+        try:
+            loaded[name] = parse_service_files(
+                name, files, repository=repository, known_environments=list(config.environments)
+            )
+        except Invalid as exc:
+            problems.extend(exc.problems)
+    return loaded, problems
+
+
+async def report_spec(gh: GitHub, pr: PullRequest, services: list[str], problems: list[Problem]) -> None:
+    ok = not problems
+    await checks.upsert_check_run(
+        gh,
+        pr.repository,
+        pr.head_sha,
+        SPEC_CHECK,
+        status="completed",
+        conclusion="success" if ok else "failure",
+        title="service files are valid" if ok else f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the service files",
+        summary=render("checks/spec.md.j2", services=services, problems=problems),
+        problems=problems,
+    )
+
+
+async def infra_base(infra_gh: GitHub, config: Config) -> str:
+    if config.infra.base_branch:
+        return config.infra.base_branch
+    repo = await infra_gh.getitem("/repos/{owner}/{repo}", repo_vars(config.infra.repository))
+    return str(repo["default_branch"])
+
+
+async def is_provisioned(infra_gh: GitHub, config: Config, service: str, base: str) -> bool:
+    return await read_file(infra_gh, config.infra.repository, config.infra.file_for(service), base) is not None
+
+
+async def _branch_sha(gh: GitHub, repository: str, branch: str) -> str | None:
+    try:
+        ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{+ref}", repo_vars(repository, ref=f"heads/{branch}"))
+    except BadRequest as exc:
+        if exc.status_code == 404:
+            return None
+        raise
+    return str(ref["object"]["sha"])
+
+
+async def _open_pull(gh: GitHub, repository: str, branch: str, state: str = "open") -> dict[str, Any] | None:
+    owner = repository.split("/", 1)[0]
+    async for pull in gh.getiter(
+        "/repos/{owner}/{repo}/pulls{?state,head,per_page}",
+        repo_vars(repository, state=state, head=f"{owner}:{branch}", per_page=100),
+    ):
+        return dict(pull)
+    return None
+
+
+async def ensure_infra_pr(
+    infra_gh: GitHub, config: Config, files: ServiceFiles, pr: PullRequest, base: str
+) -> dict[str, Any]:
+    """The infra branch, file and PR for one service, created or brought up to date."""
+    infra = config.infra.repository
+    service = files.service.name
+    branch = BRANCH_PREFIX + service
+    path = config.infra.file_for(service)
+    content = render_service_module(files.service, config, repository=pr.repository, pull_request=pr.number)
+    if await _branch_sha(infra_gh, infra, branch) is None:
+        base_sha = await _branch_sha(infra_gh, infra, base)
+        if base_sha is None:
+            raise RuntimeError(f"the infra repository {infra} has no branch {base!r}")
+        await infra_gh.post(
+            "/repos/{owner}/{repo}/git/refs", repo_vars(infra), data={"ref": f"refs/heads/{branch}", "sha": base_sha}
+        )
+    existing = await file_entry(infra_gh, infra, path, branch)
+    if existing is None or base64.b64decode(existing.get("content") or "") != content.encode("utf-8"):
+        data: dict[str, Any] = {
+            "message": f"lemi: provision {service} ({pr.repository}#{pr.number})",
+            "content": base64.b64encode(content.encode("utf-8")).decode("ascii"),
+            "branch": branch,
+        }
+        if existing is not None:
+            data["sha"] = existing["sha"]
+        await infra_gh.put("/repos/{owner}/{repo}/contents/{+path}", repo_vars(infra, path=path), data=data)
+    title = f"Provision {service}"
+    body = render(
+        "comments/infra_pr.md.j2",
+        marker=service_pr_marker(pr.repository, pr.number),
+        service=service,
+        owner=files.service.owner,
+        path=path,
+        pr=pr,
+    )
+    pull = await _open_pull(infra_gh, infra, branch)
+    if pull is None:
+        return dict(
+            await infra_gh.post(
+                "/repos/{owner}/{repo}/pulls",
+                repo_vars(infra),
+                data={"title": title, "head": branch, "base": base, "body": body},
+            )
+        )
+    if pull.get("title") != title or (pull.get("body") or "") != body:
+        pull = dict(
+            await infra_gh.patch(
+                "/repos/{owner}/{repo}/pulls/{pull_number}",
+                repo_vars(infra, pull_number=pull["number"]),
+                data={"title": title, "body": body},
+            )
+        )
+    return pull
+
+
+async def provision_pull_request(
+    gh: GitHub, infra_gh: GitHub, config: Config, pr: PullRequest, *, only: list[str] | None = None
+) -> Outcome:
+    """Validate the PR's services, then propose the missing ones in the infra repository."""
+    outcome = Outcome()
+    services = await changed_services(gh, pr)
+    if only is not None:
+        services = [s for s in services if s in only] or [s for s in only if SERVICE_RE.fullmatch(s)]
+    if not services:
+        outcome.skipped = "the pull request changes no deploy/<service>/ files"
+        return outcome
+    loaded, problems = await load_services(gh, config, pr.repository, services, pr.head_sha)
+    outcome.services, outcome.problems = sorted(loaded) or services, problems
+    await report_spec(gh, pr, outcome.services, problems)
+    if not loaded and not problems:
+        outcome.skipped = "the pull request removes its services"
+        return outcome
+
+    async def provision_check(status: str, conclusion: str | None, title: str, template: str, **values: Any) -> None:
+        await checks.upsert_check_run(
+            gh, pr.repository, pr.head_sha, PROVISION_CHECK, status=status, conclusion=conclusion, title=title,
+            summary=render(template, pr=pr, config=config, **values), details_url=values.get("details_url"),
+        )  # fmt: skip
+
+    if problems:
+        outcome.skipped = "the service files are invalid"
+        await provision_check("completed", "failure", "fix the service files first", "checks/provision_invalid.md.j2")
+        return outcome
+    if pr.from_fork:
+        outcome.skipped = "pull requests from forks are never provisioned"
+        await provision_check("completed", "neutral", "not provisioned: pull request from a fork", "checks/provision_fork.md.j2")
+        return outcome
+    base = await infra_base(infra_gh, config)
+    pending: dict[str, dict[str, Any]] = {}
+    for name, files in sorted(loaded.items()):
+        if await is_provisioned(infra_gh, config, name, base):
+            outcome.provisioned.append(name)
+            continue
+        pull = await ensure_infra_pr(infra_gh, config, files, pr, base)
+        pending[name] = pull
+        outcome.infra_prs[name] = pull.get("html_url", "")
+    if not pending:
+        await provision_check(
+            "completed", "success", "already provisioned", "checks/provision_done.md.j2", services=outcome.provisioned
+        )
+        return outcome
+    await comments.upsert_comment(
+        gh, pr.repository, pr.number, LINK_COMMENT,
+        render("comments/provision_link.md.j2", pulls=pending, config=config, provisioned=outcome.provisioned),
+    )  # fmt: skip
+    first = next(iter(pending.values()))
+    await provision_check(
+        "in_progress", None, "waiting for the infra pull request to merge", "checks/provision_waiting.md.j2",
+        pulls=pending, details_url=first.get("html_url"),
+    )  # fmt: skip
+    return outcome
+
+
+async def get_pull(gh: GitHub, repository: str, number: int) -> PullRequest:
+    data = await gh.getitem("/repos/{owner}/{repo}/pulls/{pull_number}", repo_vars(repository, pull_number=number))
+    return PullRequest.from_api(repository, data)
+
+
+async def on_infra_pr_closed(infra_gh: GitHub, gh: GitHub, config: Config, infra_pr: PullRequest) -> str:
+    """Mirror a closed lemi infra PR onto its service PR. Returns what was done."""
+    link = parse_service_pr_marker(infra_pr.body)
+    if link is None or not infra_pr.head_ref.startswith(BRANCH_PREFIX):
+        return "not a lemi infra pull request"
+    repository, number = link
+    service_pr = await get_pull(gh, repository, number)
+    service = infra_pr.head_ref[len(BRANCH_PREFIX) :]
+
+    async def provision_check(conclusion: str, title: str, template: str, **values: Any) -> None:
+        await checks.upsert_check_run(
+            gh, repository, service_pr.head_sha, PROVISION_CHECK, status="completed", conclusion=conclusion,
+            title=title, summary=render(template, pr=service_pr, infra_pr=infra_pr, service=service, config=config,
+                                        **values),
+            details_url=infra_pr.html_url,
+        )  # fmt: skip
+
+    if not infra_pr.merged:
+        await provision_check("failure", "the infra pull request was closed", "checks/provision_closed.md.j2")
+        await comments.upsert_comment(
+            gh, repository, number, LINK_COMMENT,
+            render("comments/infra_closed.md.j2", infra_pr=infra_pr, service=service),
+        )  # fmt: skip
+        return "infra PR closed: service PR told"
+    # merged: is everything this PR needs provisioned now?
+    services = await changed_services(gh, service_pr)
+    base = await infra_base(infra_gh, config)
+    missing = [s for s in services if s != service and not await is_provisioned(infra_gh, config, s, base)]
+    if missing:
+        await checks.upsert_check_run(
+            gh, repository, service_pr.head_sha, PROVISION_CHECK, status="in_progress", title=f"waiting for {', '.join(missing)}",
+            summary=render("checks/provision_partial.md.j2", done=service, missing=missing), details_url=infra_pr.html_url,
+        )  # fmt: skip
+        return f"{service} provisioned; waiting for {', '.join(missing)}"
+    await provision_check("success", "provisioned", "checks/provision_merged.md.j2")
+    if service_pr.merged:
+        return "service PR already merged"
+    if service_pr.state != "open":
+        await comments.upsert_comment(
+            gh, repository, number, LINK_COMMENT,
+            render("comments/merge_failed.md.j2", infra_pr=infra_pr, reason="this pull request is closed"),
+        )  # fmt: skip
+        return "service PR is closed: not merged"
+    try:
+        await gh.put(
+            "/repos/{owner}/{repo}/pulls/{pull_number}/merge",
+            repo_vars(repository, pull_number=number),
+            data={"merge_method": config.infra.merge_method, "sha": service_pr.head_sha},
+        )
+    except BadRequest as exc:
+        reason = " ".join(str(a) for a in exc.args[1:]) or str(exc.status_code)
+        await comments.upsert_comment(
+            gh, repository, number, LINK_COMMENT,
+            render("comments/merge_failed.md.j2", infra_pr=infra_pr, reason=reason),
+        )  # fmt: skip
+        return f"could not merge the service PR: {reason}"
+    await comments.upsert_comment(
+        gh, repository, number, LINK_COMMENT,
+        render("comments/provision_merged.md.j2", infra_pr=infra_pr, method=config.infra.merge_method),
+    )  # fmt: skip
+    return "service PR merged"
+
+
+async def on_service_pr_closed(gh: GitHub, infra_gh: GitHub, config: Config, pr: PullRequest) -> list[str]:
+    """A service PR closed without merging: close its infra PRs and delete their branches."""
+    if pr.merged:
+        return []
+    closed = []
+    infra = config.infra.repository
+    marker = service_pr_marker(pr.repository, pr.number)
+    for service in await changed_services(gh, pr):
+        branch = BRANCH_PREFIX + service
+        pull = await _open_pull(infra_gh, infra, branch)
+        if pull is None or marker not in (pull.get("body") or ""):
+            continue
+        await comments.comment(
+            infra_gh, infra, pull["number"], render("comments/service_closed.md.j2", pr=pr, service=service)
+        )
+        await infra_gh.patch(
+            "/repos/{owner}/{repo}/pulls/{pull_number}", repo_vars(infra, pull_number=pull["number"]), data={"state": "closed"}
+        )
+        try:
+            await infra_gh.delete("/repos/{owner}/{repo}/git/refs/{+ref}", repo_vars(infra, ref=f"heads/{branch}"))
+        except BadRequest as exc:
+            if exc.status_code not in (404, 422):
+                raise
+        closed.append(pull.get("html_url", ""))
+    return closed

@@ -1,0 +1,71 @@
+"""The durable job queue: a small interface, with an embedded SQLite backend.
+
+Semantics every backend keeps:
+
+* ``put`` stores a job durably before it returns; a second job with the same
+  ``dedupe_id`` (the ``X-GitHub-Delivery``) is ignored, even after the first
+  is done, so a redelivery is processed once;
+* jobs of one concurrency ``key`` (repository + service + environment) run
+  one at a time, in the order they were put; a job waiting for a retry
+  holds back the later jobs of its key;
+* ``lease`` hands a job to one worker until ``lease_until``; a worker that
+  dies (even by SIGKILL) loses the lease when it runs out and the job is
+  leased again; ``complete``/``retry``/``fail`` only act for the current
+  holder of the lease, so a job never runs twice in parallel;
+* ``retry`` puts a job back with a delay; ``fail`` is terminal (the worker
+  reports it to the user first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class NewJob:
+    dedupe_id: str
+    key: str
+    kind: str  # "webhook", "command", ...
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    dedupe_id: str
+    key: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int  # leases so far, this one included
+    state: str
+    worker: str | None = None
+    last_error: str | None = None
+
+
+class Queue(Protocol):
+    async def put(self, job: NewJob) -> bool: ...
+    async def lease(self, worker: str, lease_seconds: float) -> Job | None: ...
+    async def extend(self, job: Job, lease_seconds: float) -> bool: ...
+    async def complete(self, job: Job) -> bool: ...
+    async def retry(self, job: Job, delay: float, error: str) -> bool: ...
+    async def fail(self, job: Job, error: str) -> bool: ...
+    async def newer_in_key(self, job: Job, kind: str | None = None) -> bool: ...
+    async def get(self, dedupe_id: str) -> Job | None: ...
+    async def depth(self) -> int: ...
+    async def close(self) -> None: ...
+
+
+class QueueUnavailable(Exception):
+    """The queue could not store or hand out a job (disk, database, network)."""
+
+
+def open_queue(url: str) -> Queue:
+    """``sqlite:///path.db`` (embedded, the default)."""
+    if url.startswith("sqlite:///"):
+        from .sqlite import SQLiteQueue
+
+        return SQLiteQueue(url.removeprefix("sqlite:///") or "lemi-queue.db")
+    if url.startswith("sqs://"):
+        raise ValueError("LEMI_QUEUE=sqs://... is not available in this version; use sqlite:///path.db")
+    raise ValueError(f"LEMI_QUEUE={url!r}: use sqlite:///path.db")

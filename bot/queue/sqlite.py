@@ -1,0 +1,200 @@
+"""The embedded queue: one SQLite file, WAL, fsync on commit.
+
+A delivery is committed (``synchronous=FULL``) before ``put`` returns, so
+the webhook's 2xx is only sent for work that is on disk. Several processes
+may share the file: leases are taken inside ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import Job, NewJob, QueueUnavailable
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    dedupe_id   TEXT    NOT NULL UNIQUE,
+    key         TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    payload     TEXT    NOT NULL,
+    state       TEXT    NOT NULL DEFAULT 'queued',   -- queued | running | done | failed
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    run_after   REAL    NOT NULL DEFAULT 0,
+    lease_until REAL,
+    worker      TEXT,
+    last_error  TEXT,
+    created     REAL    NOT NULL,
+    updated     REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_open ON jobs (key, id) WHERE state IN ('queued', 'running');
+"""
+
+# the first open job of each key, if it is ready (queued and due, or its lease ran out)
+LEASABLE = """
+SELECT j.* FROM jobs j
+WHERE j.state IN ('queued', 'running')
+  AND j.id = (SELECT MIN(k.id) FROM jobs k WHERE k.key = j.key AND k.state IN ('queued', 'running'))
+  AND ((j.state = 'queued' AND j.run_after <= :now) OR (j.state = 'running' AND j.lease_until < :now))
+ORDER BY j.run_after, j.id
+LIMIT 1
+"""
+
+
+class SQLiteQueue:
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = str(path)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=10000")
+            db.executescript(SCHEMA)
+            self._db = db
+        return self._db
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self._lock:
+                try:
+                    return work(self._connect())
+                except sqlite3.Error as exc:
+                    if self._db is not None and self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise QueueUnavailable(f"the job database {self.path} failed: {exc}") from exc
+
+        return await asyncio.to_thread(call)
+
+    @staticmethod
+    def _job(row: sqlite3.Row) -> Job:
+        return Job(
+            id=row["id"],
+            dedupe_id=row["dedupe_id"],
+            key=row["key"],
+            kind=row["kind"],
+            payload=json.loads(row["payload"]),
+            attempts=row["attempts"],
+            state=row["state"],
+            worker=row["worker"],
+            last_error=row["last_error"],
+        )
+
+    async def put(self, job: NewJob) -> bool:
+        now = self._clock()
+        payload = json.dumps(job.payload, separators=(",", ":"))
+
+        def work(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO jobs (dedupe_id, key, kind, payload, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
+                (job.dedupe_id, job.key, job.kind, payload, now, now),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(work)
+
+    async def lease(self, worker: str, lease_seconds: float) -> Job | None:
+        def work(db: sqlite3.Connection) -> Job | None:
+            now = self._clock()
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(LEASABLE, {"now": now}).fetchone()
+            if row is None:
+                db.execute("COMMIT")
+                return None
+            db.execute(
+                "UPDATE jobs SET state = 'running', worker = ?, lease_until = ?, attempts = attempts + 1, updated = ? "
+                "WHERE id = ?",
+                (worker, now + lease_seconds, now, row["id"]),
+            )
+            leased = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
+            db.execute("COMMIT")
+            return self._job(leased)
+
+        return await self._run(work)
+
+    async def _settle(self, job: Job, sql: str, *params: Any) -> bool:
+        def work(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                sql + " WHERE id = ? AND worker = ? AND state = 'running' AND attempts = ?",
+                (*params, job.id, job.worker, job.attempts),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(work)
+
+    async def extend(self, job: Job, lease_seconds: float) -> bool:
+        now = self._clock()
+        return await self._settle(job, "UPDATE jobs SET lease_until = ?, updated = ?", now + lease_seconds, now)
+
+    async def complete(self, job: Job) -> bool:
+        now = self._clock()
+        return await self._settle(
+            job, "UPDATE jobs SET state = 'done', lease_until = NULL, payload = '{}', updated = ?", now
+        )
+
+    async def retry(self, job: Job, delay: float, error: str) -> bool:
+        now = self._clock()
+        return await self._settle(
+            job,
+            "UPDATE jobs SET state = 'queued', lease_until = NULL, run_after = ?, last_error = ?, updated = ?",
+            now + delay,
+            error[:2000],
+            now,
+        )
+
+    async def fail(self, job: Job, error: str) -> bool:
+        now = self._clock()
+        return await self._settle(
+            job, "UPDATE jobs SET state = 'failed', lease_until = NULL, last_error = ?, updated = ?", error[:2000], now
+        )
+
+    async def newer_in_key(self, job: Job, kind: str | None = None) -> bool:
+        """Is a later job of the same key waiting? (A newer push supersedes an older deploy.)"""
+
+        def work(db: sqlite3.Connection) -> bool:
+            sql = "SELECT 1 FROM jobs WHERE key = ? AND id > ? AND state IN ('queued', 'running')"
+            params: tuple[Any, ...] = (job.key, job.id)
+            if kind is not None:
+                sql += " AND kind = ?"
+                params += (kind,)
+            return db.execute(sql + " LIMIT 1", params).fetchone() is not None
+
+        return await self._run(work)
+
+    async def get(self, dedupe_id: str) -> Job | None:
+        def work(db: sqlite3.Connection) -> Job | None:
+            row = db.execute("SELECT * FROM jobs WHERE dedupe_id = ?", (dedupe_id,)).fetchone()
+            return self._job(row) if row else None
+
+        return await self._run(work)
+
+    async def depth(self) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            return int(db.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')").fetchone()[0])
+
+        return await self._run(work)
+
+    async def close(self) -> None:
+        def work() -> None:
+            with self._lock:
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
+
+        await asyncio.to_thread(work)

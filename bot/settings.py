@@ -1,0 +1,78 @@
+"""Settings from the process environment (DESIGN.md, "App configuration").
+
+Read once, in the server's lifespan or at the CLI's entry, never at import.
+Secrets are kept out of ``repr`` so they cannot reach a log line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_QUEUE = "sqlite:///lemi-queue.db"
+
+
+class SettingsError(ValueError):
+    """A setting that is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_id: str | None = None
+    private_key: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
+    api_url: str = DEFAULT_API_URL
+    config_path: str = "lemi.yml"
+    queue_url: str = DEFAULT_QUEUE
+    port: int = 8080
+
+    @property
+    def has_app_credentials(self) -> bool:
+        return bool(self.app_id and self.private_key and self.webhook_secret)
+
+    def require_app(self) -> None:
+        missing = [
+            name
+            for name, value in (
+                ("GITHUB_APP_ID", self.app_id),
+                ("GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_PATH", self.private_key),
+                ("GITHUB_WEBHOOK_SECRET", self.webhook_secret),
+            )
+            if not value
+        ]
+        if missing:
+            raise SettingsError("missing " + ", ".join(missing) + " (see the README, 'App configuration')")
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    key = env.get("GITHUB_APP_PRIVATE_KEY") or None
+    key_path = env.get("GITHUB_APP_PRIVATE_KEY_PATH")
+    if key is None and key_path:
+        try:
+            key = Path(key_path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SettingsError(f"GITHUB_APP_PRIVATE_KEY_PATH={key_path}: cannot read it ({exc.strerror})") from None
+    if key is not None:
+        key = key.replace("\\n", "\n").strip() + "\n"  # one-line env values often carry literal \n
+        if "PRIVATE KEY-----" not in key:
+            raise SettingsError("the GitHub App private key is not a PEM key (-----BEGIN RSA PRIVATE KEY-----)")
+    api_url = (env.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
+    if not api_url.startswith(("https://", "http://")):
+        raise SettingsError(f"GITHUB_API_URL={api_url!r} must be an http(s) URL")
+    try:
+        port = int(env.get("PORT") or 8080)
+    except ValueError:
+        raise SettingsError(f"PORT={env.get('PORT')!r} is not a number") from None
+    return Settings(
+        app_id=env.get("GITHUB_APP_ID") or None,
+        private_key=key,
+        webhook_secret=env.get("GITHUB_WEBHOOK_SECRET") or None,
+        api_url=api_url,
+        config_path=env.get("LEMI_CONFIG") or "lemi.yml",
+        queue_url=env.get("LEMI_QUEUE") or DEFAULT_QUEUE,
+        port=port,
+    )
