@@ -1,0 +1,157 @@
+"""Workers: done, retried with backoff, failed and reported, never run twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from gidgethub import BadRequest, GitHubBroken
+import http
+
+from bot.queue import Job, NewJob
+from bot.queue.sqlite import SQLiteQueue
+from bot.worker import Permanent, Worker, WorkerSettings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def queue(tmp_path: Path, clock: Clock) -> AsyncIterator[SQLiteQueue]:
+    q = SQLiteQueue(tmp_path / "q.db", clock=clock)
+    await q.put(NewJob("d-1", "k", "webhook", {"n": 1}))
+    yield q
+    await q.close()
+
+
+class Recorder:
+    def __init__(self, *outcomes: BaseException | None) -> None:
+        self.outcomes = list(outcomes)
+        self.runs: list[int] = []
+        self.reports: list[tuple[int, str]] = []
+
+    async def process(self, job: Job) -> None:
+        self.runs.append(job.attempts)
+        outcome = self.outcomes.pop(0) if self.outcomes else None
+        if outcome is not None:
+            raise outcome
+
+    async def report(self, job: Job, reason: str) -> None:
+        self.reports.append((job.attempts, reason))
+
+
+def worker(queue: SQLiteQueue, rec: Recorder, **settings: object) -> Worker:
+    return Worker(queue, rec.process, rec.report, settings=WorkerSettings(**settings), name="w")  # type: ignore[arg-type]
+
+
+async def test_success_completes_the_job(queue: SQLiteQueue) -> None:
+    rec = Recorder()
+    assert await worker(queue, rec).run_once() is True
+    stored = await queue.get("d-1")
+    assert stored is not None and stored.state == "done"
+    assert rec.runs == [1] and rec.reports == []
+
+
+async def test_a_transient_error_is_retried_with_backoff_then_succeeds(queue: SQLiteQueue, clock: Clock) -> None:
+    rec = Recorder(GitHubBroken(http.HTTPStatus.BAD_GATEWAY), ConnectionError("reset"))
+    w = worker(queue, rec, retry_delays=(5.0, 30.0))
+    await w.run_once()
+    stored = await queue.get("d-1")
+    assert stored is not None and stored.state == "queued" and "GitHubBroken" in (stored.last_error or "")
+    assert await w.run_once() is False  # not due yet
+    clock.now += 5
+    await w.run_once()
+    clock.now += 29
+    assert await w.run_once() is False
+    clock.now += 1
+    await w.run_once()
+    stored = await queue.get("d-1")
+    assert stored is not None and stored.state == "done"
+    assert rec.runs == [1, 2, 3] and rec.reports == []
+
+
+async def test_a_permanent_error_is_reported_and_failed_at_once(queue: SQLiteQueue) -> None:
+    rec = Recorder(Permanent("the infra repository is archived"))
+    await worker(queue, rec).run_once()
+    stored = await queue.get("d-1")
+    assert stored is not None and stored.state == "failed"
+    assert rec.reports == [(1, "Permanent: the infra repository is archived")]
+
+
+async def test_a_github_404_is_permanent(queue: SQLiteQueue) -> None:
+    rec = Recorder(BadRequest(http.HTTPStatus.NOT_FOUND, "Not Found"))
+    await worker(queue, rec).run_once()
+    assert rec.reports and "Not Found" in rec.reports[0][1]
+
+
+async def test_errors_that_never_stop_end_reported(queue: SQLiteQueue, clock: Clock) -> None:
+    rec = Recorder(*[RuntimeError("bug")] * 10)
+    w = worker(queue, rec, retry_delays=(1.0, 1.0))
+    for _ in range(3):
+        await w.run_once()
+        clock.now += 2
+    stored = await queue.get("d-1")
+    assert stored is not None and stored.state == "failed"
+    assert rec.runs == [1, 2, 3]
+    assert rec.reports == [(3, "RuntimeError: bug")]
+
+
+async def test_a_report_that_fails_keeps_the_job_for_later(queue: SQLiteQueue, clock: Clock) -> None:
+    rec = Recorder(Permanent("nope"))
+
+    async def broken_report(job: Job, reason: str) -> None:
+        raise GitHubBroken(http.HTTPStatus.BAD_GATEWAY)
+
+    w = Worker(queue, rec.process, broken_report, settings=WorkerSettings(retry_delays=(1.0,)), name="w")
+    await w.run_once()
+    stored = await queue.get("d-1")
+    assert stored is not None and stored.state == "queued" and "report failed" in (stored.last_error or "")
+
+
+async def test_a_job_that_keeps_killing_its_worker_is_reported_not_run(queue: SQLiteQueue, clock: Clock) -> None:
+    for _ in range(3):  # three leases that never settled (the process died each time)
+        assert await queue.lease("dead", 1) is not None
+        clock.now += 2
+    rec = Recorder()
+    await worker(queue, rec, retry_delays=(1.0,)).run_once()
+    assert rec.runs == []
+    assert rec.reports and "never finished" in rec.reports[0][1]
+
+
+async def test_a_worker_that_loses_its_lease_stops_the_job(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")
+    await q.put(NewJob("d-1", "k", "webhook", {}))
+    started, finished = asyncio.Event(), []
+
+    async def slow(job: Job) -> None:
+        started.set()
+        await asyncio.sleep(5)
+        finished.append(job.id)
+
+    async def never(job: Job, reason: str) -> None:
+        raise AssertionError("must not report")
+
+    w = Worker(q, slow, never, settings=WorkerSettings(lease_seconds=0.3), name="w1")
+    run = asyncio.create_task(w.run_once())
+    await started.wait()
+    # another worker takes the job over as if w1 had stalled past its lease
+    await asyncio.to_thread(
+        lambda: __import__("sqlite3").connect(tmp_path / "q.db").execute(
+            "UPDATE jobs SET worker = 'w2', attempts = attempts + 1"
+        ).connection.commit()
+    )
+    await asyncio.wait_for(run, timeout=3)
+    assert finished == []
+    await q.close()
