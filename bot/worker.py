@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from gidgethub import BadRequest, GitHubBroken, RateLimitExceeded
 
 from . import logs
-from .aws.operate import OperationError
+from .aws.errors import OperationError
 from .metrics import Metrics
 from .problems import Invalid
 from .queue import Job, Queue, QueueUnavailable

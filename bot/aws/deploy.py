@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from .clients import AwsClients
+from .errors import OperationError
 
 DEFAULT_TIMEOUT = 900.0
 DEFAULT_POLL = 5.0
@@ -107,7 +108,10 @@ async def describe_service(aws: AwsClients, env_name: str, service: str) -> dict
     for item in response.get("services", []):
         if item.get("serviceName") == service and item.get("status") == "ACTIVE":
             return dict(item)
-    raise LookupError(f"there is no active ECS service {service!r} in cluster {env.cluster} ({env_name})")
+    raise OperationError(
+        f"there is no active ECS service {service!r} in cluster {env.cluster} ({env_name})",
+        "check -s and -e, or provision the service first (merge its infra pull request)",
+    )
 
 
 async def register(aws: AwsClients, env_name: str, task_definition: dict[str, Any]) -> tuple[str, bool]:
@@ -206,6 +210,7 @@ async def wait_for_rollout(
     *,
     before_ids: set[str],
     task_definition: str,
+    deployment_id: str | None = None,
     seen_events: set[str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     poll: float = DEFAULT_POLL,
@@ -214,7 +219,6 @@ async def wait_for_rollout(
     env = aws.environment(env_name)
     started = time.monotonic()
     seen = seen_events or set()
-    deployment_id: str | None = None
     last: dict[str, Any] = {}
     current: dict[str, Any] = {}
 
@@ -294,6 +298,7 @@ class DeployResult:
     task_definition: str
     reused: bool
     rollout: Rollout | None  # None when not waiting
+    deregistered: list[str] = field(default_factory=list)  # revisions removed by --keep
 
     @property
     def ok(self) -> bool:
@@ -308,6 +313,7 @@ class DeployResult:
             "revision": revision_of(self.task_definition),
             "reused": self.reused,
             "rollout": self.rollout.as_dict() if self.rollout else None,
+            "deregistered": self.deregistered,
         }
 
 
@@ -345,7 +351,7 @@ async def roll_out(
     service: str,
     task_definition_arn: str,
     *,
-    reused: bool = True,
+    reused: bool = False,
     desired_count: int | None = None,
     force_new_deployment: bool = False,
     wait: bool = True,
@@ -360,12 +366,17 @@ async def roll_out(
     to watch, and no update is sent at all.
     """
     current = await describe_service(aws, env_name, service)
-    ids = {d["id"] for d in current.get("deployments", [])}
-    primary = next((d["id"] for d in current.get("deployments", []) if d.get("status") == "PRIMARY"), None)
+    deployments = current.get("deployments", [])
+    ids = {d["id"] for d in deployments}
+    primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)
     same_revision = current.get("taskDefinition") == task_definition_arn and not force_new_deployment
-    before_ids = ids - {primary} if same_revision and primary else ids
-    if not (same_revision and desired_count in (None, current.get("desiredCount"))):
-        await update_service(
+    if same_revision and primary is not None and primary.get("rolloutState") == "FAILED":
+        force_new_deployment, same_revision = True, False  # try the failed revision again, do not re-report
+    watch: str | None = None
+    if same_revision and desired_count in (None, current.get("desiredCount")):
+        watch = primary["id"] if primary else None  # nothing changes: ECS starts nothing; watch the current one
+    else:
+        updated = await update_service(
             aws,
             env_name,
             service,
@@ -373,6 +384,10 @@ async def roll_out(
             desired_count=desired_count,
             force_new_deployment=force_new_deployment,
         )
+        new = next((d for d in updated.get("deployments", []) if d.get("status") == "PRIMARY"), None)
+        if new is not None and (new["id"] not in ids or same_revision):
+            watch = new["id"]  # ECS names the deployment this update created in its answer
+    before_ids = ids - {primary["id"]} if same_revision and primary else ids
     rollout = None
     if wait:
         rollout = await wait_for_rollout(
@@ -381,6 +396,7 @@ async def roll_out(
             service,
             before_ids=before_ids,
             task_definition=task_definition_arn,
+            deployment_id=watch,
             seen_events=event_ids(current),
             timeout=timeout,
             poll=poll,

@@ -14,7 +14,8 @@ from typing import Any
 
 from ..names import dns_suffix
 from .clients import AwsClients
-from .operate import OperationError, _service
+from .errors import OperationError
+from .operate import _service
 
 PLUGIN = "session-manager-plugin"
 PLUGIN_HINT = (

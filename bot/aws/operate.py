@@ -16,6 +16,7 @@ from typing import Any
 from ..compile import render
 from ..conventions import family
 from .clients import AwsClients
+from .errors import OperationError
 from .deploy import (
     DEFAULT_POLL,
     DEFAULT_TIMEOUT,
@@ -26,18 +27,6 @@ from .deploy import (
     revision_of,
     roll_out,
 )
-
-
-class OperationError(Exception):
-    """An operation that cannot be done, with what to do instead."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message}\n    hint: {self.hint}" if self.hint else self.message
 
 
 def _when(value: Any) -> str:
@@ -126,10 +115,7 @@ async def status(aws: AwsClients, env_name: str, service: str, *, events: int = 
 
 
 async def _service(aws: AwsClients, env_name: str, service: str) -> dict[str, Any]:
-    try:
-        return await describe_service(aws, env_name, service)
-    except LookupError as exc:
-        raise OperationError(str(exc), "check -s and -e, or provision the service first") from None
+    return await describe_service(aws, env_name, service)
 
 
 @dataclass

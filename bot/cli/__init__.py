@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from gidgethub import HTTPException as GitHubHTTPException
 
 from ..aws.errors import describe as describe_aws_error
-from ..aws.operate import OperationError
+from ..aws.errors import OperationError
 from . import aws_cmds, files, github_cmds, server  # noqa: F401  (register commands)
 
 __all__ = ["cli", "main"]

@@ -134,7 +134,7 @@ def deploy(
             timeout=timeout, poll=poll, on_progress=_progress(output),
         )  # fmt: skip
         if keep and result.ok:
-            await operate.prune(aws, env, name, keep=keep)
+            result.deregistered = (await operate.prune(aws, env, name, keep=keep)).deregistered
         return result
 
     result = run_aws(config, work)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import click
 from rich.console import Console
 from rich.table import Table
 
@@ -17,8 +17,9 @@ from .base import emit_json
 
 
 def _console(stderr: bool = False) -> Console:
-    # rich writes to click's current streams so CliRunner and capsys see it
-    return Console(file=click.get_text_stream("stderr" if stderr else "stdout"), highlight=False, soft_wrap=True)
+    # the current sys streams, so CliRunner and capsys see the output; no emoji codes
+    # (":secret:" in an ARN must print as written)
+    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=True, emoji=False)
 
 
 class ProgressPrinter:
@@ -54,6 +55,8 @@ def deploy_result(result: DeployResult) -> None:
             f"[green]deployed[/green] {result.service} to {result.environment}: {revision}{reused}, "
             f"{rollout.running}/{rollout.desired} tasks running ({rollout.elapsed:g} s)"
         )
+        if result.deregistered:
+            console.print(f"deregistered old revisions: {', '.join(result.deregistered)}")
         return
     console.print(
         f"[red]deploy failed[/red] ({rollout.outcome}): {result.service} in {result.environment}, {revision}{reused}"
@@ -75,8 +78,8 @@ def findings(items: Sequence[Finding], output: str, **extra: Any) -> None:
         emit_json({"ok": not items, **extra, "findings": [f.as_dict() for f in items]})
         return
     for item in items:
-        click.echo(item.render(), err=True)
-    click.echo(f"{len(items)} problem{'s' if len(items) != 1 else ''} found; nothing was deployed", err=True)
+        print(item.render(), file=sys.stderr)
+    print(f"{len(items)} problem{'s' if len(items) != 1 else ''} found; nothing was deployed", file=sys.stderr)
 
 
 def status(s: ServiceStatus) -> None:
