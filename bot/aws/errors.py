@@ -28,7 +28,11 @@ def describe(exc: Exception) -> str:
         error = exc.response.get("Error", {})
         code = error.get("Code", "Error")
         operation = getattr(exc, "operation_name", "")
-        text = f"AWS refused {operation}: {code}: {error.get('Message', '')}".rstrip(": ")
+        message = str(error.get("Message", "")).strip()
+        if message.startswith("<") or "\n" in message:  # an HTML error page, not an AWS error
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
+            message = f"HTTP {status} with a body that is not an AWS error"
+        text = f"AWS refused {operation}: {code}: {message[:300]}".rstrip(": ")
         if code in ACCESS_CODES or "ExpiredToken" in code:
             text += "\n    hint: the identity lemi runs as needs the deployer policy in the README (docs: IAM policy)"
         return text

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -309,9 +309,9 @@ def exec_(state: State, name: str | None, env: str | None, task: str | None, com
     config = state.config()
     env = pick_environment(config, env)
     name = service_name(name)
-    line = " ".join(command) if command else "/bin/sh"
+    line = shlex.join(command) if command else "/bin/sh"
     session = run_aws(config, lambda aws: open_session(aws, env, name, command=line, task=task))
     click.echo(f"connecting to task {session.task_id} ({session.container}) ...", err=True)
     done = subprocess.run(session.argv, check=False)  # noqa: S603 - argv list, no shell
     if done.returncode:
-        sys.exit(done.returncode)
+        raise click.exceptions.Exit(done.returncode)

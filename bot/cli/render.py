@@ -18,8 +18,22 @@ from .base import emit_json
 
 def _console(stderr: bool = False) -> Console:
     # the current sys streams, so CliRunner and capsys see the output; no emoji codes
-    # (":secret:" in an ARN must print as written)
-    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=True, emoji=False)
+    # (":secret:" in an ARN must print as written); piped output is not cut to 80 columns
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 250
+    return Console(file=stream, highlight=False, soft_wrap=True, emoji=False, width=width)
+
+
+def _table(*columns: str, keep: Sequence[Sequence[str]] = (), keep_columns: Sequence[int] = (0,)) -> Table:
+    """A table whose id-like columns are never shortened (they are pasted into other commands)."""
+    table = Table(highlight=False)
+    for index, name in enumerate(columns):
+        if index in keep_columns:
+            width = max([len(name)] + [len(row[index]) for row in keep])
+            table.add_column(name, no_wrap=True, min_width=width)
+        else:
+            table.add_column(name, overflow="fold")
+    return table
 
 
 class ProgressPrinter:
@@ -89,12 +103,15 @@ def status(s: ServiceStatus) -> None:
         f"running {s.running}/{s.desired}, pending {s.pending}; {s.revision}, image tag {s.image_tag}",
         markup=False,
     )
-    table = Table("deployment", "status", "rollout", "revision", "running", "pending", "failed", "created")
-    for d in s.deployments:
-        table.add_row(
-            d.id, d.status, d.rollout_state or "-", d.revision, f"{d.running}/{d.desired}", str(d.pending),
-            str(d.failed), d.created,
-        )  # fmt: skip
+    rows = [
+        [d.id, d.status, d.rollout_state or "-", d.revision, f"{d.running}/{d.desired}", str(d.pending),
+         str(d.failed), d.created]
+        for d in s.deployments
+    ]  # fmt: skip
+    table = _table("deployment", "status", "rollout", "revision", "running", "pending", "failed", "created",
+                   keep=rows, keep_columns=(0, 3))  # fmt: skip
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     if s.events:
         console.print("recent events:")
@@ -107,10 +124,13 @@ def tasks(items: Sequence[TaskInfo], service: str, env: str) -> None:
     if not items:
         console.print(f"{service} has no tasks to show in {env}")
         return
-    table = Table("task", "status", "desired", "revision", "health", "started", "zone", "stopped reason")
-    for t in items:
-        table.add_row(
-            t.task_id, t.last_status, t.desired_status, t.revision, t.health, t.started, t.availability_zone,
-            t.stopped_reason or "-",
-        )  # fmt: skip
+    rows = [
+        [t.task_id, t.last_status, t.desired_status, t.revision, t.health, t.started, t.availability_zone,
+         t.stopped_reason or "-"]
+        for t in items
+    ]  # fmt: skip
+    table = _table("task", "status", "desired", "revision", "health", "started", "zone", "stopped reason",
+                   keep=rows, keep_columns=(0, 3))  # fmt: skip
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
