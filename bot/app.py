@@ -162,7 +162,7 @@ def create_app(
     settings: Settings | None = None,
     config: Config | None = None,
     queue: Queue | None = None,
-    workers: int = 4,
+    workers: int | None = None,
     worker_settings: WorkerSettings | None = None,
 ) -> Starlette:
     @asynccontextmanager
@@ -204,16 +204,19 @@ def create_app(
         )
         ctx = Context(state.config, loaded, auth, state.queue, state.metrics)
         state.context = ctx
+        tuning = worker_settings or WorkerSettings(
+            lease_seconds=loaded.lease_seconds, retry_delays=loaded.retry_delays
+        )
         pool = WorkerPool(
             [
                 Worker(
                     state.queue,
                     lambda job: chosen.process(job, ctx),
                     lambda job, reason: chosen.report(job, ctx, reason),
-                    settings=worker_settings,
+                    settings=tuning,
                     metrics=state.metrics,
                 )
-                for _ in range(workers)
+                for _ in range(loaded.workers if workers is None else workers)
             ]
         )
         pool.start()

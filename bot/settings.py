@@ -28,6 +28,9 @@ class Settings:
     config_path: str = "lemi.yml"
     queue_url: str = DEFAULT_QUEUE
     port: int = 8080
+    workers: int = 4
+    lease_seconds: float = 60.0
+    retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0)
 
     @property
     def has_app_credentials(self) -> bool:
@@ -63,10 +66,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     api_url = (env.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
     if not api_url.startswith(("https://", "http://")):
         raise SettingsError(f"GITHUB_API_URL={api_url!r} must be an http(s) URL")
+    port = int(_number(env, "PORT", 8080))
+    workers = int(_number(env, "LEMI_WORKERS", 4))
+    lease = _number(env, "LEMI_LEASE_SECONDS", 60.0)
+    delays_text = env.get("LEMI_RETRY_DELAYS") or "5,30,120,600,1800"
     try:
-        port = int(env.get("PORT") or 8080)
+        delays = tuple(float(x) for x in delays_text.split(",") if x.strip())
     except ValueError:
-        raise SettingsError(f"PORT={env.get('PORT')!r} is not a number") from None
+        raise SettingsError(f"LEMI_RETRY_DELAYS={delays_text!r}: write seconds separated by commas, e.g. 5,30,120") from None
+    if not delays or workers < 0 or lease <= 0:
+        raise SettingsError("LEMI_WORKERS must be >= 0, LEMI_LEASE_SECONDS > 0, LEMI_RETRY_DELAYS not empty")
     return Settings(
         app_id=env.get("GITHUB_APP_ID") or None,
         private_key=key,
@@ -75,4 +84,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         config_path=env.get("LEMI_CONFIG") or "lemi.yml",
         queue_url=env.get("LEMI_QUEUE") or DEFAULT_QUEUE,
         port=port,
+        workers=workers,
+        lease_seconds=lease,
+        retry_delays=delays,
     )
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a number") from None
