@@ -69,3 +69,60 @@ def moto_reset(aws_env: str) -> str:
     """``aws_env`` on a moto with no resources; returns moto's URL."""
     reset(aws_env)
     return aws_env
+
+
+# --- GitHub: one shared fake (tests/fakes/), for the whole suite -------------------------------
+#
+# ``github_server`` (session): a FakeGitHub serving http://127.0.0.1:<free port> from its own
+# thread (reachable from sync and async tests, TestClient and subprocesses).
+# ``github``: that server with fresh state for this test (reset, not restarted). At teardown
+# the test FAILS when any request broke GitHub's OpenAPI description (undocumented path,
+# method or query parameter, invalid or missing body, endpoint not implemented by the fake,
+# an answer of the fake that breaks the documented schema). A test that provokes violations
+# on purpose calls ``github.expect_violations()`` (then it fails if none was recorded).
+# ``github_env``: ``github`` plus the App's environment (GITHUB_API_URL, GITHUB_APP_ID,
+# GITHUB_APP_PRIVATE_KEY, GITHUB_WEBHOOK_SECRET=WEBHOOK_SECRET); returns the fake.
+# Full API: tests/fakes/__init__.py.
+
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from fakes.github import FakeGitHub
+
+WEBHOOK_SECRET = "lemi-test-webhook-secret"
+
+
+@pytest.fixture(scope="session")
+def github_server() -> Iterator["FakeGitHub"]:
+    from fakes.github import FakeGitHub
+
+    fake = FakeGitHub()
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def github(github_server: "FakeGitHub") -> Iterator["FakeGitHub"]:
+    from fakes.github import teardown_failure
+
+    github_server.reset()
+    yield github_server
+    problem = teardown_failure(github_server)
+    github_server.reset()
+    if problem:
+        pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture
+def github_env(github: "FakeGitHub", monkeypatch: pytest.MonkeyPatch) -> "FakeGitHub":
+    monkeypatch.setenv("GITHUB_API_URL", github.url)
+    monkeypatch.setenv("GITHUB_APP_ID", str(github.app_id))
+    monkeypatch.setenv("GITHUB_APP_PRIVATE_KEY", github.private_key_pem)
+    monkeypatch.delenv("GITHUB_APP_PRIVATE_KEY_PATH", raising=False)
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, ",".join(filter(None, ["127.0.0.1,localhost", os.environ.get(name)])))
+    return github
