@@ -1,0 +1,141 @@
+"""The App under test: lemi's real Starlette app, its real SQLite queue and
+workers, talking to the shared GitHub fake over HTTP.
+
+    with running_app(github, tmp_path) as app:
+        app.deliver("pull_request", payload)      # signed, through POST /webhook
+        app.drain()                               # until every job is settled
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.testclient import TestClient
+
+from bot.app import create_app
+from bot.config import Config, parse_config
+from bot.settings import Settings
+from bot.worker import WorkerSettings
+from fakes.webhooks import signed
+
+WEBHOOK_SECRET = "lemi-test-webhook-secret"
+
+LEMI_YML = """\
+infra:
+  repository: acme/infra
+  path: services/{service}.tf
+  merge_method: squash
+domain: lemon
+environments:
+  staging:
+    branch: develop
+    region: us-east-1
+    account_id: "123456789012"
+    cluster: lemon-ecs-cluster
+  prod:
+    branch: main
+    region: us-east-1
+    account_id: "123456789012"
+    cluster: lemon-ecs-cluster
+    protected: true
+"""
+
+SERVICE_YAML = """\
+name: demo-service
+owner: infra
+spec:
+  desiredCount: 1
+  image: demo-service
+  resource:
+    cpu: 512
+    memory: 1024
+"""
+
+
+def settings_for(github: Any, queue_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(
+        app_id=str(github.app_id),
+        private_key=github.private_key_pem,
+        webhook_secret=WEBHOOK_SECRET,
+        api_url=github.url,
+        queue_url=f"sqlite:///{queue_path}",
+        workers=2,
+        lease_seconds=5.0,
+        retry_delays=(0.05, 0.1, 0.2),
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class RunningApp:
+    client: TestClient
+    queue_path: Path
+    secret: str = WEBHOOK_SECRET
+
+    def deliver(self, event: str, payload: dict[str, Any], *, delivery: str | None = None) -> httpx.Response:
+        headers, body = signed(event, payload, self.secret, delivery=delivery)
+        return self.client.post("/webhook", content=body, headers=headers)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        db = sqlite3.connect(self.queue_path)
+        db.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in db.execute("SELECT id, dedupe_id, key, kind, state, attempts, last_error FROM jobs")]
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            db.close()
+
+    def drain(self, timeout: float = 15.0) -> list[dict[str, Any]]:
+        """Wait until no job is queued or running; returns every job row."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.jobs()
+            if all(r["state"] in ("done", "failed") for r in rows):
+                return rows
+            if time.monotonic() > deadline:
+                raise AssertionError(f"jobs did not settle in {timeout} s: {rows}")
+            time.sleep(0.02)
+
+
+@contextmanager
+def running_app(
+    github: Any,
+    tmp_path: Path,
+    *,
+    config: Config | None = None,
+    lemi_yml: str = LEMI_YML,
+    workers: int | None = None,
+    **settings: Any,
+) -> Iterator[RunningApp]:
+    queue_path = tmp_path / "queue.db"
+    app = create_app(
+        settings=settings_for(github, queue_path, **settings),
+        config=config or parse_config(lemi_yml),
+        workers=workers,
+        worker_settings=WorkerSettings(
+            lease_seconds=settings.get("lease_seconds", 5.0),
+            poll_seconds=0.02,
+            retry_delays=settings.get("retry_delays", (0.05, 0.1, 0.2)),
+        ),
+    )
+    with TestClient(app) as client:
+        yield RunningApp(client, queue_path)
+
+
+def setup_repos(github: Any, *, service_files: dict[str, str] | None = None) -> int:
+    """acme/demo-service and acme/infra under one installation of the App; returns its id."""
+    installation = github.add_installation("acme", repos=())
+    github.add_repo("acme/infra", files={"README.md": "infra\n"}, installation=installation)
+    github.add_repo("acme/demo-service", files={"README.md": "demo\n", **(service_files or {})}, installation=installation)
+    return installation
+
+
