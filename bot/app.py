@@ -30,6 +30,7 @@ from . import logs
 from .config import Config, load_config
 from .context import Context
 from .github.auth import AppAuth
+from .locks import LockStore
 from .metrics import CONTENT_TYPE, Metrics
 from .problems import Invalid
 from .queue import NewJob, Queue, QueueUnavailable, open_queue
@@ -202,7 +203,7 @@ def create_app(
             base_url=loaded.api_url,
             on_response=state.metrics.github_response,
         )
-        ctx = Context(state.config, loaded, auth, state.queue, state.metrics)
+        ctx = Context(state.config, loaded, auth, state.queue, LockStore(loaded.locks_path), state.metrics)
         state.context = ctx
         tuning = worker_settings or WorkerSettings(
             lease_seconds=loaded.lease_seconds, retry_delays=loaded.retry_delays

@@ -9,6 +9,7 @@ from .aws.clients import AwsClients
 from .config import Config
 from .github.auth import AppAuth
 from .github.client import GitHub
+from .locks import LockStore
 from .metrics import Metrics
 from .queue import Queue
 from .settings import Settings
@@ -20,6 +21,7 @@ class Context:
     settings: Settings
     auth: AppAuth
     queue: Queue
+    locks: LockStore
     metrics: Metrics = field(default_factory=Metrics)
     _aws: AwsClients | None = None
 
@@ -28,6 +30,11 @@ class Context:
         installation = (event_data.get("installation") or {}).get("id")
         if installation is None:
             return await self.auth.for_repository(event_data["repository"]["full_name"])
+        return await self.auth.for_installation(int(installation))
+
+    async def github_for_installation(self, installation: int | None, repository: str) -> GitHub:
+        if installation is None:
+            return await self.auth.for_repository(repository)
         return await self.auth.for_installation(int(installation))
 
     async def github_for_repo(self, repository: str) -> GitHub:
@@ -41,3 +48,4 @@ class Context:
     async def close(self) -> None:
         if self._aws is not None:
             await self._aws.close()
+        await self.locks.close()

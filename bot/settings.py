@@ -31,6 +31,15 @@ class Settings:
     workers: int = 4
     lease_seconds: float = 60.0
     retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0)
+    deploy_poll_seconds: float = 5.0
+    deploy_timeout_seconds: float = 900.0
+
+    @property
+    def locks_path(self) -> str:
+        """Locks live in the embedded database (the queue's file when the queue is SQLite)."""
+        if self.queue_url.startswith("sqlite:///"):
+            return self.queue_url.removeprefix("sqlite:///") or "lemi-queue.db"
+        return "lemi-locks.db"
 
     @property
     def has_app_credentials(self) -> bool:
@@ -87,6 +96,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         workers=workers,
         lease_seconds=lease,
         retry_delays=delays,
+        deploy_poll_seconds=_number(env, "LEMI_DEPLOY_POLL_SECONDS", 5.0),
+        deploy_timeout_seconds=_number(env, "LEMI_DEPLOY_TIMEOUT_SECONDS", 900.0),
     )
 
 

@@ -18,11 +18,16 @@ from bot.github import comments
 from bot.queue import Job
 from bot.templating import render
 
-from . import provision
+from . import commands, deploy, provision
 
 log = logging.getLogger("lemi.handlers")
 
-router = Router(provision.router)
+router = Router(provision.router, deploy.router, commands.router)
+# jobs the handlers put on the queue themselves: kind -> (run, report)
+JOBS = {
+    "deploy": (deploy.run_job, deploy.report),
+    "command": (commands.run_job, commands.report),
+}
 
 
 def accepts(event: str, data: Any) -> bool:
@@ -41,6 +46,9 @@ def job_key(event: str, data: dict[str, Any]) -> str:
 
 
 async def process(job: Job, ctx: Context) -> None:
+    if job.kind in JOBS:
+        await JOBS[job.kind][0](job, ctx)
+        return
     payload = job.payload
     event = sansio.Event(payload["data"], event=payload["event"], delivery_id=payload["delivery"])
     errors: list[Exception] = []
@@ -55,6 +63,9 @@ async def process(job: Job, ctx: Context) -> None:
 
 async def report(job: Job, ctx: Context, reason: str) -> None:
     """Tell the people on the pull request that lemi gave up on this delivery."""
+    if job.kind in JOBS:
+        await JOBS[job.kind][1](job, ctx, reason)
+        return
     payload = job.payload
     data = payload.get("data") or {}
     number = (data.get("pull_request") or data.get("issue") or {}).get("number")

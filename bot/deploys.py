@@ -1,0 +1,207 @@
+"""A deploy as the App runs it: on a push, or for ``/lemi deploy``.
+
+verify -> compile -> deploy -> wait, reported on a GitHub Deployment (with the
+environment URL) and a check run. Every step finds what an earlier attempt
+made (the Deployment, the check run, the registered revision), so a retried
+job picks up where it was instead of doing things twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .aws.clients import AwsClients
+from .aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, deploy, revision_of
+from .aws.errors import OperationError
+from .aws.operate import diff as running_diff
+from .aws.verify import Finding, verify_provisioned
+from .compile import compile_for
+from .config import Config
+from .conventions import internal_url
+from .github import checks
+from .github.client import GitHub
+from .github.files import read_service_files, repo_vars
+from .problems import Invalid, Problem
+from .spec import parse_service_files
+from .templating import render
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    repository: str
+    service: str
+    environment: str
+    sha: str
+    tag: str
+    requested_by: str
+    source: str = "push"  # "push" | "command"
+    delivery: str = ""
+    installation: int | None = None
+
+    def as_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> DeployRequest:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def check_name(repository: str, service: str, env: str) -> str:
+    """``lemi / deploy (<env>)``; extra services of a repository add their name."""
+    repo = repository.split("/", 1)[1].lower()
+    return f"lemi / deploy ({env})" if service == repo else f"lemi / deploy ({env}) {service}"
+
+
+async def find_or_create_deployment(gh: GitHub, req: DeployRequest, config: Config) -> dict[str, Any]:
+    task = f"deploy:{req.service}"
+    found = await gh.getitem(
+        "/repos/{owner}/{repo}/deployments{?sha,environment,task,per_page}",
+        repo_vars(req.repository, sha=req.sha, environment=req.environment, task=task, per_page=10),
+    )
+    for deployment in found or []:
+        if (deployment.get("payload") or {}).get("tag", req.tag) == req.tag:
+            return dict(deployment)
+    return dict(
+        await gh.post(
+            "/repos/{owner}/{repo}/deployments",
+            repo_vars(req.repository),
+            data={
+                "ref": req.sha,
+                "task": task,
+                "environment": req.environment,
+                "auto_merge": False,
+                "required_contexts": [],
+                "payload": {"service": req.service, "tag": req.tag},
+                "description": f"{req.service} {req.tag[:12]} ({req.source} by {req.requested_by})"[:140],
+                "production_environment": config.environment(req.environment).protected,
+            },
+        )
+    )
+
+
+async def deployment_status(
+    gh: GitHub, req: DeployRequest, deployment_id: int, state: str, description: str, *,
+    environment_url: str | None = None, log_url: str | None = None,
+) -> None:  # fmt: skip
+    data: dict[str, Any] = {"state": state, "description": description[:140], "environment": req.environment}
+    if environment_url:
+        data["environment_url"] = environment_url
+    if log_url:
+        data["log_url"] = log_url
+    await gh.post(
+        "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
+        repo_vars(req.repository, deployment_id=deployment_id),
+        data=data,
+    )
+
+
+@dataclass
+class DeployReport:
+    outcome: str  # success | failure | superseded | held
+    summary: str
+    result: DeployResult | None = None
+
+
+async def run_deploy(
+    gh: GitHub,
+    aws: AwsClients,
+    config: Config,
+    req: DeployRequest,
+    *,
+    superseded: Callable[[], Awaitable[bool]],
+    poll: float = DEFAULT_POLL,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> DeployReport:
+    env = config.environment(req.environment)
+    name = check_name(req.repository, req.service, req.environment)
+    url = internal_url(req.service, req.environment, config.domain)
+    deployment = await find_or_create_deployment(gh, req, config)
+    run = await checks.upsert_check_run(
+        gh, req.repository, req.sha, name, status="in_progress", title=f"deploying {req.service} to {req.environment}",
+        summary=render("checks/deploy_started.md.j2", req=req),
+    )  # fmt: skip
+    log_url = run.get("html_url")
+
+    async def finish(conclusion: str, title: str, state: str, description: str, **values: Any) -> DeployReport:
+        summary = render("checks/deploy.md.j2", req=req, conclusion=conclusion, url=url, **values)
+        await checks.upsert_check_run(
+            gh, req.repository, req.sha, name, status="completed", conclusion=conclusion, title=title,
+            summary=summary, problems=values.get("problems"),
+        )  # fmt: skip
+        await deployment_status(
+            gh, req, deployment["id"], state, description,
+            environment_url=url if state == "success" else None, log_url=log_url,
+        )  # fmt: skip
+        outcome = {"success": "success", "inactive": "superseded"}.get(state, "failure")
+        return DeployReport(outcome, summary, values.get("result"))
+
+    async def if_superseded() -> DeployReport | None:
+        if await superseded():
+            return await finish(
+                "cancelled", "superseded by a newer push", "inactive",
+                "superseded by a newer push before it started rolling out", superseded=True,
+            )  # fmt: skip
+        return None
+
+    await deployment_status(gh, req, deployment["id"], "in_progress", f"verifying {req.service}", log_url=log_url)
+    if (stop := await if_superseded()) is not None:
+        return stop
+    files_raw = await read_service_files(gh, req.repository, req.service, req.sha)
+    try:
+        files = parse_service_files(
+            req.service, files_raw, repository=req.repository, known_environments=list(config.environments)
+        )
+    except Invalid as exc:
+        return await _fail_spec(finish, exc.problems)
+    findings: list[Finding] = await verify_provisioned(
+        aws, req.environment, files, tag=req.tag, image_wait_seconds=env.image_wait_seconds
+    )
+    if findings:
+        return await finish(
+            "failure", f"{len(findings)} problem{'s' if len(findings) != 1 else ''} before deploying", "failure",
+            "; ".join(f"{f.check} {f.subject}" for f in findings), findings=findings,
+        )  # fmt: skip
+    compiled = compile_for(config, files, req.environment, req.tag)
+    try:
+        changes = (await running_diff(aws, req.environment, req.service, compiled.task_definition)).text
+    except OperationError:
+        changes = ""
+    if (stop := await if_superseded()) is not None:
+        return stop
+    await deployment_status(gh, req, deployment["id"], "in_progress", f"rolling out {req.tag[:12]}", log_url=log_url)
+    result = await deploy(
+        aws, req.environment, compiled.task_definition, service=req.service,
+        desired_count=compiled.desired_count, wait=True, timeout=timeout, poll=poll,
+    )  # fmt: skip
+    rollout = result.rollout
+    revision = revision_of(result.task_definition)
+    if result.ok:
+        return await finish(
+            "success", f"deployed {revision}", "success", f"{revision} running ({compiled.image.rsplit('/', 1)[-1]})",
+            result=result, revision=revision, image=compiled.image, changes=changes, rollout=rollout,
+        )  # fmt: skip
+    assert rollout is not None
+    return await finish(
+        "failure", f"rollout {rollout.outcome}: {rollout.reason}"[:255], "failure", f"{rollout.outcome}: {rollout.reason}",
+        result=result, revision=revision, image=compiled.image, changes=changes, rollout=rollout,
+    )  # fmt: skip
+
+
+async def _fail_spec(finish: Callable[..., Awaitable[DeployReport]], problems: list[Problem]) -> DeployReport:
+    return await finish(
+        "failure", "the service files are invalid", "failure",
+        f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the service files", problems=problems,
+    )  # fmt: skip
+
+
+async def report_gave_up(gh: GitHub, config: Config, req: DeployRequest, reason: str) -> None:
+    """A deploy job that failed for good still ends its Deployment and check run."""
+    deployment = await find_or_create_deployment(gh, req, config)
+    await checks.upsert_check_run(
+        gh, req.repository, req.sha, check_name(req.repository, req.service, req.environment),
+        status="completed", conclusion="failure", title="lemi could not finish this deploy",
+        summary=render("checks/deploy_gave_up.md.j2", req=req, reason=reason),
+    )  # fmt: skip
+    await deployment_status(gh, req, deployment["id"], "error", f"lemi gave up: {reason}")

@@ -1,0 +1,216 @@
+"""Running slash commands: who may, where, and what each one does.
+
+The parser (:mod:`bot.commands`) decides what was asked; this module checks
+the commenter's permission with GitHub at the time of the command, resolves
+the service and environment, runs the command through the same core the CLI
+uses, and renders one reply from ``templates/comments/command.md.j2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from gidgethub import BadRequest
+
+from .aws.clients import AwsClients
+from .aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult
+from .aws.errors import OperationError
+from .aws import operate
+from .aws.verify import verify_provisioned
+from .commands import Command
+from .compile import compile_for
+from .config import Config
+from .github.client import GitHub
+from .github.files import list_services, read_service_files, repo_vars
+from .locks import Lock, LockStore
+from .problems import Invalid
+from .spec import ServiceFiles, parse_service_files
+from .templating import render
+
+RANKS = {"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
+REACTIONS = {"start": "eyes", "success": "rocket", "failure": "confused"}
+
+
+@dataclass(frozen=True)
+class Invocation:
+    repository: str
+    number: int  # the pull request
+    comment_id: int
+    user: str
+    head_sha: str
+    command: Command
+    installation: int | None = None
+    delivery: str = ""
+
+    def as_payload(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["command"] = asdict(self.command)
+        return data
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> Invocation:
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        values["command"] = Command(**data["command"])
+        return cls(**values)
+
+    @property
+    def text(self) -> str:
+        c = self.command
+        parts = ["/lemi", c.name] + ([c.argument] if c.argument else [])
+        parts += ["-e", c.env] if c.env else []
+        parts += ["-s", c.service] if c.service else []
+        return " ".join(parts)
+
+
+class Refused(Exception):
+    """The command will not run; the message says why (shown to the user)."""
+
+
+async def role_of(gh: GitHub, repository: str, user: str) -> str:
+    try:
+        data = await gh.getitem(
+            "/repos/{owner}/{repo}/collaborators/{username}/permission", repo_vars(repository, username=user)
+        )
+    except BadRequest as exc:
+        if exc.status_code == 404:
+            return "none"
+        raise
+    role = str(data.get("role_name") or data.get("permission") or "none")
+    return role if role in RANKS else str(data.get("permission") or "none")
+
+
+async def react(gh: GitHub, inv: Invocation, stage: str) -> None:
+    await gh.post(
+        "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
+        repo_vars(inv.repository, comment_id=inv.comment_id),
+        data={"content": REACTIONS[stage]},
+    )
+
+
+async def reply(gh: GitHub, inv: Invocation, **values: Any) -> None:
+    body = render("comments/command.md.j2", inv=inv, **values)
+    await gh.post(
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+        repo_vars(inv.repository, issue_number=inv.number),
+        data={"body": body[:65000]},
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    service: str
+    environment: str
+
+
+async def resolve(gh: GitHub, config: Config, inv: Invocation) -> Target:
+    """The service and environment a command acts on, or :class:`Refused`."""
+    cmd = inv.command
+    services = await list_services(gh, inv.repository, inv.head_sha)
+    if cmd.service is not None:
+        if cmd.service not in services:
+            raise Refused(f"there is no service `{cmd.service}` in this pull request (services: {', '.join(services) or 'none'})")
+        service = cmd.service
+    elif len(services) == 1:
+        service = services[0]
+    elif not services:
+        raise Refused("this pull request has no `deploy/<service>/service.yaml`")
+    else:
+        raise Refused(f"this repository has several services ({', '.join(services)}); choose one with `-s`")
+    if cmd.env is not None:
+        if cmd.env not in config.environments:
+            raise Refused(f"there is no environment `{cmd.env}` (environments: {', '.join(config.environments)})")
+        env = cmd.env
+    else:
+        default = config.default_environment()
+        if default is None:
+            raise Refused(f"every environment is protected; name one with `-e` ({', '.join(config.environments)})")
+        env = default
+    return Target(service, env)
+
+
+async def authorize(gh: GitHub, config: Config, inv: Invocation, target: Target, locks: LockStore) -> str:
+    """The commenter's role, or :class:`Refused` saying what is missing."""
+    protected = config.environment(target.environment).protected
+    if protected and inv.command.env is None:
+        raise Refused(f"`{target.environment}` is protected: spell it out with `-e {target.environment}`")
+    role = await role_of(gh, inv.repository, inv.user)
+    needed = "maintain" if protected else "write"
+    if RANKS.get(role, 0) < RANKS[needed]:
+        where = f"the protected environment `{target.environment}`" if protected else f"`{target.environment}`"
+        raise Refused(
+            f"@{inv.user} has `{role}` permission on {inv.repository}; operating {where} needs `{needed}` or higher"
+        )
+    lock = await locks.get(inv.repository, target.environment)
+    if lock is not None and lock.holder != inv.user and inv.command.name not in ("help", "status", "unlock"):
+        raise Refused(f"`{target.environment}` is locked by @{lock.holder}{_reason(lock)}; ask them to `/lemi unlock -e {target.environment}`")
+    return role
+
+
+def _reason(lock: Lock) -> str:
+    return f" ({lock.reason})" if lock.reason else ""
+
+
+async def load_files(gh: GitHub, config: Config, inv: Invocation, service: str) -> ServiceFiles:
+    files = await read_service_files(gh, inv.repository, service, inv.head_sha)
+    return parse_service_files(service, files, repository=inv.repository, known_environments=list(config.environments))
+
+
+async def run_short(
+    gh: GitHub, aws: AwsClients, config: Config, locks: LockStore, inv: Invocation, target: Target, role: str
+) -> dict[str, Any]:
+    """Commands answered at once; returns the values of the reply."""
+    name, env, service = inv.command.name, target.environment, target.service
+    values: dict[str, Any] = {"target": target, "ok": True}
+    if name == "status":
+        values["status"] = await operate.status(aws, env, service)
+        values["lock"] = await locks.get(inv.repository, env)
+    elif name == "tasks":
+        values["tasks"] = await operate.list_tasks(aws, env, service)
+    elif name == "stop-task":
+        assert inv.command.argument is not None
+        values["task"] = await operate.stop_task(aws, env, service, inv.command.argument, reason=f"stopped by @{inv.user} via lemi")
+    elif name == "verify":
+        try:
+            files = await load_files(gh, config, inv, service)
+        except Invalid as exc:
+            return {**values, "ok": False, "problems": exc.problems}
+        findings = await verify_provisioned(aws, env, files)
+        values.update(ok=not findings, findings=findings)
+    elif name == "diff":
+        try:
+            files = await load_files(gh, config, inv, service)
+        except Invalid as exc:
+            return {**values, "ok": False, "problems": exc.problems}
+        running = await operate.status(aws, env, service)
+        compiled = compile_for(config, files, env, running.image_tag)
+        values["diff"] = await operate.diff(aws, env, service, compiled.task_definition)
+    elif name == "lock":
+        lock = await locks.acquire(inv.repository, env, inv.user, f"locked from #{inv.number}")
+        if lock.holder != inv.user:
+            raise Refused(f"`{env}` is already locked by @{lock.holder}{_reason(lock)}")
+        values["lock"] = lock
+    elif name == "unlock":
+        lock = await locks.get(inv.repository, env)
+        if lock is None:
+            values["released"] = []
+            values["lock"] = None
+        elif lock.holder != inv.user and RANKS.get(role, 0) < RANKS["maintain"]:
+            raise Refused(f"`{env}` is locked by @{lock.holder}; only they, or a maintainer, can unlock it")
+        else:
+            values["released"] = await locks.release(inv.repository, env)
+            values["lock"] = lock
+    return values
+
+
+async def run_long(
+    gh: GitHub, aws: AwsClients, config: Config, inv: Invocation, target: Target, *,
+    poll: float = DEFAULT_POLL, timeout: float = DEFAULT_TIMEOUT,
+) -> DeployResult:  # fmt: skip
+    """restart, rollback and deploy <tag>: wait for the rollout, truthfully."""
+    name, env, service = inv.command.name, target.environment, target.service
+    if name == "restart":
+        return await operate.restart(aws, env, service, poll=poll, timeout=timeout)
+    if name == "rollback":
+        return await operate.rollback(aws, env, service, poll=poll, timeout=timeout)
+    raise OperationError(f"`{name}` is not a long command")

@@ -1,0 +1,78 @@
+"""push events: deploy every service of an environment branch at the pushed SHA.
+
+The push itself only fans out: one ``deploy`` job per service, keyed by
+repository + service + environment, so services deploy independently and a
+newer push waits behind (and supersedes) an older deploy of the same service.
+"""
+
+from __future__ import annotations
+
+from gidgethub import sansio
+from gidgethub.routing import Router
+
+from bot import logs
+from bot.context import Context
+from bot.deploys import DeployRequest, deployment_status, find_or_create_deployment, report_gave_up, run_deploy
+from bot.github.files import list_services
+from bot.queue import Job, NewJob
+
+router = Router()
+ZERO_SHA = "0" * 40
+
+
+def deploy_key(repository: str, service: str, environment: str) -> str:
+    return f"{repository}:{service}:{environment}"
+
+
+@router.register("push")
+async def push(event: sansio.Event, ctx: Context) -> None:
+    data = event.data
+    ref = data.get("ref", "")
+    sha = data.get("after", ZERO_SHA)
+    if data.get("deleted") or sha == ZERO_SHA or not ref.startswith("refs/heads/"):
+        return
+    environment = ctx.config.environment_for_branch(ref.removeprefix("refs/heads/"))
+    if environment is None:
+        return
+    repository = data["repository"]["full_name"]
+    gh = await ctx.github(data)
+    installation = (data.get("installation") or {}).get("id")
+    sender = (data.get("sender") or {}).get("login") or (data.get("pusher") or {}).get("name", "")
+    for service in await list_services(gh, repository, sha):
+        req = DeployRequest(
+            repository, service, environment, sha, sha, sender, "push", event.delivery_id, installation
+        )
+        await ctx.queue.put(
+            NewJob(
+                dedupe_id=f"{event.delivery_id}:{service}:{environment}",
+                key=deploy_key(repository, service, environment),
+                kind="deploy",
+                payload={**req.as_payload(), "service": service, "environment": environment},
+            )
+        )
+
+
+async def run_job(job: Job, ctx: Context) -> None:
+    req = DeployRequest.from_payload(job.payload)
+    with logs.bind(repository=req.repository, service=req.service, environment=req.environment):
+        gh = await ctx.github_for_installation(req.installation, req.repository)
+        lock = await ctx.locks.get(req.repository, req.environment)
+        if lock is not None and lock.holder != req.requested_by:
+            deployment = await find_or_create_deployment(gh, req, ctx.config)
+            await deployment_status(
+                gh, req, deployment["id"], "queued",
+                f"held: {req.environment} is locked by @{lock.holder}; it deploys when unlocked",
+            )  # fmt: skip
+            await ctx.locks.hold(req.repository, req.environment, job.payload)
+            return
+        await run_deploy(
+            gh, ctx.aws(), ctx.config, req,
+            superseded=lambda: ctx.queue.newer_in_key(job, kind="deploy"),
+            poll=ctx.settings.deploy_poll_seconds, timeout=ctx.settings.deploy_timeout_seconds,
+        )  # fmt: skip
+
+
+async def report(job: Job, ctx: Context, reason: str) -> None:
+    req = DeployRequest.from_payload(job.payload)
+    gh = await ctx.github_for_installation(req.installation, req.repository)
+    await report_gave_up(gh, ctx.config, req, reason)
