@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NPM_STAMP := tests/npm/node_modules/.installed
 
-.PHONY: run test venv clean
+.PHONY: run test venv clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ $(NPM_STAMP): tests/npm/package.json tests/npm/package-lock.json $(STAMP)
 
 test: $(STAMP) $(NPM_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# GitHub and AWS calls per flow, against the test fakes (see bench/)
+bench: $(STAMP) $(NPM_STAMP)
+	$(BIN)/python bench/calls.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/npm/node_modules
