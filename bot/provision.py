@@ -18,7 +18,7 @@ from gidgethub import BadRequest
 
 from .config import Config
 from .github import checks, comments
-from .github.client import GitHub
+from .github.client import GitHub, error_message
 from .github.files import file_entry, read_file, read_service_files, repo_vars
 from .names import SERVICE_RE
 from .problems import Invalid, Problem
@@ -216,9 +216,19 @@ async def ensure_infra_pr(
 
 
 async def provision_pull_request(
-    gh: GitHub, infra_gh: GitHub, config: Config, pr: PullRequest, *, only: list[str] | None = None
+    gh: GitHub,
+    infra_gh: GitHub,
+    config: Config,
+    pr: PullRequest,
+    *,
+    only: list[str] | None = None,
+    check_runs: bool = True,
 ) -> Outcome:
-    """Validate the PR's services, then propose the missing ones in the infra repository."""
+    """Validate the PR's services, then propose the missing ones in the infra repository.
+
+    ``check_runs=False`` for callers that are not a GitHub App (``lemi provision``
+    with a personal token): GitHub lets only Apps write check runs.
+    """
     outcome = Outcome()
     services = await changed_services(gh, pr)
     if only is not None:
@@ -228,12 +238,15 @@ async def provision_pull_request(
         return outcome
     loaded, problems = await load_services(gh, config, pr.repository, services, pr.head_sha)
     outcome.services, outcome.problems = sorted(loaded) or services, problems
-    await report_spec(gh, pr, outcome.services, problems)
+    if check_runs:
+        await report_spec(gh, pr, outcome.services, problems)
     if not loaded and not problems:
         outcome.skipped = "the pull request removes its services"
         return outcome
 
     async def provision_check(status: str, conclusion: str | None, title: str, template: str, **values: Any) -> None:
+        if not check_runs:
+            return
         await checks.upsert_check_run(
             gh, pr.repository, pr.head_sha, PROVISION_CHECK, status=status, conclusion=conclusion, title=title,
             summary=render(template, pr=pr, config=config, **values), details_url=values.get("details_url"),
@@ -286,6 +299,9 @@ async def on_infra_pr_closed(infra_gh: GitHub, gh: GitHub, config: Config, infra
     repository, number = link
     service_pr = await get_pull(gh, repository, number)
     service = infra_pr.head_ref[len(BRANCH_PREFIX) :]
+    services = await changed_services(gh, service_pr)
+    if service not in services:
+        return f"{repository}#{number} does not add {service}: not linked"
 
     async def provision_check(conclusion: str, title: str, template: str, **values: Any) -> None:
         await checks.upsert_check_run(
@@ -303,7 +319,6 @@ async def on_infra_pr_closed(infra_gh: GitHub, gh: GitHub, config: Config, infra
         )  # fmt: skip
         return "infra PR closed: service PR told"
     # merged: is everything this PR needs provisioned now?
-    services = await changed_services(gh, service_pr)
     base = await infra_base(infra_gh, config)
     missing = [s for s in services if s != service and not await is_provisioned(infra_gh, config, s, base)]
     if missing:
@@ -328,7 +343,9 @@ async def on_infra_pr_closed(infra_gh: GitHub, gh: GitHub, config: Config, infra
             data={"merge_method": config.infra.merge_method, "sha": service_pr.head_sha},
         )
     except BadRequest as exc:
-        reason = " ".join(str(a) for a in exc.args[1:]) or str(exc.status_code)
+        if (await get_pull(gh, repository, number)).merged:
+            return "service PR already merged"  # another job got there first
+        reason = error_message(exc)
         await comments.upsert_comment(
             gh, repository, number, LINK_COMMENT,
             render("comments/merge_failed.md.j2", infra_pr=infra_pr, reason=reason),

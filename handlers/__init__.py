@@ -15,6 +15,7 @@ from gidgethub.routing import Router
 
 from bot.context import Context
 from bot.github import comments
+from bot.provision import parse_service_pr_marker
 from bot.queue import Job
 from bot.templating import render
 
@@ -39,7 +40,11 @@ def accepts(event: str, data: Any) -> bool:
 def job_key(event: str, data: dict[str, Any]) -> str:
     """Concurrency key at intake: one pull request, or one branch, at a time, in order."""
     repository = data["repository"]["full_name"]
-    number = (data.get("pull_request") or data.get("issue") or {}).get("number")
+    pull = data.get("pull_request") or {}
+    link = parse_service_pr_marker(pull.get("body"))
+    if link is not None:  # an infra PR lemi opened: in line with its service PR's events
+        return f"{link[0]}#{link[1]}"
+    number = (pull or data.get("issue") or {}).get("number")
     if number is not None:
         return f"{repository}#{number}"
     return f"{repository}@{data.get('ref', '')}"

@@ -50,7 +50,7 @@ async def pr_closed(event: sansio.Event, ctx: Context) -> None:
     if _is_infra(event, ctx):
         link = parse_service_pr_marker(pr.body)
         user = data.get("user") or {}
-        if link is None or pr.from_fork or user.get("type") != "Bot":
+        if link is None or pr.from_fork or user.get("login") != await ctx.auth.bot_login():
             return  # not a pull request lemi opened
         infra_gh = await ctx.github(event.data)
         gh = await ctx.github_for_repo(link[0])

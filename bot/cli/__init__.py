@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from gidgethub import HTTPException as GitHubHTTPException
 
 from ..aws.errors import describe as describe_aws_error
+from ..github.client import error_message
 from ..aws.errors import OperationError
 from . import aws_cmds, files, github_cmds, server  # noqa: F401  (register commands)
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"error: {exc}", err=True)
         return 1
     except GitHubHTTPException as exc:
-        click.echo(f"error: GitHub answered {exc.status_code}: {' '.join(str(a) for a in exc.args[1:])}", err=True)
+        click.echo(f"error: GitHub answered {int(exc.status_code)}: {error_message(exc)}", err=True)
         return 1
     except (ClientError, BotoCoreError) as exc:
         click.echo(f"error: {describe_aws_error(exc)}", err=True)

@@ -50,6 +50,7 @@ class AppAuth:
         self._tokens: TLRUCache[int, tuple[str, float]] = TLRUCache(maxsize=4096, ttu=_token_ttu, timer=_wall)
         self._installations: TTLCache[str, int] = TTLCache(maxsize=4096, ttl=3600)
         self._locks: dict[int, asyncio.Lock] = {}
+        self._bot_login: str | None = None
         self._write_locks: dict[int, asyncio.Lock] = {}
 
     async def installation_token(self, installation_id: int) -> str:
@@ -76,6 +77,13 @@ class AppAuth:
             sleep=self._sleep,
             on_response=self._on_response,
         )
+
+    async def bot_login(self) -> str:
+        """The login the App acts as ("<slug>[bot]"), read once from GET /app."""
+        if self._bot_login is None:
+            app = await self.app.getitem("/app")
+            self._bot_login = f"{app['slug']}[bot]"
+        return self._bot_login
 
     async def installation_for(self, repository: str) -> int:
         """The installation of the App on ``owner/name`` (cached for an hour)."""

@@ -25,6 +25,13 @@ MAX_WAIT = 60.0  # seconds: beyond this, give the job back to the queue
 IDEMPOTENT = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD"})
 
 
+def error_message(exc: HTTPException) -> str:
+    """GitHub's message for a failed call ("Pull Request is not mergeable"), or the status phrase."""
+    text = " ".join(str(a) for a in exc.args if a and not isinstance(a, int)).strip()
+    status = getattr(exc.status_code, "phrase", "") or str(exc.status_code)
+    return text or f"{int(exc.status_code)} {status}"
+
+
 def backoff(attempt: int, base: float = 0.5, cap: float = 8.0) -> float:
     return min(cap, base * 2 ** (attempt - 1))
 
