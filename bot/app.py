@@ -41,7 +41,7 @@ log = logging.getLogger("lemi.app")
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 _DELIVERY_RE = re.compile(r"^[A-Za-z0-9-]{1,100}$")
-_EVENT_RE = re.compile(r"^[a-z_]{1,64}$")
+_EVENT_RE = re.compile(r"^[a-z0-9_]{1,64}$")
 
 
 def signature_ok(body: bytes, header: str | None, secret: str) -> bool:
@@ -112,10 +112,15 @@ async def webhook(request: Request) -> Response:
         if not handlers.accepts(event, data):
             state.metrics.deliveries.labels(event, "ignored").inc()
             return JSONResponse({"status": "ignored"})
-        repository = data["repository"]["full_name"]
+        try:
+            repository = str(data["repository"]["full_name"])
+            key = handlers.job_key(event, data)
+        except (KeyError, TypeError, AttributeError):
+            state.metrics.deliveries.labels(event, "bad_request").inc()
+            return _error(400, "malformed payload: no repository.full_name")
         job = NewJob(
             dedupe_id=delivery,
-            key=handlers.job_key(event, data),
+            key=key,
             kind="webhook",
             payload={"event": event, "delivery": delivery, "repository": repository, "data": data},
         )

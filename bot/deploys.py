@@ -86,6 +86,10 @@ async def deployment_status(
     environment_url: str | None = None, log_url: str | None = None,
 ) -> None:  # fmt: skip
     data: dict[str, Any] = {"state": state, "description": description[:140], "environment": req.environment}
+    if state == "success":
+        # GitHub would mark every other service's deployment in this environment inactive;
+        # lemi retires only this service's previous one (retire_previous)
+        data["auto_inactive"] = False
     if environment_url:
         data["environment_url"] = environment_url
     if log_url:
@@ -95,6 +99,37 @@ async def deployment_status(
         repo_vars(req.repository, deployment_id=deployment_id),
         data=data,
     )
+
+
+async def _recent_deployments(gh: GitHub, req: DeployRequest) -> list[dict[str, Any]]:
+    found = await gh.getitem(
+        "/repos/{owner}/{repo}/deployments{?environment,task,per_page}",
+        repo_vars(req.repository, environment=req.environment, task=f"deploy:{req.service}", per_page=5),
+    )
+    return sorted(found or [], key=lambda d: int(d["id"]), reverse=True)
+
+
+async def newer_deployment_exists(gh: GitHub, req: DeployRequest, deployment_id: int) -> bool:
+    """Did a later deploy of this service to this environment start after ours was created?"""
+    return any(int(d["id"]) > deployment_id for d in await _recent_deployments(gh, req))
+
+
+async def retire_previous(gh: GitHub, req: DeployRequest, deployment_id: int) -> None:
+    """Mark this service's previous live deployment in the environment inactive."""
+    for deployment in await _recent_deployments(gh, req):
+        if int(deployment["id"]) >= deployment_id:
+            continue
+        statuses = await gh.getitem(
+            "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses{?per_page}",
+            repo_vars(req.repository, deployment_id=deployment["id"], per_page=1),
+        )
+        if statuses and statuses[0].get("state") == "success":
+            await gh.post(
+                "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
+                repo_vars(req.repository, deployment_id=deployment["id"]),
+                data={"state": "inactive", "description": f"replaced by {req.tag[:12]}"[:140]},
+            )
+        return
 
 
 @dataclass
@@ -113,7 +148,9 @@ async def run_deploy(
     superseded: Callable[[], Awaitable[bool]],
     poll: float = DEFAULT_POLL,
     timeout: float = DEFAULT_TIMEOUT,
+    released: bool = False,
 ) -> DeployReport:
+    """``released``: a deploy that was held by a lock; a later deploy of the service wins."""
     env = config.environment(req.environment)
     name = check_name(req.repository, req.service, req.environment)
     url = internal_url(req.service, req.environment, config.domain)
@@ -134,11 +171,13 @@ async def run_deploy(
             gh, req, deployment["id"], state, description,
             environment_url=url if state == "success" else None, log_url=log_url,
         )  # fmt: skip
+        if state == "success":
+            await retire_previous(gh, req, int(deployment["id"]))
         outcome = {"success": "success", "inactive": "superseded"}.get(state, "failure")
         return DeployReport(outcome, summary, values.get("result"))
 
     async def if_superseded() -> DeployReport | None:
-        if await superseded():
+        if await superseded() or (released and await newer_deployment_exists(gh, req, int(deployment["id"]))):
             return await finish(
                 "cancelled", "superseded by a newer push", "inactive",
                 "superseded by a newer push before it started rolling out", superseded=True,

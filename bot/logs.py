@@ -17,9 +17,18 @@ FIELDS = ("delivery", "event", "repository", "service", "environment", "job")
 
 @contextmanager
 def bind(**values: Any) -> Iterator[None]:
+    """Add fields to every log line inside the block. An exception leaving the block
+    carries them (``exc.lemi_log``), so whoever logs the failure can name the service."""
     token = _context.set({**_context.get(), **{k: v for k, v in values.items() if v is not None}})
     try:
         yield
+    except BaseException as exc:
+        if not hasattr(exc, "lemi_log"):
+            try:
+                exc.lemi_log = dict(_context.get())  # type: ignore[attr-defined]
+            except AttributeError:  # pragma: no cover - exceptions without a __dict__
+                pass
+        raise
     finally:
         _context.reset(token)
 
@@ -37,7 +46,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update(_context.get())
-        for key in FIELDS:
+        for key in FIELDS:  # explicit extra= wins over the ambient context
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:

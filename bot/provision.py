@@ -10,12 +10,14 @@ nothing twice.
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from gidgethub import BadRequest
 
+from . import logs
 from .config import Config
 from .github import checks, comments
 from .github.client import GitHub, error_message
@@ -25,6 +27,8 @@ from .problems import Invalid, Problem
 from .spec import SERVICE_FILE, ServiceFiles, parse_service_files
 from .templating import render
 from .terraform import render_service_module
+
+log = logging.getLogger("lemi.provision")
 
 SPEC_CHECK = "lemi / spec"
 PROVISION_CHECK = "lemi / provision"
@@ -263,10 +267,12 @@ async def provision_pull_request(
     base = await infra_base(infra_gh, config)
     pending: dict[str, dict[str, Any]] = {}
     for name, files in sorted(loaded.items()):
-        if await is_provisioned(infra_gh, config, name, base):
-            outcome.provisioned.append(name)
-            continue
-        pull = await ensure_infra_pr(infra_gh, config, files, pr, base)
+        with logs.bind(service=name):
+            if await is_provisioned(infra_gh, config, name, base):
+                outcome.provisioned.append(name)
+                continue
+            pull = await ensure_infra_pr(infra_gh, config, files, pr, base)
+            log.info("infra pull request %s for %s", pull.get("html_url", ""), name)
         pending[name] = pull
         outcome.infra_prs[name] = pull.get("html_url", "")
     if not pending:

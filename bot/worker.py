@@ -154,12 +154,15 @@ class Worker:
 
     async def _failed(self, job: Job, exc: Exception) -> str:
         reason = describe(exc)
+        where = {k: v for k, v in getattr(exc, "lemi_log", {}).items() if k in logs.FIELDS}
         if is_permanent(exc) or job.attempts >= self.settings.max_attempts:
-            log.error("job %s failed for good: %s", job.id, reason, exc_info=exc)
+            log.error("job %s failed for good: %s", job.id, reason, exc_info=exc, extra=where)
             await self._give_up(job, reason)
             return "failed"
         delay = self.settings.retry_delays[min(job.attempts - 1, len(self.settings.retry_delays) - 1)]
-        log.warning("job %s failed (attempt %s), retrying in %ss: %s", job.id, job.attempts, delay, reason)
+        log.warning(
+            "job %s failed (attempt %s), retrying in %ss: %s", job.id, job.attempts, delay, reason, extra=where
+        )
         await self.queue.retry(job, delay, reason)
         return "retry"
 

@@ -91,7 +91,7 @@ async def _run(gh: Any, ctx: Context, inv: Invocation, pull: dict[str, Any]) -> 
                     dedupe_id=f"{held.get('delivery')}:released:{held['held_id']}",
                     key=deploy_key(inv.repository, held["service"], held["environment"]),
                     kind="deploy",
-                    payload={k: v for k, v in held.items() if k != "held_id"},
+                    payload={**{k: v for k, v in held.items() if k != "held_id"}, "released": True},
                 )
             )
         await reply(gh, inv, **values)

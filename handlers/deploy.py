@@ -69,6 +69,7 @@ async def run_job(job: Job, ctx: Context) -> None:
             gh, ctx.aws(), ctx.config, req,
             superseded=lambda: ctx.queue.newer_in_key(job, kind="deploy"),
             poll=ctx.settings.deploy_poll_seconds, timeout=ctx.settings.deploy_timeout_seconds,
+            released=bool(job.payload.get("released")),
         )  # fmt: skip
 
 

@@ -75,8 +75,8 @@ class SQLiteQueue:
             with self._lock:
                 try:
                     return work(self._connect())
-                except sqlite3.Error as exc:
-                    if self._db is not None and self._db.in_transaction:
+                except (sqlite3.Error, OSError) as exc:
+                    if self._db is not None and self._db.in_transaction:  # pragma: no branch
                         self._db.execute("ROLLBACK")
                     raise QueueUnavailable(f"the job database {self.path} failed: {exc}") from exc
 

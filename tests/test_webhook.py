@@ -1,0 +1,759 @@
+"""The App server (POST /webhook, GET /healthz, GET /metrics), its durable queue and
+its GitHub retry policy, end to end: lemi's real Starlette app, real SQLite queue and
+workers (in process, or as a real `lemi serve` process that is SIGKILLed), talking to
+the shared GitHub fake, fed with the real @octokit/webhooks-examples payloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+import bot.app
+from app_harness import LEMI_YML, SERVICE_YAML, WEBHOOK_SECRET, running_app, settings_for, setup_repos
+from bot.app import MAX_BODY, create_app, signature_ok
+from bot.config import parse_config
+from fakes.github import FakeGitHub
+from fakes.webhooks import all_examples, example, for_pull_request, signature, signed
+
+SERVICE = "acme/demo-service"
+INFRA = "acme/infra"
+SERVICE_FILES = {
+    "deploy/demo-service/service.yaml": SERVICE_YAML,
+    "deploy/demo-service/environment/staging.yaml": "variables: {LOG_LEVEL: info}\n",
+}
+SPEC_CHECK = "lemi / spec"
+PROVISION_CHECK = "lemi / provision"
+LINK_MARKER = "<!-- lemi:provision-link -->"
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def open_service_pr(github: Any) -> int:
+    """acme/demo-service with a PR that adds deploy/demo-service/, under one installation."""
+    setup_repos(github)
+    return github.open_pull_request(SERVICE, "provision", files=SERVICE_FILES)
+
+
+def ok_calls(github: Any, method: str, path: str) -> list[Any]:
+    return [c for c in github.calls if c.method == method and c.path == path and 200 <= c.status < 300]
+
+
+def assert_provisioned_once(github: Any, number: int) -> None:
+    """The whole provisioning happened, and no write happened twice."""
+    calls = github.describe_calls()
+    infra_prs = github.pulls(INFRA)
+    assert [p.title for p in infra_prs] == ["Provision demo-service"], calls
+    assert github.file(INFRA, "lemi/demo-service", "services/demo-service.tf"), calls
+    lemi_comments = [c for c in github.comments(SERVICE, number) if c.via_app]
+    assert len(lemi_comments) == 1, [c.body for c in lemi_comments]
+    assert LINK_MARKER in lemi_comments[0].body
+    assert f"/{INFRA}/pull/{infra_prs[0].number}" in lemi_comments[0].body
+    head = github.pull(SERVICE, number).head_sha
+    runs = github.check_runs(SERVICE, sha=head)
+    assert Counter(r.name for r in runs) == {SPEC_CHECK: 1, PROVISION_CHECK: 1}, calls
+    by_name = {r.name: r for r in runs}
+    assert (by_name[SPEC_CHECK].status, by_name[SPEC_CHECK].conclusion) == ("completed", "success")
+    assert (by_name[PROVISION_CHECK].status, by_name[PROVISION_CHECK].conclusion) == ("in_progress", None)
+    # every write that GitHub applied, applied once
+    assert len(ok_calls(github, "POST", f"/repos/{INFRA}/pulls")) == 1, calls
+    assert len(ok_calls(github, "POST", f"/repos/{INFRA}/git/refs")) == 1, calls
+    assert len(ok_calls(github, "PUT", f"/repos/{INFRA}/contents/services/demo-service.tf")) == 1, calls
+    assert len(ok_calls(github, "POST", f"/repos/{SERVICE}/issues/{number}/comments")) == 1, calls
+    assert len(ok_calls(github, "POST", f"/repos/{SERVICE}/check-runs")) == 2, calls
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample of a Prometheus exposition, or None."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+@contextmanager
+def serving(github: Any, wrapper: Callable[[Any], Any]) -> Iterator[None]:
+    """Wrap the shared fake's ``serve`` (request in, answer out) for this test only."""
+    github.serve = wrapper(FakeGitHub.serve.__get__(github))
+    try:
+        yield
+    finally:
+        del github.serve
+
+
+def post_raw(app: Any, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    return app.client.post("/webhook", content=body, headers=headers)
+
+
+def pr_opened_example() -> dict[str, Any]:
+    return example("pull_request", "opened", with_installation=True)
+
+
+# --- 1. signatures -----------------------------------------------------------------------------
+
+
+def test_signature_ok_is_an_hmac_sha256_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = b'{"zen":"Keep it logically awesome."}'
+    good = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    compared: list[tuple[Any, Any]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(bot.app.hmac, "compare_digest", spy)
+    assert signature_ok(body, good, "s3cret")
+    assert compared, "the signature must be compared with hmac.compare_digest (constant time)"
+    compared.clear()
+    assert not signature_ok(body, good, "other-secret")
+    assert not signature_ok(body + b" ", good, "s3cret")
+    assert not signature_ok(body, good[:-1], "s3cret")
+    assert not signature_ok(body, good[:-1] + ("0" if good[-1] != "0" else "1"), "s3cret")
+    assert compared, "a wrong signature of the right shape is also compared in constant time"
+    for header in (None, "", "sha256=", good.upper(), good.removeprefix("sha256="),
+                   "sha1=" + hmac.new(b"s3cret", body, hashlib.sha1).hexdigest(),
+                   "sha1=" + good.removeprefix("sha256="), "sha256=é" + good[8:]):  # fmt: skip
+        assert not signature_ok(body, header, "s3cret"), header
+
+
+def test_bad_signatures_get_401_store_nothing_and_call_no_api(github: Any, tmp_path: Path) -> None:
+    payload = pr_opened_example()  # an event lemi handles: only the signature stands in the way
+    headers, body = signed("pull_request", payload, WEBHOOK_SECRET)
+    sha1_only = {k: v for k, v in headers.items() if k != "X-Hub-Signature-256"}
+    missing = {k: v for k, v in sha1_only.items() if k != "X-Hub-Signature"}
+    wrong_secret = {**headers, "X-Hub-Signature-256": signature("not-the-secret", body)}
+    hexdigest = headers["X-Hub-Signature-256"].removeprefix("sha256=")
+    tampered = body.replace(b'"action":"opened"', b'"action":"closed"')
+    assert tampered != body
+    cases: list[tuple[str, bytes, dict[str, str]]] = [
+        ("missing header", body, missing),
+        ("sha1-only (X-Hub-Signature)", body, sha1_only),
+        ("wrong secret", body, wrong_secret),
+        ("tampered body", tampered, headers),
+        ("wrong prefix sha1=", body, {**headers, "X-Hub-Signature-256": "sha1=" + hexdigest}),
+        ("no prefix", body, {**headers, "X-Hub-Signature-256": hexdigest}),
+        ("upper-case prefix", body, {**headers, "X-Hub-Signature-256": "SHA256=" + hexdigest}),
+        ("empty digest", body, {**headers, "X-Hub-Signature-256": "sha256="}),
+        ("truncated digest", body, {**headers, "X-Hub-Signature-256": "sha256=" + hexdigest[:-2]}),
+        ("signature of the empty body", body, {**headers, "X-Hub-Signature-256": signature(WEBHOOK_SECRET, b"")}),
+        # the signature is checked before the other headers and the body are looked at
+        ("bad signature, no event header", body,
+         {k: v for k, v in wrong_secret.items() if k not in ("X-GitHub-Event", "X-GitHub-Delivery")}),
+        ("bad signature, not JSON", b"not json", {**headers, "X-Hub-Signature-256": signature("x", b"not json")}),
+    ]  # fmt: skip
+    with running_app(github, tmp_path, workers=2) as app:
+        for name, data, hdrs in cases:
+            response = post_raw(app, data, hdrs)
+            assert response.status_code == 401, (name, response.status_code, response.text)
+        time.sleep(0.2)  # several worker polls
+        assert app.jobs() == []
+        assert github.calls == [], github.describe_calls()
+        # the same delivery, correctly signed, is accepted and stored
+        response = post_raw(app, body, headers)
+        assert response.status_code == 202, response.text
+        assert response.json() == {"status": "queued"}
+        assert [j["dedupe_id"] for j in app.jobs()] == [headers["X-GitHub-Delivery"]]
+        metrics = app.client.get("/metrics").text
+    assert metric(metrics, "lemi_webhook_deliveries_total", outcome="bad_signature") == len(cases)
+
+
+# --- 2. 400 and 413 ----------------------------------------------------------------------------
+
+
+def test_malformed_deliveries_get_400_and_store_nothing(github: Any, tmp_path: Path) -> None:
+    payload = pr_opened_example()
+    headers, body = signed("pull_request", payload, WEBHOOK_SECRET)
+
+    def signed_as(data: bytes, **changes: str | None) -> dict[str, str]:
+        out = {**headers, "X-Hub-Signature-256": signature(WEBHOOK_SECRET, data)}
+        out.pop("X-Hub-Signature")
+        for key, value in changes.items():
+            out.pop(key.replace("_", "-"), None)
+            if value is not None:
+                out[key.replace("_", "-")] = value
+        return out
+
+    cases: list[tuple[str, bytes, dict[str, str]]] = [
+        ("not JSON", b"{not json", signed_as(b"{not json")),
+        ("truncated JSON", body[:-1], signed_as(body[:-1])),
+        ("not UTF-8", b'{"a": "\xff"}', signed_as(b'{"a": "\xff"}')),
+        ("empty body", b"", signed_as(b"")),
+        ("no X-GitHub-Event", body, signed_as(body, X_GitHub_Event=None)),
+        ("no X-GitHub-Delivery", body, signed_as(body, X_GitHub_Delivery=None)),
+        ("empty X-GitHub-Delivery", body, signed_as(body, X_GitHub_Delivery="")),
+        ("malformed X-GitHub-Delivery", body, signed_as(body, X_GitHub_Delivery="../../etc/passwd")),
+        ("malformed X-GitHub-Event", body, signed_as(body, X_GitHub_Event="pull_request; rm -rf")),
+        ("form body without payload", b"foo=bar",
+         signed_as(b"foo=bar", Content_Type="application/x-www-form-urlencoded")),
+    ]  # fmt: skip
+    with running_app(github, tmp_path, workers=0) as app:
+        for name, data, hdrs in cases:
+            response = post_raw(app, data, hdrs)
+            assert response.status_code == 400, (name, response.status_code, response.text)
+            assert "error" in response.json(), name
+        assert app.jobs() == []
+        # GitHub's other content type (application/x-www-form-urlencoded, payload=<json>) is accepted
+        from urllib.parse import urlencode
+
+        form = urlencode({"payload": body.decode()}).encode()
+        response = post_raw(app, form, signed_as(form, Content_Type="application/x-www-form-urlencoded"))
+        assert response.status_code == 202, response.text
+        assert len(app.jobs()) == 1
+    assert github.calls == []
+
+
+def test_signed_pull_request_with_a_malformed_shape_gets_400(github: Any, tmp_path: Path) -> None:
+    app = create_app(
+        settings=settings_for(github, tmp_path / "queue.db"), config=parse_config(LEMI_YML), workers=0
+    )
+    statuses = []
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for data in ({"action": "opened", "repository": {}, "pull_request": {"number": 1}},
+                     {"action": "opened", "repository": "acme/demo-service", "pull_request": {"number": 1}}):  # fmt: skip
+            headers, body = signed("pull_request", data, WEBHOOK_SECRET)
+            statuses.append(client.post("/webhook", content=body, headers=headers).status_code)
+    assert statuses == [400, 400]
+
+
+def test_a_declared_content_length_over_25_mb_gets_413(github: Any, tmp_path: Path) -> None:
+    with running_app(github, tmp_path, workers=0) as app:
+        headers, body = signed("ping", example("ping"), WEBHOOK_SECRET)
+        response = post_raw(app, body, {**headers, "Content-Length": str(MAX_BODY + 1)})
+        assert response.status_code == 413, response.text
+        assert app.jobs() == []
+    assert github.calls == []
+
+
+def test_a_real_body_just_over_25_mb_gets_413_and_is_not_stored(github: Any, tmp_path: Path) -> None:
+    # a correctly signed pull_request delivery just over 25 MB, streamed (no Content-Length),
+    # so the server has to count the bytes itself
+    payload = pr_opened_example()
+    payload["pull_request"]["body"] = ""
+    small = json.dumps(payload, separators=(",", ":")).encode()
+    padding = MAX_BODY + 1 - len(small)
+    payload["pull_request"]["body"] = "x" * padding
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    assert len(body) == MAX_BODY + 1
+    headers, _ = signed("pull_request", {}, WEBHOOK_SECRET)
+    headers["X-Hub-Signature-256"] = signature(WEBHOOK_SECRET, body)
+    headers.pop("X-Hub-Signature")
+    del payload
+
+    def chunks() -> Iterator[bytes]:
+        view = memoryview(body)
+        for start in range(0, len(body), 1 << 20):
+            yield bytes(view[start : start + (1 << 20)])
+
+    with running_app(github, tmp_path, workers=0) as app:
+        response = app.client.post("/webhook", content=chunks(), headers=headers)
+        assert response.status_code == 413, response.text
+        assert app.jobs() == []
+        assert metric(app.client.get("/metrics").text, "lemi_webhook_deliveries_total", outcome="too_large") == 1
+    assert github.calls == []
+
+
+# --- 3. ping and every real example ------------------------------------------------------------
+
+
+def test_ping_gets_pong_and_no_work(github: Any, tmp_path: Path) -> None:
+    with running_app(github, tmp_path, workers=2) as app:
+        response = app.deliver("ping", example("ping"))
+        assert response.status_code == 200
+        assert response.json() == {"status": "pong"}
+        time.sleep(0.2)
+        assert app.jobs() == []
+    assert github.calls == []
+
+
+# events the product contract gives work to (DESIGN.md, "What the App does"); everything
+# else must be acknowledged and ignored with no API call
+PR_ACTIONS = {"opened", "reopened", "synchronize", "closed"}
+
+
+def contract_may_handle(event: str, payload: dict[str, Any]) -> bool:
+    action = payload.get("action")
+    return (
+        (event == "pull_request" and action in PR_ACTIONS)
+        or event == "push"
+        or (event == "issue_comment" and action == "created")
+    )
+
+
+# real GitHub event names with a digit
+EVENTS_WITH_DIGITS = {"projects_v2_item"}
+
+
+def test_every_example_payload_gets_a_2xx_and_ignored_events_cause_no_work(github: Any, tmp_path: Path) -> None:
+    examples = list(all_examples())
+    assert len(examples) > 300 and len({e for e, _ in examples}) > 50
+    assert {e for e, _ in examples if any(ch.isdigit() for ch in e)} == EVENTS_WITH_DIGITS
+    examples = [(e, p) for e, p in examples if e not in EVENTS_WITH_DIGITS]
+    ignored = [(e, p) for e, p in examples if not contract_may_handle(e, p)]
+    candidates = [(e, p) for e, p in examples if contract_may_handle(e, p)]
+    assert {p.get("action") for e, p in candidates if e == "pull_request"} == PR_ACTIONS
+
+    # the ignored ones, with workers running: acknowledged, nothing stored, no request at all
+    with running_app(github, tmp_path / "a", workers=2) as app:
+        for n, (event, payload) in enumerate(ignored):
+            response = app.deliver(event, payload, delivery=f"ignored-{n}")
+            assert 200 <= response.status_code < 300, (event, payload.get("action"), response.text)
+            expected = "pong" if event == "ping" else "ignored"
+            assert response.json() == {"status": expected}, (event, payload.get("action"))
+        time.sleep(0.3)  # many worker polls
+        assert app.jobs() == []
+        metrics = app.client.get("/metrics").text
+    assert github.calls == [], github.describe_calls()
+    assert metric(metrics, "lemi_webhook_deliveries_total", event="star", outcome="ignored") == sum(
+        1 for e, _ in ignored if e == "star"
+    )
+
+    # the ones lemi may handle: 2xx, and the pull_request ones are stored (their repositories are
+    # not in the fake, so they are not processed here: intake alone makes no API call)
+    with running_app(github, tmp_path / "b", workers=0) as app:
+        stored = set()
+        for n, (event, payload) in enumerate(candidates):
+            delivery = f"candidate-{n}"
+            response = app.deliver(event, payload, delivery=delivery)
+            assert 200 <= response.status_code < 300, (event, payload.get("action"), response.text)
+            if event == "pull_request":
+                assert (response.status_code, response.json()) == (202, {"status": "queued"}), payload["action"]
+            if response.json()["status"] == "queued":
+                stored.add(delivery)
+        assert {j["dedupe_id"] for j in app.jobs()} == stored
+        assert all(j["state"] == "queued" for j in app.jobs())
+    assert github.calls == [], github.describe_calls()
+
+
+def test_projects_v2_item_examples_get_a_2xx_and_no_work(github: Any, tmp_path: Path) -> None:
+    examples = [(e, p) for e, p in all_examples() if e in EVENTS_WITH_DIGITS]
+    assert len(examples) == 7
+    with running_app(github, tmp_path, workers=2) as app:
+        answers = [(app.deliver(e, p).status_code) for e, p in examples]
+        assert app.jobs() == []
+    assert github.calls == []
+    assert answers == [200] * len(examples)
+
+
+# --- 4. duplicate deliveries -------------------------------------------------------------------
+
+
+def test_the_same_delivery_is_processed_once(github: Any, tmp_path: Path) -> None:
+    number = open_service_pr(github)
+    payload = for_pull_request(github, SERVICE, number, "opened")
+    delivery = str(uuid.uuid4())
+    with running_app(github, tmp_path, workers=2) as app:
+        first = app.deliver("pull_request", payload, delivery=delivery)
+        again = app.deliver("pull_request", payload, delivery=delivery)  # while queued or running
+        app.drain()
+        after = app.deliver("pull_request", payload, delivery=delivery)  # after it was processed
+        time.sleep(0.2)
+        rows = app.drain()
+        metrics = app.client.get("/metrics").text
+    assert (first.status_code, first.json()) == (202, {"status": "queued"})
+    assert (again.status_code, again.json()) == (202, {"status": "duplicate"})
+    assert (after.status_code, after.json()) == (202, {"status": "duplicate"})
+    assert [(r["dedupe_id"], r["state"], r["attempts"]) for r in rows] == [(delivery, "done", 1)]
+    assert_provisioned_once(github, number)
+    assert metric(metrics, "lemi_webhook_deliveries_total", event="pull_request", outcome="duplicate") == 2
+    assert metric(metrics, "lemi_webhook_deliveries_total", event="pull_request", outcome="queued") == 1
+
+
+# --- 5. durability: a real `lemi serve`, killed with SIGKILL -----------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """`lemi serve` (the venv's console script) as a real process on a free port."""
+
+    def __init__(self, github: Any, tmp_path: Path, db: Path, **env: str) -> None:
+        config = tmp_path / "lemi.yml"
+        config.write_text(LEMI_YML)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / f"serve-{self.port}.log"
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "LEMI_"))}
+        self.env = {
+            **base,
+            "GITHUB_API_URL": github.url,
+            "GITHUB_APP_ID": str(github.app_id),
+            "GITHUB_APP_PRIVATE_KEY": github.private_key_pem,
+            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "LEMI_CONFIG": str(config),
+            "LEMI_QUEUE": f"sqlite:///{db}",
+            "LEMI_RETRY_DELAYS": "0.1,0.2,0.4",
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "NO_PROXY": "127.0.0.1,localhost",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        lemi = Path(sys.executable).parent / "lemi"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([str(lemi), "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                body = httpx.get(f"{self.url}/healthz", timeout=1).json()
+                if body.get("app") == "ready":
+                    return self
+                raise AssertionError(f"lemi serve is not ready: {body}\n{self.output()}")
+            except httpx.TransportError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"lemi serve did not answer /healthz\n{self.output()}") from None
+                time.sleep(0.05)
+
+    def deliver(self, event: str, payload: dict[str, Any], delivery: str) -> httpx.Response:
+        headers, body = signed(event, payload, WEBHOOK_SECRET, delivery=delivery)
+        return httpx.post(f"{self.url}/webhook", content=body, headers=headers, timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL (kill -9): no lifespan shutdown, no lease given back."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
+
+
+def db_jobs(db: Path) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT dedupe_id, state, attempts, last_error FROM jobs")]
+    finally:
+        conn.close()
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+
+
+def test_a_delivery_accepted_before_sigkill_is_processed_after_restart(github: Any, tmp_path: Path) -> None:
+    number = open_service_pr(github)
+    payload = for_pull_request(github, SERVICE, number, "opened")
+    db = tmp_path / "queue.db"
+    delivery = str(uuid.uuid4())
+    accept_only = Server(github, tmp_path, db, LEMI_WORKERS="0")
+    again = Server(github, tmp_path, db, LEMI_WORKERS="2")
+    try:
+        accept_only.start()
+        response = accept_only.deliver("pull_request", payload, delivery)
+        assert (response.status_code, response.json()) == (202, {"status": "queued"})
+        accept_only.kill()  # right after the 2xx
+        assert accept_only.proc is not None and accept_only.proc.returncode == -signal.SIGKILL
+        # the delivery was on disk when the 2xx was sent
+        assert [(j["dedupe_id"], j["state"]) for j in db_jobs(db)] == [(delivery, "queued")]
+        assert github.calls == []
+        again.start()
+        github.wait_for(lambda: github.pulls(INFRA) and github.check_runs(SERVICE, name=PROVISION_CHECK), timeout=20)
+        wait_until(lambda: db_jobs(db)[0]["state"] == "done", 10, "the job is done")
+        # a redelivery after the restart is still a duplicate
+        response = again.deliver("pull_request", payload, delivery)
+        assert (response.status_code, response.json()) == (202, {"status": "duplicate"})
+    finally:
+        accept_only.kill()
+        again.kill()
+    assert [(j["state"], j["attempts"]) for j in db_jobs(db)] == [("done", 1)]
+    assert_provisioned_once(github, number)
+
+
+def test_sigkill_while_the_job_runs_then_restart_completes_it_exactly_once(github: Any, tmp_path: Path) -> None:
+    """The fake cannot delay an answer, so the server is killed from inside the fake, right
+    after GitHub applied the POST that opens the infra PR and before lemi reads the answer:
+    the worst moment for idempotence (the PR exists, lemi does not know it)."""
+    number = open_service_pr(github)
+    payload = for_pull_request(github, SERVICE, number, "opened")
+    db = tmp_path / "queue.db"
+    delivery = str(uuid.uuid4())
+    first = Server(github, tmp_path, db, LEMI_WORKERS="1", LEMI_LEASE_SECONDS="1")
+    second = Server(github, tmp_path, db, LEMI_WORKERS="2", LEMI_LEASE_SECONDS="1")
+    killed = threading.Event()
+
+    def kill_on_infra_pr(serve: Any) -> Any:
+        def wrapped(method: str, raw_path: str, *args: Any, **kwargs: Any) -> Any:
+            answer = serve(method, raw_path, *args, **kwargs)
+            if method.upper() == "POST" and unquote(raw_path) == f"/repos/{INFRA}/pulls" and not killed.is_set():
+                first.kill()  # before the answer leaves the fake
+                killed.set()
+            return answer
+
+        return wrapped
+
+    try:
+        with serving(github, kill_on_infra_pr):
+            first.start()
+            response = first.deliver("pull_request", payload, delivery)
+            assert (response.status_code, response.json()) == (202, {"status": "queued"})
+            assert killed.wait(20), f"the job never opened the infra PR\n{github.describe_calls()}\n{first.output()}"
+        assert first.proc is not None and first.proc.returncode == -signal.SIGKILL
+        assert len(github.pulls(INFRA)) == 1  # applied by GitHub, answer never read
+        assert not [c for c in github.comments(SERVICE, number) if c.via_app]
+        assert [(j["state"], j["attempts"]) for j in db_jobs(db)] == [("running", 1)]
+        second.start()
+        github.wait_for(lambda: [c for c in github.comments(SERVICE, number) if c.via_app], timeout=20)
+        github.wait_for(lambda: github.check_runs(SERVICE, name=PROVISION_CHECK), timeout=20)
+        wait_until(lambda: db_jobs(db)[0]["state"] == "done", 15, "the job is done")
+        time.sleep(0.5)  # nothing else may run it again
+    finally:
+        first.kill()
+        second.kill()
+    assert [(j["state"], j["attempts"]) for j in db_jobs(db)] == [("done", 2)]
+    assert_provisioned_once(github, number)
+
+
+# --- 6. GitHub faults ---------------------------------------------------------------------------
+
+
+def test_502s_and_rate_limits_on_the_first_tries_still_complete_the_job(github: Any, tmp_path: Path) -> None:
+    number = open_service_pr(github)
+    payload = for_pull_request(github, SERVICE, number, "opened")
+    # reads: 502, and a primary rate limit (x-ratelimit-remaining: 0 + x-ratelimit-reset)
+    github.fail_next("GET", rf"^/repos/{SERVICE}/pulls/{number}/files$", 502)
+    github.primary_rate_limit("GET", r"/contents/deploy/demo-service/service\.yaml$", reset_in=1)
+    # writes: a secondary rate limit (403 + retry-after: 1) on the very first POST and on the
+    # first check run, and a 502 on the POST that creates the infra branch
+    github.secondary_rate_limit("POST", r"/access_tokens$", retry_after=1)
+    github.secondary_rate_limit("POST", rf"^/repos/{SERVICE}/check-runs$", retry_after=1)
+    github.fail_next("POST", rf"^/repos/{INFRA}/git/refs$", 502)
+    started = time.monotonic()
+    with running_app(github, tmp_path, workers=2) as app:
+        app.deliver("pull_request", payload)
+        rows = app.drain(timeout=20)
+    elapsed = time.monotonic() - started
+    assert github.faults == [], "every fault was hit"
+    assert [r["state"] for r in rows] == ["done"], rows
+    # the reads and rate limits are retried by the client; the POST 5xx by the queue
+    assert rows[0]["attempts"] == 2, rows
+    statuses = [(c.method, c.path.rsplit("/", 1)[-1], c.status) for c in github.calls]
+    assert ("POST", "access_tokens", 403) in statuses and ("POST", "access_tokens", 201) in statuses
+    assert ("GET", "files", 502) in statuses and ("GET", "files", 200) in statuses
+    # retry-after: 1 honoured twice (at least ~2 s of waiting), and not much longer
+    assert 1.9 <= elapsed < 15, elapsed
+    assert_provisioned_once(github, number)
+
+
+def test_writes_github_applied_but_whose_answer_was_lost_are_not_repeated(github: Any, tmp_path: Path) -> None:
+    """A POST answered 502 may have been applied: the retried job finds what it made."""
+    number = open_service_pr(github)
+    payload = for_pull_request(github, SERVICE, number, "opened")
+    lose = {f"/repos/{INFRA}/pulls", f"/repos/{SERVICE}/issues/{number}/comments", f"/repos/{SERVICE}/check-runs"}
+    lost: list[str] = []
+
+    def lose_answers(serve: Any) -> Any:
+        def wrapped(method: str, raw_path: str, *args: Any, **kwargs: Any) -> Any:
+            status, headers, body = serve(method, raw_path, *args, **kwargs)
+            path = unquote(raw_path)
+            if method.upper() == "POST" and path in lose and status < 300:
+                lose.discard(path)
+                lost.append(path)
+                return 502, headers, {"message": "Server Error"}
+            return status, headers, body
+
+        return wrapped
+
+    with serving(github, lose_answers), running_app(github, tmp_path, workers=2, retry_delays=(0.05, 0.1, 0.2, 0.4, 0.8)) as app:
+        app.deliver("pull_request", payload)
+        rows = app.drain(timeout=20)
+    assert len(lost) == 3, lost
+    assert [r["state"] for r in rows] == ["done"], rows
+    assert_provisioned_once(github, number)
+
+
+def test_a_persistent_502_fails_the_job_after_the_retries_and_tells_the_user(github: Any, tmp_path: Path) -> None:
+    number = open_service_pr(github)
+    payload = for_pull_request(github, SERVICE, number, "opened")
+    delivery = str(uuid.uuid4())
+    github.fail_next("POST", rf"^/repos/{INFRA}/pulls$", 502, times=1000)
+    retry_delays = (0.05, 0.1, 0.2)
+    with running_app(github, tmp_path, workers=2, retry_delays=retry_delays) as app:
+        app.deliver("pull_request", payload, delivery=delivery)
+        rows = app.drain(timeout=20)
+        time.sleep(0.2)
+        metrics = app.client.get("/metrics").text
+    assert [(r["state"], r["attempts"]) for r in rows] == [("failed", len(retry_delays) + 1)], rows
+    assert "GitHubBroken" in (rows[0]["last_error"] or ""), rows
+    assert len(github.calls_to("POST", f"/repos/{INFRA}/pulls")) == len(retry_delays) + 1
+    assert github.pulls(INFRA) == []
+    told = [c for c in github.comments(SERVICE, number) if c.via_app and c.user == github.bot_login]
+    assert len(told) == 1, [c.body for c in github.comments(SERVICE, number)]
+    assert delivery in told[0].body
+    assert "gave up" in told[0].body and "pull_request.opened" in told[0].body
+    assert metric(metrics, "lemi_job_duration_seconds_count", kind="webhook", outcome="failed") == 1
+    assert metric(metrics, "lemi_job_duration_seconds_count", kind="webhook", outcome="retry") == len(retry_delays)
+
+
+# --- 7. the queue cannot store the delivery ------------------------------------------------------
+
+
+def queue_app(github: Any, queue_url: str, tmp_path: Path) -> Any:
+    return create_app(
+        settings=settings_for(github, tmp_path / "unused.db", queue_url=queue_url),
+        config=parse_config(LEMI_YML),
+        workers=0,
+    )
+
+
+def test_a_queue_that_cannot_open_gets_503_not_2xx(github: Any, tmp_path: Path) -> None:
+    # the database path is a directory: SQLite cannot open it
+    with TestClient(queue_app(github, f"sqlite:///{tmp_path}", tmp_path), raise_server_exceptions=False) as client:
+        headers, body = signed("pull_request", pr_opened_example(), WEBHOOK_SECRET)
+        response = client.post("/webhook", content=body, headers=headers)
+        metrics = client.get("/metrics").text
+    assert response.status_code == 503, response.text
+    assert "redeliver" in response.json()["error"]
+    assert metric(metrics, "lemi_webhook_deliveries_total", event="pull_request", outcome="store_failed") == 1
+    assert github.calls == []
+
+
+def test_a_queue_under_a_file_gets_503(github: Any, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    url = f"sqlite:///{blocker}/sub/queue.db"
+    with TestClient(queue_app(github, url, tmp_path), raise_server_exceptions=False) as client:
+        headers, body = signed("pull_request", pr_opened_example(), WEBHOOK_SECRET)
+        response = client.post("/webhook", content=body, headers=headers)
+    assert response.status_code == 503, (response.status_code, response.text)
+
+
+# --- 8. /metrics and /healthz --------------------------------------------------------------------
+
+
+def test_healthz_says_ready(github: Any, tmp_path: Path) -> None:
+    with running_app(github, tmp_path, workers=0) as app:
+        response = app.client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "app": "ready", "config": "loaded"}
+
+
+def test_metrics_count_deliveries_jobs_queue_depth_and_rate_limit(github: Any, tmp_path: Path) -> None:
+    number = open_service_pr(github)
+    payload = for_pull_request(github, SERVICE, number, "opened")
+    github.rate_limit = 4321  # a limit of this fake only, so the gauge's value must come from it
+    with running_app(github, tmp_path, workers=2) as app:
+        assert app.deliver("ping", example("ping")).status_code == 200
+        assert app.deliver("star", example("star")).status_code == 200
+        headers, body = signed("pull_request", payload, "wrong")
+        assert post_raw(app, body, headers).status_code == 401
+        delivery = str(uuid.uuid4())
+        assert app.deliver("pull_request", payload, delivery=delivery).status_code == 202
+        assert app.deliver("pull_request", payload, delivery=delivery).status_code == 202
+        app.drain()
+        response = app.client.get("/metrics")
+    text = response.text
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    deliveries = "lemi_webhook_deliveries_total"
+    assert metric(text, deliveries, event="pull_request", outcome="queued") == 1
+    assert metric(text, deliveries, event="pull_request", outcome="duplicate") == 1
+    assert metric(text, deliveries, event="ping", outcome="pong") == 1
+    assert metric(text, deliveries, event="star", outcome="ignored") == 1
+    assert metric(text, deliveries, outcome="bad_signature") == 1
+    assert metric(text, "lemi_queue_depth") == 0
+    assert metric(text, "lemi_job_duration_seconds_count", kind="webhook", outcome="done") == 1
+    assert (metric(text, "lemi_job_duration_seconds_sum", kind="webhook", outcome="done") or 0) > 0
+
+    def bucket(c: Any) -> str:
+        return c.token or ("app" if c.auth == "app" else "anonymous")
+
+    last = github.calls[-1]  # the last answer lemi read: its x-ratelimit-remaining
+    used = sum(1 for c in github.calls if bucket(c) == bucket(last))
+    assert metric(text, "lemi_github_rate_limit_remaining") == 4321 - used
+    assert metric(text, "lemi_github_requests_total", method="POST", status="201") is not None
+
+
+def test_metrics_queue_depth_counts_waiting_jobs(github: Any, tmp_path: Path) -> None:
+    with running_app(github, tmp_path, workers=0) as app:
+        assert metric(app.client.get("/metrics").text, "lemi_queue_depth") == 0
+        for action in ("opened", "reopened"):
+            assert app.deliver("pull_request", example("pull_request", action)).status_code == 202
+        assert metric(app.client.get("/metrics").text, "lemi_queue_depth") == 2
+
+
+# --- 9. structured logs -------------------------------------------------------------------------
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def test_logs_are_json_lines_with_delivery_and_repository(
+    github: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    number = open_service_pr(github)
+    payload = for_pull_request(github, SERVICE, number, "opened")
+    delivery = str(uuid.uuid4())
+    github.fail_next("POST", rf"^/repos/{INFRA}/git/refs$", 502)  # one retry, logged
+    with running_app(github, tmp_path, workers=1) as app:
+        app.deliver("pull_request", payload, delivery=delivery)
+        app.drain()
+    lines = [e for e in json_lines(capfd.readouterr().err) if e.get("delivery") == delivery]
+    assert lines, "no JSON log line carries the delivery id"
+    for entry in lines:
+        assert {"time", "level", "logger", "message"} <= set(entry), entry
+        assert entry["repository"] == SERVICE, entry
+        assert entry["event"] == "pull_request", entry
+    messages = [(e["logger"], e["level"], e["message"]) for e in lines]
+    assert ("lemi.app", "info", f"delivery {delivery} queued") in messages, messages
+    assert any(lg == "lemi.worker" and lvl == "warning" and "GitHubBroken" in m for lg, lvl, m in messages), messages
+    assert any(lg == "lemi.worker" and lvl == "info" and m.endswith(" done") for lg, lvl, m in messages), messages
+
+
+def test_logs_of_a_provisioning_job_name_the_service(
+    github: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    number = open_service_pr(github)
+    payload = for_pull_request(github, SERVICE, number, "opened")
+    delivery = str(uuid.uuid4())
+    github.fail_next("POST", rf"^/repos/{INFRA}/pulls$", 502)  # a failure worth logging, mid-service
+    with running_app(github, tmp_path, workers=1) as app:
+        app.deliver("pull_request", payload, delivery=delivery)
+        app.drain()
+    lines = [e for e in json_lines(capfd.readouterr().err) if e.get("delivery") == delivery]
+    assert any(e.get("service") == "demo-service" for e in lines), lines
