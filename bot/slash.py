@@ -14,13 +14,14 @@ from typing import Any
 from gidgethub import BadRequest
 
 from .aws.clients import AwsClients
-from .aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult
+from .aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, roll_out
 from .aws.errors import OperationError
 from .aws import operate
 from .aws.verify import verify_provisioned
 from .commands import Command
 from .compile import compile_for
 from .config import Config
+from .github import comments
 from .github.client import GitHub
 from .github.files import list_services, read_service_files, repo_vars
 from .locks import Lock, LockStore
@@ -88,13 +89,28 @@ async def react(gh: GitHub, inv: Invocation, stage: str) -> None:
     )
 
 
+def _reply_kind(inv: Invocation) -> str:
+    return f"reply {inv.delivery}"
+
+
 async def reply(gh: GitHub, inv: Invocation, **values: Any) -> None:
+    """The one answer to a command. Its hidden marker names the delivery and the outcome,
+    so a retried job finds it and does not run (or answer) twice."""
+    outcome = "ok" if values.get("ok", True) else "failed"
     body = render("comments/command.md.j2", inv=inv, **values)
     await gh.post(
         "/repos/{owner}/{repo}/issues/{issue_number}/comments",
         repo_vars(inv.repository, issue_number=inv.number),
-        data={"body": body[:65000]},
+        data={"body": f"{body[:64000]}\n{comments.marker(_reply_kind(inv))}<!-- lemi:outcome {outcome} -->"},
     )
+
+
+async def earlier_reply(gh: GitHub, inv: Invocation) -> bool | None:
+    """None when this command was not answered yet, else whether it succeeded."""
+    found = await comments.find_comment(gh, inv.repository, inv.number, _reply_kind(inv))
+    if found is None:
+        return None
+    return "<!-- lemi:outcome ok -->" in (found.get("body") or "")
 
 
 @dataclass(frozen=True)
@@ -129,22 +145,22 @@ async def resolve(gh: GitHub, config: Config, inv: Invocation) -> Target:
     return Target(service, env)
 
 
-async def authorize(gh: GitHub, config: Config, inv: Invocation, target: Target, locks: LockStore) -> str:
-    """The commenter's role, or :class:`Refused` saying what is missing."""
+def require(role: str, needed: str, inv: Invocation, what: str) -> None:
+    if RANKS.get(role, 0) < RANKS[needed]:
+        raise Refused(f"@{inv.user} has `{role}` permission on {inv.repository}; {what} needs `{needed}` or higher")
+
+
+async def authorize(config: Config, inv: Invocation, target: Target, locks: LockStore, role: str) -> None:
+    """:class:`Refused` saying what is missing: the environment named, the role, the lock."""
     protected = config.environment(target.environment).protected
     if protected and inv.command.env is None:
         raise Refused(f"`{target.environment}` is protected: spell it out with `-e {target.environment}`")
-    role = await role_of(gh, inv.repository, inv.user)
     needed = "maintain" if protected else "write"
-    if RANKS.get(role, 0) < RANKS[needed]:
-        where = f"the protected environment `{target.environment}`" if protected else f"`{target.environment}`"
-        raise Refused(
-            f"@{inv.user} has `{role}` permission on {inv.repository}; operating {where} needs `{needed}` or higher"
-        )
+    where = f"the protected environment `{target.environment}`" if protected else f"`{target.environment}`"
+    require(role, needed, inv, f"operating {where}")
     lock = await locks.get(inv.repository, target.environment)
     if lock is not None and lock.holder != inv.user and inv.command.name not in ("help", "status", "unlock"):
         raise Refused(f"`{target.environment}` is locked by @{lock.holder}{_reason(lock)}; ask them to `/lemi unlock -e {target.environment}`")
-    return role
 
 
 def _reason(lock: Lock) -> str:
@@ -204,13 +220,14 @@ async def run_short(
 
 
 async def run_long(
-    gh: GitHub, aws: AwsClients, config: Config, inv: Invocation, target: Target, *,
+    aws: AwsClients, inv: Invocation, target: Target, *, rollback_to: str | None = None,
     poll: float = DEFAULT_POLL, timeout: float = DEFAULT_TIMEOUT,
 ) -> DeployResult:  # fmt: skip
-    """restart, rollback and deploy <tag>: wait for the rollout, truthfully."""
+    """restart and rollback: wait for the rollout, truthfully. A rollback goes to the
+    revision chosen when the command was accepted, so a retried job cannot go back twice."""
     name, env, service = inv.command.name, target.environment, target.service
     if name == "restart":
         return await operate.restart(aws, env, service, poll=poll, timeout=timeout)
-    if name == "rollback":
-        return await operate.rollback(aws, env, service, poll=poll, timeout=timeout)
+    if name == "rollback" and rollback_to is not None:
+        return await roll_out(aws, env, service, rollback_to, poll=poll, timeout=timeout)
     raise OperationError(f"`{name}` is not a long command")

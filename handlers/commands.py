@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gidgethub import sansio
@@ -15,7 +16,21 @@ from bot.deploys import DeployRequest, run_deploy
 from bot.github.files import repo_vars
 from bot.provision import PullRequest, provision_pull_request
 from bot.queue import Job, NewJob
-from bot.slash import RANKS, Invocation, Refused, Target, authorize, react, reply, resolve, role_of, run_long, run_short
+from bot.aws.operate import previous_revision
+from bot.slash import (
+    Invocation,
+    Refused,
+    Target,
+    authorize,
+    earlier_reply,
+    react,
+    reply,
+    require,
+    resolve,
+    role_of,
+    run_long,
+    run_short,
+)
 
 from .deploy import deploy_key
 
@@ -39,48 +54,61 @@ async def comment_created(event: sansio.Event, ctx: Context) -> None:
     repository = data["repository"]["full_name"]
     gh = await ctx.github(data)
     pull = await gh.getitem("/repos/{owner}/{repo}/pulls/{pull_number}", repo_vars(repository, pull_number=issue["number"]))
-    command = parsed if isinstance(parsed, Command) else Command("help")
     inv = Invocation(
-        repository, int(issue["number"]), int(comment["id"]), comment["user"]["login"], pull["head"]["sha"], command,
+        repository, int(issue["number"]), int(comment["id"]), comment["user"]["login"], pull["head"]["sha"],
+        parsed if isinstance(parsed, Command) else Command("help"),
         (data.get("installation") or {}).get("id"), event.delivery_id,
     )  # fmt: skip
     with logs.bind(repository=repository):
-        if isinstance(parsed, Reply):
-            await reply(gh, inv, message=parsed.text, ok=not parsed.error)
-            if parsed.error:
-                await react(gh, inv, "failure")
+        answered = await earlier_reply(gh, inv)
+        if answered is not None:  # a retried job: the command ran and was answered
+            await react(gh, inv, "success" if answered else "failure")
             return
         await react(gh, inv, "start")
+        heading = _heading(comment.get("body"))
         try:
-            await _run(gh, ctx, inv, pull)
+            role = await role_of(gh, repository, inv.user)
+            if isinstance(parsed, Reply):
+                require(role, "write", inv, "using lemi here")
+                await reply(gh, inv, heading=heading, message=parsed.text, ok=not parsed.error)
+                await react(gh, inv, "failure" if parsed.error else "success")
+                return
+            await _run(gh, ctx, inv, pull, role)
         except Refused as exc:
-            await reply(gh, inv, refused=str(exc), ok=False)
+            await reply(gh, inv, heading=heading, refused=str(exc), ok=False)
             await react(gh, inv, "failure")
         except OperationError as exc:
             await reply(gh, inv, error=str(exc), ok=False)
             await react(gh, inv, "failure")
 
 
-async def _run(gh: Any, ctx: Context, inv: Invocation, pull: dict[str, Any]) -> None:
+def _heading(body: str | None) -> str:
+    """The command as typed, shown back only when it is plainly safe to echo."""
+    first = (body or "").strip().split("\n", 1)[0].strip()
+    return first if re.fullmatch(r"/lemi[A-Za-z0-9 _.:/=+-]{0,80}", first) else "/lemi"
+
+
+async def _run(gh: Any, ctx: Context, inv: Invocation, pull: dict[str, Any], role: str) -> None:
     if inv.command.name == "provision":
-        role = await role_of(gh, inv.repository, inv.user)
-        if RANKS.get(role, 0) < RANKS["write"]:
-            raise Refused(f"@{inv.user} has `{role}` permission on {inv.repository}; provisioning needs `write` or higher")
+        require(role, "write", inv, "provisioning")
         infra_gh = await ctx.github_for_repo(ctx.config.infra.repository)
         outcome = await provision_pull_request(gh, infra_gh, ctx.config, PullRequest.from_api(inv.repository, pull))
         await reply(gh, inv, provision=outcome, ok=not outcome.problems)
         await react(gh, inv, "failure" if outcome.problems else "success")
         return
     target = await resolve(gh, ctx.config, inv)
-    role = await authorize(gh, ctx.config, inv, target, ctx.locks)
+    await authorize(ctx.config, inv, target, ctx.locks, role)
     with logs.bind(service=target.service, environment=target.environment):
         if inv.command.spec.long:
+            extra: dict[str, Any] = {}
+            if inv.command.name == "rollback":  # pinned now: a retried job must not go back twice
+                _, extra["rollback_to"] = await previous_revision(ctx.aws(), target.environment, target.service)
             await ctx.queue.put(
                 NewJob(
                     dedupe_id=f"{inv.delivery}:command",
                     key=deploy_key(inv.repository, target.service, target.environment),
                     kind="command",
-                    payload={**inv.as_payload(), "service": target.service, "environment": target.environment},
+                    payload={**inv.as_payload(), "service": target.service, "environment": target.environment, **extra},
                 )
             )
             return
@@ -105,6 +133,10 @@ async def run_job(job: Job, ctx: Context) -> None:
     gh = await ctx.github_for_installation(inv.installation, inv.repository)
     poll, timeout = ctx.settings.deploy_poll_seconds, ctx.settings.deploy_timeout_seconds
     with logs.bind(repository=inv.repository, service=target.service, environment=target.environment):
+        answered = await earlier_reply(gh, inv)
+        if answered is not None:  # the rollout ran and was answered before this retry
+            await react(gh, inv, "success" if answered else "failure")
+            return
         try:
             if inv.command.name == "deploy":
                 assert inv.command.argument is not None
@@ -118,7 +150,9 @@ async def run_job(job: Job, ctx: Context) -> None:
                 ok = report.outcome == "success"
                 await reply(gh, inv, target=target, deploy_report=report, ok=ok)
             else:
-                result = await run_long(gh, ctx.aws(), ctx.config, inv, target, poll=poll, timeout=timeout)
+                result = await run_long(
+                    ctx.aws(), inv, target, rollback_to=job.payload.get("rollback_to"), poll=poll, timeout=timeout
+                )
                 ok = result.ok
                 await reply(gh, inv, target=target, result=result, ok=ok)
         except OperationError as exc:
