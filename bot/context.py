@@ -9,7 +9,7 @@ from .aws.clients import AwsClients
 from .config import Config
 from .github.auth import AppAuth
 from .github.client import GitHub
-from .locks import LockStore
+from .locks import Locks
 from .metrics import Metrics
 from .queue import Queue
 from .settings import Settings
@@ -21,7 +21,7 @@ class Context:
     settings: Settings
     auth: AppAuth
     queue: Queue
-    locks: LockStore
+    locks: Locks
     metrics: Metrics = field(default_factory=Metrics)
     _aws: AwsClients | None = None
 

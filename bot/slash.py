@@ -24,7 +24,7 @@ from .config import Config
 from .github import comments
 from .github.client import GitHub
 from .github.files import list_services, read_service_files, repo_vars
-from .locks import Lock, LockStore
+from .locks import Lock, Locks
 from .problems import Invalid
 from .spec import ServiceFiles, parse_service_files
 from .templating import render
@@ -150,7 +150,7 @@ def require(role: str, needed: str, inv: Invocation, what: str) -> None:
         raise Refused(f"@{inv.user} has `{role}` permission on {inv.repository}; {what} needs `{needed}` or higher")
 
 
-async def authorize(config: Config, inv: Invocation, target: Target, locks: LockStore, role: str) -> None:
+async def authorize(config: Config, inv: Invocation, target: Target, locks: Locks, role: str) -> None:
     """:class:`Refused` saying what is missing: the environment named, the role, the lock."""
     protected = config.environment(target.environment).protected
     if protected and inv.command.env is None:
@@ -173,7 +173,7 @@ async def load_files(gh: GitHub, config: Config, inv: Invocation, service: str) 
 
 
 async def run_short(
-    gh: GitHub, aws: AwsClients, config: Config, locks: LockStore, inv: Invocation, target: Target, role: str
+    gh: GitHub, aws: AwsClients, config: Config, locks: Locks, inv: Invocation, target: Target, role: str
 ) -> dict[str, Any]:
     """Commands answered at once; returns the values of the reply."""
     name, env, service = inv.command.name, target.environment, target.service

@@ -1,0 +1,45 @@
+"""Environment locks, for both stores: SQLite (one host) and DynamoDB (every replica)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.locks import DynamoLockStore, LockStore, Locks, open_locks
+from test_queue import make_sqs
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+async def locks(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Locks]:
+    if request.param == "sqlite":
+        store: Locks = open_locks("sqlite:///x.db", str(tmp_path / "locks.db"))
+        assert isinstance(store, LockStore)
+    else:
+        lemi_url, _, _ = make_sqs(request.getfixturevalue("aws_env"))
+        store = open_locks(lemi_url, str(tmp_path / "unused.db"))
+        assert isinstance(store, DynamoLockStore)
+    yield store
+    await store.close()
+
+
+async def test_a_lock_is_held_by_one_user(locks: Locks) -> None:
+    assert await locks.get("acme/demo", "staging") is None
+    lock = await locks.acquire("acme/demo", "staging", "alice", "load test")
+    assert (lock.holder, lock.reason) == ("alice", "load test")
+    assert (await locks.acquire("acme/demo", "staging", "bob")).holder == "alice"
+    assert (await locks.acquire("acme/demo", "prod", "bob")).holder == "bob"  # per environment
+    got = await locks.get("acme/demo", "staging")
+    assert got is not None and got.holder == "alice"
+
+
+async def test_release_returns_held_deploys_in_order(locks: Locks) -> None:
+    await locks.acquire("acme/demo", "staging", "alice")
+    await locks.hold("acme/demo", "staging", {"sha": "1", "service": "demo"})
+    await locks.hold("acme/demo", "staging", {"sha": "2", "service": "demo"})
+    released = await locks.release("acme/demo", "staging")
+    assert [r["sha"] for r in released] == ["1", "2"]
+    assert len({r["held_id"] for r in released}) == 2
+    assert await locks.get("acme/demo", "staging") is None
+    assert await locks.release("acme/demo", "staging") == []
