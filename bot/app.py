@@ -30,10 +30,11 @@ from . import logs
 from .config import Config, load_config
 from .context import Context
 from .github.auth import AppAuth
-from .locks import LockStore
+from .locks import open_locks
 from .metrics import CONTENT_TYPE, Metrics
 from .problems import Invalid
 from .queue import NewJob, Queue, QueueUnavailable, open_queue
+from .redeliver import RedeliveryState, Redeliverer
 from .settings import Settings, SettingsError, load_settings
 from .worker import Worker, WorkerPool, WorkerSettings
 
@@ -208,7 +209,7 @@ def create_app(
             base_url=loaded.api_url,
             on_response=state.metrics.github_response,
         )
-        ctx = Context(state.config, loaded, auth, state.queue, LockStore(loaded.locks_path), state.metrics)
+        ctx = Context(state.config, loaded, auth, state.queue, open_locks(loaded.queue_url, loaded.locks_path), state.metrics)
         state.context = ctx
         tuning = worker_settings or WorkerSettings(
             lease_seconds=loaded.lease_seconds, retry_delays=loaded.retry_delays
@@ -226,10 +227,20 @@ def create_app(
             ]
         )
         pool.start()
+        # missed deliveries: ask GitHub to redeliver them, at start and periodically (bot/redeliver.py)
+        redeliverer = Redeliverer(
+            auth.app,
+            state.queue,
+            RedeliveryState(loaded.locks_path),
+            interval=loaded.redeliver_interval_seconds,
+            metrics=state.metrics,
+        )
+        redeliverer.start()
         state.status = "ready"
         try:
             yield
         finally:
+            await redeliverer.stop()
             await pool.stop()
             await ctx.close()
             await session.close()

@@ -104,6 +104,17 @@ async def deployment_status(
     )
 
 
+ROLLING_OUT = "rolling out "
+
+
+async def _rollout_started(gh: GitHub, req: DeployRequest, deployment_id: int) -> bool:
+    statuses = await gh.getitem(
+        "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses{?per_page}",
+        repo_vars(req.repository, deployment_id=deployment_id, per_page=100),
+    )
+    return any((s.get("description") or "").startswith(ROLLING_OUT) for s in statuses or [])
+
+
 async def branch_moved(gh: GitHub, req: DeployRequest) -> bool:
     """Has the environment branch moved past this push? (A newer push will deploy.)"""
     if not req.branch:
@@ -163,8 +174,11 @@ async def run_deploy(
     poll: float = DEFAULT_POLL,
     timeout: float = DEFAULT_TIMEOUT,
     released: bool = False,
+    resumed: bool = False,
 ) -> DeployReport:
-    """``released``: a deploy that was held by a lock; a later deploy of the service wins."""
+    """``released``: a deploy that was held by a lock; a later deploy of the service wins.
+    ``resumed``: a retried job; if an earlier attempt already started the rollout (its
+    Deployment says so), the rollout is watched or reported, never sent again."""
     env = config.environment(req.environment)
     name = check_name(req.repository, req.service, req.environment)
     url = internal_url(req.service, req.environment, config.domain)
@@ -223,10 +237,12 @@ async def run_deploy(
         changes = ""
     if (stop := await if_superseded()) is not None:
         return stop
-    await deployment_status(gh, req, deployment["id"], "in_progress", f"rolling out {req.tag[:12]}", log_url=log_url)
+    watch_only = resumed and await _rollout_started(gh, req, int(deployment["id"]))
+    if not watch_only:
+        await deployment_status(gh, req, deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12], log_url=log_url)
     result = await deploy(
         aws, req.environment, compiled.task_definition, service=req.service,
-        desired_count=compiled.desired_count, wait=True, timeout=timeout, poll=poll,
+        desired_count=compiled.desired_count, wait=True, timeout=timeout, poll=poll, watch_only=watch_only,
     )  # fmt: skip
     rollout = result.rollout
     revision = revision_of(result.task_definition)

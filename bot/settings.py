@@ -33,6 +33,10 @@ class Settings:
     retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0)
     deploy_poll_seconds: float = 5.0
     deploy_timeout_seconds: float = 900.0
+    # ask GitHub to redeliver missed webhooks at start and then this often (bot/redeliver.py);
+    # 0 = off. LEMI_REDELIVER_INTERVAL_SECONDS defaults to 300; a Settings built in code
+    # (tests, embedding) has it off, so the app makes no GitHub call it was not asked for.
+    redeliver_interval_seconds: float = 0.0
 
     @property
     def locks_path(self) -> str:
@@ -85,6 +89,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"LEMI_RETRY_DELAYS={delays_text!r}: write seconds separated by commas, e.g. 5,30,120") from None
     if not delays or workers < 0 or lease <= 0:
         raise SettingsError("LEMI_WORKERS must be >= 0, LEMI_LEASE_SECONDS > 0, LEMI_RETRY_DELAYS not empty")
+    redeliver = _number(env, "LEMI_REDELIVER_INTERVAL_SECONDS", 300.0)
+    if redeliver < 0:
+        raise SettingsError("LEMI_REDELIVER_INTERVAL_SECONDS must be >= 0 (0 turns redelivery of missed webhooks off)")
     return Settings(
         app_id=env.get("GITHUB_APP_ID") or None,
         private_key=key,
@@ -98,6 +105,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         retry_delays=delays,
         deploy_poll_seconds=_number(env, "LEMI_DEPLOY_POLL_SECONDS", 5.0),
         deploy_timeout_seconds=_number(env, "LEMI_DEPLOY_TIMEOUT_SECONDS", 900.0),
+        redeliver_interval_seconds=redeliver,
     )
 
 

@@ -78,6 +78,7 @@ async def run_job(job: Job, ctx: Context) -> None:
             superseded=superseded,
             poll=ctx.settings.deploy_poll_seconds, timeout=ctx.settings.deploy_timeout_seconds,
             released=bool(job.payload.get("released")),
+            resumed=job.attempts > 1,
         )  # fmt: skip
 
 

@@ -410,6 +410,7 @@ class Server:
             "LEMI_CONFIG": str(config),
             "LEMI_QUEUE": f"sqlite:///{db}",
             "LEMI_RETRY_DELAYS": "0.1,0.2,0.4",
+            "LEMI_REDELIVER_INTERVAL_SECONDS": "0",  # this test plays GitHub itself
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "NO_PROXY": "127.0.0.1,localhost",

@@ -328,7 +328,10 @@ async def deploy(
     timeout: float = DEFAULT_TIMEOUT,
     poll: float = DEFAULT_POLL,
     on_progress: Callable[[Progress], None] | None = None,
+    watch_only: bool = False,
 ) -> DeployResult:
+    """``watch_only``: an earlier attempt already sent the update (lemi was restarted
+    mid-rollout); watch it to its end, or report what became of it, but never send it again."""
     await describe_service(aws, env_name, service)  # fail before registering anything
     arn, reused = await register(aws, env_name, task_definition)
     return await roll_out(
@@ -342,6 +345,7 @@ async def deploy(
         timeout=timeout,
         poll=poll,
         on_progress=on_progress,
+        watch_only=watch_only,
     )
 
 
@@ -358,6 +362,7 @@ async def roll_out(
     timeout: float = DEFAULT_TIMEOUT,
     poll: float = DEFAULT_POLL,
     on_progress: Callable[[Progress], None] | None = None,
+    watch_only: bool = False,
 ) -> DeployResult:
     """Point the service at a registered revision and (optionally) wait for it.
 
@@ -373,7 +378,30 @@ async def roll_out(
     if same_revision and primary is not None and primary.get("rolloutState") == "FAILED":
         force_new_deployment, same_revision = True, False  # try the failed revision again, do not re-report
     watch: str | None = None
-    if same_revision and desired_count in (None, current.get("desiredCount")):
+    failed_ours = next(
+        (d for d in deployments if d.get("taskDefinition") == task_definition_arn and d.get("rolloutState") == "FAILED"),
+        None,
+    )
+    if watch_only and current.get("taskDefinition") != task_definition_arn and failed_ours is not None:
+        # ECS failed it (and rolled back) while lemi was not watching: report that deployment
+        rollout = await wait_for_rollout(
+            aws, env_name, service, before_ids=ids - {failed_ours["id"]}, task_definition=task_definition_arn,
+            deployment_id=failed_ours["id"], seen_events=set(), timeout=timeout, poll=poll, on_progress=on_progress,
+        )  # fmt: skip
+        return DeployResult(service, env_name, task_definition_arn, reused, rollout)
+    if watch_only and current.get("taskDefinition") != task_definition_arn:
+        env = aws.environment(env_name)
+        reason = (
+            f"while lemi was not watching, the rollout of {revision_of(task_definition_arn)} ended and the service "
+            f"now runs {revision_of(str(current.get('taskDefinition', '')))} (rolled back or replaced)"
+        )
+        rollout = Rollout("failed", service, env_name, env.cluster, task_definition_arn, None, reason,
+                          events=_event_lines(current, set()))  # fmt: skip
+        return DeployResult(service, env_name, task_definition_arn, reused, rollout)
+    if watch_only:
+        same_revision = True  # watch the PRIMARY of this revision, whatever its state
+        force_new_deployment = False
+    if same_revision and (watch_only or desired_count in (None, current.get("desiredCount"))):
         watch = primary["id"] if primary else None  # nothing changes: ECS starts nothing; watch the current one
     else:
         updated = await update_service(

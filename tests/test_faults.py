@@ -1,0 +1,665 @@
+"""Faults of the outside world while lemi works, end to end.
+
+* a `lemi serve` process SIGKILLed in the middle of a rollout and started again: the
+  deploy resumes (it watches the ECS deployment it started, it does not update the
+  service again) and is reported once; two processes on one queue never run a job
+  twice in parallel;
+* GitHub slow: webhooks are still answered at once; the work completes later;
+* GitHub 5xx and secondary rate limits in the middle of a push deploy;
+* AWS ThrottlingException: a few are absorbed by botocore's standard retry; a
+  persistent one is retried by the queue with backoff, then reported as failed;
+* the queue's database cannot be written at accept time: 503 (never a 2xx), and
+  GitHub's redelivery of the same delivery, once it can, is accepted and processed.
+
+The real `lemi serve` processes reach moto (in this process, so ecs_sim's patches of
+its ECS backend apply) and the GitHub fake over loopback HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+import pytest
+from aiobotocore.session import get_session
+from botocore.retries.standard import ExponentialBackoff
+from moto.core.exceptions import JsonRESTError
+from moto.ecs.models import EC2ContainerServiceBackend
+
+import aws_world
+import bot.aws.clients as clients_module
+import ecs_sim
+from app_harness import WEBHOOK_SECRET, RunningApp, running_app, setup_repos
+from aws_world import CLUSTER, SERVICE
+from bot.aws.deploy import revision_of
+from fakes.github import FakeGitHub
+from fakes.webhooks import ZERO_SHA, example, for_push, signed
+
+REPO = "acme/demo-service"
+ENV = "staging"
+FAMILY = "demo-service-staging"
+CHECK = "lemi / deploy (staging)"
+URL = "https://demo-service-internal.staging.lemon"
+SERVICE_FILES = {
+    "deploy/demo-service/service.yaml": aws_world.SERVICE_YAML,
+    "deploy/demo-service/environment/staging.yaml": aws_world.STAGING_YAML,
+}
+
+
+def lemi_yml() -> str:
+    """aws_world's lemi.yml, with no wait for the image (it is pushed before the commit is)."""
+    out = []
+    for line in aws_world.LEMI_YML.splitlines():
+        out.append(line)
+        if line.startswith("    cluster:"):
+            out.append("    image_wait_seconds: 0")
+    return "\n".join(out) + "\n"
+
+
+# ---- fixtures --------------------------------------------------------------------------------
+
+_MODELS = get_session().get_component("data_loader")
+
+
+@pytest.fixture(autouse=True)
+def shared_api_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Speed only (in-process apps): every AwsClients session shares one loader of API models."""
+
+    def session() -> Any:
+        fresh = get_session()
+        fresh.register_component("data_loader", _MODELS)
+        return fresh
+
+    monkeypatch.setattr(clients_module, "get_session", session)
+
+
+@pytest.fixture
+def world(moto_reset: str) -> aws_world.World:
+    return aws_world.build(moto_reset)
+
+
+@pytest.fixture
+def sim(world: aws_world.World, monkeypatch: pytest.MonkeyPatch) -> ecs_sim.Sim:
+    return ecs_sim.install(monkeypatch)
+
+
+@pytest.fixture
+def repos(github: Any) -> int:
+    return setup_repos(github)
+
+
+@dataclass
+class Ecs:
+    """Every call moto's ECS backend got (after ecs_sim), and ThrottlingExceptions on demand."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    throttled: Counter[str] = field(default_factory=Counter)
+    throttled_at: list[float] = field(default_factory=list)
+    throttle: dict[str, int] = field(default_factory=dict)  # operation -> answers left (-1: forever)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, operation: str) -> bool:
+        with self.lock:
+            self.calls[operation] += 1
+            left = self.throttle.get(operation, 0)
+            if left == 0:
+                return False
+            if left > 0:
+                self.throttle[operation] = left - 1
+            self.throttled[operation] += 1
+            self.throttled_at.append(time.monotonic())
+            return True
+
+
+@pytest.fixture
+def ecs(sim: ecs_sim.Sim, monkeypatch: pytest.MonkeyPatch) -> Ecs:
+    """Wraps moto's ECS backend (on top of ecs_sim): counts calls, throttles on demand. The
+    throttle is raised before ecs_sim's step, so a throttled DescribeServices plays nothing."""
+    state = Ecs()
+    for operation in ("describe_services", "register_task_definition", "update_service"):
+        original = getattr(EC2ContainerServiceBackend, operation)
+
+        def wrapped(self: Any, *args: Any, _op: str = operation, _original: Any = original, **kwargs: Any) -> Any:
+            if self is sim.backend and state.take(_op):
+                raise JsonRESTError("ThrottlingException", "Rate exceeded")
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(EC2ContainerServiceBackend, operation, wrapped)
+    return state
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, output: Callable[[], str] = str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s\n{output()}")
+        time.sleep(0.02)
+
+
+def db_jobs(db: Path) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(db, timeout=5)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(
+            "SELECT id, dedupe_id, key, kind, state, attempts, worker, last_error FROM jobs ORDER BY id")]  # fmt: skip
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def deploy_job(db: Path) -> dict[str, Any] | None:
+    return next((j for j in db_jobs(db) if j["kind"] == "deploy"), None)
+
+
+def states(deployment: Any) -> list[str]:
+    return [s.state for s in deployment.statuses]
+
+
+def primary_of(sim: ecs_sim.Sim) -> dict[str, Any]:
+    return next(d for d in sim.service(CLUSTER, SERVICE).deployments if d["status"] == "PRIMARY")
+
+
+def revisions(world: aws_world.World) -> list[str]:
+    arns = world.ecs().list_task_definitions(familyPrefix=FAMILY, status="ACTIVE")["taskDefinitionArns"]
+    return sorted((revision_of(a) for a in arns), key=lambda r: int(r.rsplit(":", 1)[1]))
+
+
+def assert_deployed_once(github: Any, world: aws_world.World, sim: ecs_sim.Sim, ecs: Ecs, sha: str) -> None:
+    """One Deployment that ended success exactly once, one successful check run, one
+    registration and one UpdateService: nothing of the deploy happened twice."""
+    calls = github.describe_calls()
+    (deployment,) = github.deployments(REPO)
+    assert deployment.sha == sha
+    assert states(deployment).count("success") == 1, deployment.statuses
+    assert deployment.state == "success", deployment.statuses
+    assert deployment.statuses[-1].environment_url == URL
+    assert not {"failure", "error", "inactive"} & set(states(deployment)), deployment.statuses
+    (run,) = github.check_runs(REPO, sha=sha)
+    assert (run.name, run.status, run.conclusion) == (CHECK, "completed", "success"), calls
+    assert ecs.calls["update_service"] == 1, ecs.calls
+    assert sim.updates == 1
+    assert ecs.calls["register_task_definition"] == 1, ecs.calls
+    assert revisions(world) == [f"{FAMILY}:1", f"{FAMILY}:2"]
+    assert revision_of(sim.service(CLUSTER, SERVICE).task_definition) == f"{FAMILY}:2"
+    assert primary_of(sim)["rolloutState"] == "COMPLETED"
+
+
+@contextmanager
+def serving(github: Any, wrapper: Callable[[Any], Any]) -> Iterator[None]:
+    """Wrap the shared fake's ``serve`` (request in, answer out) for this test only."""
+    github.serve = wrapper(FakeGitHub.serve.__get__(github))
+    try:
+        yield
+    finally:
+        del github.serve
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+LOOPBACK = httpx.Client(trust_env=False, timeout=10)  # no proxy may see loopback traffic
+
+
+class Server:
+    """`lemi serve` (the venv's console script) as a real process on a free loopback port,
+    its output read through a pipe (so a file-size limit on the process spares its logs)."""
+
+    def __init__(self, github: Any, tmp_path: Path, db: Path, **env: str) -> None:
+        config = tmp_path / "lemi.yml"
+        config.write_text(lemi_yml())
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / f"serve-{self.port}.log"
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "LEMI_"))}
+        self.env = {
+            **base,  # the AWS variables of the aws_env fixture: moto, fake credentials
+            "GITHUB_API_URL": github.url,
+            "GITHUB_APP_ID": str(github.app_id),
+            "GITHUB_APP_PRIVATE_KEY": github.private_key_pem,
+            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "LEMI_CONFIG": str(config),
+            "LEMI_QUEUE": f"sqlite:///{db}",
+            "LEMI_WORKERS": "1",
+            "LEMI_LEASE_SECONDS": "1",
+            "LEMI_RETRY_DELAYS": "0.1,0.2,0.4",
+            "LEMI_DEPLOY_POLL_SECONDS": "0.05",
+            "LEMI_DEPLOY_TIMEOUT_SECONDS": "60",
+            "LEMI_REDELIVER_INTERVAL_SECONDS": "0",  # these tests play GitHub's redeliveries themselves
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "NO_PROXY": "127.0.0.1,localhost",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> Server:
+        lemi = Path(sys.executable).parent / "lemi"
+        self.proc = subprocess.Popen(
+            [str(lemi), "serve"], env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self._reader = threading.Thread(target=self._copy, args=(self.proc,), daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                body = LOOPBACK.get(f"{self.url}/healthz", timeout=1).json()
+                assert body.get("app") == "ready", f"lemi serve is not ready: {body}\n{self.output()}"
+                return self
+            except httpx.TransportError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"lemi serve did not answer /healthz\n{self.output()}") from None
+                time.sleep(0.05)
+
+    def _copy(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        with open(self.log, "ab") as log:
+            for line in proc.stdout:  # ends when the process is gone
+                log.write(line)
+                log.flush()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def deliver(self, event: str, payload: dict[str, Any], delivery: str) -> httpx.Response:
+        headers, body = signed(event, payload, WEBHOOK_SECRET, delivery=delivery)
+        return LOOPBACK.post(f"{self.url}/webhook", content=body, headers=headers)
+
+    def kill(self) -> None:
+        """SIGKILL (kill -9): no lifespan shutdown, no lease given back."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        if self._reader is not None:
+            self._reader.join(timeout=5)  # the pipe ends with the process
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
+
+
+def kill_all(*servers: Server) -> None:
+    for server in servers:
+        server.kill()
+
+
+# ---- 1. SIGKILL in the middle of a rollout ---------------------------------------------------
+
+
+def kill_mid_rollout(github: Any, sim: ecs_sim.Sim, ecs: Ecs, server: Server, sha: str) -> tuple[str, int]:
+    """Start ``server``, push ``sha`` to develop, SIGKILL the server while lemi watches the
+    rollout it started (UpdateService done, two polls seen, still IN_PROGRESS).
+    Returns the ECS deployment id and how many DescribeServices polls it had seen."""
+    sim.stuck()  # the rollout stays IN_PROGRESS until the test moves it on
+    server.start()
+    response = server.deliver("push", for_push(github, REPO, "develop", ZERO_SHA, sha), str(uuid.uuid4()))
+    assert (response.status_code, response.json()) == (202, {"status": "queued"})
+    wait_until(lambda: ecs.calls["update_service"] == 1, 20, "UpdateService", server.output)
+    started = primary_of(sim)["id"]
+    wait_until(lambda: sim.ticks.get(started, 0) >= 2, 10, "rollout polled", server.output)
+    server.kill()
+    assert server.proc is not None and server.proc.returncode == -signal.SIGKILL
+    return started, sim.ticks[started]
+
+
+def test_sigkill_mid_rollout_then_restart_resumes_and_reports_once(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, ecs: Ecs, tmp_path: Path
+) -> None:
+    sha = github.commit(REPO, "develop", SERVICE_FILES)
+    aws_world.push_image(world.endpoint, sha)
+    db = tmp_path / "queue.db"
+    first = Server(github, tmp_path, db)
+    again = Server(github, tmp_path, db)
+    try:
+        started, polled_before_kill = kill_mid_rollout(github, sim, ecs, first, sha)
+
+        # killed mid-deploy: the Deployment says "rolling out", the check run is in progress
+        (deployment,) = github.deployments(REPO)
+        assert deployment.state == "in_progress" and "rolling out" in deployment.statuses[-1].description
+        (run,) = github.check_runs(REPO, sha=sha)
+        assert (run.status, run.conclusion) == ("in_progress", None)
+        job = deploy_job(db)
+        assert job is not None and (job["state"], job["attempts"]) == ("running", 1), db_jobs(db)
+        assert primary_of(sim)["rolloutState"] == "IN_PROGRESS"
+
+        # the rollout goes on without lemi; it completes a few polls after lemi is back
+        sim.complete(after=polled_before_kill + 6)
+        again.start()
+        wait_until(lambda: (deploy_job(db) or {}).get("state") == "done", 20, "the resumed deploy", again.output)
+        time.sleep(0.3)  # nothing else may happen after it
+    finally:
+        kill_all(first, again)
+
+    rows = db_jobs(db)
+    assert [(r["kind"], r["state"], r["attempts"]) for r in rows] == [("webhook", "done", 1), ("deploy", "done", 2)]
+    assert str(again.pid) in (rows[1]["worker"] or ""), rows
+    # the resumed job watched the deployment the first process started, to the end
+    assert primary_of(sim)["id"] == started
+    assert sim.ticks[started] >= polled_before_kill + 6
+    assert_deployed_once(github, world, sim, ecs, sha)
+
+
+def test_a_rollout_that_failed_while_lemi_was_down_is_reported_not_rolled_out_again(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, ecs: Ecs, tmp_path: Path
+) -> None:
+    sha = github.commit(REPO, "develop", SERVICE_FILES)
+    aws_world.push_image(world.endpoint, sha)
+    db = tmp_path / "queue.db"
+    first = Server(github, tmp_path, db)
+    again = Server(github, tmp_path, db)
+    try:
+        started, _ = kill_mid_rollout(github, sim, ecs, first, sha)
+        # while lemi is down, the circuit breaker fails the rollout and ECS rolls back to revision 1
+        sim.circuit_breaker(after=0)
+        world.ecs().describe_services(cluster=CLUSTER, services=[SERVICE])
+        ours = next(d for d in sim.service(CLUSTER, SERVICE).deployments if d["id"] == started)
+        assert (ours["status"], ours["rolloutState"]) == ("ACTIVE", "FAILED")
+        assert revision_of(sim.service(CLUSTER, SERVICE).task_definition) == f"{FAMILY}:1"
+        again.start()
+        wait_until(lambda: (deploy_job(db) or {}).get("state") in ("done", "failed"), 20, "the resumed deploy",
+                   again.output)  # fmt: skip
+        time.sleep(0.3)
+    finally:
+        kill_all(first, again)
+    (deployment,) = github.deployments(REPO)
+    (run,) = github.check_runs(REPO, sha=sha)
+    assert (run.status, run.conclusion) == ("completed", "failure"), run
+    assert deployment.state == "failure" and "circuit breaker" in deployment.statuses[-1].description
+    # reported, not rolled out again: the bad revision got one rollout, ECS's rollback stands
+    assert (ecs.calls["update_service"], sim.updates) == (1, 1), ecs.calls
+    assert revision_of(sim.service(CLUSTER, SERVICE).task_definition) == f"{FAMILY}:1"
+
+
+def test_two_processes_on_one_queue_never_run_the_deploy_in_parallel(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, ecs: Ecs, tmp_path: Path
+) -> None:
+    sha = github.commit(REPO, "develop", SERVICE_FILES)
+    aws_world.push_image(world.endpoint, sha)
+    sim.stuck()
+    db = tmp_path / "queue.db"
+    one = Server(github, tmp_path, db)
+    two = Server(github, tmp_path, db)
+    try:
+        one.start()
+        two.start()
+        response = one.deliver("push", for_push(github, REPO, "develop", ZERO_SHA, sha), str(uuid.uuid4()))
+        assert response.status_code == 202, response.text
+        wait_until(lambda: ecs.calls["update_service"] == 1, 20, "UpdateService", lambda: one.output() + two.output())
+        holder = deploy_job(db)
+        assert holder is not None and (holder["state"], holder["attempts"]) == ("running", 1)
+        # more than two leases long: the holder keeps extending its lease, the other never takes it
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            job = deploy_job(db)
+            assert job is not None and (job["state"], job["attempts"], job["worker"]) == (
+                "running", 1, holder["worker"]), (holder, job)  # fmt: skip
+            time.sleep(0.05)
+        assert (ecs.calls["update_service"], ecs.calls["register_task_definition"]) == (1, 1), ecs.calls
+        assert len(github.calls_to("POST", f"/repos/{REPO}/deployments")) == 1
+        sim.complete(after=sim.ticks[primary_of(sim)["id"]] + 2)
+        wait_until(lambda: (deploy_job(db) or {}).get("state") == "done", 15, "the deploy", one.output)
+        time.sleep(0.3)
+        assert one.alive() and two.alive()
+    finally:
+        kill_all(one, two)
+
+    job = deploy_job(db)
+    assert job is not None and (job["attempts"], job["worker"]) == (1, holder["worker"]), job
+    (deployment,) = github.deployments(REPO)
+    verifying = [s for s in deployment.statuses if s.description.startswith("verifying")]
+    assert len(verifying) == 1, deployment.statuses  # one run of the deploy, one set of statuses
+    assert_deployed_once(github, world, sim, ecs, sha)
+
+
+# ---- 2. GitHub slow, GitHub 5xx and secondary rate limits ------------------------------------
+
+
+def app_for(github: Any, tmp_path: Path, **kwargs: Any) -> Any:
+    kwargs.setdefault("deploy_poll_seconds", 0.01)
+    kwargs.setdefault("deploy_timeout_seconds", 10.0)
+    return running_app(github, tmp_path, lemi_yml=lemi_yml(), **kwargs)
+
+
+def timed_delivery(app: RunningApp, event: str, payload: dict[str, Any], delivery: str) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = app.deliver(event, payload, delivery=delivery)
+    return response, time.monotonic() - started
+
+
+def test_webhooks_are_answered_at_once_while_github_is_slow(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, ecs: Ecs, tmp_path: Path
+) -> None:
+    sha = github.commit(REPO, "develop", SERVICE_FILES)
+    aws_world.push_image(world.endpoint, sha)
+    stall = 4.0  # seconds GitHub takes to answer the first request lemi sends
+    entered, opened = threading.Event(), threading.Event()
+
+    def slow(serve: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not opened.is_set():
+                entered.set()
+                opened.wait(timeout=stall + 5)  # bounded even if the test goes wrong
+            return serve(*args, **kwargs)
+
+        return wrapped
+
+    payload = for_push(github, REPO, "develop", ZERO_SHA, sha)
+    delivery = str(uuid.uuid4())
+    answers: list[tuple[str, int, Any, float]] = []
+    try:
+        with serving(github, slow), app_for(github, tmp_path, workers=2) as app:
+            response, took = timed_delivery(app, "push", payload, delivery)
+            answers.append(("push", response.status_code, response.json(), took))
+            assert entered.wait(5), "no worker called GitHub"
+            stalled_at = time.monotonic()
+            # while a worker waits for GitHub: the same delivery again, another push, a ping
+            for name, event, body, guid in (
+                ("redelivery", "push", payload, delivery),
+                ("feature push", "push", for_push(github, REPO, "feature/x", ZERO_SHA, sha), str(uuid.uuid4())),
+                ("ping", "ping", example("ping"), str(uuid.uuid4())),
+            ):
+                response, took = timed_delivery(app, event, body, guid)
+                answers.append((name, response.status_code, response.json(), took))
+            assert not opened.is_set(), "GitHub was still answering nothing while they were answered"
+            time.sleep(max(0.0, stall - (time.monotonic() - stalled_at)))
+            opened.set()
+            rows = app.drain(timeout=20)
+    finally:
+        opened.set()
+    assert [(name, status, body) for name, status, body, _ in answers] == [
+        ("push", 202, {"status": "queued"}),
+        ("redelivery", 202, {"status": "duplicate"}),
+        ("feature push", 202, {"status": "queued"}),
+        ("ping", 200, {"status": "pong"}),
+    ]
+    assert all(took < 2.0 for *_, took in answers), answers  # GitHub's limit is 10 s
+    assert all(r["state"] == "done" for r in rows), rows
+    assert_deployed_once(github, world, sim, ecs, sha)
+
+
+def test_github_5xx_and_secondary_rate_limits_during_a_push_deploy(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, ecs: Ecs, tmp_path: Path
+) -> None:
+    sha = github.commit(REPO, "develop", SERVICE_FILES)
+    aws_world.push_image(world.endpoint, sha)
+    # a read answered 502 (retried by the client), a secondary rate limit on creating the
+    # Deployment (waited out in place), and a 502 on the final "success" status, which GitHub
+    # did not apply: the job goes back to the queue after the rollout and runs again
+    github.fail_next("GET", r"/contents/deploy/demo-service/service\.yaml$", 502)
+    github.secondary_rate_limit("POST", rf"^/repos/{REPO}/deployments$", retry_after=1)
+    failed: list[str] = []
+
+    def fail_success_status(serve: Any) -> Any:
+        def wrapped(method: str, raw_path: str, query: Any, body: bytes, headers: Any) -> Any:
+            if not failed and method.upper() == "POST" and unquote(raw_path).endswith("/statuses"):
+                if json.loads(body or b"{}").get("state") == "success":
+                    failed.append(unquote(raw_path))
+                    return 502, {}, {"message": "Server Error"}
+            return serve(method, raw_path, query, body, headers)
+
+        return wrapped
+
+    started = time.monotonic()
+    with serving(github, fail_success_status), app_for(github, tmp_path, workers=2) as app:
+        response = app.deliver("push", for_push(github, REPO, "develop", ZERO_SHA, sha))
+        assert response.status_code == 202, response.text
+        rows = app.drain(timeout=20)
+    elapsed = time.monotonic() - started
+    assert github.faults == [] and len(failed) == 1, (github.faults, failed)
+    assert [(r["kind"], r["state"], r["attempts"]) for r in rows] == [("webhook", "done", 1), ("deploy", "done", 2)]
+    assert "GitHubBroken" in (rows[1]["last_error"] or ""), rows
+    statuses = [(c.method, c.path.rsplit("/", 1)[-1], c.status) for c in github.calls]
+    assert ("POST", "deployments", 403) in statuses and ("POST", "deployments", 201) in statuses
+    assert ("GET", "service.yaml", 502) in statuses and ("GET", "service.yaml", 200) in statuses
+    assert 1.0 <= elapsed < 15, elapsed  # retry-after: 1 was honoured
+    assert_deployed_once(github, world, sim, ecs, sha)
+
+
+# ---- 3. AWS ThrottlingException ---------------------------------------------------------------
+
+
+def test_a_few_aws_throttles_are_absorbed_by_the_sdk_retry(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, ecs: Ecs, tmp_path: Path
+) -> None:
+    sha = github.commit(REPO, "develop", SERVICE_FILES)
+    aws_world.push_image(world.endpoint, sha)
+    ecs.throttle.update(describe_services=2, register_task_definition=2)
+    with app_for(github, tmp_path, workers=2) as app:
+        response = app.deliver("push", for_push(github, REPO, "develop", ZERO_SHA, sha))
+        assert response.status_code == 202, response.text
+        rows = app.drain(timeout=20)
+    assert ecs.throttled == {"describe_services": 2, "register_task_definition": 2}
+    assert ecs.calls["register_task_definition"] == 3  # two throttled, then registered
+    # botocore's standard retry mode absorbed them: the job ran once
+    assert [(r["kind"], r["state"], r["attempts"]) for r in rows] == [("webhook", "done", 1), ("deploy", "done", 1)]
+    (deployment,) = github.deployments(REPO)
+    assert states(deployment) == ["in_progress", "in_progress", "success"], deployment.statuses
+    (run,) = github.check_runs(REPO, sha=sha)
+    assert run.conclusion == "success"
+    assert sim.updates == 1 and ecs.calls["update_service"] == 1
+    assert revisions(world) == [f"{FAMILY}:1", f"{FAMILY}:2"]
+
+
+def test_a_persistent_aws_throttle_is_retried_by_the_queue_then_reported(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, ecs: Ecs, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    sha = github.commit(REPO, "develop", SERVICE_FILES)
+    aws_world.push_image(world.endpoint, sha)
+    ecs.throttle["describe_services"] = -1
+    # speed only: botocore's jitter between its own 5 attempts (up to 1+2+4+8 s) made short;
+    # the attempts themselves and lemi's queue delays are unchanged
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.01)
+    retry_delays = (0.3, 0.6)
+    with app_for(github, tmp_path, workers=2, retry_delays=retry_delays) as app:
+        response = app.deliver("push", for_push(github, REPO, "develop", ZERO_SHA, sha))
+        assert response.status_code == 202, response.text
+        rows = app.drain(timeout=20)
+    attempts = len(retry_delays) + 1
+    (job,) = [r for r in rows if r["kind"] == "deploy"]
+    assert (job["state"], job["attempts"]) == ("failed", attempts), rows
+    assert "ThrottlingException" in (job["last_error"] or ""), job
+    # per job attempt, the SDK's bounded retries (botocore's max_attempts counts the retries:
+    # 1 + 5 calls; it rewrites the config to total_max_attempts once a client is made);
+    # between job attempts, the queue's delays
+    retries = clients_module.CLIENT_CONFIG.retries
+    per_job = retries.get("total_max_attempts") or 1 + retries["max_attempts"]
+    assert per_job == 6, retries
+    assert ecs.throttled["describe_services"] == per_job * attempts, ecs.throttled
+    gaps = [b - a for a, b in zip(ecs.throttled_at, ecs.throttled_at[1:])]
+    between_jobs = [gaps[per_job * n - 1] for n in range(1, attempts)]
+    assert all(gap >= delay * 0.9 for gap, delay in zip(between_jobs, retry_delays)), between_jobs
+    # reported, not dropped: the Deployment and the check run say lemi gave up, and why
+    (deployment,) = github.deployments(REPO)
+    assert deployment.state in ("error", "failure"), deployment.statuses
+    assert "ThrottlingException" in deployment.statuses[-1].description
+    assert "success" not in states(deployment)
+    (run,) = github.check_runs(REPO, sha=sha)
+    assert (run.status, run.conclusion) == ("completed", "failure")
+    assert "ThrottlingException" in run.output["summary"]
+    assert sim.updates == 0 and ecs.calls["update_service"] == 0
+    assert revisions(world) == [f"{FAMILY}:1"]
+
+
+# ---- 4. the queue cannot store the delivery --------------------------------------------------
+
+
+def metric_line(text: str, *parts: str) -> str | None:
+    return next((line for line in text.splitlines() if all(p in line for p in parts)), None)
+
+
+def test_an_unwritable_queue_at_accept_time_gets_503_and_the_redelivery_is_processed(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, ecs: Ecs, tmp_path: Path
+) -> None:
+    """The queue's disk refuses writes after start (a file-size limit of 0 on the server
+    process: every write to a regular file fails with EFBIG, as on a full disk), then
+    accepts them again; GitHub redelivers the same delivery."""
+    sha = github.commit(REPO, "develop", SERVICE_FILES)
+    aws_world.push_image(world.endpoint, sha)
+    db = tmp_path / "queue.db"
+    server = Server(github, tmp_path, db)
+    payload = for_push(github, REPO, "develop", ZERO_SHA, sha)
+    delivery = str(uuid.uuid4())
+    try:
+        server.start()
+        limits = resource.prlimit(server.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(server.pid, resource.RLIMIT_FSIZE, (0, limits[1]))
+        try:
+            started = time.monotonic()
+            refused = server.deliver("push", payload, delivery)
+            took = time.monotonic() - started
+            metrics = LOOPBACK.get(f"{server.url}/metrics").text
+            time.sleep(0.6)  # a worker poll: nothing to do
+            assert db_jobs(db) == [], db_jobs(db)
+        finally:
+            resource.prlimit(server.pid, resource.RLIMIT_FSIZE, limits)
+        assert refused.status_code == 503, (refused.status_code, refused.text, server.output())
+        assert "redeliver" in refused.json()["error"]
+        assert took < 2.0, took
+        assert metric_line(metrics, "lemi_webhook_deliveries_total", 'outcome="store_failed"', " 1.0"), metrics
+        # no GitHub work for a delivery that was not stored
+        assert not [c for c in github.calls if c.path.startswith(("/repos/", "/app/installations"))], (
+            github.describe_calls())  # fmt: skip
+        # the disk is back: GitHub's redelivery (same X-GitHub-Delivery) is stored and processed
+        again = server.deliver("push", payload, delivery)
+        assert (again.status_code, again.json()) == (202, {"status": "queued"}), again.text
+        wait_until(lambda: (deploy_job(db) or {}).get("state") == "done", 20, "the deploy", server.output)
+        assert server.alive()
+    finally:
+        server.kill()
+    rows = db_jobs(db)
+    assert [(r["dedupe_id"], r["state"], r["attempts"]) for r in rows][0] == (delivery, "done", 1), rows
+    assert_deployed_once(github, world, sim, ecs, sha)
+
