@@ -100,11 +100,12 @@ class Worker:
             except Exception:  # noqa: BLE001 - a worker must survive anything
                 log.exception("worker loop error")
                 worked = False
-            if not worked:
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_seconds)
-                except asyncio.TimeoutError:
-                    pass
+            if not worked and not stop.is_set():
+                waiter = getattr(self.queue, "wait_for_work", None)
+                if waiter is not None:  # woken at once by a job put in this process
+                    await waiter(self.settings.poll_seconds)
+                else:
+                    await asyncio.sleep(self.settings.poll_seconds)
 
     async def run_once(self) -> bool:
         """Lease and run one job; False when there was none."""

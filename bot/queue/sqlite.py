@@ -58,6 +58,11 @@ class SQLiteQueue:
         self._clock = clock
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        # group commit: puts that arrive while a commit is on disk share the next one
+        self._pending: list[tuple[NewJob, str, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._work: asyncio.Event | None = None
+        self._work_loop: asyncio.AbstractEventLoop | None = None
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
@@ -99,17 +104,70 @@ class SQLiteQueue:
         )
 
     async def put(self, job: NewJob) -> bool:
-        now = self._clock()
+        """Stored (True) or a duplicate (False) once it is committed to disk.
+
+        Puts that arrive while a commit is in progress are written together in
+        the next transaction: one fsync for many deliveries, each answered only
+        after its row is durable."""
         payload = json.dumps(job.payload, separators=(",", ":"))
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, payload, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        stored = await future
+        if stored:
+            self._signal()
+        return stored
 
-        def work(db: sqlite3.Connection) -> bool:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO jobs (dedupe_id, key, kind, payload, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
-                (job.dedupe_id, job.key, job.kind, payload, now, now),
-            )
-            return cursor.rowcount == 1
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            now = self._clock()
 
-        return await self._run(work)
+            def work(db: sqlite3.Connection) -> list[bool]:
+                db.execute("BEGIN IMMEDIATE")
+                stored = [
+                    db.execute(
+                        "INSERT OR IGNORE INTO jobs (dedupe_id, key, kind, payload, created, updated) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (job.dedupe_id, job.key, job.kind, payload, now, now),
+                    ).rowcount
+                    == 1
+                    for job, payload, _ in batch
+                ]
+                db.execute("COMMIT")
+                return stored
+
+            try:
+                results = await self._run(work)
+            except BaseException as exc:  # noqa: BLE001 - every waiting put learns of it
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc if isinstance(exc, Exception) else QueueUnavailable(str(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, _, future), stored in zip(batch, results):
+                if not future.done():
+                    future.set_result(stored)
+
+    def _event(self) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        if self._work is None or self._work_loop is not loop:
+            self._work, self._work_loop = asyncio.Event(), loop
+        return self._work
+
+    def _signal(self) -> None:
+        self._event().set()
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when a job was put in this process, or after ``timeout`` (other processes)."""
+        event = self._event()
+        try:
+            await asyncio.wait_for(event.wait(), timeout=timeout)
+        except asyncio.TimeoutError:
+            return
+        event.clear()
 
     async def lease(self, worker: str, lease_seconds: float) -> Job | None:
         def work(db: sqlite3.Connection) -> Job | None:
