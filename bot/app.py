@@ -196,6 +196,12 @@ def create_app(
             state.problem = state.problem or "GITHUB_APP_ID, the private key and GITHUB_WEBHOOK_SECRET are not set"
         if state.problem or state.config is None:
             state.status = "unconfigured"
+            # --- first-run setup page (bot/setup.py): only while the App has no credentials at all ---
+            if not (loaded.app_id or loaded.private_key or loaded.webhook_secret):
+                from . import setup
+
+                setup.mount(app, loaded)
+            # --- end of the setup page ---
             log.warning("serving health only: %s", state.problem)
             yield
             return

@@ -27,6 +27,21 @@ e. a stateful handler answering GitHub-shaped JSON built from the documented
    are defects of the fake).
 
 State is reset with :meth:`FakeGitHub.reset` (the fixture does it per test).
+
+GitHub Enterprise Server's layout is served too: ``<url>/api/v3/...`` is the same API
+(``fake.ghes_api_url``), so a client that derives the API URL from a GHES web URL reaches
+it. Besides the API, the fake serves GitHub's *web* side of the App manifest flow
+(https://docs.github.com/apps/sharing-github-apps/registering-a-github-app-from-a-manifest):
+a form POST of ``manifest`` to ``<url>/settings/apps/new?state=...`` or
+``<url>/organizations/<org>/settings/apps/new?state=...`` is checked like GitHub checks it
+(documented keys, ``url`` and ``hook_attributes.url``, permissions and their levels from the
+OpenAPI ``app-permissions`` schema, known events, each event's permission, plus the fields
+set with :meth:`FakeGitHub.expect_manifest`), recorded in ``fake.app_manifests``
+(:class:`AppManifest`), and answered -- as if the user clicked "Create GitHub App" -- with a
+302 to ``redirect_url?code=...&state=...``. A refused manifest is a ``manifest`` violation
+and a 422 page. ``POST /app-manifests/{code}/conversions`` (no auth) then answers the new
+App's id, slug, pem, webhook_secret, client_id and client_secret, once per code
+(:meth:`FakeGitHub.register_manifest_code` registers a code without the web step).
 """
 
 from __future__ import annotations
@@ -45,6 +60,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from html import escape as _escape_html
 from typing import Any
 from urllib.parse import unquote, urlencode
 
@@ -294,6 +310,50 @@ class Delivery:
 
 
 @dataclass
+class AppManifest:
+    """One App created through the manifest flow (web POST or :meth:`FakeGitHub.register_manifest_code`)."""
+
+    code: str
+    manifest: dict[str, Any]
+    owner: str
+    owner_type: str  # User | Organization
+    state: str | None
+    html_base: str  # the web host the App lives on
+    created: float
+    converted: bool = False
+    app: dict[str, Any] | None = None  # the conversion's answer (with pem and secrets)
+
+
+# keys GitHub documents for an App manifest, and which permission each event needs
+MANIFEST_KEYS = frozenset(
+    {
+        "name", "url", "hook_attributes", "redirect_url", "callback_urls", "setup_url", "description",
+        "public", "default_events", "default_permissions", "request_oauth_on_install", "setup_on_update",
+    }
+)
+EVENT_PERMISSIONS = {
+    "check_run": ("checks",),
+    "check_suite": ("checks",),
+    "create": ("contents",),
+    "delete": ("contents",),
+    "deployment": ("deployments",),
+    "deployment_status": ("deployments",),
+    "issue_comment": ("issues", "pull_requests"),
+    "issues": ("issues",),
+    "label": ("metadata",),
+    "pull_request": ("pull_requests",),
+    "pull_request_review": ("pull_requests",),
+    "pull_request_review_comment": ("pull_requests",),
+    "push": ("contents",),
+    "release": ("contents",),
+    "repository": ("metadata",),
+    "status": ("statuses",),
+    "workflow_run": ("actions",),
+}
+MANIFEST_CODE_TTL = 3600.0
+
+
+@dataclass
 class Call:
     method: str
     path: str  # decoded path, no query
@@ -463,6 +523,10 @@ class FakeGitHub:
             self._loop = loop
             try:
                 app = web.Application(client_max_size=64 * 1024 * 1024)
+                # GitHub's web side of the App manifest flow, then GHES's /api/v3 layout, then the API
+                app.router.add_route("POST", "/settings/apps/new", self._web_new_app)
+                app.router.add_route("POST", "/organizations/{org}/settings/apps/new", self._web_new_app)
+                app.router.add_route("*", "/api/v3/{tail:.*}", self._handle_ghes)
                 app.router.add_route("*", "/{tail:.*}", self._handle)
                 runner = web.AppRunner(app, access_log=None, handle_signals=False)
                 loop.run_until_complete(runner.setup())
@@ -487,6 +551,11 @@ class FakeGitHub:
         if failure:
             raise failure[0]
         return self.url
+
+    @property
+    def ghes_api_url(self) -> str:
+        """The same API under GitHub Enterprise Server's layout (``<url>/api/v3``)."""
+        return f"{self.url}/api/v3"
 
     def stop(self) -> None:
         if self._thread is None or self._loop is None:
@@ -531,6 +600,9 @@ class FakeGitHub:
             self.on_redelivery: Callable[[Delivery], None] | None = None
             self.rate_limit = 5000
             self.rate_used: dict[str, int] = {}
+            self.app_manifests: list[AppManifest] = []
+            self.manifest_expectations: dict[str, Any] = {}
+            self.web_login = "octocat"  # who is signed in on the web side
             self._violations_expected = False
             self._clock = 0
             self._ids = {
@@ -545,6 +617,7 @@ class FakeGitHub:
                 "deployment": 1_500_000_000,
                 "status": 3_300_000_000,
                 "delivery": 90_000_000_000,
+                "app": 900_000,
             }
 
     def _next_id(self, kind: str) -> int:
@@ -863,6 +936,97 @@ class FakeGitHub:
             )
             self.deliveries.append(delivery)
             return delivery.id
+
+    def expect_manifest(self, **fields: Any) -> None:
+        """Manifests posted from now on must have these top-level values (e.g. app.yml's
+        ``default_permissions`` and ``default_events``); any other is refused as GitHub
+        would refuse an invalid one (a ``manifest`` violation)."""
+        with self._lock:
+            self.manifest_expectations = copy.deepcopy(fields)
+
+    def register_manifest_code(
+        self,
+        manifest: Mapping[str, Any],
+        *,
+        owner: str | None = None,
+        owner_type: str = "User",
+        state: str | None = None,
+        html_url: str | None = None,
+    ) -> str:
+        """What GitHub does when the user clicks "Create GitHub App": check ``manifest`` (raises
+        ValueError listing the problems) and return the one-time code that
+        ``POST /app-manifests/{code}/conversions`` exchanges for the new App's credentials."""
+        with self._lock:
+            problems = self.manifest_problems(manifest)
+            if problems:
+                raise ValueError("; ".join(problems))
+            code = secrets.token_hex(10)
+            self.app_manifests.append(
+                AppManifest(code, copy.deepcopy(dict(manifest)), owner or self.web_login, owner_type, state, (html_url or self.html_url).rstrip("/"), time.time())
+            )
+            return code
+
+    def manifest_problems(self, manifest: Any) -> list[str]:
+        """Why GitHub would refuse this App manifest (empty: it is valid)."""
+        if not isinstance(manifest, dict):
+            return ["the manifest is not a JSON object"]
+        problems = [f"unknown manifest key {key!r}" for key in sorted(set(manifest) - MANIFEST_KEYS)]
+
+        def url_ok(value: Any) -> bool:
+            return isinstance(value, str) and re.fullmatch(r"https?://[^\s/?#@]+(/[^\s]*)?", value) is not None
+
+        if not url_ok(manifest.get("url")):
+            problems.append("url is required: the App's homepage, an http(s) URL")
+        name = manifest.get("name")
+        if name is not None and (not isinstance(name, str) or not 1 <= len(name.strip()) <= 34):
+            problems.append("name must be 1 to 34 characters")
+        hook = manifest.get("hook_attributes")
+        if hook is not None:
+            if not isinstance(hook, dict) or set(hook) - {"url", "active"}:
+                problems.append("hook_attributes takes url and active")
+            elif not url_ok(hook.get("url")):
+                problems.append("hook_attributes.url is required: an http(s) URL")
+            elif re.match(r"https?://(localhost|127\.|\[::1\])", hook["url"]):
+                problems.append("hook_attributes.url is not supported because it isn't reachable over the public Internet (localhost)")
+            elif "active" in hook and not isinstance(hook["active"], bool):
+                problems.append("hook_attributes.active must be a boolean")
+        for key in ("redirect_url", "setup_url"):
+            if key in manifest and not url_ok(manifest[key]):
+                problems.append(f"{key} must be an http(s) URL")
+        if "callback_urls" in manifest and (not isinstance(manifest["callback_urls"], list) or not all(url_ok(u) for u in manifest["callback_urls"]) or len(manifest["callback_urls"]) > 10):
+            problems.append("callback_urls must be at most 10 http(s) URLs")
+        for key in ("public", "request_oauth_on_install", "setup_on_update"):
+            if key in manifest and not isinstance(manifest[key], bool):
+                problems.append(f"{key} must be a boolean")
+        if "description" in manifest and not isinstance(manifest["description"], (str, type(None))):
+            problems.append("description must be a string")
+        permissions = manifest.get("default_permissions", {})
+        known = self.spec.doc["components"]["schemas"]["app-permissions"]["properties"]
+        if not isinstance(permissions, dict):
+            problems.append("default_permissions must be an object")
+            permissions = {}
+        for perm, level in permissions.items():
+            if perm not in known:
+                problems.append(f"default_permissions: unknown permission {perm!r}")
+            elif level not in known[perm].get("enum", ["read", "write"]):
+                problems.append(f"default_permissions.{perm}: {level!r} is not one of {known[perm].get('enum')}")
+        events = manifest.get("default_events", [])
+        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+            problems.append("default_events must be a list of event names")
+            events = []
+        if events and hook is None:
+            problems.append("default_events need hook_attributes (a webhook URL)")
+        from .webhooks import events as webhook_events
+
+        for event in events:
+            if event not in webhook_events():
+                problems.append(f"default_events: unknown event {event!r}")
+            elif event in EVENT_PERMISSIONS and not any(p in permissions for p in EVENT_PERMISSIONS[event]):
+                problems.append(f"default_events: {event!r} needs the permission {' or '.join(EVENT_PERMISSIONS[event])}")
+        for key, expected in self.manifest_expectations.items():
+            if manifest.get(key) != expected:
+                problems.append(f"{key}: expected {expected!r}, got {manifest.get(key)!r}")
+        return problems
 
     # -- test helpers: reading ----------------------------------------------------------
 
@@ -1511,14 +1675,46 @@ class FakeGitHub:
 
     # -- HTTP -------------------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: web.Request, raw_path: str | None = None) -> web.StreamResponse:
         body = await request.read()
         status, headers, payload = self.serve(
-            request.method, request.rel_url.raw_path, list(request.rel_url.query.items()), body, request.headers
+            request.method, raw_path or request.rel_url.raw_path, list(request.rel_url.query.items()), body, request.headers
         )
         if payload is None:
             return web.Response(status=status, headers=headers)
         return web.Response(status=status, headers=headers, body=json.dumps(payload).encode(), content_type="application/json", charset="utf-8")
+
+    async def _handle_ghes(self, request: web.Request) -> web.StreamResponse:
+        """GitHub Enterprise Server serves the REST API under /api/v3."""
+        return await self._handle(request, request.rel_url.raw_path.removeprefix("/api/v3") or "/")
+
+    async def _web_new_app(self, request: web.Request) -> web.StreamResponse:
+        """GitHub's "Create GitHub App" page, already clicked: check the posted manifest, then
+        redirect to its redirect_url with a one-time code and the state."""
+        org = request.match_info.get("org")
+        form = await request.post()
+        raw = form.get("manifest")
+        state = request.rel_url.query.get("state")
+        with self._lock:
+            try:
+                manifest = json.loads(raw) if isinstance(raw, str) else None
+            except ValueError:
+                manifest = None
+            problems = self.manifest_problems(manifest) if manifest is not None else ["no manifest field (JSON) in the form"]
+            if not problems and not isinstance(manifest.get("redirect_url"), str):
+                problems = ["redirect_url is required for the manifest flow (where GitHub sends the code)"]
+            if org is not None and not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}", org):
+                problems.append(f"no organisation {org!r}")
+            if problems:
+                self.violations.append(Violation("POST", request.rel_url.raw_path, "manifest", "; ".join(problems)))
+                text = "<h1>Invalid GitHub App manifest</h1><ul>" + "".join(f"<li>{_escape_html(p)}</li>" for p in problems) + "</ul>"
+                return web.Response(status=422, text=text, content_type="text/html")
+            code = self.register_manifest_code(
+                manifest, owner=org or self.web_login, owner_type="Organization" if org else "User", state=state, html_url=self.url
+            )
+        redirect = manifest["redirect_url"]
+        query = urlencode({"code": code, **({"state": state} if state is not None else {})})
+        return web.Response(status=302, headers={"Location": f"{redirect}{'&' if '?' in redirect else '?'}{query}"})
 
     def serve(
         self, method: str, raw_path: str, query: list[tuple[str, str]], body: bytes, headers: Mapping[str, str]
@@ -1725,6 +1921,41 @@ class FakeGitHub:
     @route("GET", "/app", auth="app")
     def _get_app(self, ctx: _Ctx) -> tuple[int, Any]:
         return 200, self.app_json()
+
+    @route("POST", "/app-manifests/{code}/conversions", auth="any")
+    def _convert_manifest(self, ctx: _Ctx) -> tuple[int, Any]:
+        found = next((m for m in self.app_manifests if m.code == ctx.params["code"]), None)
+        if found is None or found.converted or time.time() - found.created > MANIFEST_CODE_TTL:
+            raise _not_found()
+        found.converted = True
+        manifest = found.manifest
+        app_id = self._next_id("app")
+        slug = re.sub(r"[^a-z0-9]+", "-", str(manifest.get("name") or f"app-{app_id}").lower()).strip("-") or f"app-{app_id}"
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()).decode()
+        data = self.app_json()
+        _, now = self._tick()
+        data.update(
+            id=app_id,
+            slug=slug,
+            node_id=_node_id("Integration", app_id),
+            client_id=f"Iv23li{secrets.token_hex(7)}",
+            owner=self.user_json(found.owner, found.owner_type),
+            name=str(manifest.get("name") or slug),
+            description=manifest.get("description") or "",
+            external_url=manifest["url"],
+            html_url=f"{found.html_base}/apps/{slug}",
+            created_at=now,
+            updated_at=now,
+            permissions=dict(manifest.get("default_permissions", {})),
+            events=list(manifest.get("default_events", [])),
+            installations_count=0,
+            client_secret=secrets.token_hex(20),
+            webhook_secret=secrets.token_hex(20) if manifest.get("hook_attributes") else None,
+            pem=pem,
+        )
+        found.app = copy.deepcopy(data)
+        return 201, data
 
     @route("GET", "/app/installations", auth="app")
     def _list_installations(self, ctx: _Ctx) -> tuple[int, Any, dict[str, str]]:
