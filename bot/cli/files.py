@@ -262,4 +262,4 @@ def service_new(
             "      reads LEMI_<ENV>_ACCOUNT_ID and LEMI_<ENV>_REGION from the repository's Actions variables",
             err=True,
         )
-    click.echo(f"next: commit deploy/{name}/ and .github/, push, and open a pull request", err=True)
+    click.echo(f"next: commit deploy/{name}/, .github/ and .lemi/, push, and open a pull request", err=True)
