@@ -230,48 +230,34 @@ def stop_task(state: State, name: str | None, env: str | None, task_id: str, rea
         click.echo(f"stopped task {task.task_id} of {name} in {env}; ECS will start a replacement")
 
 
-@service.command("restart")
-@service_option
-@env_option
-@wait_option
-@timeout_option
-@poll_option
-@output_option
-@pass_state
-def restart(
-    state: State, name: str | None, env: str | None, wait: bool, timeout: float, poll: float, output: str
-) -> None:
-    """Replace every task (a forced new deployment) and wait for it."""
-    config = state.config()
-    env = pick_environment(config, env)
-    name = service_name(name)
-    result = run_aws(
-        config,
-        lambda aws: operate.restart(aws, env, name, wait=wait, timeout=timeout, poll=poll, on_progress=_progress(output)),
-    )
-    _finish_deploy(result, output)
+def _rollout_command(command: str, operation: Callable[..., Awaitable[DeployResult]], summary: str) -> None:
+    """`lemi service restart|rollback`: one operation that rolls out and waits, truthfully."""
+
+    @service_option
+    @env_option
+    @wait_option
+    @timeout_option
+    @poll_option
+    @output_option
+    @pass_state
+    def run(
+        state: State, name: str | None, env: str | None, wait: bool, timeout: float, poll: float, output: str
+    ) -> None:
+        config = state.config()
+        env = pick_environment(config, env)
+        name = service_name(name)
+        result = run_aws(
+            config,
+            lambda aws: operation(aws, env, name, wait=wait, timeout=timeout, poll=poll, on_progress=_progress(output)),
+        )
+        _finish_deploy(result, output)
+
+    run.__doc__ = summary
+    service.command(command)(run)
 
 
-@service.command("rollback")
-@service_option
-@env_option
-@wait_option
-@timeout_option
-@poll_option
-@output_option
-@pass_state
-def rollback(
-    state: State, name: str | None, env: str | None, wait: bool, timeout: float, poll: float, output: str
-) -> None:
-    """Redeploy the revision before the running one and wait for it."""
-    config = state.config()
-    env = pick_environment(config, env)
-    name = service_name(name)
-    result = run_aws(
-        config,
-        lambda aws: operate.rollback(aws, env, name, wait=wait, timeout=timeout, poll=poll, on_progress=_progress(output)),
-    )
-    _finish_deploy(result, output)
+_rollout_command("restart", operate.restart, "Replace every task (a forced new deployment) and wait for it.")
+_rollout_command("rollback", operate.rollback, "Redeploy the revision before the running one and wait for it.")
 
 
 @service.command("prune")
