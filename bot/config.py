@@ -22,7 +22,7 @@ from .names import (
     IAM_ROLE_ARN_RE,
 )
 from .problems import Invalid, Problem
-from .refs import BadReference, parse_secret
+from .spec import SecretText
 from .validation import StrictModel, fail, validate
 from .yamlsafe import load
 
@@ -103,20 +103,11 @@ class Environment(StrictModel):
 
 class Datadog(StrictModel):
     site: Annotated[str, _matches(DOMAIN_RE, "Datadog site", "e.g. datadoghq.com or datadoghq.eu")] = "datadoghq.com"
-    api_key_secret: str = Field(
+    api_key_secret: SecretText = Field(
         "datadog/api-key", description="Secrets Manager secret (name or ARN) holding the Datadog API key"
     )
     agent_image: str = "public.ecr.aws/datadog/agent:7"
     log_router_image: str = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"
-
-    @field_validator("api_key_secret")
-    @classmethod
-    def _secret(cls, value: str) -> str:
-        try:
-            parse_secret(value)
-        except BadReference as exc:
-            raise fail(exc.message, exc.hint) from None
-        return value
 
     @field_validator("agent_image", "log_router_image")
     @classmethod

@@ -35,6 +35,7 @@ from bot.compile import Compiled, compile_for, compile_service, render
 from bot.config import parse_config
 from bot.problems import Invalid
 from bot.spec import ServiceFiles, parse_environment, parse_service
+from checkout import LEMI_YML as CHECKOUT_LEMI_YML
 from checkout import make_checkout, write
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -45,25 +46,7 @@ TAG = "4f1c2d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e"  # a commit SHA, as the build w
 OTHER_TAG = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
 
 # DESIGN.md's lemi.yml, plus an environment in the China partition
-LEMI_YML = """\
-infra:
-  repository: acme/infra
-  path: services/{service}.tf
-  merge_method: squash
-domain: lemon
-environments:
-  staging:
-    branch: develop
-    region: us-east-1
-    account_id: "111111111111"
-    cluster: lemon-ecs-cluster
-    role_arn: arn:aws:iam::111111111111:role/lemi-deployer
-  prod:
-    branch: main
-    region: us-east-1
-    account_id: "222222222222"
-    cluster: lemon-ecs-cluster
-    protected: true
+LEMI_YML = CHECKOUT_LEMI_YML + """\
   china:
     branch: china
     region: cn-north-1

@@ -7,30 +7,12 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_config, parse_config
+from checkout import LEMI_YML
 from bot.problems import Invalid, Problem
 
 FILE = "lemi.yml"
 
-EXAMPLE = """\
-infra:
-  repository: acme/infra
-  path: services/{service}.tf
-  merge_method: squash
-domain: lemon
-environments:
-  staging:
-    branch: develop
-    region: us-east-1
-    account_id: "111111111111"
-    cluster: lemon-ecs-cluster
-    role_arn: arn:aws:iam::111111111111:role/lemi-deployer
-  prod:
-    branch: main
-    region: us-east-1
-    account_id: "222222222222"
-    cluster: lemon-ecs-cluster
-    protected: true
-"""
+EXAMPLE = LEMI_YML  # DESIGN.md's lemi.yml
 # value positions in EXAMPLE: repository 2:15, path 3:9, merge_method 4:17, domain 5:9,
 # staging 8..12 (branch 8:13, region 9:13, account_id 10:17), prod 14..18 (branch 14:13)
 

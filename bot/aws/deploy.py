@@ -332,7 +332,7 @@ async def deploy(
 ) -> DeployResult:
     """``watch_only``: an earlier attempt already sent the update (lemi was restarted
     mid-rollout); watch it to its end, or report what became of it, but never send it again."""
-    await describe_service(aws, env_name, service)  # fail before registering anything
+    current = await describe_service(aws, env_name, service)  # fail before registering anything
     arn, reused = await register(aws, env_name, task_definition)
     return await roll_out(
         aws,
@@ -346,6 +346,7 @@ async def deploy(
         poll=poll,
         on_progress=on_progress,
         watch_only=watch_only,
+        current=current,
     )
 
 
@@ -363,14 +364,17 @@ async def roll_out(
     poll: float = DEFAULT_POLL,
     on_progress: Callable[[Progress], None] | None = None,
     watch_only: bool = False,
+    current: dict[str, Any] | None = None,
 ) -> DeployResult:
     """Point the service at a registered revision and (optionally) wait for it.
+    ``current``: the service as just described by the caller (saves a DescribeServices).
 
     When the service already runs this revision and nothing else changes, ECS
     starts no new deployment: then the current PRIMARY deployment is the one
     to watch, and no update is sent at all.
     """
-    current = await describe_service(aws, env_name, service)
+    if current is None:
+        current = await describe_service(aws, env_name, service)
     deployments = current.get("deployments", [])
     ids = {d["id"] for d in deployments}
     primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)

@@ -17,6 +17,7 @@ import aiohttp
 from cachetools import TLRUCache, TTLCache
 
 from .client import GitHub
+from .files import repo_vars
 
 REFRESH_MARGIN = 300.0  # seconds before expiry when a cached token is replaced
 
@@ -88,14 +89,10 @@ class AppAuth:
     async def installation_for(self, repository: str) -> int:
         """The installation of the App on ``owner/name`` (cached for an hour)."""
         if repository not in self._installations:
-            data = await self.app.getitem("/repos/{owner}/{repo}/installation", _repo_vars(repository))
+            data = await self.app.getitem("/repos/{owner}/{repo}/installation", repo_vars(repository))
             self._installations[repository] = int(data["id"])
         return self._installations[repository]
 
     async def for_repository(self, repository: str) -> GitHub:
         return await self.for_installation(await self.installation_for(repository))
 
-
-def _repo_vars(repository: str) -> dict[str, str]:
-    owner, name = repository.split("/", 1)
-    return {"owner": owner, "repo": name}
