@@ -97,9 +97,12 @@ class Server:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the server process, all its threads (/proc/<pid>/stat)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    def cpu_seconds(self, main_thread: bool = False) -> float:
+        """User + system CPU of the server process, all its threads (/proc/<pid>/stat), or
+        only of its main thread, the one that runs the event loop (/proc/<pid>/task/<pid>/stat)."""
+        pid = self.process.pid
+        stat = Path(f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat")
+        fields = stat.read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -275,6 +278,7 @@ class Result:
     name: str
     sample: Sample = field(default_factory=Sample)
     server_cpu: float = 0.0
+    main_cpu: float = 0.0
 
     def figures(self) -> dict[str, Any]:
         lat = sorted(self.sample.latencies)
@@ -294,6 +298,7 @@ class Result:
             "mean_ms": round(statistics.fmean(lat) * 1e3, 2) if lat else float("nan"),
             "server_cpu_pct": round(100 * self.server_cpu / wall, 1),
             "server_cpu_us_per_request": round(1e6 * self.server_cpu / max(1, len(lat)), 1),
+            "main_cpu_us_per_request": round(1e6 * self.main_cpu / max(1, len(lat)), 1),
             "client_cpu_pct": round(100 * self.sample.client_cpu / wall, 1),
             "other_cpu_pct": round(max(0.0, self.sample.machine_cpu - self.server_cpu - self.sample.client_cpu)
                                    * 100 / wall, 1),
@@ -312,6 +317,7 @@ def table(results: list[Result]) -> str:
         ("latency max (ms)", "max_ms", "{:.1f}"),
         ("server CPU (% of a core)", "server_cpu_pct", "{:.0f}"),
         ("server CPU per request (us)", "server_cpu_us_per_request", "{:.0f}"),
+        ("  of it in the event loop (us)", "main_cpu_us_per_request", "{:.0f}"),
         ("client CPU (% of a core)", "client_cpu_pct", "{:.0f}"),
         ("other processes' CPU (%)", "other_cpu_pct", "{:.0f}"),
     ]
@@ -393,9 +399,10 @@ def main() -> int:
                 for name in (("bare", "lemi") if i % 2 == 0 else ("lemi", "bare")):
                     server = servers[name]
                     spy = _start_profile(args.profile, server, i) if (args.profile and name == "lemi") else None
-                    cpu, everything = server.cpu_seconds(), machine_cpu_seconds()
+                    cpu, main, everything = server.cpu_seconds(), server.cpu_seconds(True), machine_cpu_seconds()
                     sample = drive(f"{server.url}/webhook", count, args.connections, args.clients, args.time_limit)
                     results[name].server_cpu += server.cpu_seconds() - cpu
+                    results[name].main_cpu += server.cpu_seconds(True) - main
                     sample.machine_cpu = machine_cpu_seconds() - everything
                     results[name].sample.add(sample)
                     if spy is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
+import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -54,12 +54,22 @@ def signature_ok(body: bytes, header: str | None, secret: str) -> bool:
 
 @dataclass
 class Handlers:
-    """The handlers' entry points, given to the app (bot/ never imports handlers/)."""
+    """The handlers' entry points, given to the app (bot/ never imports handlers/).
+
+    At intake a delivery is decoded only into ``summary`` (a TypedDict of the fields
+    ``accepts`` and ``job_key`` read: the rest of the document is checked to be JSON,
+    not built), so ``accepts`` and ``job_key`` see that summary. The whole document
+    is stored as received; ``process`` gets it parsed, as ``job.payload["data"]``."""
 
     accepts: Callable[[str, Any], bool]
     job_key: Callable[[str, dict[str, Any]], str]
     process: Callable[..., Any]
     report: Callable[..., Any]
+    summary: Any = dict[str, Any]
+    decoder: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.decoder = msgspec.json.Decoder(self.summary)
 
 
 @dataclass
@@ -77,75 +87,110 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+_STATUS = {"queued": 202, "duplicate": 202, "ignored": 200, "pong": 200}
+
+
+def _answer(outcome: str) -> Response:
+    """{"status": outcome}, for a delivery that was read."""
+    return Response(b'{"status":"%s"}' % outcome.encode(), status_code=_STATUS[outcome], media_type="application/json")
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The request body, or None once it is over MAX_BODY (read straight from the
+    ASGI messages: a webhook is one or a few of them)."""
+    body = b""
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":  # the client went away
+            return body
+        body += message.get("body", b"")
+        if len(body) > MAX_BODY:
+            return None
+        if not message.get("more_body", False):
+            return body
+
+
 async def webhook(request: Request) -> Response:
     state: State = request.app.state.lemi
     handlers: Handlers = request.app.state.handlers
+    count = state.metrics.delivery
     if state.status != "ready" or state.queue is None or state.settings.webhook_secret is None:
-        state.metrics.deliveries.labels("-", "unconfigured").inc()
+        count("-", "unconfigured")
         return _error(503, f"lemi is not configured: {state.problem}")
-    length = request.headers.get("content-length")
+    headers = request.headers
+    length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_BODY:
-        state.metrics.deliveries.labels("-", "too_large").inc()
+        count("-", "too_large")
         return _error(413, "payload larger than 25 MB")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            state.metrics.deliveries.labels("-", "too_large").inc()
-            return _error(413, "payload larger than 25 MB")
-    if not signature_ok(bytes(body), request.headers.get("x-hub-signature-256"), state.settings.webhook_secret):
-        state.metrics.deliveries.labels("-", "bad_signature").inc()
+    body = await _read_body(request)
+    if body is None:
+        count("-", "too_large")
+        return _error(413, "payload larger than 25 MB")
+    if not signature_ok(body, headers.get("x-hub-signature-256"), state.settings.webhook_secret):
+        count("-", "bad_signature")
         return _error(401, "missing or invalid X-Hub-Signature-256")
-    event = request.headers.get("x-github-event", "")
-    delivery = request.headers.get("x-github-delivery", "")
+    event = headers.get("x-github-event", "")
+    delivery = headers.get("x-github-delivery", "")
     if not _EVENT_RE.match(event) or not _DELIVERY_RE.match(delivery):
-        state.metrics.deliveries.labels("-", "bad_request").inc()
+        count("-", "bad_request")
         return _error(400, "missing or malformed X-GitHub-Event / X-GitHub-Delivery")
     try:
-        data = _decode(bytes(body), request.headers.get("content-type", ""))
+        data, document = _decode(handlers.decoder, body, headers.get("content-type", ""))
     except ValueError as exc:
-        state.metrics.deliveries.labels(event, "bad_request").inc()
+        count(event, "bad_request")
         return _error(400, f"malformed payload: {exc}")
-    with logs.bind(delivery=delivery, event=event):
-        if event == "ping":
-            state.metrics.deliveries.labels(event, "pong").inc()
-            return JSONResponse({"status": "pong"})
-        if not handlers.accepts(event, data):
-            state.metrics.deliveries.labels(event, "ignored").inc()
-            return JSONResponse({"status": "ignored"})
-        try:
-            repository = str(data["repository"]["full_name"])
-            key = handlers.job_key(event, data)
-        except (KeyError, TypeError, AttributeError):
-            state.metrics.deliveries.labels(event, "bad_request").inc()
-            return _error(400, "malformed payload: no repository.full_name")
-        job = NewJob(
-            dedupe_id=delivery,
-            key=key,
-            kind="webhook",
-            payload={"event": event, "delivery": delivery, "repository": repository, "data": data},
-        )
-        try:
-            stored = await state.queue.put(job)
-        except QueueUnavailable as exc:
-            log.error("could not store delivery %s: %s", delivery, exc)
-            state.metrics.deliveries.labels(event, "store_failed").inc()
-            return _error(503, "could not store the delivery; redeliver it from the App's settings")
-        outcome = "queued" if stored else "duplicate"
-        state.metrics.deliveries.labels(event, outcome).inc()
-        log.info("delivery %s %s", delivery, outcome, extra={"repository": repository})
-        return JSONResponse({"status": outcome}, status_code=202)
-
-
-def _decode(body: bytes, content_type: str) -> Any:
-    if content_type.startswith("application/x-www-form-urlencoded"):
-        form = parse_qs(body.decode("utf-8"))
-        if "payload" not in form:
-            raise ValueError("no payload field")
-        return json.loads(form["payload"][0])
+    if event == "ping":
+        count(event, "pong")
+        return _answer("pong")
+    if not handlers.accepts(event, data):
+        count(event, "ignored")
+        return _answer("ignored")
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        repository = str(data["repository"]["full_name"])
+        key = handlers.job_key(event, data)
+    except (KeyError, TypeError, AttributeError):
+        count(event, "bad_request")
+        return _error(400, "malformed payload: no repository.full_name")
+    job = NewJob(
+        dedupe_id=delivery,
+        key=key,
+        kind="webhook",
+        payload={"event": event, "delivery": delivery, "repository": repository},
+        data_json=document,  # stored as received, not re-serialised
+    )
+    where = {"delivery": delivery, "event": event, "repository": repository}
+    try:
+        stored = await state.queue.put(job)
+    except QueueUnavailable as exc:
+        log.error("could not store delivery %s: %s", delivery, exc, extra=where)
+        count(event, "store_failed")
+        return _error(503, "could not store the delivery; redeliver it from the App's settings")
+    outcome = "queued" if stored else "duplicate"
+    count(event, outcome)
+    log.info("delivery %s %s", delivery, outcome, extra=where)
+    return _answer(outcome)
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], body: bytes, content_type: str) -> tuple[Any, bytes]:
+    """The summary of a delivery and its JSON document (a form-encoded delivery's ``payload``).
+
+    The decoder skips the fields it does not keep without checking that their
+    strings are UTF-8, so that is checked here: every stored document parses."""
+    try:
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            form = parse_qs(body.decode("utf-8", errors="strict"))
+            if "payload" not in form:
+                raise ValueError("no payload field")
+            body = form["payload"][0].encode("utf-8")
+        elif not body.isascii():
+            body.decode("utf-8")
+        try:
+            return decoder.decode(body), body
+        except msgspec.ValidationError:  # JSON, shaped unlike the summary: read it all, as before
+            return msgspec.json.decode(body), body
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8: {exc}") from None
+    except msgspec.DecodeError as exc:
         raise ValueError(str(exc)) from None
 
 
@@ -265,7 +310,7 @@ def create_app(
 def default_handlers() -> Handlers:
     import handlers  # the composition root: the one place bot/ reaches handlers/
 
-    return Handlers(handlers.accepts, handlers.job_key, handlers.process, handlers.report)
+    return Handlers(handlers.accepts, handlers.job_key, handlers.process, handlers.report, handlers.Summary)
 
 
 app = create_app()

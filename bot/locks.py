@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .sqlitedb import connect
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS locks (
     repository  TEXT NOT NULL,
@@ -53,10 +55,7 @@ class LockStore:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db = connect(self.path)
             db.executescript(SCHEMA)
             self._db = db
         return self._db

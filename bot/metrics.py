@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401
@@ -15,6 +16,7 @@ class Metrics:
             "lemi_webhook_deliveries", "Webhook deliveries by event and outcome", ["event", "outcome"],
             registry=self.registry,
         )  # fmt: skip
+        self._deliveries: dict[tuple[str, str], Any] = {}
         self.queue_depth = Gauge("lemi_queue_depth", "Jobs queued or running", registry=self.registry)
         self.jobs = Histogram(
             "lemi_job_duration_seconds", "Time to process a job, by kind and outcome", ["kind", "outcome"],
@@ -28,6 +30,13 @@ class Metrics:
             "lemi_github_requests", "GitHub API requests by method and status", ["method", "status"],
             registry=self.registry,
         )  # fmt: skip
+
+    def delivery(self, event: str, outcome: str) -> None:
+        """Count one webhook delivery (the labelled child is looked up once per pair)."""
+        child = self._deliveries.get((event, outcome))
+        if child is None:
+            child = self._deliveries[(event, outcome)] = self.deliveries.labels(event, outcome)
+        child.inc()
 
     def github_response(self, method: str, url: str, status: int, headers: object) -> None:
         self.github_requests.labels(method, str(status)).inc()

@@ -51,6 +51,7 @@ import aiohttp
 from gidgethub import HTTPException
 
 from .github.client import rate_limit_wait
+from .sqlitedb import connect
 from .queue import Queue
 
 log = logging.getLogger("lemi.redeliver")
@@ -146,12 +147,7 @@ class RedeliveryState:
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             assert self.path is not None
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA busy_timeout=10000")
+            db = connect(self.path)
             db.executescript(SCHEMA)
             self._db = db
         return self._db

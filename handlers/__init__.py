@@ -8,7 +8,7 @@ all (anything else is acknowledged and ignored, with no API call).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypedDict
 
 from gidgethub import sansio
 from gidgethub.routing import Router
@@ -29,6 +29,28 @@ JOBS = {
     "deploy": (deploy.run_job, deploy.report),
     "command": (commands.run_job, commands.report),
 }
+
+
+class _Repository(TypedDict, total=False):
+    full_name: str
+
+
+class _Thread(TypedDict, total=False):
+    number: int
+    body: str | None
+
+
+class Summary(TypedDict, total=False):
+    """What intake reads of a delivery: every field ``accepts`` and ``job_key`` use (and
+    the routers' ``action``). A field missing here is missing for them, so a handler that
+    needs another one at intake adds it here; ``process`` always gets the whole document."""
+
+    action: str
+    number: int
+    ref: str
+    repository: _Repository
+    pull_request: _Thread
+    issue: _Thread
 
 
 def accepts(event: str, data: Any) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -186,7 +187,88 @@ async def test_a_big_payload(backend: Backend) -> None:
     assert leased is not None and leased.payload["data"]["ref"] == "refs/heads/main"
 
 
+async def test_a_webhook_document_is_stored_as_received_and_leased_parsed(backend: Backend) -> None:
+    q = backend.queue
+    # odd but valid JSON: spacing, key order, escapes, non-ASCII, a big integer
+    document = ' {"z": 1,\n  "a": "caf\u00e9 ☕ \\"q\\"", "n": 123456789012345678901234567890, "list": [ ]} '.encode()
+    assert await q.put(NewJob("d-doc", "k", "webhook", {"event": "push"}, data_json=document)) is True
+    leased = await q.lease("w1", 30)
+    assert leased is not None
+    assert leased.payload == {"event": "push", "data": json.loads(document)}
+    if backend.name == "sqlite":
+        assert document in _stored_payload(backend.queue, "d-doc")  # byte for byte, not re-serialised
+
+
+async def test_a_big_webhook_document_loses_only_bulky_fields_on_sqs(backend: Backend) -> None:
+    q = backend.queue
+    document = json.dumps({"commits": ["x" * 1000] * 400, "ref": "refs/heads/main", "after": "abc"}).encode()
+    assert await q.put(NewJob("d-big-doc", "k", "webhook", {"event": "push"}, data_json=document)) is True
+    leased = await q.lease("w1", 30)
+    assert leased is not None and leased.payload["event"] == "push"
+    assert leased.payload["data"]["ref"] == "refs/heads/main" and leased.payload["data"]["after"] == "abc"
+    if backend.name == "sqlite":  # SQLite keeps everything
+        assert leased.payload["data"] == json.loads(document)
+
+
+def _stored_payload(q: Queue, dedupe_id: str) -> bytes:
+    assert isinstance(q, SQLiteQueue)
+    db = sqlite3.connect(q.path)
+    try:
+        value = db.execute("SELECT payload FROM jobs WHERE dedupe_id = ?", (dedupe_id,)).fetchone()[0]
+    finally:
+        db.close()
+    return value if isinstance(value, bytes) else value.encode()
+
+
 # ---- SQLite specifics ------------------------------------------------------------------------
+
+
+async def test_a_damaged_payload_is_handed_out_as_undecodable_not_raised(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")
+    await q.put(job(1, key="a"))
+    await q.put(job(2, key="b"))
+    db = sqlite3.connect(tmp_path / "q.db")
+    db.execute("UPDATE jobs SET payload = ? WHERE dedupe_id = 'delivery-1'", (b'{"truncated": ',))
+    db.commit()
+    db.close()
+    first = await q.lease("w1", 30)
+    assert first is not None and first.dedupe_id == "delivery-1"
+    assert set(first.payload) == {"undecodable"}  # the worker fails it and reports it; the queue goes on
+    second = await q.lease("w1", 30)
+    assert second is not None and second.payload == {"n": 2}
+    await q.close()
+
+
+async def test_puts_in_one_batch_are_stored_once_each(tmp_path: Path) -> None:
+    """Concurrent puts share a commit; a delivery repeated inside the batch, or stored before, is a duplicate."""
+    q = SQLiteQueue(tmp_path / "q.db")
+    assert await q.put(job("old")) is True
+    names = ["a", "b", "old", "a", "c"] * 1 + [f"x{i}" for i in range(300)]  # more than one statement's worth
+    results = await asyncio.gather(*(q.put(job(n)) for n in names))
+    assert results[:5] == [True, True, False, False, True]
+    assert all(results[5:])
+    ids = []
+    while (leased := await q.lease("w", 30)) is not None:
+        ids.append(leased.dedupe_id)
+        await q.complete(leased)
+    assert ids == ["delivery-old"] + [f"delivery-{n}" for n in ("a", "b", "c")] + [f"delivery-x{i}" for i in range(300)]
+    await q.close()
+
+
+def test_a_new_queue_file_has_big_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    from bot.sqlitedb import PAGE_SIZE, connect
+
+    fresh = connect(str(tmp_path / "new.db"))
+    assert fresh.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+    assert fresh.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    fresh.close()
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.execute("CREATE TABLE t (x)")
+    old.commit()
+    old.close()
+    reopened = connect(str(tmp_path / "old.db"))
+    assert reopened.execute("PRAGMA page_size").fetchone()[0] == 4096
+    reopened.close()
 
 
 async def test_newer_in_key(tmp_path: Path) -> None:

@@ -348,6 +348,59 @@ def test_every_example_payload_gets_a_2xx_and_ignored_events_cause_no_work(githu
     assert github.calls == [], github.describe_calls()
 
 
+def _project(document: Any, shape: Any) -> Any:
+    """The part of ``document`` a TypedDict ``shape`` describes (nested TypedDicts followed)."""
+    import typing
+
+    if not (isinstance(shape, type) and typing.is_typeddict(shape)) or not isinstance(document, dict):
+        return document
+    hints = typing.get_type_hints(shape)
+    return {key: _project(document[key], hints[key]) for key in hints if key in document}
+
+
+def test_intake_reads_exactly_the_summary_of_every_example_payload() -> None:
+    """Intake decodes only the Summary's fields; for every real example they equal the
+    full document's, so accepts/job_key decide as they would on the whole payload."""
+    import msgspec
+
+    import handlers
+
+    decoder = msgspec.json.Decoder(handlers.Summary)
+    checked = 0
+    for event, payload in all_examples():
+        body = json.dumps(payload).encode()
+        summary = decoder.decode(body)  # no ValidationError: no example needs the full-parse fallback
+        assert summary == _project(payload, handlers.Summary), event
+        assert handlers.accepts(event, summary) == handlers.accepts(event, payload), (event, payload.get("action"))
+        if handlers.accepts(event, payload):
+            assert handlers.job_key(event, summary) == handlers.job_key(event, payload), event
+            checked += 1
+    assert checked > 10
+
+
+def test_the_stored_document_is_the_delivered_body_byte_for_byte(github: Any, tmp_path: Path) -> None:
+    payload = pr_opened_example()
+    payload["pull_request"]["title"] = "Añadir ☕ \"quoted\""
+    body = json.dumps(payload, indent=3, ensure_ascii=False).encode()  # not how lemi would write it
+    headers = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "byte-for-byte",
+               "Content-Type": "application/json", "X-Hub-Signature-256": signature(WEBHOOK_SECRET, body)}  # fmt: skip
+    with running_app(github, tmp_path, workers=0) as app:
+        assert post_raw(app, body, headers).status_code == 202
+    db = sqlite3.connect(tmp_path / "queue.db")
+    stored = db.execute("SELECT payload FROM jobs WHERE dedupe_id = 'byte-for-byte'").fetchone()[0]
+    db.close()
+    assert body in (stored if isinstance(stored, bytes) else stored.encode())
+
+
+def test_a_delivery_shaped_unlike_the_summary_is_read_whole(github: Any, tmp_path: Path) -> None:
+    """A field of an unexpected type (valid JSON) falls back to the full parse: same answer as before."""
+    payload = pr_opened_example()
+    payload["number"] = "two"  # the Summary says int
+    with running_app(github, tmp_path, workers=0) as app:
+        response = app.deliver("pull_request", payload, delivery="odd-shape")
+        assert (response.status_code, response.json()) == (202, {"status": "queued"})
+
+
 def test_projects_v2_item_examples_get_a_2xx_and_no_work(github: Any, tmp_path: Path) -> None:
     examples = [(e, p) for e, p in all_examples() if e in EVENTS_WITH_DIGITS]
     assert len(examples) == 7

@@ -13,13 +13,18 @@ Semantics every backend keeps:
   leased again; ``complete``/``retry``/``fail`` only act for the current
   holder of the lease, so a job never runs twice in parallel;
 * ``retry`` puts a job back with a delay; ``fail`` is terminal (the worker
-  reports it to the user first).
+  reports it to the user first);
+* a webhook's document is stored as GitHub sent it (``NewJob.data_json``,
+  never re-serialised: intake stays cheap and what GitHub sent is kept
+  byte for byte) and comes back parsed, as ``payload["data"]``, on ``lease``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import msgspec
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,30 @@ class NewJob:
     key: str
     kind: str  # "webhook", "command", ...
     payload: dict[str, Any] = field(default_factory=dict)
+    # the webhook's JSON document as received (already checked to be a JSON object);
+    # the leased Job has it parsed as payload["data"]
+    data_json: bytes | None = None
+
+
+def encode_payload(payload: dict[str, Any], data_json: bytes | None = None) -> bytes:
+    """The payload as stored: JSON, with ``data_json`` embedded verbatim as ``data``."""
+    if data_json is not None:
+        payload = {**payload, "data": msgspec.Raw(data_json)}
+    return _encoder.encode(payload)
+
+
+def decode_payload(stored: bytes | str) -> dict[str, Any]:
+    """A stored payload; one that cannot be read (intake checks every document, so only
+    a damaged store) becomes ``{"undecodable": reason}``: the job then fails and is
+    reported, instead of the queue failing on every lease."""
+    try:
+        return _payload_decoder.decode(stored)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return {"undecodable": str(exc)}
+
+
+_encoder = msgspec.json.Encoder()
+_payload_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 @dataclass(frozen=True)

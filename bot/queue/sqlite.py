@@ -8,7 +8,6 @@ may share the file: leases are taken inside ``BEGIN IMMEDIATE``.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import threading
 import time
@@ -16,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import Job, NewJob, QueueUnavailable
+from ..sqlitedb import connect
+from . import Job, NewJob, QueueUnavailable, decode_payload, encode_payload
 
 T = TypeVar("T")
 
@@ -50,6 +50,10 @@ LIMIT 1
 """
 
 
+def _chunks(values: list[T], size: int) -> list[list[T]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
 class SQLiteQueue:
     searchable = True
 
@@ -59,20 +63,14 @@ class SQLiteQueue:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         # group commit: puts that arrive while a commit is on disk share the next one
-        self._pending: list[tuple[NewJob, str, asyncio.Future[bool]]] = []
+        self._pending: list[tuple[NewJob, bytes, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._work: asyncio.Event | None = None
         self._work_loop: asyncio.AbstractEventLoop | None = None
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA busy_timeout=10000")
+            db = connect(self.path)
             db.executescript(SCHEMA)
             self._db = db
         return self._db
@@ -96,7 +94,7 @@ class SQLiteQueue:
             dedupe_id=row["dedupe_id"],
             key=row["key"],
             kind=row["kind"],
-            payload=json.loads(row["payload"]),
+            payload=decode_payload(row["payload"]),
             attempts=row["attempts"],
             state=row["state"],
             worker=row["worker"],
@@ -109,7 +107,7 @@ class SQLiteQueue:
         Puts that arrive while a commit is in progress are written together in
         the next transaction: one fsync for many deliveries, each answered only
         after its row is durable."""
-        payload = json.dumps(job.payload, separators=(",", ":"))
+        payload = encode_payload(job.payload, job.data_json)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((job, payload, future))
         if self._flusher is None or self._flusher.done():
@@ -125,16 +123,25 @@ class SQLiteQueue:
             now = self._clock()
 
             def work(db: sqlite3.Connection) -> list[bool]:
+                # A few statements per batch, not one per job: after every statement the
+                # thread has to take the GIL back from the event loop.
                 db.execute("BEGIN IMMEDIATE")
-                stored = [
+                seen = set()
+                for chunk in _chunks([job.dedupe_id for job, _, _ in batch], 500):
+                    marks = ", ".join("?" * len(chunk))
+                    seen.update(row[0] for row in db.execute(f"SELECT dedupe_id FROM jobs WHERE dedupe_id IN ({marks})", chunk))
+                stored, rows = [], []
+                for job, payload, _ in batch:
+                    stored.append(job.dedupe_id not in seen)  # stored before, or earlier in this batch
+                    if stored[-1]:
+                        seen.add(job.dedupe_id)
+                        rows.append((job.dedupe_id, job.key, job.kind, payload, now, now))
+                for chunk in _chunks(rows, 150):  # SQLite binds at most 999 values before 3.32
                     db.execute(
-                        "INSERT OR IGNORE INTO jobs (dedupe_id, key, kind, payload, created, updated) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (job.dedupe_id, job.key, job.kind, payload, now, now),
-                    ).rowcount
-                    == 1
-                    for job, payload, _ in batch
-                ]
+                        "INSERT INTO jobs (dedupe_id, key, kind, payload, created, updated) VALUES "
+                        + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                        [value for row in chunk for value in row],
+                    )
                 db.execute("COMMIT")
                 return stored
 

@@ -29,11 +29,12 @@ from contextlib import AsyncExitStack
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import Job, NewJob, QueueUnavailable
+from . import Job, NewJob, QueueUnavailable, decode_payload, encode_payload
 
 MAX_BODY = 250_000  # SQS takes 256 KiB per message
 DEDUPE_DAYS = 30
@@ -71,19 +72,26 @@ def _dedupe(dedupe_id: str) -> str:
     return hashlib.sha256(dedupe_id.encode()).hexdigest()
 
 
-def _compact(job: NewJob) -> str:
-    body = json.dumps({"dedupe_id": job.dedupe_id, "key": job.key, "kind": job.kind, "payload": job.payload},
-                      separators=(",", ":"))  # fmt: skip
-    if len(body.encode()) <= MAX_BODY:
-        return body
+def _message(job: NewJob | Job, payload: bytes, **extra: Any) -> bytes:
+    fields = {"dedupe_id": job.dedupe_id, "key": job.key, "kind": job.kind, **extra, "payload": msgspec.Raw(payload)}
+    return msgspec.json.encode(fields)
+
+
+def _compact(job: NewJob | Job, **extra: Any) -> str:
+    """The message body; a webhook too big for SQS loses the fields lemi never reads."""
+    data_json = job.data_json if isinstance(job, NewJob) else None
+    body = _message(job, encode_payload(job.payload, data_json), **extra)
+    if len(body) <= MAX_BODY:
+        return body.decode()
     payload = dict(job.payload)
+    if data_json is not None:
+        payload["data"] = decode_payload(data_json)
     if isinstance(payload.get("data"), dict):
         payload["data"] = {k: v for k, v in payload["data"].items() if k not in _BULKY}
-    body = json.dumps({"dedupe_id": job.dedupe_id, "key": job.key, "kind": job.kind, "payload": payload},
-                      separators=(",", ":"))  # fmt: skip
-    if len(body.encode()) > MAX_BODY:
+    body = _message(job, encode_payload(payload), **extra)
+    if len(body) > MAX_BODY:
         raise QueueUnavailable(f"delivery {job.dedupe_id} is too large for SQS ({len(body):,} bytes)")
-    return body
+    return body.decode()
 
 
 class SQSQueue:
@@ -224,8 +232,10 @@ class SQSQueue:
         dlq = await self._dead_letter_url()
         if dlq is not None:
             sqs, _ = await self._clients()
-            body = json.dumps({"dedupe_id": job.dedupe_id, "key": job.key, "kind": job.kind, "payload": job.payload,
-                               "error": error[:2000], "attempts": job.attempts}, separators=(",", ":"))[:MAX_BODY]  # fmt: skip
+            try:
+                body = _compact(job, error=error[:2000], attempts=job.attempts)
+            except QueueUnavailable:  # too big even without the bulky fields: keep what identifies it
+                body = _message(job, b"{}", error=error[:2000], attempts=job.attempts, truncated=True).decode()
             await sqs.send_message(
                 QueueUrl=dlq, MessageBody=body, MessageGroupId=_group(job.key),
                 MessageDeduplicationId=_dedupe(f"failed:{job.dedupe_id}:{job.attempts}"),
