@@ -4,14 +4,17 @@ repository and service of the work in progress (set with :func:`bind`)."""
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import msgspec
+
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("lemi_log_context", default={})
+_encoder = msgspec.json.Encoder(enc_hook=str)  # anything else is logged as its str()
 FIELDS = ("delivery", "event", "repository", "service", "environment", "job")
 
 
@@ -38,9 +41,19 @@ def context() -> dict[str, Any]:
 
 
 class JsonFormatter(logging.Formatter):
+    _second = -1
+    _stamp = ""
+
+    def _time(self, created: float) -> str:
+        """The record's time to the second (formatted once a second: intake logs every delivery)."""
+        second = int(created)
+        if second != self._second:
+            self._stamp, self._second = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second)), second
+        return self._stamp
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": self._time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -51,7 +64,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = getattr(record, key)
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _encoder.encode(entry).decode()
 
 
 def setup(level: str = "INFO") -> None:

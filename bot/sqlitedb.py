@@ -14,6 +14,7 @@ import sqlite3
 from pathlib import Path
 
 PAGE_SIZE = 65536
+WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -26,4 +27,8 @@ def connect(path: str) -> sqlite3.Connection:
         db.execute(f"PRAGMA page_size={PAGE_SIZE}")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
+    # checkpoint when the WAL holds about 4 MiB (SQLite's default is 1000 pages, 64 MiB of big
+    # pages: a commit that has to copy that much stalls every delivery waiting on it)
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.execute(f"PRAGMA wal_autocheckpoint={max(16, WAL_CHECKPOINT_BYTES // page_size)}")
     return db
