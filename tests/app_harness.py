@@ -59,6 +59,23 @@ spec:
 """
 
 
+def stored_document(queue_path: Path, dedupe_id: str) -> bytes:
+    """The bytes the SQLite queue keeps for a job's webhook document (its file, or its row)."""
+    db = sqlite3.connect(queue_path)
+    db.row_factory = sqlite3.Row
+    try:
+        row = db.execute("SELECT * FROM jobs WHERE dedupe_id = ?", (dedupe_id,)).fetchone()
+    finally:
+        db.close()
+    assert row is not None, f"no job {dedupe_id}"
+    if row["body_file"] is None:
+        payload = row["payload"]
+        return payload if isinstance(payload, bytes) else payload.encode()
+    with open(f"{queue_path}.bodies/{row['body_file']}", "rb") as file:
+        file.seek(row["body_offset"])
+        return file.read(row["body_length"])
+
+
 def settings_for(github: Any, queue_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
         app_id=str(github.app_id),

@@ -16,6 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from app_harness import stored_document
 from bot.queue import NewJob, Queue, QueueUnavailable, open_queue
 from bot.queue.sqlite import SQLiteQueue
 from bot.queue.sqs import SQSQueue, parse_url
@@ -196,7 +197,8 @@ async def test_a_webhook_document_is_stored_as_received_and_leased_parsed(backen
     assert leased is not None
     assert leased.payload == {"event": "push", "data": json.loads(document)}
     if backend.name == "sqlite":
-        assert document in _stored_payload(backend.queue, "d-doc")  # byte for byte, not re-serialised
+        assert isinstance(q, SQLiteQueue)
+        assert stored_document(Path(q.path), "d-doc") == document  # byte for byte, not re-serialised
 
 
 async def test_a_big_webhook_document_loses_only_bulky_fields_on_sqs(backend: Backend) -> None:
@@ -208,16 +210,6 @@ async def test_a_big_webhook_document_loses_only_bulky_fields_on_sqs(backend: Ba
     assert leased.payload["data"]["ref"] == "refs/heads/main" and leased.payload["data"]["after"] == "abc"
     if backend.name == "sqlite":  # SQLite keeps everything
         assert leased.payload["data"] == json.loads(document)
-
-
-def _stored_payload(q: Queue, dedupe_id: str) -> bytes:
-    assert isinstance(q, SQLiteQueue)
-    db = sqlite3.connect(q.path)
-    try:
-        value = db.execute("SELECT payload FROM jobs WHERE dedupe_id = ?", (dedupe_id,)).fetchone()[0]
-    finally:
-        db.close()
-    return value if isinstance(value, bytes) else value.encode()
 
 
 # ---- SQLite specifics ------------------------------------------------------------------------

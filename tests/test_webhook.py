@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 import bot.app
-from app_harness import LEMI_YML, SERVICE_YAML, WEBHOOK_SECRET, running_app, settings_for, setup_repos
+from app_harness import LEMI_YML, SERVICE_YAML, WEBHOOK_SECRET, running_app, settings_for, setup_repos, stored_document
 from bot.app import MAX_BODY, create_app, signature_ok
 from bot.config import parse_config
 from fakes.github import FakeGitHub
@@ -386,10 +386,7 @@ def test_the_stored_document_is_the_delivered_body_byte_for_byte(github: Any, tm
                "Content-Type": "application/json", "X-Hub-Signature-256": signature(WEBHOOK_SECRET, body)}  # fmt: skip
     with running_app(github, tmp_path, workers=0) as app:
         assert post_raw(app, body, headers).status_code == 202
-    db = sqlite3.connect(tmp_path / "queue.db")
-    stored = db.execute("SELECT payload FROM jobs WHERE dedupe_id = 'byte-for-byte'").fetchone()[0]
-    db.close()
-    assert body in (stored if isinstance(stored, bytes) else stored.encode())
+    assert stored_document(tmp_path / "queue.db", "byte-for-byte") == body
 
 
 def test_a_delivery_shaped_unlike_the_summary_is_read_whole(github: Any, tmp_path: Path) -> None:

@@ -3,6 +3,11 @@
 A delivery is committed (``synchronous=FULL``) before ``put`` returns, so
 the webhook's 2xx is only sent for work that is on disk. Several processes
 may share the file: leases are taken inside ``BEGIN IMMEDIATE``.
+
+A webhook's document is kept in append-only files beside the database
+(``<queue>.bodies/``, see bodies.py), synced before the row that points at
+it is committed; a job that is done lets go of it, a job that failed for
+good takes its document into its row (kept for inspection).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any, TypeVar
 
 from ..sqlitedb import connect
 from . import Job, NewJob, QueueUnavailable, decode_payload, encode_payload
+from .bodies import Bodies, BodyError
 
 T = TypeVar("T")
 
@@ -34,10 +40,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     worker      TEXT,
     last_error  TEXT,
     created     REAL    NOT NULL,
-    updated     REAL    NOT NULL
+    updated     REAL    NOT NULL,
+    body_file   TEXT,                                -- where the document is (bodies.py)
+    body_offset INTEGER,
+    body_length INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs (key, id) WHERE state IN ('queued', 'running');
 """
+# after the columns exist (a file from before them gets them in _connect)
+INDEXES = "CREATE INDEX IF NOT EXISTS jobs_body_file ON jobs (body_file) WHERE body_file IS NOT NULL;"
+COLLECT_EVERY = 60.0  # seconds: how often complete() looks for document files nothing needs
 
 # the first open job of each key, if it is ready (queued and due, or its lease ran out)
 LEASABLE = """
@@ -62,6 +74,9 @@ class SQLiteQueue:
         self._clock = clock
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        # documents beside the database (in memory: inside the rows)
+        self._bodies = Bodies(self.path + ".bodies") if self.path != ":memory:" else None
+        self._collected = 0.0
         # group commit: puts that arrive while a commit is on disk share the next one
         self._pending: list[tuple[NewJob, bytes, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -72,8 +87,22 @@ class SQLiteQueue:
         if self._db is None:
             db = connect(self.path)
             db.executescript(SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for column, kind in (("body_file", "TEXT"), ("body_offset", "INTEGER"), ("body_length", "INTEGER")):
+                if column not in columns:  # a queue file from before the document files
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+            db.executescript(INDEXES)
             self._db = db
+            self._collect(db)  # files left by processes that are gone
         return self._db
+
+    def _collect(self, db: sqlite3.Connection) -> None:
+        """Delete the document files no job needs (in the queue's thread, under its lock)."""
+        if self._bodies is not None:
+            self._collected = self._clock()
+            self._bodies.collect(
+                lambda: [row[0] for row in db.execute("SELECT DISTINCT body_file FROM jobs WHERE body_file IS NOT NULL")]
+            )
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -87,14 +116,26 @@ class SQLiteQueue:
 
         return await asyncio.to_thread(call)
 
-    @staticmethod
-    def _job(row: sqlite3.Row) -> Job:
+    def _document(self, row: sqlite3.Row) -> bytes | None:
+        if row["body_file"] is None or self._bodies is None:
+            return None
+        return self._bodies.read(row["body_file"], row["body_offset"], row["body_length"])
+
+    def _job(self, row: sqlite3.Row) -> Job:
+        payload = decode_payload(row["payload"])
+        try:
+            document = self._document(row)
+        except BodyError as exc:  # the worker fails the job and reports it; the queue goes on
+            payload = {"undecodable": str(exc)}
+        else:
+            if document is not None:
+                payload["data"] = decode_payload(document)
         return Job(
             id=row["id"],
             dedupe_id=row["dedupe_id"],
             key=row["key"],
             kind=row["kind"],
-            payload=decode_payload(row["payload"]),
+            payload=payload,
             attempts=row["attempts"],
             state=row["state"],
             worker=row["worker"],
@@ -107,7 +148,7 @@ class SQLiteQueue:
         Puts that arrive while a commit is in progress are written together in
         the next transaction: one fsync for many deliveries, each answered only
         after its row is durable."""
-        payload = encode_payload(job.payload, job.data_json)
+        payload = encode_payload(job.payload, job.data_json if self._bodies is None else None)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((job, payload, future))
         if self._flusher is None or self._flusher.done():
@@ -123,23 +164,31 @@ class SQLiteQueue:
             now = self._clock()
 
             def work(db: sqlite3.Connection) -> list[bool]:
-                # A few statements per batch, not one per job: after every statement the
-                # thread has to take the GIL back from the event loop.
+                # the documents first, synced: every committed row can read its own
+                where: dict[int, tuple[str, int, int]] = {}
+                with_document = [(i, job.data_json) for i, (job, _, _) in enumerate(batch) if job.data_json is not None]
+                if self._bodies is not None and with_document:
+                    rotated_from = self._bodies.active
+                    where = dict(zip((i for i, _ in with_document), self._bodies.append([d for _, d in with_document])))
+                    if rotated_from and rotated_from != self._bodies.active:
+                        self._collect(db)
+                # then the rows, with a few statements per batch, not one per job: after every
+                # statement the thread has to take the GIL back from the event loop
                 db.execute("BEGIN IMMEDIATE")
                 seen = set()
                 for chunk in _chunks([job.dedupe_id for job, _, _ in batch], 500):
                     marks = ", ".join("?" * len(chunk))
                     seen.update(row[0] for row in db.execute(f"SELECT dedupe_id FROM jobs WHERE dedupe_id IN ({marks})", chunk))
                 stored, rows = [], []
-                for job, payload, _ in batch:
+                for i, (job, payload, _) in enumerate(batch):
                     stored.append(job.dedupe_id not in seen)  # stored before, or earlier in this batch
                     if stored[-1]:
                         seen.add(job.dedupe_id)
-                        rows.append((job.dedupe_id, job.key, job.kind, payload, now, now))
-                for chunk in _chunks(rows, 150):  # SQLite binds at most 999 values before 3.32
+                        rows.append((job.dedupe_id, job.key, job.kind, payload, now, now, *where.get(i, (None, None, None))))
+                for chunk in _chunks(rows, 100):  # SQLite binds at most 999 values before 3.32
                     db.execute(
-                        "INSERT INTO jobs (dedupe_id, key, kind, payload, created, updated) VALUES "
-                        + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                        "INSERT INTO jobs (dedupe_id, key, kind, payload, created, updated, body_file, body_offset, "
+                        "body_length) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
                         [value for row in chunk for value in row],
                     )
                 db.execute("COMMIT")
@@ -211,9 +260,15 @@ class SQLiteQueue:
 
     async def complete(self, job: Job) -> bool:
         now = self._clock()
-        return await self._settle(
-            job, "UPDATE jobs SET state = 'done', lease_until = NULL, payload = '{}', updated = ?", now
+        done = await self._settle(
+            job,
+            "UPDATE jobs SET state = 'done', lease_until = NULL, payload = '{}', body_file = NULL, "
+            "body_offset = NULL, body_length = NULL, updated = ?",
+            now,
         )
+        if done and self._bodies is not None and now - self._collected >= COLLECT_EVERY:
+            await self._run(self._collect)
+        return done
 
     async def retry(self, job: Job, delay: float, error: str) -> bool:
         now = self._clock()
@@ -226,10 +281,30 @@ class SQLiteQueue:
         )
 
     async def fail(self, job: Job, error: str) -> bool:
+        """Terminal; the job's document moves into its row, kept for inspection."""
         now = self._clock()
-        return await self._settle(
-            job, "UPDATE jobs SET state = 'failed', lease_until = NULL, last_error = ?, updated = ?", error[:2000], now
-        )
+
+        def work(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)).fetchone()
+            if row is None:
+                return False
+            payload, where = row["payload"], (row["body_file"], row["body_offset"], row["body_length"])
+            try:
+                document = self._document(row)
+            except BodyError:
+                document = None  # keep pointing at it: what is left can still be looked at
+            else:
+                if document is not None:
+                    payload, where = encode_payload(decode_payload(payload), document), (None, None, None)
+            cursor = db.execute(
+                "UPDATE jobs SET state = 'failed', lease_until = NULL, last_error = ?, payload = ?, body_file = ?, "
+                "body_offset = ?, body_length = ?, updated = ? WHERE id = ? AND worker = ? AND state = 'running' "
+                "AND attempts = ?",
+                (error[:2000], payload, *where, now, job.id, job.worker, job.attempts),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(work)
 
     async def newer_in_key(self, job: Job, kind: str | None = None) -> bool:
         """Is a later job of the same key waiting? (A newer push supersedes an older deploy.)"""
@@ -263,5 +338,7 @@ class SQLiteQueue:
                 if self._db is not None:
                     self._db.close()
                     self._db = None
+                if self._bodies is not None:
+                    self._bodies.close()
 
         await asyncio.to_thread(work)
