@@ -9,6 +9,7 @@ never at import.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import logging
@@ -288,6 +289,9 @@ def create_app(
         )
         redeliverer.start()
         state.status = "ready"
+        # what start-up built (modules, botocore's models, ...) lives as long as the process:
+        # leave it out of the cyclic GC, whose full passes over it were lemi's p99 (BENCHMARKS.md)
+        gc.freeze()
         try:
             yield
         finally:

@@ -231,6 +231,112 @@ async def test_a_damaged_payload_is_handed_out_as_undecodable_not_raised(tmp_pat
     await q.close()
 
 
+def doc(n: int, size: int = 2000) -> NewJob:
+    """A webhook job with a JSON document of about ``size`` bytes."""
+    document = json.dumps({"n": n, "pad": "x" * size}).encode()
+    return NewJob(f"doc-{n}", f"k{n}", "webhook", {"event": "push"}, data_json=document)
+
+
+def body_files(q: SQLiteQueue) -> set[str]:
+    return {p.name for p in Path(q.path + ".bodies").glob("*.seg")}
+
+
+async def test_documents_live_in_files_beside_the_database_until_their_jobs_are_done(tmp_path: Path) -> None:
+    from bot.queue import bodies
+
+    q = SQLiteQueue(tmp_path / "q.db")
+    assert q._bodies is not None
+    q._bodies.segment_bytes = 3000  # a new file every 2 documents
+    for n in range(6):
+        assert await q.put(doc(n))
+    first = sorted(body_files(q))
+    assert len(first) == 3
+    db = sqlite3.connect(tmp_path / "q.db")
+    assert all(len(p) < 100 for (p,) in db.execute("SELECT payload FROM jobs"))  # rows stay small
+    db.close()
+    # nothing is deleted while a job points at its file
+    assert q._bodies.collect(lambda: {r for r in first}) == []
+    leased = []
+    while (job := await q.lease("w", 30)) is not None:
+        assert job.payload["data"]["n"] == int(job.dedupe_id.split("-")[1])
+        leased.append(job)
+    for job in leased:
+        assert await q.complete(job)
+    await q.put(doc(99))  # rotates again: the files nothing needs are collected
+    assert body_files(q) == {q._bodies.active}
+    await q.close()
+    assert bodies.SEGMENT_BYTES == 64 * 1024 * 1024
+
+
+async def test_a_job_that_fails_keeps_its_document_in_its_row(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")
+    await q.put(doc(1))
+    job = await q.lease("w", 30)
+    assert job is not None and await q.fail(job, "boom")
+    q._bodies.segment_bytes = 1  # type: ignore[union-attr]
+    await q.put(doc(2))  # rotation collects the first file: only the failed job used it
+    stored = await q.get("doc-1")
+    assert stored is not None and stored.state == "failed" and stored.payload["data"]["n"] == 1
+    assert len(body_files(q)) == 1
+    await q.close()
+
+
+async def test_a_lost_document_file_fails_that_job_not_the_queue(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")
+    await q.put(doc(1))
+    for name in body_files(q):
+        (Path(q.path + ".bodies") / name).unlink()
+    await q.put(job(2, key="other"))
+    first = await q.lease("w", 30)
+    assert first is not None and first.dedupe_id == "doc-1" and "gone" in first.payload["undecodable"]
+    second = await q.lease("w", 30)
+    assert second is not None and second.payload == {"n": 2}
+    await q.close()
+
+
+def test_files_of_another_live_process_are_left_alone_and_a_dead_ones_collected(tmp_path: Path) -> None:
+    """A process appends under an exclusive flock; another process's collect skips that file
+    while it lives and deletes it once the process is gone (SIGKILL) and no job needs it."""
+    path = tmp_path / "q.db"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, json, os, sys
+        from bot.queue import NewJob
+        from bot.queue.sqlite import SQLiteQueue
+        async def main():
+            q = SQLiteQueue({str(path)!r})
+            await q.put(NewJob("orphan", "k", "webhook", {{}}, data_json=b'{{"a": 1}}'))
+            job = await q.lease("w", 30)
+            await q.complete(job)  # nothing points at the file any more, but it is still being appended to
+            print("ready", flush=True)
+            sys.stdin.readline()
+            os.kill(os.getpid(), 9)
+        asyncio.run(main())
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parent.parent,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+
+        async def collect() -> set[str]:
+            q = SQLiteQueue(path)
+            await q.depth()  # opens the database, which collects
+            files = body_files(q)
+            await q.close()
+            return files
+
+        assert len(asyncio.run(collect())) == 1  # alive: kept
+        assert child.stdin is not None
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.wait(10) == -9
+        assert asyncio.run(collect()) == set()  # dead and unneeded: collected
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
 async def test_puts_in_one_batch_are_stored_once_each(tmp_path: Path) -> None:
     """Concurrent puts share a commit; a delivery repeated inside the batch, or stored before, is a duplicate."""
     q = SQLiteQueue(tmp_path / "q.db")
@@ -245,22 +351,6 @@ async def test_puts_in_one_batch_are_stored_once_each(tmp_path: Path) -> None:
         await q.complete(leased)
     assert ids == ["delivery-old"] + [f"delivery-{n}" for n in ("a", "b", "c")] + [f"delivery-x{i}" for i in range(300)]
     await q.close()
-
-
-def test_a_new_queue_file_has_big_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
-    from bot.sqlitedb import PAGE_SIZE, connect
-
-    fresh = connect(str(tmp_path / "new.db"))
-    assert fresh.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
-    assert fresh.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    fresh.close()
-    old = sqlite3.connect(tmp_path / "old.db")
-    old.execute("CREATE TABLE t (x)")
-    old.commit()
-    old.close()
-    reopened = connect(str(tmp_path / "old.db"))
-    assert reopened.execute("PRAGMA page_size").fetchone()[0] == 4096
-    reopened.close()
 
 
 async def test_newer_in_key(tmp_path: Path) -> None:
