@@ -4,7 +4,7 @@ Starts two real uvicorn servers, one process each, on free 127.0.0.1 ports:
 
 * ``lemi``: ``lemi serve`` -- the real App with a webhook secret, a lemi.yml,
   the durable SQLite queue in a temporary directory and ``LEMI_WORKERS=0``,
-  so only acceptance (signature, JSON parse, ``accepts``, fsync'd enqueue,
+  so only acceptance (signature, the routing summary, ``accepts``, the synced enqueue,
   202) is measured;
 * ``bare``: bench/bare_webhook.py -- one route that only checks
   X-Hub-Signature-256 and answers 202: the ceiling on this stack.
