@@ -123,7 +123,7 @@ class Worker:
             await self._give_up(job, f"stopped after {job.attempts - 1} attempts that never finished")
             self._observe(job, "failed", started)
             return
-        task = asyncio.create_task(self.process(job))
+        task = asyncio.create_task(self._process(job))
         beat = asyncio.create_task(self._heartbeat(job, task))
         try:
             await task
@@ -141,6 +141,11 @@ class Worker:
         finally:
             beat.cancel()
         self._observe(job, outcome, started)
+
+    async def _process(self, job: Job) -> None:
+        if "undecodable" in job.payload:  # the queue could not read what it stored: retrying will not help
+            raise Permanent(f"lemi could not read this job back from its queue ({job.payload['undecodable']})")
+        await self.process(job)
 
     async def _heartbeat(self, job: Job, task: asyncio.Task[None]) -> bool:
         interval = max(0.05, self.settings.lease_seconds / 3)

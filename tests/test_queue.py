@@ -294,6 +294,37 @@ async def test_a_lost_document_file_fails_that_job_not_the_queue(tmp_path: Path)
     await q.close()
 
 
+async def test_a_failed_document_write_is_a_503_and_the_next_ones_read_back_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails half-way (a full disk) leaves bytes in the file; later offsets must not
+    be counted from where the failed write thought the file ended."""
+    import os
+
+    from bot.queue import bodies
+
+    q = SQLiteQueue(tmp_path / "q.db")
+    assert await q.put(doc(1))
+    real_writev = os.writev
+
+    def half_then_full(fd: int, buffers: list[bytes]) -> int:
+        os.write(fd, bytes(buffers[0])[:100])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bodies.os, "writev", half_then_full)
+    with pytest.raises(QueueUnavailable):
+        await q.put(doc(2))
+    monkeypatch.setattr(bodies.os, "writev", real_writev)
+    assert await q.put(doc(2))  # GitHub's redelivery of the same delivery is stored this time
+    assert await q.put(doc(3))
+    seen = {}
+    while (leased := await q.lease("w", 30)) is not None:
+        seen[leased.dedupe_id] = leased.payload["data"]["n"]
+        await q.complete(leased)
+    assert seen == {"doc-1": 1, "doc-2": 2, "doc-3": 3}
+    await q.close()
+
+
 def test_files_of_another_live_process_are_left_alone_and_a_dead_ones_collected(tmp_path: Path) -> None:
     """A process appends under an exclusive flock; another process's collect skips that file
     while it lives and deletes it once the process is gone (SIGKILL) and no job needs it."""

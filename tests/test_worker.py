@@ -90,6 +90,19 @@ async def test_a_permanent_error_is_reported_and_failed_at_once(queue: SQLiteQue
     assert rec.reports == [(1, "Permanent: the infra repository is archived")]
 
 
+async def test_a_job_the_queue_cannot_read_back_is_reported_at_once_not_run(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")
+    await q.put(NewJob("d-doc", "k", "webhook", {"event": "push"}, data_json=b'{"ref": "refs/heads/main"}'))
+    for segment in Path(q.path + ".bodies").glob("*.seg"):
+        segment.unlink()  # the document file is lost (a volume restored without it, say)
+    rec = Recorder()
+    await worker(q, rec).run_once()
+    stored = await q.get("d-doc")
+    assert rec.runs == [] and stored is not None and stored.state == "failed"
+    assert len(rec.reports) == 1 and "could not read this job back" in rec.reports[0][1]
+    await q.close()
+
+
 async def test_a_github_404_is_permanent(queue: SQLiteQueue) -> None:
     rec = Recorder(BadRequest(http.HTTPStatus.NOT_FOUND, "Not Found"))
     await worker(queue, rec).run_once()

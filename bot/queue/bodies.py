@@ -51,18 +51,24 @@ class Bodies:
         return self._name
 
     def append(self, documents: list[bytes]) -> list[tuple[str, int, int]]:
-        """Write the documents, sync them, and say where each one is: (file, offset, length)."""
+        """Write the documents, durably, and say where each one is: (file, offset, length)."""
         if self._fd is None or self._size >= self.segment_bytes:
             self._rotate()
         assert self._fd is not None
-        where, offset = [], self._size
-        for document in documents:
-            where.append((self._name, offset, len(document)))
-            offset += len(document)
-        for start in range(0, len(documents), _IOV_MAX):
-            self._write_all(documents[start : start + _IOV_MAX])
-        if not _DSYNC:
-            _sync(self._fd)
+        try:
+            # where the file really ends (after a failed write it may not be where we counted)
+            self._size = offset = os.fstat(self._fd).st_size
+            where = []
+            for document in documents:
+                where.append((self._name, offset, len(document)))
+                offset += len(document)
+            for start in range(0, len(documents), _IOV_MAX):
+                self._write_all(documents[start : start + _IOV_MAX])
+            if not _DSYNC:
+                _sync(self._fd)
+        except BaseException:
+            self.close()  # a disk that failed once: start a new file next time
+            raise
         return where
 
     def _write_all(self, buffers: list[bytes]) -> None:
