@@ -289,9 +289,7 @@ def create_app(
         )
         redeliverer.start()
         state.status = "ready"
-        # what start-up built (modules, botocore's models, ...) lives as long as the process:
-        # leave it out of the cyclic GC, whose full passes over it were lemi's p99 (BENCHMARKS.md)
-        gc.freeze()
+        _freeze_start_up()
         try:
             yield
         finally:
@@ -309,6 +307,19 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+
+
+_frozen = False
+
+
+def _freeze_start_up() -> None:
+    """What start-up built (modules, botocore's models, ...) lives as long as the process:
+    leave it out of the cyclic GC, whose full passes over it were lemi's p99 (BENCHMARKS.md).
+    Once per process: an app started again in the same process (tests) freezes nothing more."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
 
 
 def default_handlers() -> Handlers:
