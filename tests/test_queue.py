@@ -281,6 +281,17 @@ async def test_a_job_that_fails_keeps_its_document_in_its_row(tmp_path: Path) ->
     await q.close()
 
 
+async def test_a_damaged_document_is_handed_out_as_undecodable(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")
+    await q.put(doc(1))
+    for name in body_files(q):
+        path = Path(q.path + ".bodies") / name
+        path.write_bytes(b"#" * path.stat().st_size)  # same length, not JSON any more
+    leased = await q.lease("w", 30)
+    assert leased is not None and set(leased.payload) == {"undecodable"}  # not a half-read payload
+    await q.close()
+
+
 async def test_a_lost_document_file_fails_that_job_not_the_queue(tmp_path: Path) -> None:
     q = SQLiteQueue(tmp_path / "q.db")
     await q.put(doc(1))

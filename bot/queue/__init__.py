@@ -46,13 +46,14 @@ def encode_payload(payload: dict[str, Any], data_json: bytes | None = None) -> b
 
 
 def decode_payload(stored: bytes | str) -> dict[str, Any]:
-    """A stored payload; one that cannot be read (intake checks every document, so only
-    a damaged store) becomes ``{"undecodable": reason}``: the job then fails and is
-    reported, instead of the queue failing on every lease."""
+    """A stored payload. One that cannot be read (intake checks every document, so only a
+    damaged store) raises ValueError; a backend then hands the job out as
+    ``{"undecodable": reason}``, which the worker fails and reports at once instead of the
+    queue failing on every lease."""
     try:
         return _payload_decoder.decode(stored)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        return {"undecodable": str(exc)}
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"a stored payload is not JSON: {exc}") from None
 
 
 _encoder = msgspec.json.Encoder()

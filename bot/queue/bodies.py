@@ -31,6 +31,14 @@ _DSYNC = getattr(os, "O_DSYNC", 0)
 _sync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
+def _write_all(fd: int, buffers: list[bytes]) -> None:
+    written = os.writev(fd, buffers)
+    if written < sum(len(b) for b in buffers):  # a short write (a full disk raises instead): the rest
+        rest = b"".join(buffers)[written:]
+        while rest:
+            rest = rest[os.write(fd, rest) :]
+
+
 class BodyError(OSError):
     """A document cannot be read back (its file is gone or shorter than the row says)."""
 
@@ -43,7 +51,6 @@ class Bodies:
         self._serial = 0
         self._fd: int | None = None
         self._name = ""
-        self._size = 0
 
     @property
     def active(self) -> str:
@@ -52,36 +59,26 @@ class Bodies:
 
     def append(self, documents: list[bytes]) -> list[tuple[str, int, int]]:
         """Write the documents, durably, and say where each one is: (file, offset, length)."""
-        if self._fd is None or self._size >= self.segment_bytes:
+        if self._fd is not None and os.fstat(self._fd).st_size >= self.segment_bytes:
+            self.close()
+        if self._fd is None:
             self._rotate()
         assert self._fd is not None
         try:
-            # where the file really ends (after a failed write it may not be where we counted)
-            self._size = offset = os.fstat(self._fd).st_size
+            # where the file really ends: after a failed write it holds more than was counted
+            offset = os.fstat(self._fd).st_size
             where = []
             for document in documents:
                 where.append((self._name, offset, len(document)))
                 offset += len(document)
             for start in range(0, len(documents), _IOV_MAX):
-                self._write_all(documents[start : start + _IOV_MAX])
+                _write_all(self._fd, documents[start : start + _IOV_MAX])
             if not _DSYNC:
                 _sync(self._fd)
         except BaseException:
             self.close()  # a disk that failed once: start a new file next time
             raise
         return where
-
-    def _write_all(self, buffers: list[bytes]) -> None:
-        assert self._fd is not None
-        total = sum(len(b) for b in buffers)
-        written = os.writev(self._fd, buffers)
-        self._size += written
-        if written < total:  # a short write (a full disk raises instead): write the rest
-            rest = b"".join(buffers)[written:]
-            while rest:
-                n = os.write(self._fd, rest)
-                self._size += n
-                rest = rest[n:]
 
     def _rotate(self) -> None:
         self.close()
@@ -92,7 +89,6 @@ class Bodies:
         fd = os.open(self.directory / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _DSYNC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours alone: collect() leaves it be
-            self._size = os.fstat(fd).st_size
             directory = os.open(self.directory, os.O_RDONLY)
             try:
                 os.fsync(directory)  # the new file's name is durable before a row points at it
@@ -159,4 +155,4 @@ class Bodies:
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # releases the flock: the file can be collected once unused
-            self._fd, self._name, self._size = None, "", 0
+            self._fd, self._name = None, ""

@@ -122,14 +122,13 @@ class SQLiteQueue:
         return self._bodies.read(row["body_file"], row["body_offset"], row["body_length"])
 
     def _job(self, row: sqlite3.Row) -> Job:
-        payload = decode_payload(row["payload"])
         try:
+            payload = decode_payload(row["payload"])
             document = self._document(row)
-        except BodyError as exc:  # the worker fails the job and reports it; the queue goes on
-            payload = {"undecodable": str(exc)}
-        else:
             if document is not None:
                 payload["data"] = decode_payload(document)
+        except (BodyError, ValueError) as exc:  # the worker fails the job and reports it; the queue goes on
+            payload = {"undecodable": str(exc)}
         return Job(
             id=row["id"],
             dedupe_id=row["dedupe_id"],
@@ -244,15 +243,17 @@ class SQLiteQueue:
 
         return await self._run(work)
 
-    async def _settle(self, job: Job, sql: str, *params: Any) -> bool:
-        def work(db: sqlite3.Connection) -> bool:
-            cursor = db.execute(
-                sql + " WHERE id = ? AND worker = ? AND state = 'running' AND attempts = ?",
-                (*params, job.id, job.worker, job.attempts),
-            )
-            return cursor.rowcount == 1
+    @staticmethod
+    def _held(db: sqlite3.Connection, job: Job, sql: str, *params: Any) -> bool:
+        """Run an UPDATE on the job only while this lease holds it (same worker, same attempt)."""
+        cursor = db.execute(
+            sql + " WHERE id = ? AND worker = ? AND state = 'running' AND attempts = ?",
+            (*params, job.id, job.worker, job.attempts),
+        )
+        return cursor.rowcount == 1
 
-        return await self._run(work)
+    async def _settle(self, job: Job, sql: str, *params: Any) -> bool:
+        return await self._run(lambda db: self._held(db, job, sql, *params))
 
     async def extend(self, job: Job, lease_seconds: float) -> bool:
         now = self._clock()
@@ -291,18 +292,16 @@ class SQLiteQueue:
             payload, where = row["payload"], (row["body_file"], row["body_offset"], row["body_length"])
             try:
                 document = self._document(row)
-            except BodyError:
-                document = None  # keep pointing at it: what is left can still be looked at
-            else:
                 if document is not None:
                     payload, where = encode_payload(decode_payload(payload), document), (None, None, None)
-            cursor = db.execute(
+            except (BodyError, ValueError):
+                pass  # keep pointing at it: what is left can still be looked at
+            return self._held(
+                db, job,
                 "UPDATE jobs SET state = 'failed', lease_until = NULL, last_error = ?, payload = ?, body_file = ?, "
-                "body_offset = ?, body_length = ?, updated = ? WHERE id = ? AND worker = ? AND state = 'running' "
-                "AND attempts = ?",
-                (error[:2000], payload, *where, now, job.id, job.worker, job.attempts),
-            )
-            return cursor.rowcount == 1
+                "body_offset = ?, body_length = ?, updated = ?",
+                error[:2000], payload, *where, now,
+            )  # fmt: skip
 
         return await self._run(work)
 
