@@ -35,9 +35,24 @@ class _Repository(TypedDict, total=False):
     full_name: str
 
 
-class _Thread(TypedDict, total=False):
+class _PullRequest(TypedDict, total=False):
     number: int
     body: str | None
+
+
+class _Issue(TypedDict, total=False):
+    number: int
+    pull_request: Any  # present on a pull request's conversation
+
+
+class _User(TypedDict, total=False):
+    type: str
+
+
+class _Comment(TypedDict, total=False):
+    body: str | None
+    user: _User
+    performed_via_github_app: Any
 
 
 class Summary(TypedDict, total=False):
@@ -49,14 +64,21 @@ class Summary(TypedDict, total=False):
     number: int
     ref: str
     repository: _Repository
-    pull_request: _Thread
-    issue: _Thread
+    pull_request: _PullRequest
+    issue: _Issue
+    comment: _Comment
+
+
+# events a router takes that intake narrows further, without an API call
+WANTED = {"issue_comment": commands.wanted}
 
 
 def accepts(event: str, data: Any) -> bool:
     if not isinstance(data, dict) or "repository" not in data:
         return False
-    return bool(router.fetch(sansio.Event(data, event=event, delivery_id="-")))
+    if not router.fetch(sansio.Event(data, event=event, delivery_id="-")):
+        return False
+    return WANTED.get(event, lambda _: True)(data)
 
 
 def job_key(event: str, data: dict[str, Any]) -> str:

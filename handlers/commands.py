@@ -42,15 +42,20 @@ def _is_bot(comment: dict[str, Any]) -> bool:
     return user.get("type") == "Bot" or bool(comment.get("performed_via_github_app"))
 
 
+def wanted(data: dict[str, Any]) -> bool:
+    """Is this new comment a ``/lemi`` line, by a person, on a pull request? Pure: intake
+    asks it too, so other comments are acknowledged and never stored."""
+    issue, comment = data.get("issue") or {}, data.get("comment") or {}
+    return "pull_request" in issue and not _is_bot(comment) and not isinstance(parse(comment.get("body")), Ignore)
+
+
 @router.register("issue_comment", action="created")
 async def comment_created(event: sansio.Event, ctx: Context) -> None:
     data = event.data
-    issue, comment = data.get("issue") or {}, data.get("comment") or {}
-    if "pull_request" not in issue or _is_bot(comment):
+    if not wanted(data):
         return
+    issue, comment = data["issue"], data["comment"]
     parsed = parse(comment.get("body"))
-    if isinstance(parsed, Ignore):
-        return
     repository = data["repository"]["full_name"]
     gh = await ctx.github(data)
     pull = await gh.getitem("/repos/{owner}/{repo}/pulls/{pull_number}", repo_vars(repository, pull_number=issue["number"]))

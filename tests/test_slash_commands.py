@@ -515,7 +515,9 @@ def test_comments_lemi_ignores(start: Callable[..., Env], kind: str) -> None:
     make, action = IGNORED[kind]
     cid = make(env)
     comments, gh_mark, aws_mark = len(env.github.comments(REPO, env.number)), len(env.github.calls), len(env.aws_calls)
-    env.deliver_comment(cid, action=action)
+    stored = len(env.app.jobs())
+    answer = env.deliver_comment(cid, action=action)
+    assert answer == {"status": "ignored"} and len(env.app.jobs()) == stored  # acknowledged at intake, never queued
     assert env.reactions(cid) == []
     assert len(env.github.comments(REPO, env.number)) == comments
     assert env.github.calls[gh_mark:] == []  # not even a read
@@ -526,8 +528,9 @@ def test_comments_lemi_ignores(start: Callable[..., Env], kind: str) -> None:
 def test_a_comment_on_an_issue_is_ignored(start: Callable[..., Env]) -> None:
     env = start()
     issue = env.github.open_issue(REPO, "Deploys are slow", user="alice")
-    gh_mark = len(env.github.calls)
-    cid = env.comment("/lemi restart", "alice", number=issue)
+    gh_mark, stored = len(env.github.calls), len(env.app.jobs())
+    cid = env.github.add_comment(REPO, issue, "/lemi restart", user="alice")
+    assert env.deliver_comment(cid, number=issue) == {"status": "ignored"} and len(env.app.jobs()) == stored
     assert env.reactions(cid) == []
     assert env.replies(issue) == []
     assert env.github.calls[gh_mark:] == []
