@@ -8,16 +8,14 @@ App); several processes on one host share it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .sqlitedb import connect
+from .sqlitedb import Store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS locks (
@@ -50,22 +48,8 @@ class Lock:
 class LockStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._guard = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            db = connect(self.path)
-            db.executescript(SCHEMA)
-            self._db = db
-        return self._db
-
-    async def _run(self, work: Any) -> Any:
-        def call() -> Any:
-            with self._guard:
-                return work(self._conn())
-
-        return await asyncio.to_thread(call)
+        self._store = Store(self.path, SCHEMA)
+        self._run = self._store.run
 
     async def get(self, repository: str, environment: str) -> Lock | None:
         def work(db: sqlite3.Connection) -> Lock | None:
@@ -120,13 +104,7 @@ class LockStore:
         await self._run(work)
 
     async def close(self) -> None:
-        def work() -> None:
-            with self._guard:
-                if self._db is not None:
-                    self._db.close()
-                    self._db = None
-
-        await asyncio.to_thread(work)
+        await self._store.close()
 
 
 class DynamoLockStore:

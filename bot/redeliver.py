@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -51,7 +50,7 @@ import aiohttp
 from gidgethub import HTTPException
 
 from .github.client import rate_limit_wait
-from .sqlitedb import connect
+from .sqlitedb import Store
 from .queue import Queue
 
 log = logging.getLogger("lemi.redeliver")
@@ -141,23 +140,11 @@ class RedeliveryState:
         self.since: float | None = None
         self.requested: set[str] = set()
         self._loaded = False
-        self._guard = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            assert self.path is not None
-            db = connect(self.path)
-            db.executescript(SCHEMA)
-            self._db = db
-        return self._db
+        self._store = None if self.path is None else Store(self.path, SCHEMA)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            with self._guard:
-                return work(self._conn())
-
-        return await asyncio.to_thread(call)
+        assert self._store is not None
+        return await self._store.run(work)
 
     async def load(self) -> None:
         if self._loaded:
@@ -217,13 +204,8 @@ class RedeliveryState:
         self.requested.difference_update(await self._run(work))
 
     async def close(self) -> None:
-        def call() -> None:
-            with self._guard:
-                if self._db is not None:
-                    db, self._db = self._db, None
-                    db.close()
-
-        await asyncio.to_thread(call)
+        if self._store is not None:
+            await self._store.close()
 
 
 # --- one check ----------------------------------------------------------------------------------

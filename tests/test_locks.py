@@ -43,3 +43,26 @@ async def test_release_returns_held_deploys_in_order(locks: Locks) -> None:
     assert len({r["held_id"] for r in released}) == 2
     assert await locks.get("acme/demo", "staging") is None
     assert await locks.release("acme/demo", "staging") == []
+
+
+async def test_a_release_that_fails_half_way_leaves_the_lock_and_the_store_usable(tmp_path: Path) -> None:
+    """Work that raises inside BEGIN ... COMMIT is rolled back: the lock is still held and
+    the next call does not find a transaction left open (bot/sqlitedb.Store)."""
+    import sqlite3
+
+    store = LockStore(tmp_path / "locks.db")
+    await store.acquire("acme/demo", "staging", "alice")
+    await store.hold("acme/demo", "staging", {"sha": "abc"})
+
+    def broken(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("DELETE FROM locks")
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError):
+        await store._run(broken)
+    lock = await store.get("acme/demo", "staging")
+    assert lock is not None and lock.holder == "alice"
+    assert [h["sha"] for h in await store.release("acme/demo", "staging")] == ["abc"]
+    assert await store.get("acme/demo", "staging") is None
+    await store.close()

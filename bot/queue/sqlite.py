@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..sqlitedb import connect
+from ..sqlitedb import Store
 from . import Job, NewJob, QueueUnavailable, decode_payload, encode_payload
 from .bodies import Bodies, BodyError
 
@@ -72,8 +71,7 @@ class SQLiteQueue:
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = str(path)
         self._clock = clock
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+        self._store = Store(self.path, SCHEMA, prepare=self._prepare)
         # documents beside the database (in memory: inside the rows)
         self._bodies = Bodies(self.path + ".bodies") if self.path != ":memory:" else None
         self._collected = 0.0
@@ -83,18 +81,13 @@ class SQLiteQueue:
         self._work: asyncio.Event | None = None
         self._work_loop: asyncio.AbstractEventLoop | None = None
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._db is None:
-            db = connect(self.path)
-            db.executescript(SCHEMA)
-            columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
-            for column, kind in (("body_file", "TEXT"), ("body_offset", "INTEGER"), ("body_length", "INTEGER")):
-                if column not in columns:  # a queue file from before the document files
-                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
-            db.executescript(INDEXES)
-            self._db = db
-            self._collect(db)  # files left by processes that are gone
-        return self._db
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+        for column, kind in (("body_file", "TEXT"), ("body_offset", "INTEGER"), ("body_length", "INTEGER")):
+            if column not in columns:  # a queue file from before the document files
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+        db.executescript(INDEXES)
+        self._collect(db)  # files left by processes that are gone
 
     def _collect(self, db: sqlite3.Connection) -> None:
         """Delete the document files no job needs (in the queue's thread, under its lock)."""
@@ -105,16 +98,10 @@ class SQLiteQueue:
             )
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            with self._lock:
-                try:
-                    return work(self._connect())
-                except (sqlite3.Error, OSError) as exc:
-                    if self._db is not None and self._db.in_transaction:  # pragma: no branch
-                        self._db.execute("ROLLBACK")
-                    raise QueueUnavailable(f"the job database {self.path} failed: {exc}") from exc
-
-        return await asyncio.to_thread(call)
+        try:
+            return await self._store.run(work)
+        except (sqlite3.Error, OSError) as exc:
+            raise QueueUnavailable(f"the job database {self.path} failed: {exc}") from exc
 
     def _document(self, row: sqlite3.Row) -> bytes | None:
         if row["body_file"] is None or self._bodies is None:
@@ -332,12 +319,4 @@ class SQLiteQueue:
         return await self._run(work)
 
     async def close(self) -> None:
-        def work() -> None:
-            with self._lock:
-                if self._db is not None:
-                    self._db.close()
-                    self._db = None
-                if self._bodies is not None:
-                    self._bodies.close()
-
-        await asyncio.to_thread(work)
+        await self._store.close(also=self._bodies.close if self._bodies is not None else None)
