@@ -28,9 +28,7 @@ class Context:
     async def github(self, event_data: dict[str, Any]) -> GitHub:
         """The installation client of the repository an event came from."""
         installation = (event_data.get("installation") or {}).get("id")
-        if installation is None:
-            return await self.auth.for_repository(event_data["repository"]["full_name"])
-        return await self.auth.for_installation(int(installation))
+        return await self.github_for_installation(installation, event_data["repository"]["full_name"])
 
     async def github_for_installation(self, installation: int | None, repository: str) -> GitHub:
         if installation is None:

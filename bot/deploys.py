@@ -21,7 +21,6 @@ from .aws.operate import diff as running_diff
 from .aws.verify import Finding, verify_provisioned
 from .compile import compile_for
 from .config import Config
-from .conventions import internal_url
 from .github import checks
 from .github.client import GitHub
 from .github.files import read_service_files, repo_vars
@@ -181,7 +180,7 @@ async def run_deploy(
     Deployment says so), the rollout is watched or reported, never sent again."""
     env = config.environment(req.environment)
     name = check_name(req.repository, req.service, req.environment)
-    url = internal_url(req.service, req.environment, config.domain)
+    url = config.url(req.service, req.environment)
     deployment = await find_or_create_deployment(gh, req, config)
     run = await checks.upsert_check_run(
         gh, req.repository, req.sha, name, status="in_progress", title=f"deploying {req.service} to {req.environment}",
@@ -193,7 +192,7 @@ async def run_deploy(
         summary = render("checks/deploy.md.j2", req=req, conclusion=conclusion, url=url, **values)
         await checks.upsert_check_run(
             gh, req.repository, req.sha, name, status="completed", conclusion=conclusion, title=title,
-            summary=summary, problems=values.get("problems"),
+            summary=summary, problems=values.get("problems"), run_id=run["id"],
         )  # fmt: skip
         await deployment_status(
             gh, req, deployment["id"], state, description,

@@ -58,6 +58,7 @@ class PullRequest:
     state: str = "open"
     merged: bool = False
     body: str = ""
+    base_ref: str = ""
 
     @classmethod
     def from_api(cls, repository: str, pr: dict[str, Any]) -> PullRequest:
@@ -72,6 +73,7 @@ class PullRequest:
             state=pr.get("state", "open"),
             merged=bool(pr.get("merged")),
             body=pr.get("body") or "",
+            base_ref=(pr.get("base") or {}).get("ref", ""),
         )
 
 
@@ -324,9 +326,10 @@ async def on_infra_pr_closed(infra_gh: GitHub, gh: GitHub, config: Config, infra
             render("comments/infra_closed.md.j2", infra_pr=infra_pr, service=service),
         )  # fmt: skip
         return "infra PR closed: service PR told"
-    # merged: is everything this PR needs provisioned now?
-    base = await infra_base(infra_gh, config)
-    missing = [s for s in services if s != service and not await is_provisioned(infra_gh, config, s, base)]
+    # merged: is everything this PR needs provisioned now? (on the branch it merged into)
+    others = [s for s in services if s != service]
+    base = (infra_pr.base_ref or await infra_base(infra_gh, config)) if others else ""
+    missing = [s for s in others if not await is_provisioned(infra_gh, config, s, base)]
     if missing:
         await checks.upsert_check_run(
             gh, repository, service_pr.head_sha, PROVISION_CHECK, status="in_progress", title=f"waiting for {', '.join(missing)}",

@@ -13,8 +13,7 @@ from bot.aws.errors import OperationError
 from bot.commands import Command, Ignore, Reply, parse
 from bot.context import Context
 from bot.deploys import DeployRequest, run_deploy
-from bot.github.files import repo_vars
-from bot.provision import PullRequest, provision_pull_request
+from bot.provision import PullRequest, get_pull, provision_pull_request
 from bot.queue import Job, NewJob
 from bot.aws.operate import previous_revision
 from bot.slash import (
@@ -58,9 +57,9 @@ async def comment_created(event: sansio.Event, ctx: Context) -> None:
     parsed = parse(comment.get("body"))
     repository = data["repository"]["full_name"]
     gh = await ctx.github(data)
-    pull = await gh.getitem("/repos/{owner}/{repo}/pulls/{pull_number}", repo_vars(repository, pull_number=issue["number"]))
+    pull = await get_pull(gh, repository, int(issue["number"]))
     inv = Invocation(
-        repository, int(issue["number"]), int(comment["id"]), comment["user"]["login"], pull["head"]["sha"],
+        repository, int(issue["number"]), int(comment["id"]), comment["user"]["login"], pull.head_sha,
         parsed if isinstance(parsed, Command) else Command("help"),
         (data.get("installation") or {}).get("id"), event.delivery_id,
     )  # fmt: skip
@@ -93,11 +92,11 @@ def _heading(body: str | None) -> str:
     return first if re.fullmatch(r"/lemi[A-Za-z0-9 _.:/=+-]{0,80}", first) else "/lemi"
 
 
-async def _run(gh: Any, ctx: Context, inv: Invocation, pull: dict[str, Any], role: str) -> None:
+async def _run(gh: Any, ctx: Context, inv: Invocation, pull: PullRequest, role: str) -> None:
     if inv.command.name == "provision":
         require(role, "write", inv, "provisioning")
         infra_gh = await ctx.github_for_repo(ctx.config.infra.repository)
-        outcome = await provision_pull_request(gh, infra_gh, ctx.config, PullRequest.from_api(inv.repository, pull))
+        outcome = await provision_pull_request(gh, infra_gh, ctx.config, pull)
         await reply(gh, inv, provision=outcome, ok=not outcome.problems)
         await react(gh, inv, "failure" if outcome.problems else "success")
         return

@@ -48,7 +48,7 @@ async def push(event: sansio.Event, ctx: Context) -> None:
                 dedupe_id=f"{event.delivery_id}:{service}:{environment}",
                 key=deploy_key(repository, service, environment),
                 kind="deploy",
-                payload={**req.as_payload(), "service": service, "environment": environment},
+                payload=req.as_payload(),
             )
         )
 

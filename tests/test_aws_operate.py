@@ -942,6 +942,23 @@ def allowed_actions(policy: dict[str, Any]) -> set[str]:
     return actions
 
 
+async def test_restart_and_rollback_describe_the_service_once_before_updating_it(
+    world: aws_world.World, sim: ecs_sim.Sim
+) -> None:
+    aws_world.push_image(world.endpoint, "v2")
+    sim.complete(after=1)
+    calls: list[str] = []
+    async with AwsClients(world.config) as aws:
+        c = compiled(world, "v2")
+        assert (await deploy(aws, ENV, c.task_definition, service=SERVICE, poll=float(POLL), timeout=TIMEOUT)).ok
+        aws.on_call(lambda service, operation: calls.append(operation))
+        for run in (operate.restart, operate.rollback):
+            calls.clear()
+            assert (await run(aws, ENV, SERVICE, poll=float(POLL), timeout=TIMEOUT)).ok
+            before_update = calls[: calls.index("UpdateService")]
+            assert before_update.count("DescribeServices") == 1, (run.__name__, calls)
+
+
 async def test_readme_policy_allows_exactly_what_lemi_calls(world: aws_world.World, sim: ecs_sim.Sim) -> None:
     policy = readme_policy()
     assert policy["Version"] == "2012-10-17"

@@ -180,7 +180,10 @@ def test_open_proposes_infra_pr_and_merge_completes_chain(github: Any, tmp_path:
         assert provision.details_url == infra_url
         assert not github.pull(SERVICE, n).merged
 
+        mark = len(github.calls)
         merge_infra(app, github, infra.number)
+        # its one service is the one just merged: the infra repository's settings are not read
+        assert [c for c in github.calls[mark:] if c.method == "GET" and c.path == f"/repos/{INFRA}"] == []
 
         service_pr = github.pull(SERVICE, n)
         assert service_pr.merged and service_pr.merged_by == github.bot_login

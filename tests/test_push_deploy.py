@@ -150,6 +150,9 @@ def test_push_deploys_end_to_end(github: Any, repos: int, world: aws_world.World
     assert all(not s.environment_url for s in deployment.statuses[:-1])
 
     assert (run.status, run.conclusion) == ("completed", "success")
+    # the run lemi created is updated by its id, not looked up again (each call costs rate limit)
+    lookups = [c for c in github.calls if c.method == "GET" and c.path == f"/repos/{REPO}/commits/{sha}/check-runs"]
+    assert len(lookups) == 1, github.describe_calls()
     summary = run.output["summary"]
     image = f"{REGISTRY}/demo-service:{sha}"
     assert "demo-service-staging:2" in run.output["title"]

@@ -14,8 +14,8 @@ from typing import Any
 
 from ..names import dns_suffix
 from .clients import AwsClients
+from .deploy import describe_service
 from .errors import OperationError
-from .operate import _service
 
 PLUGIN = "session-manager-plugin"
 PLUGIN_HINT = (
@@ -42,7 +42,7 @@ async def open_session(
     if plugin is None:
         raise OperationError(f"the Session Manager plugin ({PLUGIN}) is not installed", PLUGIN_HINT)
     env = aws.environment(env_name)
-    current = await _service(aws, env_name, service)
+    current = await describe_service(aws, env_name, service)
     if not current.get("enableExecuteCommand"):
         raise OperationError(f"ECS Exec is not enabled on service {service} ({env_name})", NOT_ENABLED_HINT)
     ecs = await aws.client(env_name, "ecs")

@@ -8,7 +8,6 @@ tables, the App renders comments.
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,7 +80,7 @@ def _tag_of(image: str) -> str:
 
 
 async def status(aws: AwsClients, env_name: str, service: str, *, events: int = 10) -> ServiceStatus:
-    current = await _service(aws, env_name, service)
+    current = await describe_service(aws, env_name, service)
     described, _ = await describe_task_definition(aws, env_name, current["taskDefinition"])
     image = _service_image(described, service)
     deployments = [
@@ -114,10 +113,6 @@ async def status(aws: AwsClients, env_name: str, service: str, *, events: int = 
     )
 
 
-async def _service(aws: AwsClients, env_name: str, service: str) -> dict[str, Any]:
-    return await describe_service(aws, env_name, service)
-
-
 @dataclass
 class TaskInfo:
     task_id: str
@@ -131,7 +126,7 @@ class TaskInfo:
 
 
 async def list_tasks(aws: AwsClients, env_name: str, service: str, *, stopped: bool = False) -> list[TaskInfo]:
-    await _service(aws, env_name, service)
+    await describe_service(aws, env_name, service)
     env = aws.environment(env_name)
     ecs = await aws.client(env_name, "ecs")
     listed = await ecs.list_tasks(
@@ -198,10 +193,10 @@ async def restart(
     poll: float = DEFAULT_POLL, on_progress: Any = None,
 ) -> DeployResult:  # fmt: skip
     """Replace every task with a fresh one of the same revision (a forced new deployment)."""
-    current = await _service(aws, env_name, service)
+    current = await describe_service(aws, env_name, service)
     return await roll_out(
         aws, env_name, service, current["taskDefinition"], force_new_deployment=True,
-        wait=wait, timeout=timeout, poll=poll, on_progress=on_progress,
+        wait=wait, timeout=timeout, poll=poll, on_progress=on_progress, current=current,
     )  # fmt: skip
 
 
@@ -223,7 +218,13 @@ async def _revisions(aws: AwsClients, env_name: str, family_name: str) -> list[s
 
 async def previous_revision(aws: AwsClients, env_name: str, service: str) -> tuple[str, str]:
     """(current ARN, the newest ACTIVE revision older than it)."""
-    current = await _service(aws, env_name, service)
+    current, previous = await _previous(aws, env_name, service)
+    return current["taskDefinition"], previous
+
+
+async def _previous(aws: AwsClients, env_name: str, service: str) -> tuple[dict[str, Any], str]:
+    """(the service as described, the newest ACTIVE revision older than the one it runs)."""
+    current = await describe_service(aws, env_name, service)
     current_arn = current["taskDefinition"]
     number = int(current_arn.rsplit(":", 1)[1])
     family_name = revision_of(current_arn).rsplit(":", 1)[0]
@@ -233,17 +234,18 @@ async def previous_revision(aws: AwsClients, env_name: str, service: str) -> tup
             f"{revision_of(current_arn)} has no earlier active revision to roll back to",
             "deploy a known good image tag instead: lemi deploy -t <tag>",
         )
-    return current_arn, older[0]
+    return current, older[0]
 
 
 async def rollback(
     aws: AwsClients, env_name: str, service: str, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT,
     poll: float = DEFAULT_POLL, on_progress: Any = None,
 ) -> DeployResult:  # fmt: skip
-    _, previous = await previous_revision(aws, env_name, service)
+    current, previous = await _previous(aws, env_name, service)
     return await roll_out(
-        aws, env_name, service, previous, wait=wait, timeout=timeout, poll=poll, on_progress=on_progress
-    )
+        aws, env_name, service, previous, wait=wait, timeout=timeout, poll=poll, on_progress=on_progress,
+        current=current,
+    )  # fmt: skip
 
 
 @dataclass
@@ -263,7 +265,7 @@ class Diff:
 
 async def diff(aws: AwsClients, env_name: str, service: str, compiled: dict[str, Any]) -> Diff:
     """The running task definition against a compiled one, as a unified diff."""
-    current = await _service(aws, env_name, service)
+    current = await describe_service(aws, env_name, service)
     described, tags = await describe_task_definition(aws, env_name, current["taskDefinition"])
     running = comparable(described, tags, compiled)
     revision = revision_of(current["taskDefinition"])
@@ -289,7 +291,7 @@ async def prune(aws: AwsClients, env_name: str, service: str, *, keep: int) -> P
     """Deregister all but the newest ``keep`` revisions; never one a deployment uses."""
     if keep < 1:
         raise OperationError("--keep must be at least 1", "keep the running revision and a few to roll back to")
-    current = await _service(aws, env_name, service)
+    current = await describe_service(aws, env_name, service)
     in_use = {d.get("taskDefinition") for d in current.get("deployments", [])} | {current["taskDefinition"]}
     revisions = await _revisions(aws, env_name, family(service, env_name))
     kept = revisions[:keep] + [a for a in revisions[keep:] if a in in_use]
@@ -301,7 +303,3 @@ async def prune(aws: AwsClients, env_name: str, service: str, *, keep: int) -> P
         await ecs.deregister_task_definition(taskDefinition=arn)
         gone.append(revision_of(arn))
     return Pruned([revision_of(a) for a in kept], gone)
-
-
-def render_json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str)

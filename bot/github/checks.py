@@ -47,14 +47,13 @@ async def upsert_check_run(
     title: str,
     summary: str,
     conclusion: str | None = None,
-    text: str | None = None,
     problems: list[Problem] | None = None,
     details_url: str | None = None,
-    external_id: str | None = None,
+    run_id: int | None = None,
 ) -> dict[str, Any]:
+    """Create the check run ``name`` on ``sha``, or update it; ``run_id``, when the caller
+    already has the run (it created it), saves looking it up."""
     output: dict[str, Any] = {"title": title[:255], "summary": summary[:MAX_TEXT]}
-    if text:
-        output["text"] = text[:MAX_TEXT]
     notes = annotations(problems or [])
     if notes:
         output["annotations"] = notes[:MAX_ANNOTATIONS]
@@ -63,16 +62,14 @@ async def upsert_check_run(
         body["conclusion"] = conclusion
     if details_url:
         body["details_url"] = details_url
-    if external_id:
-        body["external_id"] = external_id
-    existing = await find_check_run(gh, repository, sha, name)
-    if existing is None:
+    if run_id is None:
+        existing = await find_check_run(gh, repository, sha, name)
+        run_id = existing["id"] if existing is not None else None
+    if run_id is None:
         run = await gh.post("/repos/{owner}/{repo}/check-runs", repo_vars(repository), data={**body, "head_sha": sha})
     else:
         run = await gh.patch(
-            "/repos/{owner}/{repo}/check-runs/{check_run_id}",
-            repo_vars(repository, check_run_id=existing["id"]),
-            data=body,
+            "/repos/{owner}/{repo}/check-runs/{check_run_id}", repo_vars(repository, check_run_id=run_id), data=body
         )
     for start in range(MAX_ANNOTATIONS, len(notes), MAX_ANNOTATIONS):
         await gh.patch(
