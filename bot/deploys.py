@@ -15,7 +15,7 @@ from typing import Any
 from gidgethub import BadRequest
 
 from .aws.clients import AwsClients
-from .aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, deploy, revision_of
+from .aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, deploy, describe_service, revision_of
 from .aws.errors import OperationError
 from .aws.operate import diff as running_diff
 from .aws.verify import Finding, verify_provisioned
@@ -230,18 +230,20 @@ async def run_deploy(
             "; ".join(f"{f.check} {f.subject}" for f in findings), findings=findings,
         )  # fmt: skip
     compiled = compile_for(config, files, req.environment, req.tag)
-    try:
-        changes = (await running_diff(aws, req.environment, req.service, compiled.task_definition)).text
-    except OperationError:
-        changes = ""
     if (stop := await if_superseded()) is not None:
         return stop
+    try:  # the service, described once: for the report's diff and for the rollout
+        current: dict[str, Any] | None = await describe_service(aws, req.environment, req.service)
+        changes = (await running_diff(aws, req.environment, req.service, compiled.task_definition, current=current)).text
+    except OperationError:
+        current, changes = None, ""
     watch_only = resumed and await _rollout_started(gh, req, int(deployment["id"]))
     if not watch_only:
         await deployment_status(gh, req, deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12], log_url=log_url)
     result = await deploy(
         aws, req.environment, compiled.task_definition, service=req.service,
         desired_count=compiled.desired_count, wait=True, timeout=timeout, poll=poll, watch_only=watch_only,
+        current=current, unchanged=current is not None and not changes,
     )  # fmt: skip
     rollout = result.rollout
     revision = revision_of(result.task_definition)

@@ -447,6 +447,28 @@ async def test_identical_redeploy_reuses_the_revision_and_sends_no_update(
     assert (second.rollout.running, second.rollout.desired) == (2, 2)
 
 
+async def test_a_deploy_the_caller_found_unchanged_registers_nothing_and_describes_once(
+    world: aws_world.World, sim: ecs_sim.Sim
+) -> None:
+    """The push deploy describes the service once, diffs it, and passes both on: an
+    unchanged service is deployed at its own revision with no ListTaskDefinitions,
+    DescribeTaskDefinition or second DescribeServices before the rollout is watched."""
+    sim.complete(after=2)
+    first = await core_deploy(world, "v2")
+    assert first.ok and sim.updates == 1
+    c = compiled(world, "v2")
+    calls: list[str] = []
+    async with AwsClients(world.config) as aws:
+        current = await operate.describe_service(aws, ENV, SERVICE)
+        assert (await operate.diff(aws, ENV, SERVICE, c.task_definition, current=current)).text == ""
+        aws.on_call(lambda service, operation: calls.append(operation))
+        again = await deploy(aws, ENV, c.task_definition, service=SERVICE, desired_count=c.desired_count,
+                             poll=POLL, timeout=TIMEOUT, current=current, unchanged=True)  # fmt: skip
+    assert again.ok and again.reused and again.task_definition == first.task_definition
+    assert not {"ListTaskDefinitions", "DescribeTaskDefinition", "RegisterTaskDefinition", "UpdateService"} & set(calls)
+    assert revisions(world) == [f"{FAMILY}:1", f"{FAMILY}:2"] and sim.updates == 1
+
+
 def test_cli_identical_redeploy_says_reused(
     world: aws_world.World, sim: ecs_sim.Sim, checkout: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -329,11 +329,19 @@ async def deploy(
     poll: float = DEFAULT_POLL,
     on_progress: Callable[[Progress], None] | None = None,
     watch_only: bool = False,
+    current: dict[str, Any] | None = None,
+    unchanged: bool = False,
 ) -> DeployResult:
     """``watch_only``: an earlier attempt already sent the update (lemi was restarted
-    mid-rollout); watch it to its end, or report what became of it, but never send it again."""
-    current = await describe_service(aws, env_name, service)  # fail before registering anything
-    arn, reused = await register(aws, env_name, task_definition)
+    mid-rollout); watch it to its end, or report what became of it, but never send it again.
+    ``current``: the service as the caller just described it; ``unchanged``: the caller
+    compared it and it runs exactly ``task_definition`` (nothing to register)."""
+    if current is None:
+        current = await describe_service(aws, env_name, service)  # fail before registering anything
+    if unchanged:
+        arn, reused = current["taskDefinition"], True
+    else:
+        arn, reused = await register(aws, env_name, task_definition)
     return await roll_out(
         aws,
         env_name,

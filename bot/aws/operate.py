@@ -263,9 +263,13 @@ class Diff:
         return {**asdict(self), "different": self.different}
 
 
-async def diff(aws: AwsClients, env_name: str, service: str, compiled: dict[str, Any]) -> Diff:
-    """The running task definition against a compiled one, as a unified diff."""
-    current = await describe_service(aws, env_name, service)
+async def diff(
+    aws: AwsClients, env_name: str, service: str, compiled: dict[str, Any], *, current: dict[str, Any] | None = None
+) -> Diff:
+    """The running task definition against a compiled one, as a unified diff.
+    ``current``: the service as just described by the caller (saves a DescribeServices)."""
+    if current is None:
+        current = await describe_service(aws, env_name, service)
     described, tags = await describe_task_definition(aws, env_name, current["taskDefinition"])
     running = comparable(described, tags, compiled)
     revision = revision_of(current["taskDefinition"])
