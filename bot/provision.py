@@ -24,7 +24,7 @@ from .github.client import GitHub, error_message
 from .github.files import file_entry, read_file, read_service_files, repo_vars
 from .names import SERVICE_RE
 from .problems import Invalid, Problem
-from .spec import SERVICE_FILE, ServiceFiles, parse_service_files
+from .spec import ServiceFiles, parse_service_files
 from .templating import render
 from .terraform import render_service_module
 
@@ -109,7 +109,7 @@ async def load_services(
     problems: list[Problem] = []
     for name in services:
         files = await read_service_files(gh, repository, name, ref)
-        if SERVICE_FILE not in files and not files:
+        if not files:
             continue  # the service was removed by this change
         try:
             loaded[name] = parse_service_files(
@@ -156,11 +156,11 @@ async def _branch_sha(gh: GitHub, repository: str, branch: str) -> str | None:
     return str(ref["object"]["sha"])
 
 
-async def _open_pull(gh: GitHub, repository: str, branch: str, state: str = "open") -> dict[str, Any] | None:
+async def _open_pull(gh: GitHub, repository: str, branch: str) -> dict[str, Any] | None:
     owner = repository.split("/", 1)[0]
     async for pull in gh.getiter(
         "/repos/{owner}/{repo}/pulls{?state,head,per_page}",
-        repo_vars(repository, state=state, head=f"{owner}:{branch}", per_page=100),
+        repo_vars(repository, state="open", head=f"{owner}:{branch}", per_page=100),
     ):
         return dict(pull)
     return None

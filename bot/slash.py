@@ -98,11 +98,8 @@ async def reply(gh: GitHub, inv: Invocation, **values: Any) -> None:
     so a retried job finds it and does not run (or answer) twice."""
     outcome = "ok" if values.get("ok", True) else "failed"
     body = render("comments/command.md.j2", inv=inv, **values)
-    await gh.post(
-        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-        repo_vars(inv.repository, issue_number=inv.number),
-        data={"body": f"{body[:64000]}\n{comments.marker(_reply_kind(inv))}<!-- lemi:outcome {outcome} -->"},
-    )
+    marked = f"{body[:64000]}\n{comments.marker(_reply_kind(inv))}<!-- lemi:outcome {outcome} -->"
+    await comments.comment(gh, inv.repository, inv.number, marked)
 
 
 async def earlier_reply(gh: GitHub, inv: Invocation) -> bool | None:

@@ -78,6 +78,21 @@ def revision_of(task_definition_arn: str) -> str:
     return task_definition_arn.rsplit("/", 1)[-1]
 
 
+def family_of(task_definition_arn: str) -> str:
+    """'arn:...:task-definition/demo-service-staging:7' -> 'demo-service-staging'."""
+    return revision_of(task_definition_arn).rsplit(":", 1)[0]
+
+
+def revision_number(task_definition_arn: str) -> int:
+    """'arn:...:task-definition/demo-service-staging:7' -> 7."""
+    return int(task_definition_arn.rsplit(":", 1)[1])
+
+
+def task_id(task_arn: str) -> str:
+    """'arn:...:task/cluster/0123abcd' (or the id itself) -> '0123abcd'."""
+    return task_arn.rsplit("/", 1)[-1]
+
+
 def _project(actual: Any, wanted: Any) -> Any:
     """``actual`` restricted to the shape of ``wanted`` (AWS adds defaults we never set)."""
     if isinstance(wanted, dict) and isinstance(actual, dict):
@@ -123,7 +138,7 @@ async def register(aws: AwsClients, env_name: str, task_definition: dict[str, An
     family = task_definition["family"]
     listed = await ecs.list_task_definitions(familyPrefix=family, status="ACTIVE", sort="DESC", maxResults=1)
     for arn in listed.get("taskDefinitionArns", []):
-        if revision_of(arn).rsplit(":", 1)[0] != family:
+        if family_of(arn) != family:
             continue
         described, tags = await describe_task_definition(aws, env_name, arn)
         if comparable(described, tags, task_definition) == task_definition:
@@ -198,7 +213,7 @@ async def stopped_tasks(aws: AwsClients, env_name: str, deployment_id: str, limi
             if len(bits) > 1:
                 containers.append(" ".join(bits))
         result.append(
-            StoppedTask(task["taskArn"].rsplit("/", 1)[-1], task.get("stoppedReason") or "(no reason given)", containers)
+            StoppedTask(task_id(task["taskArn"]), task.get("stoppedReason") or "(no reason given)", containers)
         )
     return result
 
@@ -390,25 +405,24 @@ async def roll_out(
     if same_revision and primary is not None and primary.get("rolloutState") == "FAILED":
         force_new_deployment, same_revision = True, False  # try the failed revision again, do not re-report
     watch: str | None = None
-    failed_ours = next(
-        (d for d in deployments if d.get("taskDefinition") == task_definition_arn and d.get("rolloutState") == "FAILED"),
-        None,
-    )
-    if watch_only and current.get("taskDefinition") != task_definition_arn and failed_ours is not None:
-        # ECS failed it (and rolled back) while lemi was not watching: report that deployment
-        rollout = await wait_for_rollout(
-            aws, env_name, service, before_ids=ids - {failed_ours["id"]}, task_definition=task_definition_arn,
-            deployment_id=failed_ours["id"], seen_events=set(), timeout=timeout, poll=poll, on_progress=on_progress,
-        )  # fmt: skip
-        return DeployResult(service, env_name, task_definition_arn, reused, rollout)
     if watch_only and current.get("taskDefinition") != task_definition_arn:
-        env = aws.environment(env_name)
-        reason = (
-            f"while lemi was not watching, the rollout of {revision_of(task_definition_arn)} ended and the service "
-            f"now runs {revision_of(str(current.get('taskDefinition', '')))} (rolled back or replaced)"
+        # the rollout lemi started ended while it was not watching
+        failed_ours = next(
+            (d for d in deployments if d.get("taskDefinition") == task_definition_arn and d.get("rolloutState") == "FAILED"),
+            None,
         )
-        rollout = Rollout("failed", service, env_name, env.cluster, task_definition_arn, None, reason,
-                          events=_event_lines(current, set()))  # fmt: skip
+        if failed_ours is not None:  # ECS failed it (and rolled back): report that deployment
+            rollout = await wait_for_rollout(
+                aws, env_name, service, before_ids=ids, task_definition=task_definition_arn,
+                deployment_id=failed_ours["id"], seen_events=set(), timeout=timeout, poll=poll, on_progress=on_progress,
+            )  # fmt: skip
+        else:
+            reason = (
+                f"while lemi was not watching, the rollout of {revision_of(task_definition_arn)} ended and the service "
+                f"now runs {revision_of(str(current.get('taskDefinition', '')))} (rolled back or replaced)"
+            )
+            rollout = Rollout("failed", service, env_name, aws.environment(env_name).cluster, task_definition_arn, None,
+                              reason, events=_event_lines(current, set()))  # fmt: skip
         return DeployResult(service, env_name, task_definition_arn, reused, rollout)
     if watch_only:
         same_revision = True  # watch the PRIMARY of this revision, whatever its state

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..names import dns_suffix
 from .clients import AwsClients
-from .deploy import describe_service
+from .deploy import describe_service, task_id
 from .errors import OperationError
 
 PLUGIN = "session-manager-plugin"
@@ -57,16 +57,16 @@ async def open_session(
     if not tasks or tasks[0].get("group") != f"service:{service}":
         raise OperationError(f"task {task} is not a task of service {service}", "list them with `lemi service list-tasks`")
     found = tasks[0]
-    task_id = found["taskArn"].rsplit("/", 1)[-1]
+    found_id = task_id(found["taskArn"])
     if not found.get("enableExecuteCommand"):
-        raise OperationError(f"task {task_id} was started without ECS Exec", NOT_ENABLED_HINT)
+        raise OperationError(f"task {found_id} was started without ECS Exec", NOT_ENABLED_HINT)
     container = next((c for c in found.get("containers", []) if c.get("name") == service), None)
     if container is None or not container.get("runtimeId"):
-        raise OperationError(f"task {task_id} has no running {service} container", "pick another task with --task")
+        raise OperationError(f"task {found_id} has no running {service} container", "pick another task with --task")
     response = await ecs.execute_command(
         cluster=env.cluster, task=found["taskArn"], container=service, interactive=True, command=command
     )
-    target = {"Target": f"ecs:{env.cluster}_{task_id}_{container['runtimeId']}"}
+    target = {"Target": f"ecs:{env.cluster}_{found_id}_{container['runtimeId']}"}
     endpoint = f"https://ssm.{env.region}.{dns_suffix(env.region)}"
     argv = [plugin, json.dumps(response["session"]), env.region, "StartSession", "", json.dumps(target), endpoint]
-    return ExecSession(task_id, service, argv)
+    return ExecSession(found_id, service, argv)

@@ -23,8 +23,11 @@ from .deploy import (
     comparable,
     describe_service,
     describe_task_definition,
+    family_of,
+    revision_number,
     revision_of,
     roll_out,
+    task_id,
 )
 
 
@@ -139,21 +142,20 @@ async def list_tasks(aws: AwsClients, env_name: str, service: str, *, stopped: b
     for i in range(0, len(arns), 100):  # DescribeTasks takes at most 100
         described = await ecs.describe_tasks(cluster=env.cluster, tasks=arns[i : i + 100])
         tasks.extend(described.get("tasks", []))
-    return sorted(
-        (
-            TaskInfo(
-                t["taskArn"].rsplit("/", 1)[-1],
-                t.get("lastStatus", ""),
-                t.get("desiredStatus", ""),
-                revision_of(t.get("taskDefinitionArn", "")),
-                t.get("healthStatus", "UNKNOWN"),
-                _when(t.get("startedAt") or t.get("createdAt")),
-                t.get("stoppedReason", ""),
-                t.get("availabilityZone", ""),
-            )
-            for t in tasks
-        ),
-        key=lambda t: (t.started, t.task_id),
+    return sorted((_task_info(t, _when(t.get("startedAt") or t.get("createdAt"))) for t in tasks),
+                  key=lambda t: (t.started, t.task_id))  # fmt: skip
+
+
+def _task_info(t: dict[str, Any], started: str, stopped_reason: str = "") -> TaskInfo:
+    return TaskInfo(
+        task_id(t["taskArn"]),
+        t.get("lastStatus", ""),
+        t.get("desiredStatus", ""),
+        revision_of(t.get("taskDefinitionArn", "")),
+        t.get("healthStatus", "UNKNOWN"),
+        started,
+        t.get("stoppedReason", stopped_reason),
+        t.get("availabilityZone", ""),
     )
 
 
@@ -161,31 +163,21 @@ async def stop_task(aws: AwsClients, env_name: str, service: str, task: str, *, 
     """Stop one task of ``service``; a task of another service is refused."""
     env = aws.environment(env_name)
     ecs = await aws.client(env_name, "ecs")
-    task_id = task.rsplit("/", 1)[-1]
-    described = await ecs.describe_tasks(cluster=env.cluster, tasks=[task_id])
+    wanted = task_id(task)
+    described = await ecs.describe_tasks(cluster=env.cluster, tasks=[wanted])
     found = described.get("tasks", [])
     if not found:
         raise OperationError(
-            f"there is no task {task_id} in cluster {env.cluster} ({env_name})",
+            f"there is no task {wanted} in cluster {env.cluster} ({env_name})",
             "list the service's tasks with `lemi service list-tasks`",
         )
     if found[0].get("group") != f"service:{service}":
         raise OperationError(
-            f"task {task_id} does not belong to service {service}",
+            f"task {wanted} does not belong to service {service}",
             "you can only stop tasks of the service you operate; list them with `lemi service list-tasks`",
         )
     stopped = await ecs.stop_task(cluster=env.cluster, task=found[0]["taskArn"], reason=reason[:255])
-    t = stopped["task"]
-    return TaskInfo(
-        task_id,
-        t.get("lastStatus", ""),
-        t.get("desiredStatus", ""),
-        revision_of(t.get("taskDefinitionArn", "")),
-        t.get("healthStatus", "UNKNOWN"),
-        _when(t.get("startedAt")),
-        t.get("stoppedReason", reason),
-        t.get("availabilityZone", ""),
-    )
+    return _task_info(stopped["task"], _when(stopped["task"].get("startedAt")), reason)
 
 
 async def restart(
@@ -210,10 +202,10 @@ async def _revisions(aws: AwsClients, env_name: str, family_name: str) -> list[s
         if token:
             kwargs["nextToken"] = token
         page = await ecs.list_task_definitions(**kwargs)
-        arns += [a for a in page.get("taskDefinitionArns", []) if revision_of(a).rsplit(":", 1)[0] == family_name]
+        arns += [a for a in page.get("taskDefinitionArns", []) if family_of(a) == family_name]
         token = page.get("nextToken")
         if not token:
-            return sorted(arns, key=lambda a: int(a.rsplit(":", 1)[1]), reverse=True)
+            return sorted(arns, key=revision_number, reverse=True)
 
 
 async def previous_revision(aws: AwsClients, env_name: str, service: str) -> tuple[str, str]:
@@ -226,9 +218,8 @@ async def _previous(aws: AwsClients, env_name: str, service: str) -> tuple[dict[
     """(the service as described, the newest ACTIVE revision older than the one it runs)."""
     current = await describe_service(aws, env_name, service)
     current_arn = current["taskDefinition"]
-    number = int(current_arn.rsplit(":", 1)[1])
-    family_name = revision_of(current_arn).rsplit(":", 1)[0]
-    older = [a for a in await _revisions(aws, env_name, family_name) if int(a.rsplit(":", 1)[1]) < number]
+    number = revision_number(current_arn)
+    older = [a for a in await _revisions(aws, env_name, family_of(current_arn)) if revision_number(a) < number]
     if not older:
         raise OperationError(
             f"{revision_of(current_arn)} has no earlier active revision to roll back to",
