@@ -27,8 +27,6 @@ from .validation import StrictModel, fail, validate
 from .yamlsafe import load
 
 DEFAULT_PATH = "lemi.yml"
-# used when there is no lemi.yml (e.g. `lemi service new` in a fresh repository)
-DEFAULT_ENVIRONMENT_NAMES = ("staging", "prod")
 
 
 def _matches(regex, what: str, hint: str):  # type: ignore[no-untyped-def]

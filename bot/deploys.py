@@ -24,7 +24,7 @@ from .config import Config
 from .github import checks
 from .github.client import GitHub
 from .github.files import read_service_files, repo_vars
-from .problems import Invalid, Problem
+from .problems import Invalid, Problem, problems_text
 from .spec import parse_service_files
 from .templating import render
 
@@ -226,7 +226,7 @@ async def run_deploy(
     )
     if findings:
         return await finish(
-            "failure", f"{len(findings)} problem{'s' if len(findings) != 1 else ''} before deploying", "failure",
+            "failure", f"{problems_text(len(findings))} before deploying", "failure",
             "; ".join(f"{f.check} {f.subject}" for f in findings), findings=findings,
         )  # fmt: skip
     compiled = compile_for(config, files, req.environment, req.tag)
@@ -262,7 +262,7 @@ async def run_deploy(
 async def _fail_spec(finish: Callable[..., Awaitable[DeployReport]], problems: list[Problem]) -> DeployReport:
     return await finish(
         "failure", "the service files are invalid", "failure",
-        f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the service files", problems=problems,
+        f"{problems_text(len(problems))} in the service files", problems=problems,
     )  # fmt: skip
 
 

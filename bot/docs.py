@@ -525,10 +525,10 @@ def environment_table(package: Path = PACKAGE, meanings: Mapping[str, str] = ENV
 
 def configuration_md(config_model: type[BaseModel] | None = None, package: Path = PACKAGE) -> str:
     from .config import Config, parse_config
-    from .schema import DIALECT
+    from .schema import json_schema
 
     model = config_model or Config
-    schema = {"$schema": DIALECT, **model.model_json_schema(by_alias=True, mode="validation")}
+    schema = json_schema(model)
     parse_config(CONFIG_EXAMPLE, "docs/configuration.md (example)")
     fields = document_fields(schema, model, CONFIG_DESCRIPTIONS, CONFIG_RULES, "lemi.yml")
     return f"""# Configuration reference
@@ -654,13 +654,13 @@ def limits_text() -> str:
 def service_files_md(
     service_model: type[BaseModel] | None = None, environment_model: type[BaseModel] | None = None
 ) -> str:
-    from .schema import DIALECT
+    from .schema import json_schema
     from .spec import RESERVED_PREFIXES, RESERVED_VARIABLES, EnvironmentFile, ServiceFile, parse_environment, parse_service
 
     service_model = service_model or ServiceFile
     environment_model = environment_model or EnvironmentFile
-    service_schema = {"$schema": DIALECT, **service_model.model_json_schema(by_alias=True, mode="validation")}
-    environment_schema = {"$schema": DIALECT, **environment_model.model_json_schema(by_alias=True, mode="validation")}
+    service_schema = json_schema(service_model)
+    environment_schema = json_schema(environment_model)
     parse_service(SERVICE_EXAMPLE, "docs/service-files.md (example)", repository="acme/demo-service")
     parse_environment(ENVIRONMENT_EXAMPLE, "docs/service-files.md (example)")
     service = document_fields(service_schema, service_model, SERVICE_DESCRIPTIONS, SERVICE_RULES, "service.yaml")

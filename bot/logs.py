@@ -36,10 +36,6 @@ def bind(**values: Any) -> Iterator[None]:
         _context.reset(token)
 
 
-def context() -> dict[str, Any]:
-    return dict(_context.get())
-
-
 class JsonFormatter(logging.Formatter):
     _second = -1
     _stamp = ""

@@ -51,3 +51,8 @@ def dotted(path: tuple[Any, ...] | list[Any]) -> str:
         else:
             out += ("." if out else "") + str(part)
     return out
+
+
+def problems_text(n: int) -> str:
+    """'1 problem', '3 problems'."""
+    return f"{n} problem{'s' if n != 1 else ''}"

@@ -23,7 +23,7 @@ from .github import checks, comments
 from .github.client import GitHub, error_message
 from .github.files import file_entry, read_file, read_service_files, repo_vars
 from .names import SERVICE_RE
-from .problems import Invalid, Problem
+from .problems import Invalid, Problem, problems_text
 from .spec import ServiceFiles, parse_service_files
 from .templating import render
 from .terraform import render_service_module
@@ -129,7 +129,7 @@ async def report_spec(gh: GitHub, pr: PullRequest, services: list[str], problems
         SPEC_CHECK,
         status="completed",
         conclusion="success" if ok else "failure",
-        title="service files are valid" if ok else f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the service files",
+        title="service files are valid" if ok else f"{problems_text(len(problems))} in the service files",
         summary=render("checks/spec.md.j2", services=services, problems=problems),
         problems=problems,
     )

@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import fargate
-from .config import DEFAULT_ENVIRONMENT_NAMES, Config
+from .config import Config
 from .conventions import ECR_PUSH_ROLE, ecr_push_role_arn
 from .names import ECR_REPO_RE, OWNER_RE, service_name_problem
-from .schema import environment_schema, service_schema
+from .schema import schema_for
 from .templating import render
 
 SCHEMA_DIR = ".lemi/schema"
 SERVICE_SCHEMA = f"{SCHEMA_DIR}/service.schema.json"
 ENVIRONMENT_SCHEMA = f"{SCHEMA_DIR}/environment.schema.json"
+# the environments and their branches when there is no lemi.yml (`lemi service new` in a fresh repository)
 DEFAULT_BRANCHES = {"staging": "develop", "prod": "main"}
 
 
@@ -48,11 +49,11 @@ def _environments(config: Config | None) -> list[_Env]:
         return [
             _Env(
                 name,
-                DEFAULT_BRANCHES[name],
+                branch,
                 "${{ vars.LEMI_%s_REGION }}" % name.upper(),
                 "arn:aws:iam::${{ vars.LEMI_%s_ACCOUNT_ID }}:role/%s" % (name.upper(), ECR_PUSH_ROLE),
             )
-            for name in DEFAULT_ENVIRONMENT_NAMES
+            for name, branch in DEFAULT_BRANCHES.items()
         ]
     return [_Env(n, e.branch, e.region, ecr_push_role_arn(e)) for n, e in config.environments.items()]
 
@@ -103,8 +104,8 @@ def scaffold(
     files[f".github/workflows/build-{service}.yaml"] = render(
         "workflows/build.yaml.j2", environments=envs, push_role=ECR_PUSH_ROLE, **values
     )
-    files[SERVICE_SCHEMA] = _json(service_schema())
-    files[ENVIRONMENT_SCHEMA] = _json(environment_schema())
+    files[SERVICE_SCHEMA] = _json(schema_for("service"))
+    files[ENVIRONMENT_SCHEMA] = _json(schema_for("environment"))
     return files
 
 

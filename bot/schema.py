@@ -22,15 +22,10 @@ SCHEMAS: dict[str, type[BaseModel]] = {
 }
 
 
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON Schema of a model, as lemi publishes it."""
+    return {"$schema": DIALECT, **model.model_json_schema(by_alias=True, mode="validation")}
+
+
 def schema_for(kind: str) -> dict[str, Any]:
-    model = SCHEMAS[kind]
-    schema = model.model_json_schema(by_alias=True, mode="validation")
-    return {"$schema": DIALECT, **schema}
-
-
-def service_schema() -> dict[str, Any]:
-    return schema_for("service")
-
-
-def environment_schema() -> dict[str, Any]:
-    return schema_for("environment")
+    return json_schema(SCHEMAS[kind])

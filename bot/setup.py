@@ -53,20 +53,18 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import aiohttp
-import jinja2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from . import yamlsafe
-from .settings import Settings
-from .templating import templates_dir
+from .settings import DEFAULT_API_URL, Settings
+from .templating import environment
 
 log = logging.getLogger("lemi.setup")
 
 GITHUB_WEB = "https://github.com"
-GITHUB_API = "https://api.github.com"
 API_VERSION = "2022-11-28"
 STATE_TTL = 3600.0  # GitHub's manifest codes live an hour too
 MAX_PENDING = 32
@@ -173,7 +171,7 @@ def _check_url(text: str, what: str, *, allow_path: bool) -> tuple[str, str, str
 def parse_target(*, github: str, ghes_url: str = "", account: str, org: str = "") -> Target:
     """The GitHub and the owner chosen on the form, validated; raises :class:`SetupError`."""
     errors: dict[str, str] = {}
-    target_web, target_api = GITHUB_WEB, GITHUB_API
+    target_web, target_api = GITHUB_WEB, DEFAULT_API_URL
     if github == "ghes":
         try:
             scheme, netloc, _ = _check_url(ghes_url, "GitHub Enterprise Server URL", allow_path=False)
@@ -272,7 +270,6 @@ class Credentials:
     api_url: str
     pem: str = field(repr=False)
     webhook_secret: str | None = field(repr=False)
-    client_id: str = ""
 
 
 def parse_conversion(data: Any, target: Target) -> Credentials:
@@ -295,7 +292,6 @@ def parse_conversion(data: Any, target: Target) -> Credentials:
     owner = data.get("owner") if isinstance(data.get("owner"), dict) else {}
     login = owner.get("login") if isinstance(owner.get("login"), str) else (target.org or "")
     name = data.get("name") if isinstance(data.get("name"), str) else slug
-    client_id = data.get("client_id") if isinstance(data.get("client_id"), str) else ""
     return Credentials(
         app_id=app_id,
         slug=slug,
@@ -305,7 +301,6 @@ def parse_conversion(data: Any, target: Target) -> Credentials:
         api_url=target.api_url,
         pem=pem,
         webhook_secret=secret or None,
-        client_id=client_id,
     )
 
 
@@ -369,9 +364,9 @@ def render_env(credentials: Credentials, *, now: dt.datetime | None = None, keep
     ]
     if credentials.webhook_secret:
         values.append(("GITHUB_WEBHOOK_SECRET", credentials.webhook_secret))
-    if credentials.api_url != GITHUB_API:
+    if credentials.api_url != DEFAULT_API_URL:
         values.append(("GITHUB_API_URL", credentials.api_url))
-    return _environment().get_template("setup/env.j2").render(
+    return environment().get_template("setup/env.j2").render(
         app=credentials,
         label=_printable(f"{credentials.name} ({credentials.html_url})"),
         stamp=stamp,
@@ -497,7 +492,6 @@ class Pending:
     state: str
     browser: str  # the setup cookie of the browser that started it
     target: Target
-    manifest: dict[str, Any]
     public_url: str
     created: float
 
@@ -595,18 +589,6 @@ class _RedactCallback(logging.Filter):
         return True
 
 
-@lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=True, default=False),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
 class _Pages:
     def __init__(self, flow: SetupFlow) -> None:
         self.flow = flow
@@ -615,7 +597,7 @@ class _Pages:
 
     def _page(self, request: Request, template: str, *, status: int = 200, form_action: str = "", browser: str | None = None, **values: Any) -> HTMLResponse:
         nonce = secrets.token_urlsafe(16)
-        html = _environment().get_template(f"setup/{template}").render(nonce=nonce, csrf=browser or "", **values)
+        html = environment().get_template(f"setup/{template}").render(nonce=nonce, csrf=browser or "", **values)
         response = HTMLResponse(html, status_code=status)
         actions = " ".join(["'self'", *([form_action] if form_action else [])])
         response.headers["Content-Security-Policy"] = (
@@ -746,7 +728,7 @@ class _Pages:
         assert browser is not None
         state = secrets.token_urlsafe(32)
         manifest = build_manifest(name=name, public_url=public_url, base_url=str(request.base_url))
-        self.flow.remember(Pending(state, browser, target, manifest, public_url, time.monotonic()))
+        self.flow.remember(Pending(state, browser, target, public_url, time.monotonic()))
         action = target.new_app_url(state)
         log.info("setup: registering the GitHub App %r on %s (%s)", name, target.web_url, target.org or "personal account")
         return self._page(

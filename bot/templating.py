@@ -27,7 +27,9 @@ def _yaml_str(value: Any) -> str:
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
-        autoescape=False,  # none of these outputs is HTML; values are validated before they get here
+        # only the setup pages are HTML (escaped); the rest is Markdown, YAML, HCL and text,
+        # whose values are validated before they get here
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

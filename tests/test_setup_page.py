@@ -402,7 +402,7 @@ def _credentials(**overrides: Any) -> setup.Credentials:
     ).decode()
     values: dict[str, Any] = dict(
         app_id=7, slug="lemi", name="lemi", html_url="https://github.com/apps/lemi", owner="acme",
-        api_url="https://api.github.com", pem=pem, webhook_secret="s3cr3t", client_id="Iv1.x",
+        api_url="https://api.github.com", pem=pem, webhook_secret="s3cr3t",
     )
     values.update(overrides)
     return setup.Credentials(**values)

@@ -12,7 +12,7 @@ import sys
 import click
 
 from ..problems import Invalid
-from .base import CONTEXT_SETTINGS, LemiError, cli
+from .base import LemiError, cli
 from botocore.exceptions import BotoCoreError, ClientError
 from gidgethub import HTTPException as GitHubHTTPException
 

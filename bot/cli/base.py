@@ -14,7 +14,7 @@ import click
 from .. import workspace
 from ..config import Config, config_path, load_config
 from ..names import SERVICE_RE
-from ..problems import Invalid, Problem
+from ..problems import Invalid, Problem, problems_text
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -125,7 +125,7 @@ def print_problems(problems: Sequence[Problem]) -> None:
     for problem in problems:
         click.echo(problem.render(), err=True)
     count = len(problems)
-    click.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
+    click.echo(f"{problems_text(count)} found", err=True)
 
 
 def emit_json(value: Any) -> None:

@@ -18,6 +18,7 @@ from ..compile import compile_for
 from ..config import Config
 from ..names import IMAGE_TAG_RE
 from ..problems import Invalid
+from . import render
 from ..schema import SCHEMAS, schema_for
 from ..spec import ServiceFiles, parse_service_files
 from .base import (
@@ -116,13 +117,7 @@ def verify(
 
         findings = run_aws(config, work)
     if findings:
-        if output == "json":
-            emit_json({"ok": False, "services": services, "checks": selected, "environment": env_name,
-                       "problems": [], "findings": [f.as_dict() for f in findings]})  # fmt: skip
-        else:
-            for finding in findings:
-                click.echo(finding.render(), err=True)
-            click.echo(f"{len(findings)} problem{'s' if len(findings) != 1 else ''} found", err=True)
+        render.findings(findings, output, tail="", services=services, checks=selected, environment=env_name, problems=[])
         raise click.exceptions.Exit(1)
     if output == "json":
         extra = {"environment": env_name, "findings": []} if "provisioned" in selected else {}

@@ -13,6 +13,7 @@ from rich.table import Table
 from ..aws.deploy import DeployResult, Progress, revision_of
 from ..aws.operate import ServiceStatus, TaskInfo
 from ..aws.verify import Finding
+from ..problems import problems_text
 from .base import emit_json
 
 
@@ -87,13 +88,13 @@ def deploy_result(result: DeployResult) -> None:
             console.print(f"    {line}", markup=False)
 
 
-def findings(items: Sequence[Finding], output: str, **extra: Any) -> None:
+def findings(items: Sequence[Finding], output: str, *, tail: str = "; nothing was deployed", **extra: Any) -> None:
     if output == "json":
         emit_json({"ok": not items, **extra, "findings": [f.as_dict() for f in items]})
         return
     for item in items:
         print(item.render(), file=sys.stderr)
-    print(f"{len(items)} problem{'s' if len(items) != 1 else ''} found; nothing was deployed", file=sys.stderr)
+    print(f"{problems_text(len(items))} found{tail}", file=sys.stderr)
 
 
 def status(s: ServiceStatus) -> None:
