@@ -811,12 +811,22 @@ def test_cli_deploy_keep_deregisters_older_revisions(
 
 
 def test_cli_deploy_keep_does_nothing_after_a_failure(
-    world: aws_world.World, sim: ecs_sim.Sim, checkout: Path, capsys: pytest.CaptureFixture[str]
+    world: aws_world.World, sim: ecs_sim.Sim, checkout: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    pruned: list[int] = []
+    real_prune = operate.prune
+
+    async def spy(*args: Any, keep: int, **kwargs: Any) -> operate.Pruned:
+        pruned.append(keep)
+        return await real_prune(*args, keep=keep, **kwargs)
+
+    monkeypatch.setattr(operate, "prune", spy)
     aws_world.push_image(world.endpoint, "v2")
     sim.circuit_breaker(after=2)
     assert lemi("deploy", "-e", ENV, "-t", "v2", "--poll", "0.01", "--keep", "1") == 1
     assert revisions(world) == [f"{FAMILY}:1", f"{FAMILY}:2"]
+    assert pruned == []  # here :1 and :2 are both kept anyway: prune must not even run
 
 
 def test_cli_deploy_keep_without_waiting_keeps_the_revision_still_running(

@@ -618,6 +618,16 @@ def test_teardown_failure_reports_every_violation(github: FakeGitHub) -> None:
     github._violations_expected = False
 
 
+def test_teardown_failure_reports_a_fault_that_was_never_served(github: FakeGitHub) -> None:
+    github.fail_next("POST", r"/check-runs$", status=502)
+    report = teardown_failure(github)
+    assert report is not None and "never served" in report and "/check-runs$" in report
+    github.fail_next("GET", r"/pulls$", status=502, times=1000)  # "GitHub keeps failing": may be left over
+    github.faults[:] = [f for f in github.faults if f.times >= 1000]
+    assert teardown_failure(github) is None
+    github.faults.clear()
+
+
 def test_the_github_fixture_fails_a_test_that_broke_the_api(tmp_path: Path) -> None:
     """End to end, in a child pytest: a violation turns a passing test into an error."""
     (tmp_path / "test_child.py").write_text(

@@ -483,7 +483,7 @@ def test_webhooks_are_answered_at_once_while_github_is_slow(
             response, took = timed_delivery(app, "push", payload, delivery)
             answers.append(("push", response.status_code, response.json(), took))
             assert entered.wait(5), "no worker called GitHub"
-            stalled_at = time.monotonic()
+            stalled_at, served = time.monotonic(), len(github.calls)
             # while a worker waits for GitHub: the same delivery again, another push, a ping
             for name, event, body, guid in (
                 ("redelivery", "push", payload, delivery),
@@ -493,6 +493,7 @@ def test_webhooks_are_answered_at_once_while_github_is_slow(
                 response, took = timed_delivery(app, event, body, guid)
                 answers.append((name, response.status_code, response.json(), took))
             assert not opened.is_set(), "GitHub was still answering nothing while they were answered"
+            assert len(github.calls) == served, "a GitHub request got through the stall"
             time.sleep(max(0.0, stall - (time.monotonic() - stalled_at)))
             opened.set()
             rows = app.drain(timeout=20)

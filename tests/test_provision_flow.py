@@ -564,6 +564,10 @@ def test_both_infra_prs_merged_at_once_report_the_merge(github: Any, tmp_path: P
         assert check(github, n, PROVISION).conclusion == "success"
         (comment,) = lemi_comments(github, SERVICE, n)
         assert "not merged" not in comment.body, comment.body
+        assert "merged" in comment.body and "squash" in comment.body, comment.body  # the merge is reported
+        assert github.faults == []  # the rate limit that makes the two jobs overlap was served
+        merges = github.calls_to("PUT", f"/repos/{SERVICE}/pulls/{n}/merge")
+        assert [c.status for c in merges].count(200) == 1, [c.status for c in merges]
 
 
 # --- 11. spoofed infra PRs ------------------------------------------------------------------------------

@@ -722,6 +722,32 @@ def test_a_command_that_cannot_be_done_says_why(start: Callable[..., Env], body:
 
 
 
+def test_a_rollback_retried_after_its_reply_failed_goes_to_the_revision_pinned_at_intake(
+    start: Callable[..., Env]
+) -> None:
+    """The reply is lost, so the retry runs the rollback again: it goes to the revision chosen
+    when the command was accepted (v2), not to the one before the service's new current (v1)."""
+    env = start()
+    ecs = env.world.ecs()
+    for tag in ("v2", "v3"):
+        aws_world.push_image(env.world.endpoint, tag)
+        td = compile_for(env.world.config, env.world.files, "staging", tag).task_definition
+        arn = ecs.register_task_definition(**td)["taskDefinition"]["taskDefinitionArn"]
+        ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=arn)
+        ecs.describe_services(cluster=CLUSTER, services=[SERVICE])  # rolled out
+    env.sim.complete(after=30)
+    cid = env.github.add_comment(REPO, env.number, "/lemi rollback", user="alice")
+    env.deliver_comment(cid, drain=False)
+    env.github.wait_for(lambda: env.github.comments_by_id[cid].reactions)  # eyes: the command is queued
+    env.github.fail_next("POST", rf"/repos/{REPO}/issues/{env.number}/comments$", status=502)  # the reply
+    env.app.drain()
+    (job,) = env.command_jobs()
+    assert job["state"] == "done" and job["attempts"] == 2 and env.github.faults == []
+    assert env.image_of_service().endswith(":v2"), env.image_of_service()
+    assert env.sim.updates == 3  # v2, v3, one rollback; the retry found v2 running and sent nothing
+    assert len(env.replies()) == 1
+
+
 def test_a_retried_rollback_job_does_not_roll_back_twice(start: Callable[..., Env]) -> None:
     env = start()
     ecs = env.world.ecs()
@@ -740,6 +766,8 @@ def test_a_retried_rollback_job_does_not_roll_back_twice(start: Callable[..., En
     env.app.drain()
     (job,) = env.command_jobs()
     assert job["state"] == "done"
+    assert env.github.faults == [] and job["attempts"] == 2  # the 502 was served and the job ran again
+    assert env.reactions(cid) == ["eyes", "rocket"]  # the retry only reacted
     assert env.image_of_service().endswith(":v2"), env.image_of_service()  # one step back, not two
     assert env.sim.updates == 3  # v2, v3, then one rollback
     assert len(env.replies()) == 1

@@ -396,6 +396,9 @@ def test_a_delivery_shaped_unlike_the_summary_is_read_whole(github: Any, tmp_pat
     with running_app(github, tmp_path, workers=0) as app:
         response = app.deliver("pull_request", payload, delivery="odd-shape")
         assert (response.status_code, response.json()) == (202, {"status": "queued"})
+        # stored, under the key the whole document gives (its pull request)
+        key = f"{payload['repository']['full_name']}#{payload['pull_request']['number']}"
+        assert [(j["dedupe_id"], j["key"]) for j in app.jobs()] == [("odd-shape", key)]
 
 
 def test_projects_v2_item_examples_get_a_2xx_and_no_work(github: Any, tmp_path: Path) -> None:

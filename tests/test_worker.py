@@ -107,6 +107,8 @@ async def test_a_github_404_is_permanent(queue: SQLiteQueue) -> None:
     rec = Recorder(BadRequest(http.HTTPStatus.NOT_FOUND, "Not Found"))
     await worker(queue, rec).run_once()
     assert rec.reports and "Not Found" in rec.reports[0][1]
+    stored = await queue.get("d-1")
+    assert stored is not None and stored.state == "failed" and len(rec.reports) == 1 and rec.runs == [1]
 
 
 async def test_errors_that_never_stop_end_reported(queue: SQLiteQueue, clock: Clock) -> None:
@@ -141,6 +143,8 @@ async def test_a_job_that_keeps_killing_its_worker_is_reported_not_run(queue: SQ
     await worker(queue, rec, retry_delays=(1.0,)).run_once()
     assert rec.runs == []
     assert rec.reports and "never finished" in rec.reports[0][1]
+    stored = await queue.get("d-1")
+    assert stored is not None and stored.state == "failed" and len(rec.reports) == 1
 
 
 async def test_a_worker_that_loses_its_lease_stops_the_job(tmp_path: Path) -> None:

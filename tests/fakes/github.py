@@ -2841,6 +2841,10 @@ def _templates() -> dict[str, Any]:
     return _TEMPLATES
 
 
+# a fault armed this many times or more stands for "GitHub keeps failing": left over is fine
+PERSISTENT_FAULT = 100
+
+
 def teardown_failure(fake: FakeGitHub) -> str | None:
     """Why the test using ``fake`` must fail at teardown, or None (used by the ``github`` fixture)."""
     with fake._lock:
@@ -2853,4 +2857,7 @@ def teardown_failure(fake: FakeGitHub) -> str | None:
                 f"{len(fake.violations)} request(s) to the GitHub fake broke GitHub's OpenAPI description "
                 f"(@octokit/openapi api.github.com.json):\n{fake.violation_report()}"
             )
+        unserved = [f"{f.method} {f.pattern.pattern} ({f.times} left)" for f in fake.faults if f.times < PERSISTENT_FAULT]
+        if unserved:  # a fault the test armed never happened: the test did not exercise what it says
+            return "faults armed but never served: " + "; ".join(unserved)
         return None
