@@ -61,6 +61,20 @@ def config() -> Config:
     return parse_config(LEMI_YML)
 
 
+# the service's files in a repository (the GitHub fake's commits)
+SERVICE_FILES = {"deploy/demo-service/service.yaml": SERVICE_YAML, "deploy/demo-service/environment/staging.yaml": STAGING_YAML}
+
+
+def lemi_yml(image_wait_seconds: int = 0) -> str:
+    """LEMI_YML with a bounded wait for the image in every environment (0: pushed before the commit)."""
+    out = []
+    for line in LEMI_YML.splitlines():
+        out.append(line)
+        if line.startswith("    cluster:"):
+            out.append(f"    image_wait_seconds: {image_wait_seconds}")
+    return "\n".join(out) + "\n"
+
+
 def service_files(staging: str = STAGING_YAML) -> ServiceFiles:
     return ServiceFiles(
         parse_service(SERVICE_YAML, "deploy/demo-service/service.yaml", repository="acme/demo-service"),

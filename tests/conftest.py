@@ -84,9 +84,11 @@ def moto_reset(aws_env: str) -> str:
 # GITHUB_APP_PRIVATE_KEY, GITHUB_WEBHOOK_SECRET=WEBHOOK_SECRET); returns the fake.
 # Full API: tests/fakes/__init__.py.
 
-from typing import TYPE_CHECKING  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 if TYPE_CHECKING:
+    import aws_world
+    import ecs_sim
     from fakes.github import FakeGitHub
 
 WEBHOOK_SECRET = "lemi-test-webhook-secret"
@@ -126,3 +128,55 @@ def github_env(github: "FakeGitHub", monkeypatch: pytest.MonkeyPatch) -> "FakeGi
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(name, ",".join(filter(None, ["127.0.0.1,localhost", os.environ.get(name)])))
     return github
+
+
+# ---- a provisioned service in moto (tests/aws_world.py), driven by ECS-like rollouts ----------
+# ``world``: the service, its cluster, roles, secrets, parameters and image repository, built in
+# moto (a file may override it, e.g. to install more of ECS's behaviour first); ``sim``: rollouts
+# that progress like ECS's (tests/ecs_sim.py); ``repos``: the service and infra repositories in
+# the GitHub fake; ``shared_api_models``: opt in with
+# ``pytestmark = pytest.mark.usefixtures("shared_api_models")`` where many AwsClients are made.
+
+
+@pytest.fixture
+def world(moto_reset: str) -> "aws_world.World":
+    import aws_world
+
+    return aws_world.build(moto_reset)
+
+
+@pytest.fixture
+def sim(world: "aws_world.World", monkeypatch: pytest.MonkeyPatch) -> "ecs_sim.Sim":
+    import ecs_sim
+
+    return ecs_sim.install(monkeypatch)
+
+
+@pytest.fixture
+def repos(github: "FakeGitHub") -> int:
+    from app_harness import setup_repos
+
+    return setup_repos(github)
+
+
+@pytest.fixture
+def shared_api_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Speed only: every AwsClients session shares one loader of botocore's API models
+    (read-only JSON); each new session would otherwise parse them again (~0.1 s a client)."""
+    from aiobotocore.session import get_session
+
+    import bot.aws.clients as clients_module
+
+    global _MODELS
+    if _MODELS is None:
+        _MODELS = get_session().get_component("data_loader")
+
+    def session() -> Any:
+        fresh = get_session()
+        fresh.register_component("data_loader", _MODELS)
+        return fresh
+
+    monkeypatch.setattr(clients_module, "get_session", session)
+
+
+_MODELS: Any = None

@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiobotocore.session import get_session
 
 import aws_world
-import bot.aws.clients as clients_module
 import bot.aws.deploy as deploy_module
 import ecs_sim
 from aws_world import CLUSTER, SERVICE
@@ -44,34 +42,7 @@ CB_REASON = "CannotPullContainerError: pull image manifest has been retried 5 ti
 
 # ---- fixtures and helpers ----------------------------------------------------------------
 
-_MODELS = get_session().get_component("data_loader")
-
-
-@pytest.fixture(autouse=True)
-def shared_api_models(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every AwsClients session shares one loader of botocore's API models (read-only JSON).
-
-    Only for speed: each new session would otherwise parse the ECS, ECR, Secrets
-    Manager and SSM models again (~0.1 s per client, four clients per CLI run).
-    """
-
-    def session() -> Any:
-        fresh = get_session()
-        fresh.register_component("data_loader", _MODELS)
-        return fresh
-
-    monkeypatch.setattr(clients_module, "get_session", session)
-
-
-
-@pytest.fixture
-def world(moto_reset: str) -> aws_world.World:
-    return aws_world.build(moto_reset)
-
-
-@pytest.fixture
-def sim(world: aws_world.World, monkeypatch: pytest.MonkeyPatch) -> ecs_sim.Sim:
-    return ecs_sim.install(monkeypatch)
+pytestmark = pytest.mark.usefixtures("shared_api_models")
 
 
 @pytest.fixture

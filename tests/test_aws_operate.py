@@ -95,11 +95,6 @@ def world(moto_reset: str, ecs_like: None) -> aws_world.World:
     return aws_world.build(moto_reset)
 
 
-@pytest.fixture
-def sim(world: aws_world.World, monkeypatch: pytest.MonkeyPatch) -> ecs_sim.Sim:
-    return ecs_sim.install(monkeypatch)
-
-
 def enable_exec(sim: ecs_sim.Sim, name: str = SERVICE) -> None:
     """What build(exec_enabled=True) means on ECS: moto drops enableExecuteCommand, so set it on its model."""
     sim.service(CLUSTER, name).enable_execute_command = True

@@ -65,11 +65,6 @@ async def verify(world: aws_world.World, files: ServiceFiles | None = None, **kw
         return await verify_provisioned(aws, "staging", files or world.files, **kwargs)
 
 
-@pytest.fixture
-def world(moto_reset: str) -> aws_world.World:
-    return aws_world.build(moto_reset)
-
-
 # ---------------------------------------------------------------- the core
 
 

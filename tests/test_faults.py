@@ -18,19 +18,12 @@ its ECS backend apply) and the GitHub fake over loopback HTTP.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import signal
-import socket
-import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +31,6 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
-from aiobotocore.session import get_session
 from botocore.retries.standard import ExponentialBackoff
 from moto.core.exceptions import JsonRESTError
 from moto.ecs.models import EC2ContainerServiceBackend
@@ -46,64 +38,25 @@ from moto.ecs.models import EC2ContainerServiceBackend
 import aws_world
 import bot.aws.clients as clients_module
 import ecs_sim
-from app_harness import WEBHOOK_SECRET, RunningApp, running_app, setup_repos
+from app_harness import RunningApp, running_app
 from aws_world import CLUSTER, SERVICE
 from bot.aws.deploy import revision_of
-from fakes.github import FakeGitHub
-from fakes.webhooks import ZERO_SHA, example, for_push, signed
+from fakes.github import serving
+from lemi_process import LOOPBACK, db_jobs, wait_until
+from lemi_process import Server as LemiServe
+from fakes.webhooks import ZERO_SHA, example, for_push
 
 REPO = "acme/demo-service"
 ENV = "staging"
 FAMILY = "demo-service-staging"
 CHECK = "lemi / deploy (staging)"
 URL = "https://demo-service-internal.staging.lemon"
-SERVICE_FILES = {
-    "deploy/demo-service/service.yaml": aws_world.SERVICE_YAML,
-    "deploy/demo-service/environment/staging.yaml": aws_world.STAGING_YAML,
-}
-
-
-def lemi_yml() -> str:
-    """aws_world's lemi.yml, with no wait for the image (it is pushed before the commit is)."""
-    out = []
-    for line in aws_world.LEMI_YML.splitlines():
-        out.append(line)
-        if line.startswith("    cluster:"):
-            out.append("    image_wait_seconds: 0")
-    return "\n".join(out) + "\n"
+SERVICE_FILES = aws_world.SERVICE_FILES
+lemi_yml = aws_world.lemi_yml  # no wait for the image: it is pushed before the commit is
+pytestmark = pytest.mark.usefixtures("shared_api_models")
 
 
 # ---- fixtures --------------------------------------------------------------------------------
-
-_MODELS = get_session().get_component("data_loader")
-
-
-@pytest.fixture(autouse=True)
-def shared_api_models(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Speed only (in-process apps): every AwsClients session shares one loader of API models."""
-
-    def session() -> Any:
-        fresh = get_session()
-        fresh.register_component("data_loader", _MODELS)
-        return fresh
-
-    monkeypatch.setattr(clients_module, "get_session", session)
-
-
-@pytest.fixture
-def world(moto_reset: str) -> aws_world.World:
-    return aws_world.build(moto_reset)
-
-
-@pytest.fixture
-def sim(world: aws_world.World, monkeypatch: pytest.MonkeyPatch) -> ecs_sim.Sim:
-    return ecs_sim.install(monkeypatch)
-
-
-@pytest.fixture
-def repos(github: Any) -> int:
-    return setup_repos(github)
-
 
 @dataclass
 class Ecs:
@@ -148,29 +101,6 @@ def ecs(sim: ecs_sim.Sim, monkeypatch: pytest.MonkeyPatch) -> Ecs:
 # ---- helpers ---------------------------------------------------------------------------------
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, output: Callable[[], str] = str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s\n{output()}")
-        time.sleep(0.02)
-
-
-def db_jobs(db: Path) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(db, timeout=5)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(
-            "SELECT id, dedupe_id, key, kind, state, attempts, worker, last_error FROM jobs ORDER BY id")]  # fmt: skip
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
-
-
 def deploy_job(db: Path) -> dict[str, Any] | None:
     return next((j for j in db_jobs(db) if j["kind"] == "deploy"), None)
 
@@ -208,106 +138,13 @@ def assert_deployed_once(github: Any, world: aws_world.World, sim: ecs_sim.Sim, 
     assert primary_of(sim)["rolloutState"] == "COMPLETED"
 
 
-@contextmanager
-def serving(github: Any, wrapper: Callable[[Any], Any]) -> Iterator[None]:
-    """Wrap the shared fake's ``serve`` (request in, answer out) for this test only."""
-    github.serve = wrapper(FakeGitHub.serve.__get__(github))
-    try:
-        yield
-    finally:
-        del github.serve
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-LOOPBACK = httpx.Client(trust_env=False, timeout=10)  # no proxy may see loopback traffic
-
-
-class Server:
-    """`lemi serve` (the venv's console script) as a real process on a free loopback port,
-    its output read through a pipe (so a file-size limit on the process spares its logs)."""
+class Server(LemiServe):
+    """`lemi serve` with these tests' settings: one worker, 1 s leases, quick rollout polling."""
 
     def __init__(self, github: Any, tmp_path: Path, db: Path, **env: str) -> None:
-        config = tmp_path / "lemi.yml"
-        config.write_text(lemi_yml())
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / f"serve-{self.port}.log"
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "LEMI_"))}
-        self.env = {
-            **base,  # the AWS variables of the aws_env fixture: moto, fake credentials
-            "GITHUB_API_URL": github.url,
-            "GITHUB_APP_ID": str(github.app_id),
-            "GITHUB_APP_PRIVATE_KEY": github.private_key_pem,
-            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "LEMI_CONFIG": str(config),
-            "LEMI_QUEUE": f"sqlite:///{db}",
-            "LEMI_WORKERS": "1",
-            "LEMI_LEASE_SECONDS": "1",
-            "LEMI_RETRY_DELAYS": "0.1,0.2,0.4",
-            "LEMI_DEPLOY_POLL_SECONDS": "0.05",
-            "LEMI_DEPLOY_TIMEOUT_SECONDS": "60",
-            "LEMI_REDELIVER_INTERVAL_SECONDS": "0",  # these tests play GitHub's redeliveries themselves
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "NO_PROXY": "127.0.0.1,localhost",
-            **env,
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._reader: threading.Thread | None = None
-
-    def start(self) -> Server:
-        lemi = Path(sys.executable).parent / "lemi"
-        self.proc = subprocess.Popen(
-            [str(lemi), "serve"], env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        self._reader = threading.Thread(target=self._copy, args=(self.proc,), daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                body = LOOPBACK.get(f"{self.url}/healthz", timeout=1).json()
-                assert body.get("app") == "ready", f"lemi serve is not ready: {body}\n{self.output()}"
-                return self
-            except httpx.TransportError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"lemi serve did not answer /healthz\n{self.output()}") from None
-                time.sleep(0.05)
-
-    def _copy(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        with open(self.log, "ab") as log:
-            for line in proc.stdout:  # ends when the process is gone
-                log.write(line)
-                log.flush()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def deliver(self, event: str, payload: dict[str, Any], delivery: str) -> httpx.Response:
-        headers, body = signed(event, payload, WEBHOOK_SECRET, delivery=delivery)
-        return LOOPBACK.post(f"{self.url}/webhook", content=body, headers=headers)
-
-    def kill(self) -> None:
-        """SIGKILL (kill -9): no lifespan shutdown, no lease given back."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        if self._reader is not None:
-            self._reader.join(timeout=5)  # the pipe ends with the process
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
+        quick = {"LEMI_WORKERS": "1", "LEMI_LEASE_SECONDS": "1", "LEMI_DEPLOY_POLL_SECONDS": "0.05",
+                 "LEMI_DEPLOY_TIMEOUT_SECONDS": "60"}  # fmt: skip
+        super().__init__(github, tmp_path, db, lemi_yml=lemi_yml(), **{**quick, **env})
 
 
 def kill_all(*servers: Server) -> None:

@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiobotocore.session import get_session
 
 import aws_world
-import bot.aws.clients as clients_module
 import ecs_sim
-from app_harness import RunningApp, running_app, setup_repos
+from app_harness import RunningApp, running_app
 from aws_world import CLUSTER, SERVICE
 from bot.aws.deploy import revision_of
 from bot.compile import compile_for
@@ -32,53 +30,12 @@ URL = "https://demo-service-internal.staging.lemon"
 REGISTRY = f"{aws_world.ACCOUNT}.dkr.ecr.{aws_world.REGION}.amazonaws.com"
 CB_REASON = "CannotPullContainerError: pull image manifest has been retried 5 time(s): not found"
 
-SERVICE_FILES = {
-    "deploy/demo-service/service.yaml": aws_world.SERVICE_YAML,
-    "deploy/demo-service/environment/staging.yaml": aws_world.STAGING_YAML,
-}
-
-
-def lemi_yml(image_wait_seconds: int = 0) -> str:
-    """aws_world's lemi.yml with a bounded image wait in every environment."""
-    out = []
-    for line in aws_world.LEMI_YML.splitlines():
-        out.append(line)
-        if line.startswith("    cluster:"):
-            out.append(f"    image_wait_seconds: {image_wait_seconds}")
-    return "\n".join(out) + "\n"
+SERVICE_FILES = aws_world.SERVICE_FILES
+lemi_yml = aws_world.lemi_yml
+pytestmark = pytest.mark.usefixtures("shared_api_models")
 
 
 # ---- fixtures and helpers ------------------------------------------------------------------
-
-_MODELS = get_session().get_component("data_loader")
-
-
-@pytest.fixture(autouse=True)
-def shared_api_models(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Speed only: every AwsClients session shares one loader of botocore's API models."""
-
-    def session() -> Any:
-        fresh = get_session()
-        fresh.register_component("data_loader", _MODELS)
-        return fresh
-
-    monkeypatch.setattr(clients_module, "get_session", session)
-
-
-@pytest.fixture
-def world(moto_reset: str) -> aws_world.World:
-    return aws_world.build(moto_reset)
-
-
-@pytest.fixture
-def sim(world: aws_world.World, monkeypatch: pytest.MonkeyPatch) -> ecs_sim.Sim:
-    return ecs_sim.install(monkeypatch)
-
-
-@pytest.fixture
-def repos(github: Any) -> int:
-    return setup_repos(github)
-
 
 def app_for(github: Any, tmp_path: Path, *, wait: int = 0, **kwargs: Any) -> Any:
     kwargs.setdefault("deploy_poll_seconds", 0.01)

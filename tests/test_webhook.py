@@ -9,18 +9,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import signal
-import socket
-import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -34,7 +28,9 @@ import bot.app
 from app_harness import LEMI_YML, SERVICE_YAML, WEBHOOK_SECRET, running_app, settings_for, setup_repos, stored_document
 from bot.app import MAX_BODY, create_app, signature_ok
 from bot.config import parse_config
-from fakes.github import FakeGitHub
+from fakes.github import serving
+from lemi_process import Server as LemiServe
+from lemi_process import db_jobs, wait_until
 from fakes.webhooks import all_examples, example, for_pull_request, signature, signed
 
 SERVICE = "acme/demo-service"
@@ -92,16 +88,6 @@ def metric(text: str, name: str, **labels: str) -> float | None:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return None
-
-
-@contextmanager
-def serving(github: Any, wrapper: Callable[[Any], Any]) -> Iterator[None]:
-    """Wrap the shared fake's ``serve`` (request in, answer out) for this test only."""
-    github.serve = wrapper(FakeGitHub.serve.__get__(github))
-    try:
-        yield
-    finally:
-        del github.serve
 
 
 def post_raw(app: Any, body: bytes, headers: dict[str, str]) -> httpx.Response:
@@ -438,87 +424,8 @@ def test_the_same_delivery_is_processed_once(github: Any, tmp_path: Path) -> Non
 # --- 5. durability: a real `lemi serve`, killed with SIGKILL -----------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """`lemi serve` (the venv's console script) as a real process on a free port."""
-
-    def __init__(self, github: Any, tmp_path: Path, db: Path, **env: str) -> None:
-        config = tmp_path / "lemi.yml"
-        config.write_text(LEMI_YML)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / f"serve-{self.port}.log"
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "LEMI_"))}
-        self.env = {
-            **base,
-            "GITHUB_API_URL": github.url,
-            "GITHUB_APP_ID": str(github.app_id),
-            "GITHUB_APP_PRIVATE_KEY": github.private_key_pem,
-            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "LEMI_CONFIG": str(config),
-            "LEMI_QUEUE": f"sqlite:///{db}",
-            "LEMI_RETRY_DELAYS": "0.1,0.2,0.4",
-            "LEMI_REDELIVER_INTERVAL_SECONDS": "0",  # this test plays GitHub itself
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "NO_PROXY": "127.0.0.1,localhost",
-            **env,
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Server:
-        lemi = Path(sys.executable).parent / "lemi"
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([str(lemi), "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                body = httpx.get(f"{self.url}/healthz", timeout=1).json()
-                if body.get("app") == "ready":
-                    return self
-                raise AssertionError(f"lemi serve is not ready: {body}\n{self.output()}")
-            except httpx.TransportError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"lemi serve did not answer /healthz\n{self.output()}") from None
-                time.sleep(0.05)
-
-    def deliver(self, event: str, payload: dict[str, Any], delivery: str) -> httpx.Response:
-        headers, body = signed(event, payload, WEBHOOK_SECRET, delivery=delivery)
-        return httpx.post(f"{self.url}/webhook", content=body, headers=headers, timeout=10)
-
-    def kill(self) -> None:
-        """SIGKILL (kill -9): no lifespan shutdown, no lease given back."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
-
-
-def db_jobs(db: Path) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT dedupe_id, state, attempts, last_error FROM jobs")]
-    finally:
-        conn.close()
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
+def Server(github: Any, tmp_path: Path, db: Path, **env: str) -> LemiServe:
+    return LemiServe(github, tmp_path, db, lemi_yml=LEMI_YML, **env)
 
 
 def test_a_delivery_accepted_before_sigkill_is_processed_after_restart(github: Any, tmp_path: Path) -> None:

@@ -58,7 +58,8 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html import escape as _escape_html
 from typing import Any
@@ -2839,6 +2840,16 @@ def _templates() -> dict[str, Any]:
             deployment_status=s.component_example("deployment-status"),
         )
     return _TEMPLATES
+
+
+@contextmanager
+def serving(github: FakeGitHub, wrapper: Callable[[Any], Any]) -> Iterator[None]:
+    """Wrap the shared fake's ``serve`` (request in, answer out) for one test."""
+    github.serve = wrapper(FakeGitHub.serve.__get__(github))  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del github.serve
 
 
 # a fault armed this many times or more stands for "GitHub keeps failing": left over is fine
