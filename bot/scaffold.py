@@ -18,6 +18,7 @@ from .config import Config
 from .conventions import ECR_PUSH_ROLE, ecr_push_role_arn
 from .names import ECR_REPO_RE, OWNER_RE, service_name_problem
 from .schema import schema_for
+from .spec import MAX_DESIRED_COUNT
 from .templating import render
 
 SCHEMA_DIR = ".lemi/schema"
@@ -79,8 +80,8 @@ def scaffold(
         raise ScaffoldError("--cpu", f"{cpu} is not a Fargate CPU size; use one of {', '.join(map(str, fargate.CPU_VALUES))}")
     if not fargate.is_valid(cpu, memory):
         raise ScaffoldError("--memory", f"with --cpu {cpu}, memory must be {fargate.describe_memory(cpu)}")
-    if not 0 <= desired_count <= 5000:
-        raise ScaffoldError("--desired-count", "must be between 0 and 5000")
+    if not 0 <= desired_count <= MAX_DESIRED_COUNT:
+        raise ScaffoldError("--desired-count", f"must be between 0 and {MAX_DESIRED_COUNT}")
     image = image or service
     if not ECR_REPO_RE.fullmatch(image):
         raise ScaffoldError("--image", f"{image!r} is not a valid ECR repository name")

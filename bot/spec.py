@@ -66,7 +66,8 @@ EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
 SecretText = Annotated[str, AfterValidator(_secret)]
 ParameterText = Annotated[str, AfterValidator(_parameter)]
 PlainValue = Annotated[str, AfterValidator(_plain_value)]
-DesiredCount = Annotated[int, Field(ge=0, le=5000, description="number of tasks to keep running")]
+MAX_DESIRED_COUNT = 5000  # ECS's limit of tasks per service
+DesiredCount = Annotated[int, Field(ge=0, le=MAX_DESIRED_COUNT, description="number of tasks to keep running")]
 
 
 def _resource_schema(schema: dict[str, Any]) -> None:
