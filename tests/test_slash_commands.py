@@ -722,19 +722,24 @@ def test_a_command_that_cannot_be_done_says_why(start: Callable[..., Env], body:
 
 
 
+def _roll_out(env: Env, *tags: str) -> None:
+    """Deploy each tag in turn behind lemi's back, each rollout complete."""
+    ecs = env.world.ecs()
+    for tag in tags:
+        aws_world.push_image(env.world.endpoint, tag)
+        td = compile_for(env.world.config, env.world.files, "staging", tag).task_definition
+        arn = ecs.register_task_definition(**td)["taskDefinition"]["taskDefinitionArn"]
+        ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=arn)
+        ecs.describe_services(cluster=CLUSTER, services=[SERVICE])  # rolled out
+
+
 def test_a_rollback_retried_after_its_reply_failed_goes_to_the_revision_pinned_at_intake(
     start: Callable[..., Env]
 ) -> None:
     """The reply is lost, so the retry runs the rollback again: it goes to the revision chosen
     when the command was accepted (v2), not to the one before the service's new current (v1)."""
     env = start()
-    ecs = env.world.ecs()
-    for tag in ("v2", "v3"):
-        aws_world.push_image(env.world.endpoint, tag)
-        td = compile_for(env.world.config, env.world.files, "staging", tag).task_definition
-        arn = ecs.register_task_definition(**td)["taskDefinition"]["taskDefinitionArn"]
-        ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=arn)
-        ecs.describe_services(cluster=CLUSTER, services=[SERVICE])  # rolled out
+    _roll_out(env, "v2", "v3")
     env.sim.complete(after=30)
     cid = env.github.add_comment(REPO, env.number, "/lemi rollback", user="alice")
     env.deliver_comment(cid, drain=False)
@@ -750,13 +755,7 @@ def test_a_rollback_retried_after_its_reply_failed_goes_to_the_revision_pinned_a
 
 def test_a_retried_rollback_job_does_not_roll_back_twice(start: Callable[..., Env]) -> None:
     env = start()
-    ecs = env.world.ecs()
-    for tag in ("v2", "v3"):
-        aws_world.push_image(env.world.endpoint, tag)
-        td = compile_for(env.world.config, env.world.files, "staging", tag).task_definition
-        arn = ecs.register_task_definition(**td)["taskDefinition"]["taskDefinitionArn"]
-        ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=arn)
-        ecs.describe_services(cluster=CLUSTER, services=[SERVICE])  # rolled out
+    _roll_out(env, "v2", "v3")
     assert env.image_of_service().endswith(":v3")
     env.sim.complete(after=30)  # the rollback takes 30 polls: time to arm the fault below
     cid = env.github.add_comment(REPO, env.number, "/lemi rollback", user="alice")
