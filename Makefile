@@ -5,16 +5,39 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NPM_STAMP := tests/npm/node_modules/.installed
+LOCK   := requirements.lock
 
-.PHONY: run test venv clean bench browser
+.PHONY: run test venv clean bench browser lock
 
-$(STAMP): pyproject.toml
+# The venv holds exactly what requirements.lock pins (every runtime and test dependency and the
+# build backend, each file checked against its sha256), then lemi itself, editable, built by that
+# pinned hatchling: nothing unpinned or unhashed is installed. The stamp is redone when the lock
+# or pyproject.toml changes (`make clean` first for a venv without packages the lock dropped).
+$(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# `make lock` writes requirements.lock again from pyproject.toml; run it after changing a
+# dependency there and commit both (tests/test_lock.py fails while they disagree). Pins already in
+# the lock are kept where they still fit: `make lock LOCK_ARGS=--upgrade` moves every pin to the
+# newest release, `LOCK_ARGS='--upgrade-package aiohttp'` one of them.
+# uv resolves, because it is the best kept of the tools that write a hashed requirements file pip
+# installs: one lock for every platform and Python >= 3.11 (--universal: pip-tools' pip-compile
+# resolves only for the machine it runs on, so a lock made on Linux would lack Windows or macOS
+# pins), a hash for every wheel and sdist, and frequent releases. It is installed at a pinned
+# version into a throwaway venv for the run, never into $(VENV).
+UV_VERSION := 0.13.9
+lock:
+	@tools=$$(mktemp -d) && trap 'rm -rf "$$tools"' EXIT && \
+	$(PYTHON) -m venv "$$tools" && \
+	"$$tools/bin/python" -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) && \
+	"$$tools/bin/uv" pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	  --extra test --group build --custom-compile-command 'make lock' $(LOCK_ARGS) \
+	  pyproject.toml -o $(LOCK)
 
 # the App's server; ./.env (the setup page writes it on the first run) fills in unset variables
 run: $(STAMP)

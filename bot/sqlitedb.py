@@ -3,6 +3,11 @@
 WAL (readers never block the writer, several processes may share the file),
 ``synchronous=FULL`` (a commit is on disk when it returns) and a busy timeout.
 Rows stay small: webhook documents live beside the file (queue/bodies.py).
+
+The file is lemi's alone (privatefiles.py): it is created with mode 0600 before SQLite
+opens it, because SQLite gives the ``-wal``, ``-shm`` and ``-journal`` files it makes the
+database file's mode (umask or not); directories it needs are created 0700. A database,
+``-wal`` or ``-shm`` file that other users can open is tightened when it is opened.
 """
 
 from __future__ import annotations
@@ -14,12 +19,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from .privatefiles import create_dirs, private_file, tighten
+
 T = TypeVar("T")
+
+# files SQLite keeps beside the database (a crashed process leaves them behind)
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _prepare_file(path: str) -> None:
+    create_dirs(Path(path).parent)
+    private_file(path)
+    for suffix in SIDE_FILES:
+        tighten(path + suffix)
 
 
 def connect(path: str) -> sqlite3.Connection:
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if path not in ("", ":memory:"):  # "" is SQLite's private temporary database
+        _prepare_file(path)
     db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA busy_timeout=10000")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import boto3
 import pytest
 
 from app_harness import stored_document
+from bot.locks import LockStore
 from bot.queue import NewJob, Queue, QueueUnavailable, open_queue
 from bot.queue.sqlite import SQLiteQueue
 from bot.queue.sqs import SQSQueue, parse_url
@@ -457,6 +461,87 @@ async def test_an_unwritable_database_is_reported_as_unavailable(tmp_path: Path)
     q = SQLiteQueue(blocked / "q.db")
     with pytest.raises(QueueUnavailable):
         await q.put(job(1))
+
+
+# ---- who can open the files -----------------------------------------------------------------
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The process umask while the test runs (``indirect`` parameter; 022 unless given)."""
+    value = getattr(request, "param", 0o022)
+    old = os.umask(value)
+    try:
+        yield value
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000, 0o277], indirect=True, ids=["022", "000", "277"])
+async def test_the_queue_files_are_its_users_alone_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    """The database, the -wal and -shm files SQLite makes beside it, the documents directory and
+    its files, and the directories lemi creates for them: 0600 and 0700, not what the umask leaves."""
+    before = mode(tmp_path)
+    state = tmp_path / "var" / "lemi"  # neither exists yet
+    q = SQLiteQueue(state / "q.db")
+    assert await q.put(doc(1))
+    assert await q.put(job(2))
+    documents = state / "q.db.bodies"
+    segments = list(documents.glob("*.seg"))
+    assert len(segments) == 1
+    files = {p.name: mode(p) for p in (state / "q.db", state / "q.db-wal", state / "q.db-shm", *segments)}
+    assert files == {name: 0o600 for name in files}
+    assert (mode(documents), mode(state), mode(state.parent)) == (0o700, 0o700, 0o700)
+    assert mode(tmp_path) == before  # a directory that was there is not lemi's to change
+    await q.close()
+
+
+async def test_the_lock_store_file_is_private_too(tmp_path: Path, umask: int) -> None:
+    """Locks and the redelivery record use the same SQLite store (its own file when the queue is SQS)."""
+    locks = LockStore(tmp_path / "lemi-locks.db")
+    await locks.acquire("acme/demo", "production", "octocat")
+    assert {mode(tmp_path / f"lemi-locks.db{s}") for s in ("", "-wal", "-shm")} == {0o600}
+    await locks._store.close()
+
+
+async def test_files_other_users_could_open_are_tightened_when_the_queue_opens(
+    tmp_path: Path, umask: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A queue left by an older lemi (0644 files, a 0755 documents directory) that another process
+    still has open (its -wal and -shm are there, it appends to its document file): opening the queue
+    takes the group and other bits away, and a warning names each file and its old mode."""
+    import fcntl
+
+    path = tmp_path / "q.db"
+    older = sqlite3.connect(path, isolation_level=None)  # SQLite's own 0644 under umask 022
+    older.execute("PRAGMA journal_mode=WAL")
+    older.execute("CREATE TABLE t (x)")
+    older.execute("INSERT INTO t VALUES (1)")
+    documents = tmp_path / "q.db.bodies"
+    documents.mkdir(mode=0o755)
+    appending = documents / "1-0123abcd-1.seg"
+    appending.write_bytes(b"{}")
+    appending.chmod(0o644)
+    held = os.open(appending, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # its writer is alive: collect() leaves the file be
+    wide = {p: mode(p) for p in (path, tmp_path / "q.db-wal", tmp_path / "q.db-shm", appending, documents)}
+    assert set(wide.values()) == {0o644, 0o755}
+    try:
+        with caplog.at_level(logging.WARNING, logger="lemi.files"):
+            q = SQLiteQueue(path)
+            assert await q.depth() == 0
+        assert {p: mode(p) for p in wide} == {p: 0o700 if p == documents else 0o600 for p in wide}
+        warned = "\n".join(r.getMessage() for r in caplog.records)
+        for p, old in wide.items():
+            assert f"{p} could be opened by other users (mode {old:03o}); lemi set it to {old & 0o700:03o}" in warned
+        await q.close()
+    finally:
+        os.close(held)
+        older.close()
 
 
 # ---- SQS specifics ---------------------------------------------------------------------------

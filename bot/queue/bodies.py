@@ -13,6 +13,9 @@ where its document is: ``(file, offset, length)``.
 * Any process reads any file (``pread``).
 * ``collect`` deletes the files no open or failed job points at and no live
   process appends to (the ``flock`` of a killed process is gone with it).
+* The directory is lemi's alone (mode 0700) and so is every file (0600), whatever
+  the umask. ``make_private`` (the queue calls it when it opens its database)
+  tightens a directory or files that other users could open (privatefiles.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import re
 import secrets
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
+
+from .. import privatefiles
 
 SEGMENT_BYTES = 64 * 1024 * 1024
 _NAME = re.compile(r"^[0-9]+-[0-9a-f]{8}-[0-9]+\.seg$")
@@ -80,13 +85,19 @@ class Bodies:
             raise
         return where
 
+    def make_private(self) -> None:
+        """Take away other users' access to the directory and its files, where they have any."""
+        privatefiles.tighten(self.directory)
+        for name in self.files():
+            privatefiles.tighten(self.directory / name)
+
     def _rotate(self) -> None:
         self.close()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        privatefiles.private_dir(self.directory)
         self._serial += 1
         name = f"{self._prefix}-{self._serial}.seg"
         # O_DSYNC: each write returns once its data is on disk (one call, not write + fdatasync)
-        fd = os.open(self.directory / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _DSYNC, 0o600)
+        fd = privatefiles.create_private(self.directory / name, os.O_WRONLY | os.O_APPEND | _DSYNC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours alone: collect() leaves it be
             directory = os.open(self.directory, os.O_RDONLY)

@@ -8,6 +8,10 @@ A webhook's document is kept in append-only files beside the database
 (``<queue>.bodies/``, see bodies.py), synced before the row that points at
 it is committed; a job that is done lets go of it, a job that failed for
 good takes its document into its row (kept for inspection).
+
+The database, its ``-wal`` and ``-shm`` files and the documents are readable by
+lemi's user alone (0600, directories 0700), whatever the umask; ones that other
+users could open are tightened when the queue opens (privatefiles.py).
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ class SQLiteQueue:
             if column not in columns:  # a queue file from before the document files
                 db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
         db.executescript(INDEXES)
+        if self._bodies is not None:
+            self._bodies.make_private()  # 0700 / 0600, like the database (privatefiles.py)
         self._collect(db)  # files left by processes that are gone
 
     def _collect(self, db: sqlite3.Connection) -> None:
