@@ -2,7 +2,10 @@
 
 A job that raises a transient error goes back to the queue with a growing
 delay; one that keeps failing, or fails permanently, ends ``failed`` -- and
-the user is told (comment or check run) before that, never silently dropped.
+the user is told (comment or check run) before that. Telling them is tried
+REPORT_ATTEMPTS times; a job whose report keeps failing too ends ``failed``
+without one, logged as an error and counted (outcome ``unreported``), rather
+than holding its queue key forever.
 While a job runs its lease is extended; a worker that loses its lease (it
 was too slow, or the queue handed the job to another worker after a crash)
 stops the job instead of running it twice in parallel.
@@ -34,6 +37,8 @@ Process = Callable[[Job], Awaitable[None]]
 Report = Callable[[Job, str], Awaitable[None]]
 
 DEFAULT_RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0, 1800.0)
+# tries at telling the user that a job failed, the retry delays apart; then it fails unreported
+REPORT_ATTEMPTS = 3
 AWS_TRANSIENT = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
                  "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "ServerException"}  # fmt: skip
 
@@ -120,8 +125,13 @@ class Worker:
         started = time.monotonic()
         outcome = "done"
         if job.attempts > self.settings.max_attempts:  # it kept killing its worker
-            await self._give_up(job, f"stopped after {job.attempts - 1} attempts that never finished")
-            self._observe(job, "failed", started)
+            reason = f"stopped after {job.attempts - 1} attempts that never finished"
+            if job.attempts > self.settings.max_attempts + REPORT_ATTEMPTS:  # and so did reporting it
+                why = f"its worker stopped while reporting it, {REPORT_ATTEMPTS} times"
+                outcome = await self._fail_unreported(job, reason, why)
+            else:
+                outcome = await self._give_up(job, reason)
+            self._observe(job, outcome, started)
             return
         task = asyncio.create_task(self._process(job))
         beat = asyncio.create_task(self._heartbeat(job, task))
@@ -163,8 +173,7 @@ class Worker:
         where = {k: v for k, v in getattr(exc, "lemi_log", {}).items() if k in logs.FIELDS}
         if is_permanent(exc) or job.attempts >= self.settings.max_attempts:
             log.error("job %s failed for good: %s", job.id, reason, exc_info=exc, extra=where)
-            await self._give_up(job, reason)
-            return "failed"
+            return await self._give_up(job, reason)
         delay = self.settings.retry_delays[min(job.attempts - 1, len(self.settings.retry_delays) - 1)]
         log.warning(
             "job %s failed (attempt %s), retrying in %ss: %s", job.id, job.attempts, delay, reason, extra=where
@@ -172,14 +181,52 @@ class Worker:
         await self.queue.retry(job, delay, reason)
         return "retry"
 
-    async def _give_up(self, job: Job, reason: str) -> None:
+    async def _give_up(self, job: Job, reason: str) -> str:
+        """Tell the user, then fail the job for good: "failed", "unreported" or "lost".
+
+        The report is tried REPORT_ATTEMPTS times while the job's lease is kept; a job is
+        never run again for its report's sake."""
+        report = asyncio.create_task(self._report(job, reason))
+        beat = asyncio.create_task(self._heartbeat(job, report))
         try:
-            await self.report(job, reason)
-        except Exception as exc:  # noqa: BLE001 - keep the job for a later report attempt
-            log.error("could not report the failure of job %s: %s", job.id, describe(exc))
-            await self.queue.retry(job, self.settings.retry_delays[-1], f"report failed: {describe(exc)}")
-            return
+            why = await report
+        except asyncio.CancelledError:
+            if beat.done() and beat.result() is False:
+                log.warning("lost the lease of job %s while reporting its failure; another worker has it", job.id)
+                return "lost"
+            raise
+        finally:
+            beat.cancel()
+        if why is not None:
+            return await self._fail_unreported(job, reason, why)
         await self.queue.fail(job, reason)
+        return "failed"
+
+    async def _report(self, job: Job, reason: str) -> str | None:
+        """None once the user is told; else why it could not be."""
+        why = ""
+        for attempt in range(1, REPORT_ATTEMPTS + 1):
+            try:
+                await self.report(job, reason)
+                return None
+            except Exception as exc:  # noqa: BLE001 - a broken report must not lose the job's end
+                why = describe(exc)
+            if attempt < REPORT_ATTEMPTS:
+                delay = self.settings.retry_delays[min(attempt - 1, len(self.settings.retry_delays) - 1)]
+                log.warning(
+                    "could not report the failure of job %s (attempt %s of %s), trying again in %ss: %s",
+                    job.id, attempt, REPORT_ATTEMPTS, delay, why,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+        return f"{REPORT_ATTEMPTS} attempts failed, the last with {why}"
+
+    async def _fail_unreported(self, job: Job, reason: str, why: str) -> str:
+        log.error(
+            "job %s (delivery %s) failed and could not be reported (%s); it failed with %s",
+            job.id, job.dedupe_id, why, reason,
+        )  # fmt: skip
+        await self.queue.fail(job, f"{reason} (not reported: {why})")
+        return "unreported"
 
     def _observe(self, job: Job, outcome: str, started: float) -> None:
         if self.metrics is not None:

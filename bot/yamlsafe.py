@@ -7,7 +7,12 @@ size, depth, aliases and total nodes, then builds plain Python values itself,
 recording the line and column of every key and value so that a later
 validation error can point at the exact spot. It also refuses what has no
 place in a lemi file: custom or Python tags, merge keys, duplicate keys,
-non-string keys and multi-document streams.
+non-string keys and multi-document streams; and every scalar YAML 1.1 would
+turn into something lemi cannot represent or should not pay to build (an
+impossible date, a number hundreds of digits long, a base-60 number such as
+``1:30``), so that no error of PyYAML's constructors escapes :func:`load`.
+Scalars are checked as they are composed: a poison value is refused where it
+is read, before the rest of the file is parsed.
 """
 
 from __future__ import annotations
@@ -32,6 +37,17 @@ MAP = "tag:yaml.org,2002:map"
 SEQ = "tag:yaml.org,2002:seq"
 MERGE = "tag:yaml.org,2002:merge"
 _SCALAR_TAGS = {STR, INT, FLOAT, BOOL, NULL, TIMESTAMP}
+# the text YAML 1.1 reads as each tag (checked for a value tagged explicitly, e.g. `!!int foo`)
+_PATTERNS = {
+    tag: regexp
+    for resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.values()
+    for tag, regexp in resolvers
+    if tag in _SCALAR_TAGS
+}
+# Longer numbers and dates are refused, not built: no lemi value needs more, and building
+# one can cost more than its length (Python refuses ints over 4,300 digits; a base-60 one
+# is quadratic). A string of digits is quoted.
+MAX_NUMBER_TEXT = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +106,36 @@ class _Refused(Exception):
         self.path = path
 
 
+class _Key:
+    """In a composer's path: the node being composed is a map's key (its text comes with it)."""
+
+
+_KEY = _Key()
+
+
 class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader whose composer counts depth and aliases as it goes."""
+    """SafeLoader whose composer counts depth and aliases as it goes, and checks each
+    scalar as soon as it is read (keeping the path to it for the problem)."""
 
     def __init__(self, stream: str, limits: Limits) -> None:
-        super().__init__(stream)
         self._limits = limits
         self._depth = 0
         self._aliases = 0
         self._nodes = 0
+        self._path: list[Any] = []
+        super().__init__(stream)
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803 - PyYAML's name
+        """The scanner's ``[`` or ``{``: refused past the depth cap here already, because the
+        scanner looks up to 1,024 characters ahead for a key and, for every token it reads,
+        walks every open flow level (a line of ``[[[[...`` cost half a second)."""
+        if self.flow_level >= self._limits.max_depth:
+            raise _Refused(
+                f"nested deeper than {self._limits.max_depth} levels",
+                self.get_mark(),
+                "lemi files are shallow; check the indentation",
+            )
+        super().fetch_flow_collection_start(TokenClass)
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
@@ -118,6 +155,8 @@ class _BoundedLoader(yaml.SafeLoader):
                 "lemi files are a few dozen lines; check that the right file is named",
             )
         self._depth += 1
+        if parent is not None:
+            self._path.append(_segment(parent, index))
         try:
             if self._depth > self._limits.max_depth:
                 raise _Refused(
@@ -125,16 +164,138 @@ class _BoundedLoader(yaml.SafeLoader):
                     self.peek_event().start_mark,
                     "lemi files are shallow; check the indentation",
                 )
-            return super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
+            if isinstance(node, yaml.ScalarNode):
+                self._check(node)
+            return node
         finally:
             self._depth -= 1
+            if parent is not None:
+                self._path.pop()
+
+    def _check(self, node: yaml.ScalarNode) -> None:
+        is_key = bool(self._path) and self._path[-1] is _KEY
+        try:
+            if is_key:
+                _check_key(node)
+            else:
+                _scalar_value(node)
+        except _Refused as exc:
+            parts = self._path[:-1] + [node.value] if is_key else self._path
+            exc.path = tuple("?" if part is _KEY else part for part in parts)
+            raise
+
+
+def _segment(parent: yaml.Node, index: Any) -> Any:
+    """What a child of ``parent`` adds to the path: a key's text, a list index, or _KEY."""
+    if isinstance(parent, yaml.MappingNode):
+        if index is None:
+            return _KEY
+        return index.value if isinstance(index, yaml.ScalarNode) else "?"
+    return index
 
 
 _constructor = yaml.SafeLoader("")  # only its scalar constructors are used
+_CONSTRUCT = {
+    BOOL: _constructor.construct_yaml_bool,
+    INT: _constructor.construct_yaml_int,
+    FLOAT: _constructor.construct_yaml_float,
+    TIMESTAMP: _constructor.construct_yaml_timestamp,
+}
 
 
 def _pos(mark: Any) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+
+
+def _shown(text: str) -> str:
+    """A scalar's text for a message: quoted, and cut short when it is long."""
+    if len(text) <= MAX_NUMBER_TEXT:
+        return repr(text)
+    return f"{text[:MAX_NUMBER_TEXT]!r}... ({len(text):,} characters)"
+
+
+def _quote_it(text: str, why: str = "") -> str:
+    """'quote it: "1:30"' (just 'quote it' when the text is long or would need escapes)."""
+    plain = len(text) <= MAX_NUMBER_TEXT and '"' not in text and "\\" not in text
+    return (f'quote it: "{text}"' if plain else "quote it") + (f"; {why}" if why else "")
+
+
+def _bad_tag(node: yaml.Node) -> _Refused:
+    tag = node.tag
+    short = tag.replace("tag:yaml.org,2002:", "!!")
+    if short == "!!merge":
+        return _Refused(
+            "YAML merge keys (<<) are not supported in lemi files",
+            node.start_mark,
+            "write the keys out in full",
+        )
+    return _Refused(
+        f"the YAML tag {short} is not allowed in lemi files",
+        node.start_mark,
+        "remove the tag; lemi files hold only plain strings, numbers, booleans, lists and maps",
+    )
+
+
+def _check_key(node: yaml.ScalarNode) -> None:
+    """A key is a name: YAML must read it as a string (it is never built as anything else)."""
+    if node.tag == STR:
+        return
+    if node.tag not in _SCALAR_TAGS:
+        raise _bad_tag(node)
+    raise _Refused(
+        f"the key {_shown(node.value)} is read by YAML as a {_kind(node.tag)}, not as a name",
+        node.start_mark,
+        _quote_it(node.value),
+    )
+
+
+def _scalar_value(node: yaml.ScalarNode) -> Any:
+    """The Python value of a scalar, or :class:`_Refused` for one YAML 1.1 reads as
+    something lemi cannot represent or would pay too much to build."""
+    tag, text = node.tag, node.value
+    if tag == STR:
+        return text
+    if tag not in _SCALAR_TAGS:
+        raise _bad_tag(node)
+    short = tag.replace("tag:yaml.org,2002:", "!!")
+    if not _PATTERNS[tag].fullmatch(text):  # only an explicit tag can get here: `!!int foo`
+        raise _Refused(
+            f"{_shown(text)} is tagged {short} but is not a {_kind(tag)}",
+            node.start_mark,
+            "remove the tag; lemi files need no tags",
+        )
+    if tag in (INT, FLOAT) and ":" in text:
+        raise _Refused(
+            f"{_shown(text)} is read by YAML as a base-60 (sexagesimal) number",
+            node.start_mark,
+            _quote_it(text, "YAML 1.1 reads it as a base-60 number"),
+        )
+    if tag in (INT, FLOAT, TIMESTAMP) and len(text) > MAX_NUMBER_TEXT:
+        raise _Refused(
+            f"{_shown(text)} is read by YAML as a {_kind(tag)}, longer than the "
+            f"{MAX_NUMBER_TEXT} characters lemi reads",
+            node.start_mark,
+            "quote it if it is text",
+        )
+    if tag == NULL:
+        return None
+    try:
+        return _CONSTRUCT[tag](node)
+    except Exception as exc:  # noqa: BLE001 - no constructor error (ValueError, OverflowError, ...) escapes load
+        if tag == TIMESTAMP:
+            # datetime's own words when they are plain ("day is out of range for month")
+            why = f" ({exc})" if isinstance(exc, ValueError) and len(str(exc)) <= 40 else ""
+            raise _Refused(
+                f"{_shown(text)} is read by YAML as a date, but it is not a valid one{why}",
+                node.start_mark,
+                _quote_it(text),
+            ) from None
+        raise _Refused(
+            f"{_shown(text)} is read by YAML as a {_kind(tag)}, but it cannot be built as one",
+            node.start_mark,
+            _quote_it(text) + " if it is text",
+        ) from None
 
 
 class _Builder:
@@ -154,50 +315,30 @@ class _Builder:
         self.doc.value_pos.setdefault(path, _pos(node.start_mark))
         if isinstance(node, yaml.MappingNode):
             if node.tag != MAP:
-                raise self._bad_tag(node)
+                raise _bad_tag(node)
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != SEQ:
-                raise self._bad_tag(node)
+                raise _bad_tag(node)
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
         return self._scalar(node, path)
-
-    def _bad_tag(self, node: yaml.Node) -> _Refused:
-        tag = node.tag
-        short = tag.replace("tag:yaml.org,2002:", "!!")
-        if short == "!!merge":
-            return _Refused(
-                "YAML merge keys (<<) are not supported in lemi files",
-                node.start_mark,
-                "write the keys out in full",
-            )
-        return _Refused(
-            f"the YAML tag {short} is not allowed in lemi files",
-            node.start_mark,
-            "remove the tag; lemi files hold only plain strings, numbers, booleans, lists and maps",
-        )
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == MERGE:
-                raise self._bad_tag(key_node)
+                raise _bad_tag(key_node)
             if not isinstance(key_node, yaml.ScalarNode):
                 raise _Refused(
                     "a key must be a plain name, not a list or a map",
                     key_node.start_mark,
                     "use a simple name before the colon",
                 )
-            if key_node.tag != STR:
-                if key_node.tag not in _SCALAR_TAGS:
-                    raise self._bad_tag(key_node)
-                raise _Refused(
-                    f"the key {key_node.value!r} is read by YAML as a "
-                    f"{_kind(key_node.tag)}, not as a name",
-                    key_node.start_mark,
-                    f'quote it: "{key_node.value}"',
-                    path + (key_node.value,),
-                )
+            try:
+                _check_key(key_node)
+            except _Refused as exc:
+                exc.path = path + (key_node.value,)
+                raise
             key = key_node.value
             if key in out:
                 raise _Refused(
@@ -212,22 +353,14 @@ class _Builder:
         return out
 
     def _scalar(self, node: yaml.ScalarNode, path: Path) -> Any:
-        tag = node.tag
-        if tag not in _SCALAR_TAGS:
-            raise self._bad_tag(node)
-        if tag == STR:
-            return node.value
-        self.doc.scalars[path] = Scalar(tag, node.value, node.style in ("'", '"'))
-        if tag == NULL:
-            return None
-        if tag == BOOL:
-            return _constructor.construct_yaml_bool(node)
-        if tag == INT:
-            return _constructor.construct_yaml_int(node)
-        if tag == FLOAT:
-            return _constructor.construct_yaml_float(node)
-        value = _constructor.construct_yaml_timestamp(node)
-        assert isinstance(value, (_dt.date, _dt.datetime))
+        if node.tag in _SCALAR_TAGS and node.tag != STR:
+            self.doc.scalars[path] = Scalar(node.tag, node.value, node.style in ("'", '"'))
+        try:
+            value = _scalar_value(node)  # refused when composed already, if at all: a last resort
+        except _Refused as exc:
+            exc.path = path
+            raise
+        assert node.tag != TIMESTAMP or isinstance(value, (_dt.date, _dt.datetime))
         return value
 
 

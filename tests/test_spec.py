@@ -840,3 +840,53 @@ def test_directory_mismatch_through_the_directory_listing() -> None:
     problem = one(parse_service_files, "other", files, repository=REPO)
     at(problem, "deploy/other/service.yaml", "name", 1, 7)
     assert "does not match its directory deploy/other/" in problem.message
+
+
+# --- values YAML cannot build: positioned problems, never an exception ------------------------
+
+
+SERVICE_POISON = [
+    # (field, value as written, in the message, hint, path, line, column)
+    pytest.param("owner", "2024-02-30", "'2024-02-30' is read by YAML as a date, but it is not a valid one",
+                 'quote it: "2024-02-30"', "owner", 2, 8, id="impossible-date"),
+    pytest.param("owner", "1" * 5_000, "is read by YAML as a number, longer than the 40 characters",
+                 "quote it if it is text", "owner", 2, 8, id="5000-digit-owner"),
+    pytest.param("desired", "1" * 5_000, "is read by YAML as a number, longer than the 40 characters",
+                 "quote it if it is text", "spec.desiredCount", 4, 17, id="5000-digit-count"),
+    pytest.param("desired", "1:30", "'1:30' is read by YAML as a base-60 (sexagesimal) number",
+                 'quote it: "1:30"; YAML 1.1 reads it as a base-60 number', "spec.desiredCount", 4, 17, id="base60-count"),
+    pytest.param("image", "190:20:30.15", "base-60",
+                 'quote it: "190:20:30.15"; YAML 1.1 reads it as a base-60 number', "spec.image", 5, 10, id="base60-image"),
+    pytest.param("cpu", "!!int foo", "'foo' is tagged !!int but is not a number",
+                 "remove the tag; lemi files need no tags", "spec.resource.cpu", 7, 10, id="tagged-cpu"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "value", "needle", "hint", "path", "line", "column"), SERVICE_POISON)
+def test_a_value_yaml_cannot_build_is_a_problem_of_the_service_files(
+    field: str, value: str, needle: str, hint: str, path: str, line: int, column: int
+) -> None:
+    files = {"service.yaml": service_yaml(**{field: value}), "environment/staging.yaml": "desiredCount: 2\n"}
+    problem = one(parse_service_files, "demo-service", files, repository=REPO, known_environments=KNOWN)
+    at(problem, SERVICE, path, line, column)
+    assert needle in problem.message and problem.hint == hint
+    assert len(problem.render()) < 300  # a 5,000-digit value is not echoed back
+
+
+def test_values_yaml_cannot_build_in_several_files_are_all_reported() -> None:
+    files = {
+        "service.yaml": service_yaml(owner="2024-02-30"),
+        "environment/staging.yaml": "variables:\n  LOG_LEVEL: info\n  SINCE: 2023-02-29\n",
+        "environment/prod.yaml": "desiredCount: 1:00\n",
+    }
+    found = problems(parse_service_files, "demo-service", files, repository=REPO, known_environments=KNOWN)
+    assert [(p.file, p.path, p.line, p.column) for p in found] == [
+        (SERVICE, "owner", 2, 8),
+        (f"{BASE}/environment/prod.yaml", "desiredCount", 1, 15),
+        (ENV, "variables.SINCE", 3, 10),
+    ]
+    assert [p.hint for p in found] == [
+        'quote it: "2024-02-30"',
+        'quote it: "1:00"; YAML 1.1 reads it as a base-60 number',
+        'quote it: "2023-02-29"',
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import http
 
 from bot.queue import Job, NewJob
 from bot.queue.sqlite import SQLiteQueue
-from bot.worker import Permanent, Worker, WorkerSettings
+from bot.metrics import Metrics
+from bot.worker import REPORT_ATTEMPTS, Permanent, Worker, WorkerSettings
 
 
 class Clock:
@@ -123,16 +125,72 @@ async def test_errors_that_never_stop_end_reported(queue: SQLiteQueue, clock: Cl
     assert rec.reports == [(3, "RuntimeError: bug")]
 
 
-async def test_a_report_that_fails_keeps_the_job_for_later(queue: SQLiteQueue, clock: Clock) -> None:
-    rec = Recorder(Permanent("nope"))
+class FailingReport:
+    """A report that raises for its first ``failures`` calls (every call when None)."""
 
-    async def broken_report(job: Job, reason: str) -> None:
-        raise GitHubBroken(http.HTTPStatus.BAD_GATEWAY)
+    def __init__(self, failures: int | None = None) -> None:
+        self.failures = failures
+        self.calls: list[tuple[int, str]] = []
 
-    w = Worker(queue, rec.process, broken_report, settings=WorkerSettings(retry_delays=(1.0,)), name="w")
+    async def __call__(self, job: Job, reason: str) -> None:
+        self.calls.append((job.attempts, reason))
+        if self.failures is None or len(self.calls) <= self.failures:
+            raise GitHubBroken(http.HTTPStatus.BAD_GATEWAY)
+
+
+def unreported(metrics: Metrics) -> float:
+    return metrics.registry.get_sample_value(
+        "lemi_job_duration_seconds_count", {"kind": "webhook", "outcome": "unreported"}
+    ) or 0.0
+
+
+async def test_a_report_that_keeps_failing_is_tried_a_few_times_then_the_job_fails_unreported(
+    queue: SQLiteQueue, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec, report, metrics = Recorder(Permanent("the infra repository is archived")), FailingReport(), Metrics()
+    w = Worker(queue, rec.process, report, settings=WorkerSettings(retry_delays=(0.01,)), metrics=metrics, name="w")
+    with caplog.at_level(logging.WARNING, logger="lemi.worker"):
+        await w.run_once()
+    assert rec.runs == [1]  # never run again for its report's sake
+    assert report.calls == [(1, "Permanent: the infra repository is archived")] * REPORT_ATTEMPTS
+    stored = await queue.get("d-1")
+    assert stored is not None and stored.state == "failed"
+    assert "the infra repository is archived" in (stored.last_error or "") and "not reported" in (stored.last_error or "")
+    (error,) = [r for r in caplog.records if r.levelno == logging.ERROR and "could not be reported" in r.getMessage()]
+    text = error.getMessage()
+    assert "job 1 " in text and "delivery d-1" in text and "GitHubBroken" in text and "infra repository is archived" in text
+    assert unreported(metrics) == 1
+    clock.now += 10_000  # and it is over: nothing comes back, however long one waits
+    assert await w.run_once() is False
+
+
+async def test_a_report_that_fails_once_is_tried_again_and_the_job_failed_reported(
+    queue: SQLiteQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec, report, metrics = Recorder(Permanent("nope")), FailingReport(failures=1), Metrics()
+    w = Worker(queue, rec.process, report, settings=WorkerSettings(retry_delays=(0.01,)), metrics=metrics, name="w")
     await w.run_once()
     stored = await queue.get("d-1")
-    assert stored is not None and stored.state == "queued" and "report failed" in (stored.last_error or "")
+    assert stored is not None and stored.state == "failed" and stored.last_error == "Permanent: nope"
+    assert len(report.calls) == 2 and rec.runs == [1]
+    assert not [r for r in caplog.records if "could not be reported" in r.getMessage()]
+    assert unreported(metrics) == 0
+
+
+async def test_the_lease_is_kept_while_a_report_is_tried_again(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")  # the real clock: leases run out
+    await q.put(NewJob("d-1", "k", "webhook", {}))
+    rec, report = Recorder(Permanent("nope")), FailingReport(failures=1)
+    w = Worker(q, rec.process, report, settings=WorkerSettings(lease_seconds=0.3, retry_delays=(0.6,)), name="w")
+    run = asyncio.create_task(w.run_once())
+    while not report.calls:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.45)  # past the first lease, while the worker waits to report again
+    assert await q.lease("thief", 5) is None
+    await asyncio.wait_for(run, timeout=3)
+    stored = await q.get("d-1")
+    assert stored is not None and stored.state == "failed" and len(report.calls) == 2
+    await q.close()
 
 
 async def test_a_job_that_keeps_killing_its_worker_is_reported_not_run(queue: SQLiteQueue, clock: Clock) -> None:
@@ -145,6 +203,38 @@ async def test_a_job_that_keeps_killing_its_worker_is_reported_not_run(queue: SQ
     assert rec.reports and "never finished" in rec.reports[0][1]
     stored = await queue.get("d-1")
     assert stored is not None and stored.state == "failed" and len(rec.reports) == 1
+
+
+async def test_a_job_that_kept_killing_its_worker_ends_even_when_its_report_fails(
+    queue: SQLiteQueue, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    for _ in range(2):  # max_attempts leases that never settled
+        assert await queue.lease("dead", 1) is not None
+        clock.now += 2
+    rec, report, metrics = Recorder(), FailingReport(), Metrics()
+    w = Worker(queue, rec.process, report, settings=WorkerSettings(retry_delays=(0.01,)), metrics=metrics, name="w")
+    await w.run_once()
+    assert rec.runs == [] and len(report.calls) == REPORT_ATTEMPTS and "never finished" in report.calls[0][1]
+    stored = await queue.get("d-1")
+    assert stored is not None and stored.state == "failed" and "not reported" in (stored.last_error or "")
+    assert unreported(metrics) == 1
+    clock.now += 10_000
+    assert await w.run_once() is False
+
+
+async def test_a_job_whose_report_kept_killing_its_worker_fails_without_another_try(
+    queue: SQLiteQueue, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = WorkerSettings(retry_delays=(0.01,))
+    for _ in range(settings.max_attempts + REPORT_ATTEMPTS):  # the runs, then the reports, all cut short
+        assert await queue.lease("dead", 1) is not None
+        clock.now += 2
+    rec, report = Recorder(), FailingReport()
+    await Worker(queue, rec.process, report, settings=settings, name="w").run_once()
+    assert rec.runs == [] and report.calls == []
+    stored = await queue.get("d-1")
+    assert stored is not None and stored.state == "failed" and "not reported" in (stored.last_error or "")
+    assert [r for r in caplog.records if r.levelno == logging.ERROR and "delivery d-1" in r.getMessage()]
 
 
 async def test_a_worker_that_loses_its_lease_stops_the_job(tmp_path: Path) -> None:

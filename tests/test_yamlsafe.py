@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from bot.problems import Invalid, Problem
-from bot.yamlsafe import BOOL, DEFAULT_LIMITS, FLOAT, INT, NULL, TIMESTAMP, Document, Limits, load
+import bot.yamlsafe
+from bot.yamlsafe import BOOL, DEFAULT_LIMITS, FLOAT, INT, MAX_NUMBER_TEXT, NULL, TIMESTAMP, Document, Limits, load
 
 FILE = "deploy/demo-service/environment/staging.yaml"
 MAX_PEAK = 50 * 1024 * 1024  # loose safety bounds, not performance assertions
@@ -123,6 +124,23 @@ def test_ten_thousand_nested_flow_sequences_are_refused() -> None:
     assert "indentation" in problem.hint
     assert problem.line == 1
     assert problem.column <= DEFAULT_LIMITS.max_depth + 1
+
+
+def test_deep_flow_nesting_is_refused_while_scanning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyYAML's scanner reads up to 1,024 characters ahead for a possible key and, per token,
+    walks every open flow level: ``[[[[...`` must stop at the cap, not 1,000 tokens later."""
+    fetched = [0]
+    original = yaml.scanner.Scanner.fetch_more_tokens
+
+    def counting(self):  # type: ignore[no-untyped-def]
+        fetched[0] += 1
+        return original(self)
+
+    monkeypatch.setattr(yaml.scanner.Scanner, "fetch_more_tokens", counting)
+    problem = refused("a: " + "[" * 100_000)
+    assert f"nested deeper than {DEFAULT_LIMITS.max_depth} levels" in problem.message
+    assert (problem.line, problem.column) == (1, 4 + DEFAULT_LIMITS.max_depth)
+    assert fetched[0] <= DEFAULT_LIMITS.max_depth + 5
 
 
 def test_unclosed_nested_flow_maps_are_refused() -> None:
@@ -384,6 +402,168 @@ def test_the_node_cap_stops_composition_of_a_wide_document(composed_nodes: list[
     assert composed_nodes[0] <= 2 * limits.max_nodes
     # refused at the 101st value (the map, its key, the list, then item 98), not at the end
     assert (problem.line, problem.column) == (1, 4 + 97 * 3 + 1)
+
+
+# --- scalars YAML 1.1 cannot represent, or that cost too much to build ---------------------
+
+
+def poisoned(source: str | bytes) -> Problem:
+    """Load ``source``: it must raise Invalid (nothing else) with one positioned problem that
+    says how to fix it. (No time is asserted: see the composed-node tests below.)"""
+    with pytest.raises(Invalid) as info:
+        load(source, FILE)
+    (problem,) = info.value.problems
+    assert problem.file == FILE and problem.message and problem.hint
+    assert len(problem.message) < 200, "a long value is cut short in the message"
+    return problem
+
+
+LONG_INT = "1" * 5_000  # more digits than Python turns into an int (4,300)
+
+POISON = [
+    # (source, in the message, the hint, path, line, column)
+    pytest.param("owner: 2024-02-30\n", "'2024-02-30' is read by YAML as a date, but it is not a valid one",
+                 'quote it: "2024-02-30"', "owner", 1, 8, id="impossible-date"),
+    pytest.param("a:\n  b: 2024-13-01\n", "is not a valid one (month must be in 1..12)",
+                 'quote it: "2024-13-01"', "a.b", 2, 6, id="month-13"),
+    pytest.param("at: 2001-12-14 25:59:43\n", "'2001-12-14 25:59:43' is read by YAML as a date, but it is not a valid one",
+                 'quote it: "2001-12-14 25:59:43"', "at", 1, 5, id="hour-25"),
+    pytest.param("at: 2001-12-14t21:59:43+99\n", "is not a valid one",
+                 'quote it: "2001-12-14t21:59:43+99"', "at", 1, 5, id="zone-99-hours"),
+    pytest.param(f"n: {LONG_INT}\n", f"is read by YAML as a number, longer than the {MAX_NUMBER_TEXT} characters",
+                 "quote it if it is text", "n", 1, 4, id="5000-digit-int"),
+    pytest.param("n: " + "9" * (MAX_NUMBER_TEXT + 1) + "\n", "longer than the", "quote it if it is text", "n", 1, 4,
+                 id="just-too-long-int"),
+    pytest.param("n: 0x" + "f" * 100 + "\n", "read by YAML as a number, longer", "quote it if it is text", "n", 1, 4,
+                 id="long-hex"),
+    pytest.param("n: 0" + "7" * 100 + "\n", "read by YAML as a number, longer", "quote it if it is text", "n", 1, 4,
+                 id="long-octal"),
+    pytest.param("n: 1." + "5" * 100 + "\n", "read by YAML as a number, longer", "quote it if it is text", "n", 1, 4,
+                 id="long-float"),
+    pytest.param("at: 2001-12-14t21:59:43." + "1" * 100 + "\n", "read by YAML as a date, longer", "quote it if it is text",
+                 "at", 1, 5, id="long-timestamp"),
+    pytest.param("time: 1:30\n", "'1:30' is read by YAML as a base-60 (sexagesimal) number",
+                 'quote it: "1:30"; YAML 1.1 reads it as a base-60 number', "time", 1, 7, id="base60-int"),
+    pytest.param("time: -1:30\n", "base-60", 'quote it: "-1:30"; YAML 1.1 reads it as a base-60 number', "time", 1, 7,
+                 id="base60-negative"),
+    pytest.param("angle: 190:20:30.15\n", "'190:20:30.15' is read by YAML as a base-60 (sexagesimal) number",
+                 'quote it: "190:20:30.15"; YAML 1.1 reads it as a base-60 number', "angle", 1, 8, id="base60-float"),
+    pytest.param("list:\n  - ok\n  - 1:2:3\n", "base-60", 'quote it: "1:2:3"; YAML 1.1 reads it as a base-60 number',
+                 "list[1]", 3, 5, id="base60-in-a-list"),
+    pytest.param("a: !!int foo\n", "'foo' is tagged !!int but is not a number", "remove the tag; lemi files need no tags", "a", 1, 4,
+                 id="tagged-int"),
+    pytest.param("a: !!bool maybe\n", "'maybe' is tagged !!bool but is not a boolean", "remove the tag; lemi files need no tags", "a", 1, 4,
+                 id="tagged-bool"),
+    pytest.param("a: !!float x\n", "tagged !!float but is not a number", "remove the tag; lemi files need no tags", "a", 1, 4, id="tagged-float"),
+    pytest.param("a: !!timestamp soon\n", "tagged !!timestamp but is not a date", "remove the tag; lemi files need no tags", "a", 1, 4,
+                 id="tagged-timestamp"),
+    pytest.param("a: !!null x\n", "tagged !!null but is not a null (empty)", "remove the tag; lemi files need no tags", "a", 1, 4, id="tagged-null"),
+    # matches YAML's pattern for a hex number, but int("", 16) fails: the constructor's own error
+    pytest.param("a: !!int 0x_\n", "'0x_' is read by YAML as a number, but it cannot be built as one",
+                 'quote it: "0x_" if it is text', "a", 1, 4, id="constructor-error"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("source", "needle", "hint", "path", "line", "column"), POISON)
+def test_values_yaml_cannot_build_are_positioned_problems(
+    source: str, needle: str, hint: str, path: str, line: int, column: int
+) -> None:
+    problem = poisoned(source)
+    assert needle in problem.message
+    assert problem.hint == hint
+    assert (problem.path, problem.line, problem.column) == (path, line, column)
+
+
+def test_a_long_number_key_is_cut_short_in_its_message() -> None:
+    key = LONG_INT[:500]  # a key YAML still reads as one (at most 1,024 characters)
+    problem = poisoned(f"{key}: x\n")
+    assert problem.message == f"the key {key[:MAX_NUMBER_TEXT]!r}... (500 characters) is read by YAML as a number, not as a name"
+    assert problem.hint == "quote it" and (problem.line, problem.column) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("source", "value"),
+    [
+        ("n: " + "9" * MAX_NUMBER_TEXT + "\n", int("9" * MAX_NUMBER_TEXT)),  # at the bound: read
+        ("n: 1_000\n", 1000),
+        ("n: 0x1F\n", 31),
+        ("n: -0b101\n", -5),
+        ("n: 1.5e+3\n", 1500.0),
+        ("n: .inf\n", float("inf")),
+        ("n: 2024-02-29\n", datetime.date(2024, 2, 29)),
+        ("n: 2001-12-14t21:59:43.10-05:00\n", datetime.datetime(2001, 12, 14, 21, 59, 43, 100000,
+                                                               datetime.timezone(datetime.timedelta(hours=-5)))),
+        ("n: '1:30'\n", "1:30"),
+        ('n: "2024-02-30"\n', "2024-02-30"),
+        ("n: 1:30 pm\n", "1:30 pm"),  # not a number to YAML: a string
+        ("n: !!int 12\n", 12),
+    ],
+)  # fmt: skip
+def test_ordinary_numbers_dates_and_quoted_look_alikes_still_load(source: str, value: object) -> None:
+    assert load(source, FILE).value == {"n": value}
+
+
+def test_no_constructor_error_escapes_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a scalar constructor raises becomes a positioned problem (the last resort)."""
+
+    def broken(node: yaml.Node) -> object:
+        raise OverflowError("int too large to convert to float")
+
+    monkeypatch.setitem(bot.yamlsafe._CONSTRUCT, FLOAT, broken)
+    problem = poisoned("a:\n  ratio: 1.5\n")
+    assert problem.message == "'1.5' is read by YAML as a number, but it cannot be built as one"
+    assert problem.hint == 'quote it: "1.5" if it is text'
+    assert (problem.path, problem.line, problem.column) == ("a.ratio", 2, 10)
+
+
+K256 = 256 * 1024
+
+
+def filled(line: str) -> str:
+    """A file of just under 256 KiB: ``line`` (with {i}) over and over."""
+    out, size, i = [], 0, 0
+    while size + len(line) + 8 < K256:
+        out.append(line.format(i=i))
+        size += len(out[-1])
+        i += 1
+    return "".join(out)
+
+
+POISON_FILES = {
+    "impossible dates": filled("k{i}: 2024-02-30\n"),
+    "base-60 ints": filled("k{i}: 1:2:3:4:5:6:7:8:9\n"),
+    "base-60 floats": filled("k{i}: 190:20:30.15\n"),
+    "long ints": filled("k{i}: " + LONG_INT[:1000] + "\n"),
+    "long floats": filled("k{i}: 1." + LONG_INT[:1000] + "\n"),
+    "tagged garbage": filled("k{i}: !!int foo\n"),
+    "non-string keys": filled("2024-02-30: {i}\n"),
+}
+
+
+@pytest.mark.parametrize("kind", list(POISON_FILES))
+def test_a_256_kib_file_of_poison_is_refused_at_its_first_value(kind: str, composed_nodes: list[int]) -> None:
+    """Refused where the first poison value is read: the rest of the file is never composed
+    (nor built), so the cost does not grow with the file."""
+    source = POISON_FILES[kind]
+    assert K256 - 1100 < len(source.encode()) <= K256
+    problem = poisoned(source)
+    assert (problem.line, problem.column) == (1, 1 if kind == "non-string keys" else 5)
+    assert composed_nodes[0] <= 3  # the map, the first key, the first value
+
+
+def test_one_huge_base60_number_is_never_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1:2:3:... over 256 KiB is a quadratic big int to PyYAML: refused from its text alone."""
+
+    def never(node: yaml.Node) -> object:
+        raise AssertionError(f"built a {len(node.value):,}-character number")
+
+    monkeypatch.setitem(bot.yamlsafe._CONSTRUCT, INT, never)
+    monkeypatch.setitem(bot.yamlsafe._CONSTRUCT, FLOAT, never)
+    for source in ("x: " + "1:" * ((K256 - 8) // 2) + "1\n", "x: " + "1:" * ((K256 - 10) // 2) + "1.5\n"):
+        assert len(source.encode()) <= K256
+        problem = poisoned(source)
+        assert "base-60" in problem.message and "262,1" in problem.message  # its length, not its text
+        assert problem.hint == "quote it; YAML 1.1 reads it as a base-60 number"
 
 
 # --- what a good document keeps -----------------------------------------------------------
