@@ -3,16 +3,38 @@
 ``make run`` without the App's credentials serves this page at http://localhost:8080/.
 :func:`mount` is called by the server's lifespan (bot/app.py) only when the process has
 *none* of ``GITHUB_APP_ID``, a private key and ``GITHUB_WEBHOOK_SECRET``; with credentials
-the routes do not exist at all. They answer loopback clients only (a remote server is set
-up through an SSH tunnel: ``ssh -L 8080:localhost:8080 host``), so a server started
-without credentials on a public address does not offer strangers to register its App.
+the routes do not exist at all.
 
-    GET  /                 the form: personal account or organisation, github.com or a
-                           GitHub Enterprise Server URL, the server's public URL, the name
-    POST /setup/start      validates it, remembers a random single-use ``state`` (1 h)
-                           bound to this browser's setup cookie, and answers a page whose
-                           form POSTs the manifest to <web>/settings/apps/new?state=… or
-                           <web>/organizations/<org>/settings/apps/new?state=…
+Who may register the App -- three locks, each enough on its own against a stranger:
+
+* **This machine only.** Every route answers only a request whose *socket peer* is a
+  loopback address (:func:`bot.peer.socket_peer`: ``lemi serve`` records it before uvicorn's
+  proxy-header middleware rewrites ``scope["client"]`` from ``X-Forwarded-For``, so
+  ``FORWARDED_ALLOW_IPS='*'`` cannot make a remote request look local), that carries no
+  proxy header (:data:`PROXY_HEADERS`: ``Forwarded``, ``X-Forwarded-For``, ``X-Real-IP``, …;
+  a proxy on this machine may be passing on someone else's request), and whose Host is a
+  loopback or IP name (a DNS name pointing at 127.0.0.1 -- DNS rebinding -- is refused).
+  A remote server is set up through an SSH tunnel: ``ssh -L 8080:localhost:8080 host``.
+* **The one-time setup token.** :func:`mount` makes a new random token (160 bits) at each
+  start, writes it to the console that started the server (``sys.stderr``, not the JSON
+  log, never in a URL, so no log line or access-log line carries it) and to
+  ``.lemi-setup-token`` beside .env (mode 0600, replaced at each start). The form asks for
+  it and POST /setup/start compares it in constant time; a missing or wrong token is a field
+  error and registers nothing. Once .env is written the token is retired and its file removed.
+* **The browser that started it.** A single-use ``state`` bound to the browser's setup
+  cookie, and the form's CSRF token and Origin check.
+
+A GitHub other than github.com (Enterprise Server, or ``<name>.ghe.com``) must be confirmed
+explicitly: its checkbox "I confirm that <host> is my organisation's GitHub" unticked is a
+field error naming the host, and the page that sends the manifest names the host again.
+
+    GET  /                 the form: the setup token, personal account or organisation,
+                           github.com or a GitHub Enterprise Server URL (confirmed), the
+                           server's public URL, the App's name
+    POST /setup/start      checks the token and the fields, remembers a random single-use
+                           ``state`` (1 h) bound to this browser's setup cookie, and answers
+                           a page whose form POSTs the manifest to <web>/settings/apps/new?state=…
+                           or <web>/organizations/<org>/settings/apps/new?state=…
     GET  /setup/callback   GitHub sends the browser back with ?code=…&state=…: state and
                            cookie are checked, the code is exchanged at
                            <api>/app-manifests/<code>/conversions (no authentication) and
@@ -28,13 +50,14 @@ https://api.<name>.ghe.com), never taken from the callback's query.
 ``make run`` starts ``lemi serve --env-file .env``, which puts the variables of ./.env that
 the environment does not set into it (:func:`load_env_file`), so the ``make run`` after the
 setup serves webhooks; a plain ``lemi serve`` (Procfile, tests) reads the environment only.
-The private key,
-the webhook secret and the OAuth client secret are never logged nor shown; lemi does not
-use the OAuth client secret and does not store it.
+The setup token, the private key, the webhook secret and the OAuth client secret are never
+logged; the last three are never shown either. lemi does not use the OAuth client secret and
+does not store it.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import hmac
@@ -44,6 +67,7 @@ import logging
 import os
 import re
 import secrets
+import sys
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -59,6 +83,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from . import yamlsafe
+from .peer import socket_peer
 from .settings import DEFAULT_API_URL, Settings
 from .templating import environment
 
@@ -71,6 +96,24 @@ MAX_PENDING = 32
 COOKIE = "lemi_setup"
 ROUTE_PREFIX = "setup:"  # names of the routes this module mounts
 ENV_FILE = ".env"
+TOKEN_FILE = ".lemi-setup-token"  # beside .env: the one-time setup token of the running server
+TOKEN_BYTES = 20  # 160 bits
+# headers that say a proxy passed the request on: the setup page refuses them all
+PROXY_HEADERS = (
+    "Forwarded",
+    "X-Forwarded-For",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Port",
+    "X-Forwarded-Server",
+    "X-Real-IP",
+    "X-Client-IP",
+    "X-Cluster-Client-IP",
+    "True-Client-IP",
+    "CF-Connecting-IP",
+    "Fly-Client-IP",
+    "Via",
+)
 # the variables lemi's setup writes; a confirmed replacement drops their old lines from .env
 ENV_KEYS = ("GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET", "GITHUB_API_URL")
 
@@ -128,9 +171,38 @@ def _is_loopback_host(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 (a dual-stack socket)
+    return (mapped or address).is_loopback
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def local_request_problem(*, peer: str, host: str, headers: Any) -> str | None:
+    """Why a request is not one this machine's user made straight to the port, or None.
+
+    ``peer`` is the socket peer (:func:`bot.peer.socket_peer`), never an address from a
+    header; ``host`` the Host header's name; ``headers`` the request's (lower-case) headers.
+    The answer is "peer" for another machine, "proxy:<Header>" for a request that a proxy
+    (on this machine) passed on, "host" for a host name that is not this machine's (DNS
+    rebinding)."""
+    if not _is_loopback_host(peer):
+        return "peer"
+    for name in PROXY_HEADERS:
+        if name.lower() in headers:
+            return "proxy:" + name
+    host = host.lower()
+    if not (_is_loopback_host(host) or _is_ip(host)):
+        return "host"
+    return None
 
 
 def _check_url(text: str, what: str, *, allow_path: bool) -> tuple[str, str, str]:
@@ -216,6 +288,14 @@ def normalise_public_url(text: str) -> str:
             "URL, or a tunnel's (e.g. https://smee.io/…)"
         )
     return f"{scheme}://{netloc}{path.removesuffix('/webhook')}"
+
+
+def _typed_host(text: str) -> str:
+    """The host:port of a typed GitHub Enterprise Server URL, or '' (for the form's checkbox label)."""
+    try:
+        return _check_url(text, "URL", allow_path=False)[1] if text.strip() else ""
+    except ValueError:
+        return ""
 
 
 def check_app_name(text: str) -> str:
@@ -338,6 +418,27 @@ async def exchange_code(target: Target, code: str, *, timeout: float = 30.0) -> 
     except ValueError:
         raise ExchangeError("GitHub's answer is not JSON") from None
     return parse_conversion(data, target)
+
+
+# --- the one-time setup token --------------------------------------------------------------------
+
+
+def new_setup_token() -> str:
+    """160 random bits as 32 lower-case base32 characters in groups of four (easy to read out)."""
+    text = base64.b32encode(secrets.token_bytes(TOKEN_BYTES)).decode("ascii").lower()
+    return "-".join(text[i : i + 4] for i in range(0, len(text), 4))
+
+
+def _token_key(text: str) -> bytes:
+    """A typed token without spaces or hyphens, lower case (what is compared)."""
+    return "".join(text.split()).replace("-", "").lower().encode("utf-8", errors="replace")
+
+
+def token_matches(expected: str | None, typed: str) -> bool:
+    """``typed`` is the setup token (constant time); nothing matches a retired token."""
+    if expected is None:
+        return False
+    return hmac.compare_digest(_token_key(expected), _token_key(typed))
 
 
 # --- .env ------------------------------------------------------------------------------------------
@@ -511,9 +612,23 @@ class SetupFlow:
 
     env_path: Path
     config_path: Path
+    token: str | None = field(default=None, repr=False)  # the one-time setup token; None once the App is registered
     pending: dict[str, Pending] = field(default_factory=dict)
     awaiting: tuple[str, Pending, Credentials] | None = None  # (browser, pending, credentials) until .env may be replaced
     done: Done | None = None
+
+    @property
+    def token_path(self) -> Path:
+        return self.env_path.with_name(TOKEN_FILE)
+
+    def retire_token(self) -> None:
+        """The App is registered: the token stops working and its file goes (if it is still ours)."""
+        token, self.token = self.token, None
+        try:
+            if token is not None and self.token_path.read_text(encoding="utf-8").strip() == token:
+                self.token_path.unlink()
+        except OSError:
+            pass
 
     def remember(self, pending: Pending) -> None:
         now = time.monotonic()
@@ -534,18 +649,54 @@ class SetupFlow:
         return pending
 
 
-def mount(app: Starlette, settings: Settings, *, env_path: str | Path = ENV_FILE) -> SetupFlow:
+def mount(app: Starlette, settings: Settings, *, env_path: str | Path = ENV_FILE, console: Any = None) -> SetupFlow:
     """Add the setup routes to ``app`` (replacing earlier ones); bot/app.py calls it only while
-    the process has none of the App's credentials."""
-    flow = SetupFlow(Path(env_path).absolute(), Path(settings.config_path).absolute())
+    the process has none of the App's credentials. A new setup token is written to
+    .lemi-setup-token (mode 0600, beside .env) and to ``console`` (sys.stderr), never to the log."""
+    flow = SetupFlow(Path(env_path).absolute(), Path(settings.config_path).absolute(), token=new_setup_token())
     app.router.routes[:] = [r for r in app.router.routes if not str(getattr(r, "name", "")).startswith(ROUTE_PREFIX)]
     app.router.routes.extend(routes(flow))
     app.state.setup = flow
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, _RedactCallback) for f in access.filters):
         access.addFilter(_RedactCallback())
-    log.warning("no GitHub App credentials: open http://localhost:%d/ on this machine to register the App", settings.port)
+    problem = _write_token_file(flow)
+    url = f"http://localhost:{settings.port}/"
+    log.warning(
+        "no GitHub App credentials: open %s on this machine to register the App, with the setup token "
+        "shown on the console where lemi serve started%s",
+        url,
+        f" and in {flow.token_path}" if problem is None else "",
+    )
+    announce_token(flow, url, problem, console if console is not None else sys.stderr)
     return flow
+
+
+def _write_token_file(flow: SetupFlow) -> str | None:
+    """Replace .lemi-setup-token with this start's token (mode 0600); what went wrong, or None."""
+    assert flow.token is not None
+    try:
+        write_env(flow.token_path, flow.token + "\n", replace=True)
+    except OSError as exc:
+        try:  # a stale token would only mislead
+            flow.token_path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    return None
+
+
+def announce_token(flow: SetupFlow, url: str, file_problem: str | None, console: Any) -> None:
+    """Write the setup token to the console, outside the JSON log stream (a log line is stored
+    and shipped; the token is for the person who started the server)."""
+    text = environment().get_template("setup/console.txt.j2").render(
+        url=url, token=flow.token, token_path=str(flow.token_path), file_problem=file_problem
+    )
+    try:
+        console.write(text)
+        console.flush()
+    except (OSError, ValueError):  # no console (closed stderr): the file is the way
+        pass
 
 
 def routes(flow: SetupFlow) -> list[Route]:
@@ -629,17 +780,22 @@ class _Pages:
         return value if _TOKEN_RE.fullmatch(value) else None
 
     def _refused(self, request: Request) -> HTMLResponse | None:
-        """Only this machine may use the setup page, and only under a loopback or IP host name
-        (a DNS name pointing at 127.0.0.1 -- DNS rebinding -- is refused)."""
-        client = request.client.host if request.client else ""
-        host = (request.url.hostname or "").lower()
-        ip_host = True
-        try:
-            ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            ip_host = False
-        if _is_loopback_host(client) and (_is_loopback_host(host) or ip_host):
+        """Only this machine may use the setup page: the socket peer is a loopback address (not
+        what X-Forwarded-For says), no proxy passed the request on, and the host name is a
+        loopback or IP one (a DNS name pointing at 127.0.0.1 -- DNS rebinding -- is refused)."""
+        problem = local_request_problem(peer=socket_peer(request.scope), host=request.url.hostname or "", headers=request.headers)
+        if problem is None:
             return None
+        if problem.startswith("proxy:"):
+            return self._error(
+                request,
+                403,
+                "Open the setup page without a proxy",
+                f"This request carries the {problem.removeprefix('proxy:')} header, which proxies add, and lemi's setup page "
+                "answers only requests made on this machine straight to its port. Open http://localhost:PORT/ in a browser "
+                "on this machine; for a remote server, forward the port with `ssh -L 8080:localhost:8080 <server>` and "
+                "open http://localhost:8080/.",
+            )
         return self._error(
             request,
             403,
@@ -667,8 +823,10 @@ class _Pages:
             "org": pick("org"),
             "github": pick("github", "github.com"),
             "ghes_url": pick("ghes_url"),
+            "ghes_confirm": pick("ghes_confirm"),
             "public_url": pick("public_url"),
             "name": pick("name", str(app_manifest().get("name", "lemi"))),
+            "token": pick("token")[:200],
         }
 
     def _render_form(self, request: Request, *, values: dict[str, str], errors: dict[str, str] | None = None, status: int = 200) -> HTMLResponse:
@@ -683,6 +841,8 @@ class _Pages:
             errors=errors or {},
             env_path=str(self.flow.env_path),
             env_exists=self.flow.env_path.exists(),
+            token_path=str(self.flow.token_path),
+            ghes_host=_typed_host(values.get("ghes_url", "")),
             redirect_url=str(request.base_url).rstrip("/") + "/setup/callback",
             permissions=sorted(manifest.get("default_permissions", {}).items()),
             events=list(manifest.get("default_events", [])),
@@ -709,11 +869,27 @@ class _Pages:
             return self._error(request, 403, "This form expired", "Reload the setup page and send the form again.", again=True)
         values = self._form_values(form)
         errors: dict[str, str] = {}
+        if not values["token"].strip():
+            errors["token"] = (
+                f"paste the setup token: it is printed on the console where `make run` (lemi serve) started, and is in {self.flow.token_path}"
+            )
+        elif not token_matches(self.flow.token, values["token"]):
+            log.warning("setup: a wrong setup token was sent; nothing was registered")
+            errors["token"] = (
+                f"this is not the setup token of this server: copy it from the console where `make run` (lemi serve) "
+                f"started, or from {self.flow.token_path} (a new one is made at every start)"
+            )
+            values["token"] = ""  # paste it afresh
         target: Target | None = None
         try:
             target = parse_target(github=values["github"], ghes_url=values["ghes_url"], account=values["account"], org=values["org"])
         except SetupError as exc:
             errors.update(exc.fields)
+        if target is not None and not target.is_dotcom and values["ghes_confirm"] != "yes":
+            errors["ghes_confirm"] = (
+                f"{target.host} is not github.com: tick the box to confirm that {target.host} is your organisation's GitHub "
+                "(lemi registers the App there and takes its private key from it)"
+            )
         try:
             public_url = normalise_public_url(values["public_url"])
         except ValueError as exc:
@@ -825,6 +1001,7 @@ class _Pages:
                 "to try again; the credentials are kept in this server's memory until it stops.",
             )
         self.flow.done = Done(credentials, path, pending.public_url, pending.target, replace)
+        self.flow.retire_token()
         log.info("setup: GitHub App %s (id %s) registered; credentials written to %s (mode 0600)", credentials.slug, credentials.app_id, path)
         return RedirectResponse("/setup/done", status_code=303)
 
@@ -862,14 +1039,18 @@ __all__ = [
     "app_manifest",
     "build_manifest",
     "exchange_code",
+    "announce_token",
     "kept_lines",
     "load_env_file",
+    "local_request_problem",
     "mount",
+    "new_setup_token",
     "normalise_public_url",
     "parse_conversion",
     "parse_target",
     "read_env_file",
     "render_env",
     "routes",
+    "token_matches",
     "write_env",
 ]

@@ -2,10 +2,13 @@
 
 Unit tests drive lemi's real app (no credentials) with Starlette's TestClient; the fake plays
 GitHub's side: ``register_manifest_code`` is what GitHub does when the user clicks "Create
-GitHub App", and ``POST /app-manifests/{code}/conversions`` hands over the credentials. The
-end-to-end test runs ``lemi serve`` (uvicorn) on 127.0.0.1 and headless Debian Chromium: the
-form posts the manifest to the fake's web page, the fake redirects back, the page shows the
-next steps, and a second ``lemi serve`` reads .env and serves webhooks.
+GitHub App", and ``POST /app-manifests/{code}/conversions`` hands over the credentials. Who may
+use the page (the socket peer, not X-Forwarded-For; the one-time setup token) is tested on the
+app composed as ``lemi serve`` serves it and on real ``lemi serve`` processes. The end-to-end
+test runs ``lemi serve`` (uvicorn) on 127.0.0.1 and headless Debian Chromium: the user types the
+setup token from .lemi-setup-token, the form posts the manifest to the fake's web page, the fake
+redirects back, the page shows the next steps, and a second ``lemi serve`` reads .env and serves
+webhooks.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from app_harness import LEMI_YML
-from bot import setup
+from bot import peer, setup
 from bot.app import create_app
+from bot.cli.server import served_app
 from bot.settings import load_settings
 from fakes.github import FakeGitHub
 from fakes.webhooks import signed
@@ -61,7 +66,7 @@ class _Forms(HTMLParser):
         if tag == "form":
             self.forms.append({"action": a.get("action", ""), "method": a.get("method", "get"), "id": a.get("id"), "inputs": {}})
         elif tag == "input" and self.forms and a.get("name"):
-            if a.get("type") == "radio" and "checked" not in a:
+            if a.get("type") in ("radio", "checkbox") and "checked" not in a:
                 return
             self.forms[-1]["inputs"][a["name"]] = a.get("value", "")
         elif tag == "a" and a.get("id"):
@@ -91,11 +96,18 @@ def client(first_run: Path) -> Iterator[TestClient]:
         yield c
 
 
+def setup_token(folder: Path) -> str:
+    """The running server's one-time setup token, from the file beside .env (as a user copies it)."""
+    return (folder / setup.TOKEN_FILE).read_text().strip()
+
+
 def start_form(client: TestClient, **fields: str) -> Any:
-    """GET / then POST /setup/start with the page's csrf token and ``fields``."""
+    """GET / then POST /setup/start with the page's csrf token, the setup token and ``fields``."""
     page = client.get("/")
     assert page.status_code == 200, page.text
     values = {**forms(page.text).forms[0]["inputs"], **fields}
+    if "token" not in fields:
+        values["token"] = setup_token(Path.cwd())
     return client.post("/setup/start", data=values, headers={"Origin": BASE})
 
 
@@ -110,7 +122,7 @@ def to_github(response: Any) -> tuple[str, str, dict[str, Any]]:
 
 
 def ghes_start(client: TestClient, github: FakeGitHub, **fields: str) -> tuple[str, str, dict[str, Any]]:
-    values = dict(github="ghes", ghes_url=github.url, account="organization", org="acme", public_url=PUBLIC)
+    values = dict(github="ghes", ghes_url=github.url, ghes_confirm="yes", account="organization", org="acme", public_url=PUBLIC)
     values.update(fields)
     return to_github(start_form(client, **values))
 
@@ -130,7 +142,11 @@ def test_form_is_served_without_credentials(client: TestClient, first_run: Path)
     parsed = forms(page.text)
     form = parsed.forms[0]
     assert (form["action"], form["method"]) == ("/setup/start", "post")
-    assert set(form["inputs"]) == {"csrf", "github", "ghes_url", "account", "org", "public_url", "name"}
+    assert set(form["inputs"]) == {"csrf", "token", "github", "ghes_url", "account", "org", "public_url", "name"}  # + ghes_confirm, unticked
+    assert form["inputs"]["token"] == "" and 'id="ghes_confirm"' in page.text
+    # the token is asked for, with where to find it; the page never shows it
+    assert str(first_run / setup.TOKEN_FILE) in page.text and "console" in page.text
+    assert setup_token(first_run) not in page.text
     assert form["inputs"]["github"] == "github.com" and form["inputs"]["account"] == "personal"
     assert form["inputs"]["name"] == APP_YML["name"]
     # the csrf token is the HttpOnly, SameSite=Lax setup cookie
@@ -172,6 +188,274 @@ def test_other_machines_and_rebound_host_names_are_refused(first_run: Path) -> N
         assert local.get("/").status_code == 200
 
 
+# --- this machine: the socket peer decides, never X-Forwarded-For -----------------------------------------
+
+REMOTE = ("203.0.113.9", 4000)  # another machine (TEST-NET-3)
+SPOOFED = {"X-Forwarded-For": "127.0.0.1"}
+FROM_ELSEWHERE = "Open the setup page from this machine"
+THROUGH_A_PROXY = "Open the setup page without a proxy"
+
+
+def _setup_routes(client: TestClient, token: str) -> dict[str, Any]:
+    """One request to each setup route, the POSTs as complete as a stranger could make them."""
+    client.cookies.set(setup.COOKIE, "c" * 43)
+    fields = {"csrf": "c" * 43, "token": token, "github": "github.com", "account": "personal", "public_url": PUBLIC, "name": "lemi"}
+    return {
+        "GET /": client.get("/", headers=SPOOFED),
+        "POST /setup/start": client.post("/setup/start", data=fields, headers={**SPOOFED, "Origin": BASE}),
+        "GET /setup/callback": client.get("/setup/callback?code=abc123&state=" + "s" * 43, headers=SPOOFED),
+        "GET /setup/confirm": client.get("/setup/confirm", headers=SPOOFED),
+        "POST /setup/confirm": client.post("/setup/confirm", data={"csrf": "c" * 43, "replace": "yes"}, headers={**SPOOFED, "Origin": BASE}),
+        "GET /setup/done": client.get("/setup/done", headers=SPOOFED),
+    }
+
+
+def test_the_served_app_records_the_socket_peer_before_proxy_headers() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(dict(scope))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    TestClient(served_app(inner, trusted="*"), client=REMOTE).get("/", headers={"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "https"})
+    # uvicorn's proxy headers still apply (access logs, request.client, the scheme) ...
+    assert (seen[0]["client"][0], seen[0]["scheme"]) == ("127.0.0.1", "https")
+    # ... and the socket peer is kept beside them
+    assert seen[0][peer.PEER_KEY] == REMOTE and peer.socket_peer(seen[0]) == "203.0.113.9"
+    assert peer.socket_peer({"client": ("127.0.0.1", 1)}) == "127.0.0.1"  # served some other way
+    assert peer.trusted_hosts({}) == "127.0.0.1,::1" and peer.trusted_hosts({"FORWARDED_ALLOW_IPS": "*"}) == "*"
+
+
+def test_x_forwarded_for_does_not_make_another_machine_local(first_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")  # common behind a PaaS router: every peer is a trusted proxy
+    app = create_app()
+    with TestClient(served_app(app), base_url=BASE, client=REMOTE, follow_redirects=False) as remote:  # as `lemi serve` serves it
+        answers = _setup_routes(remote, setup_token(first_run))
+        assert {route: r.status_code for route, r in answers.items()} == dict.fromkeys(answers, 403)
+        assert all(FROM_ELSEWHERE in r.text and "ssh -L 8080:localhost:8080" in r.text for r in answers.values())
+        # the socket alone decides: without the proxy-header check, still refused
+        monkeypatch.setattr(setup, "PROXY_HEADERS", ())
+        answers = _setup_routes(remote, setup_token(first_run))
+        assert {route: r.status_code for route, r in answers.items()} == dict.fromkeys(answers, 403)
+    assert app.state.setup.pending == {} and not (first_run / ".env").exists()
+
+
+@pytest.mark.parametrize("header", ["Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP"])
+def test_a_request_a_proxy_passed_on_is_refused(first_run: Path, header: str) -> None:
+    """From loopback, but with a proxy header: a proxy on this machine may be passing on a stranger's request."""
+    value = "for=127.0.0.1" if header == "Forwarded" else "127.0.0.1"
+    app = create_app()
+    with TestClient(served_app(app), base_url=BASE, client=LOCAL, follow_redirects=False) as local:
+        page = local.get("/", headers={header: value})
+        assert page.status_code == 403 and THROUGH_A_PROXY in page.text and f"the {header} header" in page.text
+        assert local.get("/").status_code == 200  # the same, straight to the port
+        fields = {**forms(local.get("/").text).forms[0]["inputs"], "token": setup_token(first_run), "public_url": PUBLIC}
+        assert local.post("/setup/start", data=fields, headers={header: value, "Origin": BASE}).status_code == 403
+        assert local.get("/setup/callback?code=abc123&state=" + "s" * 43, headers={header: value}).status_code == 403
+    assert app.state.setup.pending == {}
+
+
+def test_served_some_other_way_proxy_headers_are_refused_all_the_same(first_run: Path) -> None:
+    """`uvicorn --forwarded-allow-ips='*' bot.app:app`: no socket peer was recorded, and scope["client"]
+    says 127.0.0.1, but the header that said so is still there."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    with TestClient(ProxyHeadersMiddleware(create_app(), trusted_hosts="*"), base_url=BASE, client=REMOTE) as remote:  # type: ignore[arg-type]
+        answers = _setup_routes(remote, setup_token(first_run))
+        assert {route: r.status_code for route, r in answers.items()} == dict.fromkeys(answers, 403)
+
+
+def test_lemi_serve_hands_uvicorn_the_recording_app_without_its_proxy_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from bot.app import app
+    from bot.cli import main
+
+    ran: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda served, **options: ran.append((served, options)))
+    monkeypatch.setenv("PORT", "8080")  # restored after the test
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.1")
+    assert main(["serve", "--port", "9123"]) == 0
+    [(served, options)] = ran
+    assert options["proxy_headers"] is False and options["port"] == 9123
+    assert isinstance(served, peer.RecordPeer) and served.inner.app is app  # peer recorded, then uvicorn's middleware
+    assert "10.0.0.1" in served.inner.trusted_hosts and "127.0.0.1" not in served.inner.trusted_hosts  # FORWARDED_ALLOW_IPS
+    assert os.environ["PORT"] == "9123"  # the console names the port lemi listens on
+
+
+def _this_machines_ipv4() -> str | None:
+    """A non-loopback IPv4 address of this machine (traffic to it never leaves the machine), or None."""
+    import ipaddress
+
+    candidates: list[str] = []
+    try:
+        candidates += [str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)]
+    except OSError:
+        pass
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:  # connect() on UDP sends nothing: it only picks the source address of the default route
+            probe.connect(("198.51.100.1", 9))
+            candidates.append(probe.getsockname()[0])
+        except OSError:
+            pass
+    for address in candidates:
+        if ipaddress.ip_address(address).is_loopback:
+            continue
+        try:
+            with socket.socket() as sock:
+                sock.bind((address, 0))  # only this machine's own addresses can be bound
+        except OSError:
+            continue
+        return address
+    return None
+
+
+def test_lemi_serve_decides_on_the_socket_behind_a_trusting_proxy_setup(tmp_path: Path) -> None:
+    address = _this_machines_ipv4()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to connect to")
+    home = tmp_path / "lemi"
+    home.mkdir()
+    server = Server(home, host="0.0.0.0", FORWARDED_ALLOW_IPS="*", LEMI_QUEUE=f"sqlite:///{home / 'queue.db'}")
+    try:
+        token = setup_token(home)
+        remote = f"http://{address}:{server.port}"
+        fields = {"csrf": "c" * 43, "token": token, "github": "github.com", "account": "personal", "public_url": PUBLIC, "name": "lemi"}
+        with httpx.Client(base_url=remote, trust_env=False, timeout=10, follow_redirects=False, cookies={setup.COOKIE: "c" * 43}) as http:
+            answers = {
+                "GET /": http.get("/", headers=SPOOFED),
+                "POST /setup/start": http.post("/setup/start", data=fields, headers={**SPOOFED, "Origin": remote}),
+                "GET /setup/callback": http.get("/setup/callback?code=abc123&state=" + "s" * 43, headers=SPOOFED),
+            }
+        assert {route: r.status_code for route, r in answers.items()} == dict.fromkeys(answers, 403), server.text()
+        assert all(FROM_ELSEWHERE in r.text for r in answers.values())
+        with httpx.Client(base_url=server.url, trust_env=False, timeout=10) as local:
+            spoofed = local.get("/", headers=SPOOFED)  # this machine, through a proxy
+            assert spoofed.status_code == 403 and THROUGH_A_PROXY in spoofed.text
+            assert local.get("/").status_code == 200  # this machine, straight to the port
+    finally:
+        server.stop()
+    # the access log still names the client X-Forwarded-For names (uvicorn's proxy headers, as before)
+    access = [line for line in server.stdout().splitlines() if '"GET / HTTP/1.1" 403' in line]
+    assert len(access) == 2 and all("127.0.0.1:" in line and address not in line for line in access), server.stdout()
+    assert not (home / ".env").exists()
+
+
+# --- the one-time setup token ----------------------------------------------------------------------------
+
+
+def test_registration_needs_the_setup_token(client: TestClient, first_run: Path) -> None:
+    flow: setup.SetupFlow = client.app.state.setup  # type: ignore[attr-defined]
+    token_file = first_run / setup.TOKEN_FILE
+    token = setup_token(first_run)
+    assert flow.token == token and token not in repr(flow)
+    assert len(token.replace("-", "")) == 32  # base32: 160 bits
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    other = setup.new_setup_token()
+    for typed, says in [("", "paste the setup token"), ("  ", "paste the setup token"), (other, "not the setup token"), (token[:-1], "not the setup token"), (token + "a", "not the setup token"), ("tøken", "not the setup token")]:
+        response = start_form(client, public_url=PUBLIC, token=typed)
+        assert response.status_code == 400, typed
+        assert 'id="token-error"' in response.text and says in response.text, typed
+        assert str(token_file) in response.text and "console" in response.text  # where to find it
+        assert "to-github" not in response.text and "/settings/apps/new" not in response.text  # no manifest goes anywhere
+        assert token not in response.text
+        assert flow.pending == {}
+    assert not (first_run / ".env").exists()
+    # the right one, typed as read out (upper case, spaces for hyphens): the flow proceeds
+    action, state, _ = to_github(start_form(client, public_url=PUBLIC, token=token.upper().replace("-", " ")))
+    assert action == f"https://github.com/settings/apps/new?state={state}" and list(flow.pending) == [state]
+
+
+def test_the_token_is_on_the_console_and_in_the_file_never_in_the_log(first_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with TestClient(create_app(), base_url=BASE, client=LOCAL) as first:
+        old = setup_token(first_run)
+    with TestClient(create_app(), base_url=BASE, client=LOCAL, follow_redirects=False) as second:
+        token = setup_token(first_run)  # replaced at each start
+        assert token != old
+        assert stat.S_IMODE((first_run / setup.TOKEN_FILE).stat().st_mode) == 0o600
+        refused = start_form(second, public_url=PUBLIC, token=old)
+        assert refused.status_code == 400 and 'id="token-error"' in refused.text
+        assert start_form(second, public_url=PUBLIC, token="nope").status_code == 400
+    err = capsys.readouterr().err
+    assert old in err and token in err
+    logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any("setup token" in entry["message"] and str(first_run / setup.TOKEN_FILE) in entry["message"] for entry in logged)
+    assert any("wrong setup token" in entry["message"] for entry in logged)
+    for entry in logged:
+        assert token not in json.dumps(entry) and old not in json.dumps(entry)
+
+
+def test_the_token_is_retired_once_env_is_written(client: TestClient, github: FakeGitHub, first_run: Path) -> None:
+    token = setup_token(first_run)
+    _, state, manifest = ghes_start(client, github)
+    code = github.register_manifest_code(manifest, owner="acme", owner_type="Organization", state=state, html_url=github.url)
+    assert client.get(f"/setup/callback?code={code}&state={state}").status_code == 303
+    assert (first_run / ".env").exists() and not (first_run / setup.TOKEN_FILE).exists()
+    flow: setup.SetupFlow = client.app.state.setup  # type: ignore[attr-defined]
+    assert flow.token is None
+    assert start_form_after_done(client, token=token).status_code == 409
+    # were the page to start over in this process, the old token opens nothing
+    flow.done = None
+    response = start_form(client, public_url=PUBLIC, token=token)
+    assert response.status_code == 400 and 'id="token-error"' in response.text and flow.pending == {}
+
+
+def test_lemi_serve_prints_the_token_on_its_console_only(tmp_path: Path) -> None:
+    home = tmp_path / "lemi"
+    home.mkdir()
+    server = Server(home, LEMI_QUEUE=f"sqlite:///{home / 'queue.db'}")
+    try:
+        assert stat.S_IMODE((home / setup.TOKEN_FILE).stat().st_mode) == 0o600
+        token = setup_token(home)
+        with httpx.Client(base_url=server.url, trust_env=False, timeout=10, follow_redirects=False) as http:
+            csrf = forms(http.get("/").text).forms[0]["inputs"]["csrf"]
+            fields = {"csrf": csrf, "github": "github.com", "account": "personal", "public_url": PUBLIC, "name": "lemi"}
+            wrong = http.post("/setup/start", data={**fields, "token": "not-it"}, headers={"Origin": server.url})
+            assert wrong.status_code == 400 and 'id="token-error"' in wrong.text and "to-github" not in wrong.text
+            right = http.post("/setup/start", data={**fields, "token": token}, headers={"Origin": server.url})
+            assert right.status_code == 200 and 'id="to-github"' in right.text
+    finally:
+        server.stop()
+    out, err = server.stdout(), server.stderr()
+    # the console shows it (stderr, the terminal of `make run`) ...
+    assert [line.strip() for line in err.splitlines() if token in line] == [token]
+    # ... and no log line does: not the JSON log, not uvicorn's lines, not the access log
+    logged = [line for line in err.splitlines() if line.startswith("{")]
+    assert logged and all(json.loads(line) for line in logged)
+    assert '"POST /setup/start HTTP/1.1" 400' in out and '"POST /setup/start HTTP/1.1" 200' in out
+    for line in logged + out.splitlines():
+        assert token not in line and token.replace("-", "") not in line
+
+
+# --- a GitHub other than github.com is confirmed ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ghes_url, host", [("https://GHE.acme.test/", "ghe.acme.test"), ("https://ghe.acme.test:8443", "ghe.acme.test:8443"), ("https://octo.ghe.com", "octo.ghe.com")])
+def test_a_github_other_than_github_com_must_be_confirmed(client: TestClient, ghes_url: str, host: str) -> None:
+    flow: setup.SetupFlow = client.app.state.setup  # type: ignore[attr-defined]
+    for unticked in ({}, {"ghes_confirm": ""}, {"ghes_confirm": "no"}):
+        refused = start_form(client, github="ghes", ghes_url=ghes_url, public_url=PUBLIC, **unticked)
+        assert refused.status_code == 400 and 'id="ghes_confirm-error"' in refused.text
+        assert f"{host} is not github.com: tick the box to confirm that {host} is your organisation" in refused.text
+        assert f'<strong id="ghes-host">{host}</strong>' in refused.text  # the box names the host it confirms
+        assert "to-github" not in refused.text and flow.pending == {}
+    confirmed = start_form(client, github="ghes", ghes_url=ghes_url, ghes_confirm="yes", public_url=PUBLIC)
+    action, _, _ = to_github(confirmed)
+    assert urlsplit(action).netloc == host
+    # the page that sends the manifest names the host plainly
+    assert f'Continue on <span id="github-host">{host}</span>' in confirmed.text
+    assert 'id="not-dotcom"' in confirmed.text and f"{host} is not github.com" in confirmed.text
+
+
+def test_github_com_needs_no_confirmation(client: TestClient) -> None:
+    for fields in ({}, {"github": "ghes", "ghes_url": "https://github.com"}):  # github.com typed as an Enterprise Server
+        response = start_form(client, public_url=PUBLIC, **fields)
+        action, _, _ = to_github(response)
+        assert action.startswith("https://github.com/settings/apps/new?state=")
+        assert 'Continue on <span id="github-host">github.com</span>' in response.text and 'id="not-dotcom"' not in response.text
+
+
 # --- the manifest -------------------------------------------------------------------------------------------
 
 
@@ -196,7 +480,7 @@ def test_personal_account_on_github_com(client: TestClient) -> None:
 
 def test_organisation_on_enterprise_server(client: TestClient) -> None:
     action, state, manifest = to_github(
-        start_form(client, github="ghes", ghes_url="https://GHE.acme.test/", account="organization", org="Acme-Corp", public_url="https://lemi.acme.test/ci/webhook")
+        start_form(client, github="ghes", ghes_url="https://GHE.acme.test/", ghes_confirm="yes", account="organization", org="Acme-Corp", public_url="https://lemi.acme.test/ci/webhook")
     )
     assert action == f"https://ghe.acme.test/organizations/Acme-Corp/settings/apps/new?state={state}"
     assert manifest["hook_attributes"]["url"] == "https://lemi.acme.test/ci/webhook"
@@ -267,8 +551,8 @@ def test_invalid_inputs_are_refused(client: TestClient, fields: dict[str, str], 
     assert client.app.state.setup.pending == {}  # type: ignore[attr-defined]
 
 
-def test_start_needs_the_pages_csrf_token(client: TestClient) -> None:
-    fields = {"github": "github.com", "account": "personal", "public_url": PUBLIC, "name": "lemi"}
+def test_start_needs_the_pages_csrf_token(client: TestClient, first_run: Path) -> None:
+    fields = {"github": "github.com", "account": "personal", "public_url": PUBLIC, "name": "lemi", "token": setup_token(first_run)}
     assert client.post("/setup/start", data=fields).status_code == 403  # no cookie, no token
     token = forms(client.get("/").text).forms[0]["inputs"]["csrf"]
     assert client.post("/setup/start", data={**fields, "csrf": "x" * 43}).status_code == 403  # wrong token
@@ -316,9 +600,10 @@ def test_callback_exchanges_the_code_and_writes_env_0600(client: TestClient, git
     assert start_form_after_done(client).status_code == 409
 
 
-def start_form_after_done(client: TestClient) -> Any:
-    token = client.cookies.get(setup.COOKIE)
-    return client.post("/setup/start", data={"csrf": token or "", "account": "personal", "github": "github.com", "public_url": PUBLIC, "name": "x"})
+def start_form_after_done(client: TestClient, token: str = "") -> Any:
+    csrf = client.cookies.get(setup.COOKIE)
+    fields = {"csrf": csrf or "", "token": token, "account": "personal", "github": "github.com", "public_url": PUBLIC, "name": "x"}
+    return client.post("/setup/start", data=fields)
 
 
 def test_bad_state_is_refused(client: TestClient, github: FakeGitHub, first_run: Path) -> None:
@@ -562,17 +847,21 @@ def _free_port() -> int:
 
 
 class Server:
-    """`lemi serve --env-file .env` (what `make run` starts) in ``cwd``, on 127.0.0.1:<free port>."""
+    """`lemi serve --env-file .env` (what `make run` starts) in ``cwd``, on <host>:<free port>
+    (127.0.0.1 unless told), its stdout (uvicorn's access log) and stderr (the JSON log, the
+    setup token) in two files."""
 
-    def __init__(self, cwd: Path, **env: str) -> None:
+    def __init__(self, cwd: Path, *, host: str = "127.0.0.1", **env: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"serve-{self.port}.log"
-        environ = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARS}
-        environ.update(PORT=str(self.port), HOST="127.0.0.1", LEMI_CONFIG=str(cwd / "lemi.yml"), **env)
+        self.err = cwd / f"serve-{self.port}.err"
+        environ = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARS and k != "FORWARDED_ALLOW_IPS"}
+        environ.update(PORT=str(self.port), HOST=host, LEMI_CONFIG=str(cwd / "lemi.yml"), **env)
         environ["NO_PROXY"] = environ["no_proxy"] = "127.0.0.1,localhost"
         self.output = open(self.log, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "lemi"), "serve", "--env-file", ".env"], cwd=cwd, env=environ, stdout=self.output, stderr=subprocess.STDOUT)
+        self.errors = open(self.err, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "lemi"), "serve", "--env-file", ".env"], cwd=cwd, env=environ, stdout=self.output, stderr=self.errors)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -585,10 +874,14 @@ class Server:
                     raise AssertionError(f"lemi serve did not start:\n{self.text()}")
                 time.sleep(0.1)
 
-    def text(self) -> str:
-        if not self.output.closed:
-            self.output.flush()
+    def stdout(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    def text(self) -> str:
+        return self.stderr() + self.stdout()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -599,6 +892,7 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.output.close()
+        self.errors.close()
 
 
 _loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -665,10 +959,20 @@ def test_setup_page_end_to_end_in_chromium(github: FakeGitHub, tmp_path: Path) -
         browser.get(server.url + "/")
         assert "Register lemi's GitHub App" in browser.title
         assert not browser.find_element(By.ID, "org").is_displayed()  # shown for an organisation only
+        assert not browser.find_element(By.ID, "ghes_confirm").is_displayed()  # shown for an Enterprise Server only
+        # the one-time setup token: printed on the console, and in the file beside .env
+        token_file = home / setup.TOKEN_FILE
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        token = setup_token(home)
+        assert token in server.stderr()
+        browser.find_element(By.ID, "token").send_keys(token)
         browser.find_element(By.ID, "account-org").click()
         browser.find_element(By.ID, "org").send_keys("acme")
         browser.find_element(By.ID, "github-ghes").click()
         browser.find_element(By.ID, "ghes_url").send_keys(github.url)  # the fake is the GitHub (web and /api/v3)
+        # the checkbox names the host typed above, and must be ticked
+        assert browser.find_element(By.ID, "ghes-host").text == urlsplit(github.url).netloc
+        browser.find_element(By.ID, "ghes_confirm").click()
         browser.find_element(By.ID, "public_url").send_keys(PUBLIC)
         browser.save_screenshot("/tmp/lemi-setup-form.png")
         browser.find_element(By.ID, "create").click()
@@ -710,6 +1014,7 @@ def test_setup_page_end_to_end_in_chromium(github: FakeGitHub, tmp_path: Path) -
         for secret in secrets_of(app):
             assert secret not in page
         assert str(browser.get_cookies()).count(setup.COOKIE) == 1
+        assert not token_file.exists()  # the App is registered: the token is retired
     finally:
         if browser is not None:
             browser.quit()
@@ -718,6 +1023,7 @@ def test_setup_page_end_to_end_in_chromium(github: FakeGitHub, tmp_path: Path) -
     for secret in [*secrets_of(app), posted.code]:
         assert secret not in log  # neither the credentials nor the one-time code reach the log
     assert "/setup/callback?…" in log
+    assert token not in server.stdout() and token not in log.replace(token, "", 1)  # on the console once, and nowhere else
 
     # the same command, now with .env and a lemi.yml: webhooks, and no setup page
     (home / "lemi.yml").write_text(LEMI_YML)

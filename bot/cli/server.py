@@ -1,8 +1,9 @@
-"""``lemi serve``: the App's web server."""
+"""``lemi serve``: the App's web server (uvicorn), serving :func:`served_app`."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
@@ -35,4 +36,18 @@ def serve(host: str, port: int) -> None:
     """Run the GitHub App's server (webhooks, health, metrics; without credentials, the setup page)."""
     import uvicorn
 
-    uvicorn.run("bot.app:app", host=host, port=port, log_level="info", proxy_headers=True)
+    os.environ["PORT"] = str(port)  # the settings (and the setup page's address on the console) see --port too
+    uvicorn.run(served_app(), host=host, port=port, log_level="info", proxy_headers=False)
+
+
+def served_app(app: Any = None, *, trusted: str | list[str] | None = None) -> Any:
+    """What ``lemi serve`` hands uvicorn: the App (default ``bot.app:app``) behind
+    :func:`bot.peer.served`. uvicorn's own proxy-header handling is off, and the same
+    middleware runs here instead, with the same trusted hosts (``FORWARDED_ALLOW_IPS``,
+    default 127.0.0.1 and ::1), after the socket peer is recorded: the setup page decides
+    "this machine" on the socket, never on ``X-Forwarded-For``."""
+    from ..peer import served
+
+    if app is None:
+        from ..app import app
+    return served(app, trusted)
