@@ -18,6 +18,7 @@ from checkout import LEMI_YML, write
 
 
 def test_healthz_without_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the setup page writes its token beside ./.env
     monkeypatch.setenv("LEMI_CONFIG", str(tmp_path / "absent.yml"))
     with TestClient(create_app()) as client:
         response = client.get("/healthz")
@@ -28,6 +29,7 @@ def test_healthz_without_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_healthz_with_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the setup page writes its token beside ./.env
     monkeypatch.setenv("LEMI_CONFIG", str(write(tmp_path, "lemi.yml", LEMI_YML)))
     for name in ("GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET"):
         monkeypatch.delenv(name, raising=False)
@@ -47,7 +49,7 @@ def test_lemi_serve_starts_and_answers_health(tmp_path: Path) -> None:
     lemi = Path(sys.executable).parent / "lemi"
     port = _free_port()
     env = {**os.environ, "LEMI_CONFIG": str(tmp_path / "absent.yml"), "PORT": str(port)}
-    proc = subprocess.Popen([str(lemi), "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([str(lemi), "serve"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
         while True:
