@@ -117,6 +117,61 @@ class Datadog(StrictModel):
         return value
 
 
+SERVICE_PLACEHOLDER = "{service}"
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+SECRET_NAME_CHARS = _NAME_CHARS | frozenset("/_+=.@-")  # what Secrets Manager names may hold
+PARAMETER_NAME_CHARS = _NAME_CHARS | frozenset("/_.-")  # what Parameter Store names may hold
+
+
+def _name_pattern(chars: frozenset[str], what: str, limit: int, example: str):  # type: ignore[no-untyped-def]
+    """A glob on names: the characters of a name, ``*``, ``?`` and ``{service}``."""
+
+    def check(value: str) -> str:
+        rest = value.replace(SERVICE_PLACEHOLDER, "")
+        bad = sorted({c for c in rest if c not in chars and c not in "*?"})
+        if bad:
+            shown = " ".join(repr(c) for c in bad)
+            braces = f" (only {SERVICE_PLACEHOLDER} is replaced)" if "{" in bad or "}" in bad else ""
+            raise fail(
+                f"{value!r} is not a {what} pattern: {shown} cannot appear in a {what} name{braces}",
+                f"use the characters of {what} names, * (any run of characters), ? (one character) "
+                f"and {SERVICE_PLACEHOLDER}, e.g. {example}",
+            )
+        if not value or len(value) > limit:
+            raise fail(f"a {what} pattern has 1 to {limit} characters", f"e.g. {example}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _parameter_path(value: str) -> str:
+    if "/" in value and value[0] not in "/*?":
+        raise fail(
+            f"{value!r} can never match: a Parameter Store name with a / is a path, and paths start with /",
+            f"start it with /, e.g. /{value}",
+        )
+    return value
+
+
+SecretPattern = Annotated[str, _name_pattern(SECRET_NAME_CHARS, "secret", 512, '"{service}/*"')]
+ParameterPattern = Annotated[
+    str, _name_pattern(PARAMETER_NAME_CHARS, "parameter", 2048, '"/{service}/*"'), AfterValidator(_parameter_path)
+]
+
+
+class References(StrictModel):
+    """Which secrets and parameters a service may name in its environment files."""
+
+    secrets: list[SecretPattern] | None = Field(
+        None,
+        description="Secrets Manager names a service may reference (absent: any; empty: none)",
+    )
+    parameters: list[ParameterPattern] | None = Field(
+        None,
+        description="SSM Parameter Store names a service may reference (absent: any; empty: none)",
+    )
+
+
 class Config(StrictModel):
     """lemi.yml"""
 
@@ -128,6 +183,10 @@ class Config(StrictModel):
     )
     environments: dict[EnvName, Environment] = Field(min_length=1)
     datadog: Datadog = Field(default_factory=Datadog)
+    references: References = Field(
+        default_factory=References,
+        description="which secrets and parameters services may reference (absent: no restriction)",
+    )
 
     @model_validator(mode="after")
     def _branches(self) -> Config:

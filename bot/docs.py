@@ -373,6 +373,10 @@ CONFIG_RULES = {
     "datadog.api_key_secret": "a Secrets Manager name or ARN (same syntax as `secrets:` in environment files), in each environment's account",
     "datadog.agent_image": "an image reference: `registry/name[:tag][@sha256:digest]`",
     "datadog.log_router_image": "an image reference: `registry/name[:tag][@sha256:digest]`",
+    "references.secrets": "glob patterns (see [below](#secrets-and-parameters-a-service-may-reference)): "
+    "the characters of secret names, `*`, `?` and `{service}`",
+    "references.parameters": "glob patterns (see [below](#secrets-and-parameters-a-service-may-reference)): "
+    "the characters of parameter names, `*`, `?` and `{service}`; a pattern with a `/` starts with `/` (or `*`, `?`)",
 }
 
 CONFIG_EXAMPLE = """\
@@ -394,6 +398,9 @@ environments:
     account_id: "222222222222"
     cluster: lemon-ecs-cluster
     protected: true                 # operating it needs maintain or admin
+references:                         # optional: which secrets and parameters services may use
+  secrets: ["{service}/*", "shared/*"]
+  parameters: ["/{service}/*"]
 """
 
 # ---- environment variables -----------------------------------------------------------------------
@@ -411,6 +418,7 @@ ENVIRONMENT = {
     "LEMI_QUEUE": "the job queue: `sqlite:///path.db` (embedded, one host) or `sqs://<fifo-queue-url>?dedupe_table=<table>` (several replicas; see [operations](operations.md#scaling-out-sqs-fifo-and-dynamodb))",
     "PORT": "port `lemi serve` listens on",
     "HOST": "address `lemi serve` binds (the Procfile uses `0.0.0.0`)",
+    "FORWARDED_ALLOW_IPS": "proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` `lemi serve` believes (comma-separated, `*` for any; uvicorn's rule). Only access logs and URLs use them: the setup page decides \"this machine\" on the socket peer and refuses any proxied request",
     "LEMI_WORKERS": "workers in the process; `0` only accepts deliveries (another process works them)",
     "LEMI_LEASE_SECONDS": "how long a worker holds a job before another may take it over; extended while the job runs",
     "LEMI_RETRY_DELAYS": "seconds between attempts of a failing job, comma-separated; a job gets one attempt more than there are delays",
@@ -559,6 +567,30 @@ id, `no`) must be quoted.
 Every key, with its type, default and the rules lemi checks:
 
 {fields_table(fields)}
+
+### Secrets and parameters a service may reference
+
+Without `references`, a service's environment files may name any secret and
+any parameter its deploy can read. With `references.secrets` (Secrets
+Manager) or `references.parameters` (Parameter Store), only names that match
+one of the patterns:
+
+* `*` matches any run of characters, `/` included (as in IAM resource
+  patterns); `?` matches one character; `{{service}}` is the service's name;
+  nothing else is special, and case matters. An empty list allows nothing.
+* A reference by ARN must then be in the environment's own partition,
+  account and region, and its name must match too. A secret's full ARN ends
+  with AWS's random `-XXXXXX`: the name matches with or without it. A
+  parameter ARN `…:parameter/a/b` is the name `/a/b`; `…:parameter/flat` is
+  `flat`.
+* `datadog.api_key_secret` is exempt: it is the infra team's own.
+
+`lemi verify --check provisioned`, `/lemi verify` and every deploy (the
+ARNs of a `lemi deploy --task-definition` file too) check this first and
+never look up a refused name in AWS; the finding names the environment
+variable, the reference and the patterns allowed. To have AWS
+enforce the same boundary, scope the roles as [IAM policies](iam.md#scoping-secrets-and-parameters)
+shows.
 
 ## Environment variables
 
@@ -722,6 +754,9 @@ A parameter is a Parameter Store name (`feature-x`, or a path starting with
 `/`) or its ARN. Deploys check that every secret and parameter exists first
 (and, for a JSON key, that the key exists) and register nothing otherwise.
 lemi never shows or keeps a value: ECS reads them when a task starts.
+lemi.yml may restrict which names a service may reference (its
+[`references`](configuration.md#secrets-and-parameters-a-service-may-reference),
+e.g. only `<service>/*`): other names are refused before any deploy.
 
 ## Fargate task sizes
 
@@ -846,6 +881,42 @@ def queue_policy(package: Path = PACKAGE) -> dict[str, Any]:
     }
 
 
+# the lemi.yml `references` the scoped statements of docs/iam.md are made for
+IAM_EXAMPLE_REFERENCES = {"secrets": ["{service}/*", "shared/*"], "parameters": ["/{service}/*"]}
+
+
+def _statements(*statements: dict[str, Any], comment: str) -> str:
+    """Policy statements to paste into a ``Statement`` list (a fragment: JSON with a comment)."""
+    body = ",\n".join(json.dumps(st, indent=2) for st in statements)
+    return f"// {comment}\n{body}"
+
+
+def scoped_statements(service: str | None = None) -> str:
+    """The statements that allow the secrets and parameters of IAM_EXAMPLE_REFERENCES (and the Datadog key):
+    for the shared deployer role (``service=None``: ``{service}`` becomes ``*``), or one service's execution role."""
+    from .config import Datadog, Environment, References
+    from .references import parameter_resources, secret_resources
+
+    refs = References.model_validate(IAM_EXAMPLE_REFERENCES)
+    env = Environment(branch="main", region="us-east-1", account_id="111111111111", cluster="lemon-ecs-cluster")
+    assert refs.secrets is not None and refs.parameters is not None
+    name = service or "*"
+    secrets = secret_resources([*refs.secrets, Datadog().api_key_secret], env, name)
+    parameters = parameter_resources(refs.parameters, env, name)
+    if service is None:
+        return _statements(
+            {"Sid": "VerifySecrets", "Effect": "Allow",
+             "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"], "Resource": secrets},
+            {"Sid": "VerifyParameters", "Effect": "Allow", "Action": "ssm:GetParameters", "Resource": parameters},
+            comment="deployer role: instead of the VerifySecretsAndParameters statement",
+        )  # fmt: skip
+    return _statements(
+        {"Sid": "ReadSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secrets},
+        {"Sid": "ReadParameters", "Effect": "Allow", "Action": "ssm:GetParameters", "Resource": parameters},
+        comment=f"execution role {service}-<env>-execution: what ECS reads when a task of {service} starts",
+    )  # fmt: skip
+
+
 def iam_md(readme: str, package: Path = PACKAGE) -> str:
     text = readme_policy_text(readme)
     policy = json.loads(text)
@@ -893,6 +964,41 @@ secret's value (ECS injects secrets into the task itself, with the task's
 execution role). Nothing in this policy can create, change or delete a
 secret, a parameter, an image, a role or a cluster: those belong to the
 infra repository's Terraform.
+
+### Scoping secrets and parameters
+
+The policy above lets lemi look up any secret and parameter of the account.
+With lemi.yml's [`references`](configuration.md#secrets-and-parameters-a-service-may-reference),
+for example
+
+```yaml
+references:
+  secrets: {json.dumps(IAM_EXAMPLE_REFERENCES["secrets"])}
+  parameters: {json.dumps(IAM_EXAMPLE_REFERENCES["parameters"])}
+```
+
+the same patterns can scope the `secretsmanager:DescribeSecret`,
+`secretsmanager:GetSecretValue` and `ssm:GetParameters` statement (IAM's `*`
+and `?` mean what they mean in lemi.yml; `-??????` is the random suffix of a
+secret's full ARN; the Datadog API key of lemi.yml must stay readable):
+
+```jsonc
+{scoped_statements()}
+```
+
+**One shared deployer role can only approximate `{{service}}`.** IAM does not
+know which service lemi is deploying, so `{{service}}/*` becomes `*/*`: any
+service's secrets (indeed any name with a `/`). lemi itself refuses a name
+outside a service's own patterns before it calls AWS, but the role would
+allow it. The boundary AWS can enforce exactly is each service's
+**execution role** `<service>-<env>-execution`, the role ECS uses to fetch the
+secrets and parameters when a task starts (and that lemi's task definitions
+always name): give it the patterns with the service's name, here for
+`demo-service` (add `kms:Decrypt` for secrets under a customer-managed key):
+
+```jsonc
+{scoped_statements("demo-service")}
+```
 
 ### Assuming the role
 

@@ -26,6 +26,31 @@ _PARAM_NAME_RE = re.compile(r"^(?:[A-Za-z0-9_.-]+|(?:/[A-Za-z0-9_.-]+)+)$")
 _PARAM_ARN_RE = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):ssm:([a-z0-9-]+):(\d{12}):parameter(/.+)$")
 
 
+@dataclass(frozen=True, slots=True)
+class ArnParts:
+    """Where an ARN points: its partition, region, account, and the name of the secret or parameter."""
+
+    partition: str
+    region: str
+    account_id: str
+    name: str  # a secret's name as written (maybe with AWS's random "-XXXXXX"), a parameter's as SSM names it
+
+
+def secret_arn_parts(arn: str) -> ArnParts | None:
+    """``arn:aws:secretsmanager:<region>:<account>:secret:<name>`` (no JSON-key suffix), or None."""
+    match = _SECRET_ARN_RE.fullmatch(arn)
+    return ArnParts(*match.groups()) if match else None
+
+
+def parameter_arn_parts(arn: str) -> ArnParts | None:
+    """``...:parameter/a/b`` names ``/a/b``; ``...:parameter/flat`` names ``flat``. None if not an SSM ARN."""
+    match = _PARAM_ARN_RE.fullmatch(arn)
+    if not match:
+        return None
+    part, region, account, path = match.groups()
+    return ArnParts(part, region, account, path if path.count("/") > 1 else path[1:])
+
+
 class BadReference(ValueError):
     def __init__(self, message: str, hint: str) -> None:
         super().__init__(message)
@@ -48,6 +73,10 @@ class SecretRef:
     def has_suffix(self) -> bool:
         return bool(self.json_key or self.version_stage or self.version_id)
 
+    @property
+    def arn_parts(self) -> ArnParts | None:
+        return secret_arn_parts(self.secret) if self.is_arn else None
+
     def secret_arn(self, region: str, account_id: str) -> str:
         if self.is_arn:
             return self.secret
@@ -67,6 +96,10 @@ class ParameterRef:
     @property
     def is_arn(self) -> bool:
         return self.parameter.startswith("arn:")
+
+    @property
+    def arn_parts(self) -> ArnParts | None:
+        return parameter_arn_parts(self.parameter) if self.is_arn else None
 
     @property
     def name(self) -> str:
@@ -121,3 +154,20 @@ def parse_parameter(text: str) -> ParameterRef:
             "parameter names use letters, digits and _.-; a path starts with /, e.g. /demo-service/feature-x",
         )
     return ParameterRef(text)
+
+
+_SECRET_SERVICE_RE = re.compile(r"^arn:[a-z-]+:secretsmanager:")
+_PARAM_SERVICE_RE = re.compile(r"^arn:[a-z-]+:ssm:")
+
+
+def parse_value_from(text: str) -> SecretRef | ParameterRef:
+    """A task definition's ``valueFrom``: a Secrets Manager ARN (with an optional JSON-key
+    suffix) or an SSM parameter ARN. Names are refused: they would resolve wherever ECS runs."""
+    if _SECRET_SERVICE_RE.match(text):
+        return parse_secret(text)
+    if _PARAM_SERVICE_RE.match(text):
+        return parse_parameter(text)
+    raise BadReference(
+        f"{text!r} is not a Secrets Manager or SSM parameter ARN",
+        "a task definition names each secret by its full ARN (`lemi compile` writes them so)",
+    )

@@ -569,7 +569,7 @@ def test_cli_deploy_task_definition_file_to_a_missing_service(
     assert revisions(world) == [f"{FAMILY}:1"]  # refused before registering anything
     assert code == 1
     assert "Traceback" not in out + err
-    assert f"no active ECS service '{SERVICE}' in cluster {CLUSTER}" in err
+    assert f"service {SERVICE}: the ECS service '{SERVICE}' is inactive" in err  # checked before registering
     assert "internal error" not in err and "bug in lemi" not in err
 
 
@@ -613,6 +613,7 @@ def test_cli_deploy_a_compiled_task_definition_file(
     world: aws_world.World, sim: ecs_sim.Sim, checkout: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sim.complete(after=2)
+    aws_world.push_image(world.endpoint, "v2")  # the file's image must be in ECR
     td = checkout / "td.json"
     assert lemi("compile", "-e", ENV, "-t", "v2", "-o", str(td)) == 0
     capsys.readouterr()

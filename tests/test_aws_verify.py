@@ -292,6 +292,115 @@ async def test_every_problem_at_once_on_an_empty_account(moto_reset: str) -> Non
     assert all(f.message and f.hint for f in findings)
 
 
+# ---------------------------------------------------------------- lemi.yml's references
+
+REFERENCES = """\
+references:
+  secrets: ["{service}/*"]
+  parameters: ["/{service}/*"]
+"""
+
+
+@pytest.fixture
+def looked_up(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every secret and parameter name moto (in this process) was asked about, as asked."""
+    from moto.secretsmanager.models import SecretsManagerBackend
+    from moto.ssm.models import SimpleSystemManagerBackend
+
+    names: list[str] = []
+    describe, get_value = SecretsManagerBackend.describe_secret, SecretsManagerBackend.get_secret_value
+    get_parameters = SimpleSystemManagerBackend.get_parameters
+
+    def describing(self: Any, secret_id: str) -> Any:
+        names.append(secret_id)
+        return describe(self, secret_id)
+
+    def reading(self: Any, secret_id: str, *args: Any, **kwargs: Any) -> Any:
+        names.append(secret_id)
+        return get_value(self, secret_id, *args, **kwargs)
+
+    def parameters(self: Any, names_: list[str]) -> Any:
+        names.extend(names_)
+        return get_parameters(self, names_)
+
+    monkeypatch.setattr(SecretsManagerBackend, "describe_secret", describing)
+    monkeypatch.setattr(SecretsManagerBackend, "get_secret_value", reading)
+    monkeypatch.setattr(SimpleSystemManagerBackend, "get_parameters", parameters)
+    return names
+
+
+async def test_references_refuse_other_names_before_any_aws_call_for_them(
+    world: aws_world.World, looked_up: list[str]
+) -> None:
+    world.config = parse_config(aws_world.LEMI_YML + REFERENCES)
+    other = f"arn:aws:secretsmanager:{REGION}:999999999999:secret:demo-service/db"
+    files = aws_world.service_files(staging(
+        secrets={"DB_PASSWORD": "demo-service/db-password", "DB_USER": "demo-service/db:username::",
+                 "TOKEN": "other-team/token", "ELSEWHERE": other},
+        parameters={"FEATURE_X": "/demo-service/feature-x", "FLAG": "/other-team/flag"},
+    ))  # fmt: skip
+    findings = await verify(world, files, tag="v1")
+    assert findings == [
+        Finding(
+            "secret",
+            f"ELSEWHERE ({other})",
+            f"the ARN points outside staging: account 999999999999 (not {ACCOUNT}); "
+            "lemi.yml's references.secrets only allows secrets of the environment's own account and region",
+            f"reference a secret of staging (account {ACCOUNT}, region {REGION}); a name without arn: is looked up there",
+        ),
+        Finding(
+            "secret",
+            "TOKEN (other-team/token)",
+            "lemi.yml does not allow demo-service to reference this secret (allowed: demo-service/*)",
+            "use a secret whose name matches an allowed pattern (* matches any characters, / included), "
+            "or ask the infra team to add a pattern to references.secrets in lemi.yml",
+        ),
+        Finding(
+            "parameter",
+            "FLAG (/other-team/flag)",
+            "lemi.yml does not allow demo-service to reference this parameter (allowed: /demo-service/*)",
+            "use a parameter whose name matches an allowed pattern (* matches any characters, / included), "
+            "or ask the infra team to add a pattern to references.parameters in lemi.yml",
+        ),
+    ]
+    # the allowed ones (and the Datadog key) were checked; the refused ones never reached AWS
+    assert set(looked_up) == {"demo-service/db-password", "demo-service/db", "datadog/api-key", "/demo-service/feature-x"}
+
+
+async def test_references_allow_the_services_own_names_and_arns(world: aws_world.World) -> None:
+    world.config = parse_config(aws_world.LEMI_YML + REFERENCES)
+    arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:demo-service/db"
+    full = aws_world.client("secretsmanager", world.endpoint).describe_secret(SecretId="demo-service/db")["ARN"]
+    assert full != arn and full.startswith(arn + "-")  # moto, like AWS, adds the random suffix
+    files = aws_world.service_files(staging(
+        secrets={"DB_PASSWORD": "demo-service/db-password", "DB_USER": f"{arn}:username::", "DB_PASS": f"{full}:password::"},
+        parameters={"FEATURE_X": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/demo-service/feature-x"},
+    ))  # fmt: skip
+    assert await verify(world, files, tag="v1") == []
+
+
+async def test_the_datadog_key_of_lemi_yml_is_exempt_but_still_checked(world: aws_world.World) -> None:
+    world.config = parse_config(aws_world.LEMI_YML + REFERENCES)  # datadog/api-key matches no pattern
+    assert await verify(world, tag="v1") == []
+    aws_world.client("secretsmanager", world.endpoint).delete_secret(
+        SecretId="datadog/api-key", ForceDeleteWithoutRecovery=True
+    )
+    assert [(f.check, f.subject) for f in await verify(world, tag="v1")] == [("secret", "(datadog api key) (datadog/api-key)")]
+
+
+async def test_empty_references_refuse_every_secret_and_parameter(world: aws_world.World, looked_up: list[str]) -> None:
+    world.config = parse_config(aws_world.LEMI_YML + "references:\n  secrets: []\n  parameters: []\n")
+    findings = await verify(world, tag="v1")
+    assert [(f.check, f.subject) for f in findings] == [
+        ("secret", "DB_PASSWORD (demo-service/db-password)"),
+        ("secret", "DB_USER (demo-service/db)"),
+        ("parameter", "FEATURE_X (/demo-service/feature-x)"),
+    ]
+    assert all(f.message.endswith("(allowed: none: references.secrets is empty)") for f in findings[:2])
+    assert findings[2].message.endswith("(allowed: none: references.parameters is empty)")
+    assert looked_up == ["datadog/api-key"]
+
+
 # ---------------------------------------------------------------- the image wait
 
 
@@ -574,3 +683,33 @@ def test_cli_never_picks_a_protected_environment_by_default(
     config.write_text(PROD_FIRST.split("  staging:")[0], encoding="utf-8")
     assert lemi(checkout, "verify", "--check", "provisioned", "-t", "v1") == 2
     assert "every environment is protected; name one with -e (prod)" in capsys.readouterr().err
+
+
+def test_cli_verify_and_deploy_refuse_a_name_lemi_yml_does_not_allow(
+    world: aws_world.World, sim: Any, checkout: Path, looked_up: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    (checkout.parent / "lemi.yml").write_text(aws_world.LEMI_YML + REFERENCES, encoding="utf-8")
+    aws_world.client("secretsmanager", world.endpoint).create_secret(Name="other-team/token", SecretString="t0ken")
+    write(checkout, "deploy/demo-service/environment/staging.yaml", staging(secrets={
+        "DB_PASSWORD": "demo-service/db-password", "TOKEN": "other-team/token"}))  # fmt: skip
+    refusal = (
+        "secret TOKEN (other-team/token): lemi.yml does not allow demo-service to reference this secret "
+        "(allowed: demo-service/*)\n    hint: use a secret whose name matches an allowed pattern"
+    )
+    assert lemi(checkout, "verify", "--check", "provisioned", "-e", "staging", "-t", "v1") == 1
+    captured = capsys.readouterr()
+    assert refusal in captured.err and captured.err.rstrip().endswith("1 problem found")
+    assert lemi(checkout, "verify", "--check", "all", "-e", "staging", "--output", "json") == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False
+    assert [(f["check"], f["subject"]) for f in doc["findings"]] == [("secret", "TOKEN (other-team/token)")]
+    assert "references.secrets in lemi.yml" in doc["findings"][0]["hint"]
+
+    revisions = world.ecs().list_task_definitions(familyPrefix="demo-service-staging")["taskDefinitionArns"]
+    assert lemi(checkout, "deploy", "-e", "staging", "-t", "v1", "--poll", "0.01", "--timeout", "5") == 1
+    captured = capsys.readouterr()
+    assert refusal in captured.err and "1 problem found; nothing was deployed" in captured.err
+    assert world.ecs().list_task_definitions(familyPrefix="demo-service-staging")["taskDefinitionArns"] == revisions
+    assert sim.updates == 0
+    assert "other-team/token" not in looked_up  # never described nor read, by verify or by the deploy
+    no_secret_values(captured.out + captured.err)

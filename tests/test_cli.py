@@ -186,3 +186,20 @@ def test_an_internal_error_is_a_message_not_a_traceback(
     err = capsys.readouterr().err
     assert "internal error: RuntimeError: disk on fire" in err and "LEMI_DEBUG=1" in err
     assert "Traceback" not in err
+
+
+def test_config_check_refuses_a_references_pattern_no_name_could_match(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(repo, "lemi.yml", LEMI_YML + 'references:\n  secrets: ["{service}/*", "team secrets/*"]\n'
+                 '  parameters: ["{service}/*"]\n')  # fmt: skip
+    line = LEMI_YML.count("\n") + 2
+    assert main(["--config", str(path), "config", "check"]) == 1
+    err = capsys.readouterr().err
+    assert (f"{path}:{line}:28: references.secrets[1]: 'team secrets/*' is not a secret pattern: "
+            "' ' cannot appear in a secret name") in err  # fmt: skip
+    assert f"{path}:{line + 1}:16: references.parameters[0]: '{{service}}/*' can never match" in err
+    assert "hint: start it with /, e.g. /{service}/*" in err and "2 problems found" in err
+    write(repo, "lemi.yml", LEMI_YML + 'references:\n  secrets: ["{service}/*"]\n')
+    assert main(["--config", str(path), "config", "check", "--output", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["references"] == {"secrets": ["{service}/*"], "parameters": None}

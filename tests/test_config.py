@@ -136,7 +136,7 @@ def test_protected_must_be_a_boolean() -> None:
         ("    role_arn:", "    rolearn:", "environments.staging.rolearn", 12, 5, "did you mean `role_arn`?"),
         ("    account_id:", "    accountId:", "environments.staging.accountId", 10, 5, "did you mean `account_id`?"),
         ("domain: lemon\n", "domain: lemon\ndatadog:\n  sit: datadoghq.eu\n", "datadog.sit", 7, 3, "did you mean `site`?"),
-        ("domain: lemon\n", "domain: lemon\nzzz: 1\n", "zzz", 6, 1, "allowed here: infra, domain, environments, datadog"),
+        ("domain: lemon\n", "domain: lemon\nzzz: 1\n", "zzz", 6, 1, "allowed here: infra, domain, environments, datadog, references"),
     ],
 )
 def test_unknown_keys(old: str, new: str, path: str, line: int, column: int, hint: str) -> None:

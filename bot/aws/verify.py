@@ -5,6 +5,10 @@ JSON key a reference selects, without ever returning the value), every SSM
 parameter (batched ``GetParameters``) and the image tag in ECR, optionally
 waiting for the build with backoff up to a bound. Every problem is listed
 at once, each with what to do about it.
+
+Before any of that, the pure checks: which secrets and parameters lemi.yml
+allows the service (bot/references.py), and for ``lemi deploy
+--task-definition FILE`` the file against its environment (bot/taskdef.py).
 """
 
 from __future__ import annotations
@@ -12,30 +16,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..findings import Finding
+from ..references import refuse_parameters, refuse_secrets
 from ..refs import ParameterRef, SecretRef, parse_secret
 from ..spec import ServiceFiles
+from ..taskdef import check_task_definition
 from .clients import AwsClients
 
+__all__ = [
+    "Finding", "check_image", "check_parameters", "check_secrets", "check_service", "verify_provisioned",
+    "verify_task_definition",
+]  # fmt: skip
+
 PARAMETER_BATCH = 10  # GetParameters takes at most 10 names
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    check: str  # "cluster", "service", "secret", "parameter", "image"
-    subject: str  # what was checked: a name, an env var, an image
-    message: str
-    hint: str
-
-    def render(self) -> str:
-        return f"{self.check} {self.subject}: {self.message}\n    hint: {self.hint}"
-
-    def as_dict(self) -> dict[str, str]:
-        return asdict(self)
 
 
 def _code(exc: ClientError) -> str:
@@ -240,17 +237,48 @@ async def verify_provisioned(
     tag: str | None = None,
     image_wait_seconds: float = 0,
 ) -> list[Finding]:
-    """Every check at once; an empty list means the service can be deployed."""
+    """Every check at once; an empty list means the service can be deployed.
+
+    First, without AWS: the secrets and parameters lemi.yml's ``references`` does
+    not allow the service (refused ones are never looked up). The Datadog API key
+    named by lemi.yml itself is exempt.
+    """
     service = files.service
     env_file = files.environment(env_name)
-    secrets = env_file.secret_refs()
+    env = aws.environment(env_name)
+    secrets, parameters = env_file.secret_refs(), env_file.parameter_refs()
+    refused_secrets = refuse_secrets(aws.config.references, env_name, env, service.name, secrets)
+    refused_parameters = refuse_parameters(aws.config.references, env_name, env, service.name, parameters)
+    secrets = {k: v for k, v in secrets.items() if k not in refused_secrets}
+    parameters = {k: v for k, v in parameters.items() if k not in refused_parameters}
     secrets["(datadog api key)"] = parse_secret(aws.config.datadog.api_key_secret)
     checks = [
         check_service(aws, env_name, service.name),
         check_secrets(aws, env_name, secrets),
-        check_parameters(aws, env_name, env_file.parameter_refs()),
+        check_parameters(aws, env_name, parameters),
     ]
     if tag is not None:
         checks.append(check_image(aws, env_name, service.image, tag, wait_seconds=image_wait_seconds))
     results = await asyncio.gather(*checks)
-    return [finding for result in results for finding in result]
+    refused = [*refused_secrets.values(), *refused_parameters.values()]
+    return refused + [finding for result in results for finding in result]
+
+
+async def verify_task_definition(aws: AwsClients, env_name: str, service: str, document: dict[str, Any]) -> list[Finding]:
+    """A task definition file against the environment, then in AWS; an empty list means it can be deployed.
+
+    The file's own rules first (bot/taskdef.py: family, roles, image registry,
+    where its secrets live, ``DD_ENV``, log group, lemi.yml's ``references``),
+    then the service is ACTIVE, the image tag is in ECR and every secret and
+    parameter that passed exists. Nothing here registers or changes anything.
+    """
+    checked = check_task_definition(document, aws.config, env_name, service)
+    checks = [
+        check_service(aws, env_name, service),
+        check_secrets(aws, env_name, checked.secrets),
+        check_parameters(aws, env_name, checked.parameters),
+    ]
+    if checked.image is not None:
+        checks.append(check_image(aws, env_name, *checked.image))
+    results = await asyncio.gather(*checks)
+    return checked.findings + [finding for result in results for finding in result]

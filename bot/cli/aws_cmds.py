@@ -17,8 +17,8 @@ from ..aws import operate
 from ..aws.clients import AwsClients
 from ..aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, Progress, deploy as deploy_core
 from ..aws.exec import open_session
-from ..aws.verify import verify_provisioned
-from ..compile import compile_for
+from ..aws.verify import verify_provisioned, verify_task_definition
+from ..compile import compile_for, effective_desired_count
 from ..config import Config
 from ..problems import Invalid
 from . import render
@@ -97,6 +97,11 @@ def deploy(
 ) -> None:  # fmt: skip
     """Deploy an image tag (or a compiled task definition) and wait for the rollout.
 
+    Both are checked first and nothing is registered if a check fails. A
+    --task-definition file must be this environment's (family, roles, image
+    registry, secret ARNs, DD_ENV, log group) and its image tag, secrets and
+    parameters must exist; the task count comes from the service's files.
+
     Success means the deployment this update started reached COMPLETED with
     every task running; a circuit-breaker rollback, a failed rollout or a
     timeout exits 1 with the reason and the stopped tasks' reasons.
@@ -106,7 +111,6 @@ def deploy(
     config = state.config()
     env = pick_environment(config, env)
     name = service_name(name)
-    desired_count: int | None = None
     if td_file is not None:
         try:
             task_definition = json.loads(td_file.read_text(encoding="utf-8"))
@@ -114,21 +118,24 @@ def deploy(
             raise click.BadParameter(f"{td_file} is not JSON: {exc}", param_hint="--task-definition") from None
         if not isinstance(task_definition, dict) or "family" not in task_definition:
             raise click.BadParameter(f"{td_file} is not a task definition", param_hint="--task-definition")
-    else:
-        root = workspace.repo_root()
-        try:
-            files = load_service(root, name, repository(root, repo), config)
-        except Invalid as exc:
-            report_invalid(exc, output)
+    root = workspace.repo_root()
+    try:  # the service's files: the tag's task definition, or a file's task count
+        files = load_service(root, name, repository(root, repo), config)
+    except Invalid as exc:
+        report_invalid(exc, output)
+    if td_file is None:
         assert tag is not None
         compiled = compile_for(config, files, env, tag)
-        task_definition, desired_count = compiled.task_definition, compiled.desired_count
+        task_definition = compiled.task_definition
+    desired_count = effective_desired_count(files.service, files.environment(env))
 
     async def work(aws: AwsClients) -> DeployResult | list[Any]:
         if td_file is None:
             findings = await verify_provisioned(aws, env, files, tag=tag)
-            if findings:
-                return findings
+        else:
+            findings = await verify_task_definition(aws, env, name, task_definition)
+        if findings:
+            return findings
         result = await deploy_core(
             aws, env, task_definition, service=name, desired_count=desired_count, wait=wait,
             timeout=timeout, poll=poll, on_progress=_progress(output),
