@@ -9,6 +9,7 @@ never at import.
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import hmac
@@ -63,7 +64,7 @@ class Handlers:
     is stored as received; ``process`` gets it parsed, as ``job.payload["data"]``."""
 
     accepts: Callable[[str, Any], bool]
-    job_key: Callable[[str, dict[str, Any]], str]
+    job_key: Callable[[str, dict[str, Any], Any], str]  # (event, summary, the Context)
     process: Callable[..., Any]
     report: Callable[..., Any]
     summary: Any = dict[str, Any]
@@ -148,7 +149,7 @@ async def webhook(request: Request) -> Response:
         return _answer("ignored")
     try:
         repository = str(data["repository"]["full_name"])
-        key = handlers.job_key(event, data)
+        key = handlers.job_key(event, data, state.context)
     except (KeyError, TypeError, AttributeError):
         count(event, "bad_request")
         return _error(400, "malformed payload: no repository.full_name")
@@ -172,11 +173,31 @@ async def webhook(request: Request) -> Response:
     return _answer(outcome)
 
 
+# A document is accepted only if it decodes with this many levels of nesting to spare, so
+# that every stored one decodes again wherever the queue reads it: in the worker's thread or
+# event loop, whose stack can be a little deeper than intake's, and in an SQS message, which
+# holds it two levels down. (msgspec and json stop at Python's recursion limit, counted from
+# wherever they are called; an explicit depth count of the body would cost more than the decode.)
+JSON_SPARE_LEVELS = 32
+_SPARE_OPEN, _SPARE_CLOSE = b"[" * JSON_SPARE_LEVELS, b"]" * JSON_SPARE_LEVELS
+
+
+@functools.cache
+def _spared(shape: Any) -> msgspec.json.Decoder[Any]:
+    """A decoder of ``shape`` inside JSON_SPARE_LEVELS arrays of exactly one item."""
+    for _ in range(JSON_SPARE_LEVELS):
+        shape = tuple[shape]  # type: ignore[valid-type]
+    return msgspec.json.Decoder(shape)
+
+
 def _decode(decoder: msgspec.json.Decoder[Any], body: bytes, content_type: str) -> tuple[Any, bytes]:
     """The summary of a delivery and its JSON document (a form-encoded delivery's ``payload``).
 
     The decoder skips the fields it does not keep without checking that their
-    strings are UTF-8, so that is checked here: every stored document parses."""
+    strings are UTF-8, so that is checked here: every stored document parses.
+    The document is decoded inside JSON_SPARE_LEVELS extra brackets (``[[...body...]]``):
+    one nested too deeply to decode with those to spare is refused. Each extra level
+    must hold exactly one value (``1],[2`` is JSON only once bracketed)."""
     try:
         if content_type.startswith("application/x-www-form-urlencoded"):
             form = parse_qs(body.decode("utf-8", errors="strict"))
@@ -185,14 +206,32 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes, content_type: str) 
             body = form["payload"][0].encode("utf-8")
         elif not body.isascii():
             body.decode("utf-8")
+        padded = _SPARE_OPEN + body + _SPARE_CLOSE
         try:
-            return decoder.decode(body), body
+            data = _spared(decoder.type).decode(padded)
         except msgspec.ValidationError:  # JSON, shaped unlike the summary: read it all, as before
-            return msgspec.json.decode(body), body
+            data = _spared(Any).decode(padded)
+        for _ in range(JSON_SPARE_LEVELS):
+            data = data[0]
+        return data, body
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8: {exc}") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except msgspec.DecodeError:  # not JSON, or not one document (an extra level held two items, or none)
+        raise ValueError(_malformed(body)) from None
+
+
+def _malformed(body: bytes) -> str:
+    """What is wrong with a body that is not one JSON document (msgspec's words, with byte
+    offsets into the body itself rather than into the bracketed copy)."""
+    try:
+        msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
-        raise ValueError(str(exc)) from None
+        return str(exc)
+    except RecursionError:
+        return "nested too deeply"
+    return "not one JSON document"
 
 
 async def healthz(request: Request) -> JSONResponse:

@@ -25,6 +25,8 @@ class Spec:
     argument: str | None = None  # name of the one positional argument
     long: bool = False  # runs through the durable queue (restart, deploy, rollback)
     writes: bool = True  # changes something (needs write/maintain); reads need only write too
+    # reads the service files: for a protected environment, the environment branch's
+    reads_files: bool = False
 
 
 COMMANDS: dict[str, Spec] = {
@@ -32,11 +34,11 @@ COMMANDS: dict[str, Spec] = {
     "status": Spec("tasks, revision, image and recent events", writes=False),
     "tasks": Spec("the running tasks", writes=False),
     "restart": Spec("replace every task and wait for the rollout", long=True),
-    "deploy": Spec("deploy an image tag and wait for the rollout", argument="image-tag", long=True),
+    "deploy": Spec("deploy an image tag and wait for the rollout", argument="image-tag", long=True, reads_files=True),
     "rollback": Spec("redeploy the previous revision and wait", long=True),
     "stop-task": Spec("stop one task (ECS starts a replacement)", argument="task-id"),
-    "verify": Spec("check the spec and everything the deploy needs in AWS", writes=False),
-    "diff": Spec("running task definition vs this PR's compiled one", writes=False),
+    "verify": Spec("check the spec and everything the deploy needs in AWS", writes=False, reads_files=True),
+    "diff": Spec("running task definition vs this PR's compiled one", writes=False, reads_files=True),
     "provision": Spec("run provisioning for this pull request again"),
     "lock": Spec("hold push deploys and commands of others in an environment"),
     "unlock": Spec("release the environment's lock"),

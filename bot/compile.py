@@ -3,7 +3,7 @@
 Pure and deterministic: the same inputs give byte-identical JSON
 (:func:`render`). The result is the input of ``RegisterTaskDefinition``.
 
-Conventions (DESIGN.md, "Compiled task definition"):
+Conventions (the README, "Conventions lemi enforces"):
 
 * family ``<service>-<env>``; Fargate, ``awsvpc``; Linux x86_64;
 * container ``<service>``: image ``<account>.dkr.ecr.<region>.amazonaws.com/<image>:<tag>``,

@@ -11,6 +11,7 @@ from .github.auth import AppAuth
 from .github.client import GitHub
 from .locks import Locks
 from .metrics import Metrics
+from .ownership import Owners
 from .queue import Queue
 from .settings import Settings
 
@@ -24,6 +25,7 @@ class Context:
     locks: Locks
     metrics: Metrics = field(default_factory=Metrics)
     _aws: AwsClients | None = None
+    _owners: Owners | None = None
 
     async def github(self, event_data: dict[str, Any]) -> GitHub:
         """The installation client of the repository an event came from."""
@@ -37,6 +39,15 @@ class Context:
 
     async def github_for_repo(self, repository: str) -> GitHub:
         return await self.auth.for_repository(repository)
+
+    @property
+    def owners(self) -> Owners:
+        """Who owns a service (bot/ownership.py), read from the infra repository with the
+        App's installation there; one per process, so its conditional-request cache is shared."""
+        if self._owners is None:
+            infra = self.config.infra.repository
+            self._owners = Owners(self.config, infra=lambda: self.github_for_repo(infra), installed=self.auth.installed)
+        return self._owners
 
     def aws(self) -> AwsClients:
         if self._aws is None:

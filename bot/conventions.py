@@ -1,4 +1,4 @@
-"""Names lemi derives instead of asking for (DESIGN.md, "Conventions").
+"""Names lemi derives instead of asking for (the README, "Conventions lemi enforces").
 
 One place for every derived name, so the compiler, the scaffolding, the
 Terraform renderer and the AWS operations cannot disagree.

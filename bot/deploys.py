@@ -8,6 +8,7 @@ job picks up where it was instead of doing things twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from .config import Config
 from .github import checks
 from .github.client import GitHub
 from .github.files import read_service_files, repo_vars
+from .ownership import Owners
 from .problems import Invalid, Problem, problems_text
 from .spec import parse_service_files
 from .templating import render
@@ -158,7 +160,7 @@ async def retire_previous(gh: GitHub, req: DeployRequest, deployment_id: int) ->
 
 @dataclass
 class DeployReport:
-    outcome: str  # success | failure | superseded | held
+    outcome: str  # success | failure | superseded | held | refused
     summary: str
     result: DeployResult | None = None
 
@@ -169,6 +171,7 @@ async def run_deploy(
     config: Config,
     req: DeployRequest,
     *,
+    owners: Owners,
     superseded: Callable[[], Awaitable[bool]],
     poll: float = DEFAULT_POLL,
     timeout: float = DEFAULT_TIMEOUT,
@@ -177,10 +180,21 @@ async def run_deploy(
 ) -> DeployReport:
     """``released``: a deploy that was held by a lock; a later deploy of the service wins.
     ``resumed``: a retried job; if an earlier attempt already started the rollout (its
-    Deployment says so), the rollout is watched or reported, never sent again."""
+    Deployment says so), the rollout is watched or reported, never sent again.
+
+    A service another repository owns (:mod:`bot.ownership`) is not deployed: the check run
+    says who owns it, and no Deployment is created and nothing is asked of AWS."""
     env = config.environment(req.environment)
     name = check_name(req.repository, req.service, req.environment)
     url = config.url(req.service, req.environment)
+    verdict = await owners.verdict(req.service, req.repository)
+    if not verdict.allowed:
+        summary = render("checks/deploy_refused.md.j2", req=req, why=verdict.why)
+        await checks.upsert_check_run(
+            gh, req.repository, req.sha, name, status="completed", conclusion="failure",
+            title=f"not deployed: {req.service} belongs to {verdict.owner or 'another repository'}", summary=summary,
+        )  # fmt: skip
+        return DeployReport("refused", summary)
     deployment = await find_or_create_deployment(gh, req, config)
     run = await checks.upsert_check_run(
         gh, req.repository, req.sha, name, status="in_progress", title=f"deploying {req.service} to {req.environment}",
@@ -215,10 +229,11 @@ async def run_deploy(
     if (stop := await if_superseded()) is not None:
         return stop
     files_raw = await read_service_files(gh, req.repository, req.service, req.sha)
-    try:
-        files = parse_service_files(
-            req.service, files_raw, repository=req.repository, known_environments=list(config.environments)
-        )
+    try:  # CPU work, off the event loop
+        files = await asyncio.to_thread(
+            parse_service_files, req.service, files_raw, repository=req.repository if verdict.named_after else None,
+            known_environments=list(config.environments),
+        )  # fmt: skip
     except Invalid as exc:
         return await _fail_spec(finish, exc.problems)
     findings: list[Finding] = await verify_provisioned(

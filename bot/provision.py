@@ -1,5 +1,5 @@
 """Provisioning: a service PR proposes its Terraform in the infra repository,
-and the infra PR's fate is mirrored back (DESIGN.md, the ``pull_request`` rows).
+and the infra PR's fate is mirrored back (the README, "The GitHub App": the ``pull_request`` rows).
 
 Plain functions over GitHub clients: the App's handlers and ``lemi provision``
 call the same code. Every step finds what it made before (branch, file, PR,
@@ -9,6 +9,7 @@ nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import re
@@ -21,8 +22,9 @@ from . import logs
 from .config import Config
 from .github import checks, comments
 from .github.client import GitHub, error_message
-from .github.files import file_entry, read_file, read_service_files, repo_vars
+from .github.files import branch_sha, file_entry, read_file, read_service_files, repo_vars
 from .names import SERVICE_RE
+from .ownership import Owners, same_repository
 from .problems import Invalid, Problem, problems_text
 from .spec import ServiceFiles, parse_service_files
 from .templating import render
@@ -34,6 +36,10 @@ SPEC_CHECK = "lemi / spec"
 PROVISION_CHECK = "lemi / provision"
 BRANCH_PREFIX = "lemi/"
 LINK_COMMENT = "provision-link"
+REFUSED_COMMENT = "provision-refused"
+# a pull request's spec checks cover at most this many changed services (a push is not
+# bounded: a monorepo deploys every service)
+MAX_SERVICES = 20
 _SERVICE_PATH_RE = re.compile(r"^deploy/([^/]+)/(?:service\.yaml|environment/[^/]+\.ya?ml)$")
 _MARKER_RE = re.compile(r"<!-- lemi:service-pr ([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(\d+) -->")
 
@@ -85,6 +91,7 @@ class Outcome:
     problems: list[Problem] = field(default_factory=list)
     provisioned: list[str] = field(default_factory=list)  # already in the infra repository
     infra_prs: dict[str, str] = field(default_factory=dict)  # service -> infra PR URL
+    refused: dict[str, str] = field(default_factory=dict)  # service -> why this repository may not provision it
     skipped: str = ""  # why nothing was provisioned
 
 
@@ -103,21 +110,27 @@ async def changed_services(gh: GitHub, pr: PullRequest) -> list[str]:
 
 
 async def load_services(
-    gh: GitHub, config: Config, repository: str, services: list[str], ref: str
-) -> tuple[dict[str, ServiceFiles], list[Problem]]:
+    gh: GitHub, config: Config, repository: str, services: list[str], ref: str, *, transferred: frozenset[str] = frozenset()
+) -> tuple[dict[str, ServiceFiles], list[Problem], list[str]]:
+    """The services' files at ``ref``, parsed: (valid ones, every problem, the services that
+    still have files). ``transferred``: services the infra file gives to ``repository`` although
+    they are not named after it; the naming rule is not asked of them."""
     loaded: dict[str, ServiceFiles] = {}
     problems: list[Problem] = []
+    present: list[str] = []
     for name in services:
         files = await read_service_files(gh, repository, name, ref)
         if not files:
             continue  # the service was removed by this change
-        try:
-            loaded[name] = parse_service_files(
-                name, files, repository=repository, known_environments=list(config.environments)
+        present.append(name)
+        named_after = None if name in transferred else repository
+        try:  # parsing is CPU work: off the event loop, which keeps answering webhooks
+            loaded[name] = await asyncio.to_thread(
+                parse_service_files, name, files, repository=named_after, known_environments=list(config.environments)
             )
         except Invalid as exc:
             problems.extend(exc.problems)
-    return loaded, problems
+    return loaded, problems, present
 
 
 async def report_spec(gh: GitHub, pr: PullRequest, services: list[str], problems: list[Problem]) -> None:
@@ -146,14 +159,26 @@ async def is_provisioned(infra_gh: GitHub, config: Config, service: str, base: s
     return await read_file(infra_gh, config.infra.repository, config.infra.file_for(service), base) is not None
 
 
-async def _branch_sha(gh: GitHub, repository: str, branch: str) -> str | None:
-    try:
-        ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{+ref}", repo_vars(repository, ref=f"heads/{branch}"))
-    except BadRequest as exc:
-        if exc.status_code == 404:
-            return None
-        raise
-    return str(ref["object"]["sha"])
+async def pending_claim(infra_gh: GitHub, config: Config, service: str, pr: PullRequest) -> str | None:
+    """Why ``pr`` may not open or update the infra PR of a service that is not provisioned yet:
+    another repository's infra PR for the same name is open (lemi's own, found by its login),
+    or somebody else's pull request sits on lemi's branch. None when it may."""
+    pull = await _open_pull(infra_gh, config.infra.repository, BRANCH_PREFIX + service)
+    if pull is None:
+        return None
+    url = pull.get("html_url", "")
+    if not await infra_gh.wrote(pull):
+        return (
+            f"the branch `{BRANCH_PREFIX}{service}` of {config.infra.repository} has an open pull request "
+            f"lemi did not open ({url}); the infra team closes it or renames the branch"
+        )
+    link = parse_service_pr_marker(pull.get("body"))
+    if link is not None and not same_repository(link[0], pr.repository):
+        return (
+            f"{link[0]}#{link[1]} is provisioning `{service}` already ({url}); while that infra pull request "
+            f"is open, no other repository can claim the name. Choose another name, or ask in {link[0]}#{link[1]}"
+        )
+    return None
 
 
 async def _open_pull(gh: GitHub, repository: str, branch: str) -> dict[str, Any] | None:
@@ -175,8 +200,8 @@ async def ensure_infra_pr(
     branch = BRANCH_PREFIX + service
     path = config.infra.file_for(service)
     content = render_service_module(files.service, config, repository=pr.repository, pull_request=pr.number)
-    if await _branch_sha(infra_gh, infra, branch) is None:
-        base_sha = await _branch_sha(infra_gh, infra, base)
+    if await branch_sha(infra_gh, infra, branch) is None:
+        base_sha = await branch_sha(infra_gh, infra, base)
         if base_sha is None:
             raise RuntimeError(f"the infra repository {infra} has no branch {base!r}")
         await infra_gh.post(
@@ -227,10 +252,12 @@ async def provision_pull_request(
     config: Config,
     pr: PullRequest,
     *,
+    owners: Owners,
     only: list[str] | None = None,
     check_runs: bool = True,
 ) -> Outcome:
-    """Validate the PR's services, then propose the missing ones in the infra repository.
+    """Validate the PR's services, check that this repository owns them (:mod:`bot.ownership`),
+    then propose the missing ones in the infra repository.
 
     ``check_runs=False`` for callers that are not a GitHub App (``lemi provision``
     with a personal token): GitHub lets only Apps write check runs.
@@ -242,11 +269,29 @@ async def provision_pull_request(
     if not services:
         outcome.skipped = "the pull request changes no deploy/<service>/ files"
         return outcome
-    loaded, problems = await load_services(gh, config, pr.repository, services, pr.head_sha)
+    if len(services) > MAX_SERVICES:
+        outcome.services = services
+        outcome.skipped = f"the pull request changes {len(services)} services; lemi checks at most {MAX_SERVICES} per pull request"
+        if check_runs:
+            await checks.upsert_check_run(
+                gh, pr.repository, pr.head_sha, SPEC_CHECK, status="completed", conclusion="failure",
+                title=f"{len(services)} services changed: at most {MAX_SERVICES} are checked",
+                summary=render("checks/spec_too_many.md.j2", count=len(services), limit=MAX_SERVICES),
+            )  # fmt: skip
+        return outcome
+    # who owns each service, read first: the infra file may give this repository a service
+    # that is not named after it (a transfer), and then the naming rule is not asked
+    records = {name: await owners.record(name) for name in services if SERVICE_RE.fullmatch(name)}
+    transferred = frozenset(
+        name for name, r in records.items() if r.repository is not None and same_repository(r.repository, pr.repository)
+    )
+    loaded, problems, present = await load_services(
+        gh, config, pr.repository, services, pr.head_sha, transferred=transferred
+    )
     outcome.services, outcome.problems = sorted(loaded) or services, problems
     if check_runs:
         await report_spec(gh, pr, outcome.services, problems)
-    if not loaded and not problems:
+    if not present:
         outcome.skipped = "the pull request removes its services"
         return outcome
 
@@ -258,6 +303,28 @@ async def provision_pull_request(
             summary=render(template, pr=pr, config=config, **values), details_url=values.get("details_url"),
         )  # fmt: skip
 
+    # nothing is written to the infra repository for a PR that names a service another
+    # repository owns, or one another repository's open infra PR claims
+    for name in present:
+        if name not in records:
+            continue  # not a valid name: the spec check says so
+        verdict = await owners.verdict(name, pr.repository, records[name])
+        why = verdict.why if not verdict.allowed else None
+        if why is None and not records[name].exists and not pr.from_fork:
+            why = await pending_claim(infra_gh, config, name, pr)
+        if why is not None:
+            outcome.refused[name] = why
+    if outcome.refused:
+        outcome.skipped = "the pull request names services this repository does not own"
+        log.warning("provisioning refused: %s", "; ".join(outcome.refused.values()))
+        await comments.upsert_comment(
+            gh, pr.repository, pr.number, REFUSED_COMMENT, render("comments/provision_refused.md.j2", refused=outcome.refused)
+        )
+        await provision_check(
+            "completed", "failure", f"not provisioned: {', '.join(outcome.refused)} belong{'s' if len(outcome.refused) == 1 else ''} elsewhere",
+            "checks/provision_refused.md.j2", refused=outcome.refused,
+        )  # fmt: skip
+        return outcome
     if problems:
         outcome.skipped = "the service files are invalid"
         await provision_check("completed", "failure", "fix the service files first", "checks/provision_invalid.md.j2")
@@ -266,13 +333,14 @@ async def provision_pull_request(
         outcome.skipped = "pull requests from forks are never provisioned"
         await provision_check("completed", "neutral", "not provisioned: pull request from a fork", "checks/provision_fork.md.j2")
         return outcome
-    base = await infra_base(infra_gh, config)
     pending: dict[str, dict[str, Any]] = {}
+    base = ""
     for name, files in sorted(loaded.items()):
         with logs.bind(service=name):
-            if await is_provisioned(infra_gh, config, name, base):
+            if records[name].exists:
                 outcome.provisioned.append(name)
                 continue
+            base = base or await infra_base(infra_gh, config)
             pull = await ensure_infra_pr(infra_gh, config, files, pr, base)
             log.info("infra pull request %s for %s", pull.get("html_url", ""), name)
         pending[name] = pull
@@ -299,8 +367,11 @@ async def get_pull(gh: GitHub, repository: str, number: int) -> PullRequest:
     return PullRequest.from_api(repository, data)
 
 
-async def on_infra_pr_closed(infra_gh: GitHub, gh: GitHub, config: Config, infra_pr: PullRequest) -> str:
-    """Mirror a closed lemi infra PR onto its service PR. Returns what was done."""
+async def on_infra_pr_closed(
+    infra_gh: GitHub, gh: GitHub, config: Config, infra_pr: PullRequest, *, owners: Owners
+) -> str:
+    """Mirror a closed lemi infra PR onto its service PR. Returns what was done. The service PR
+    is merged only when its repository owns every service it names (:mod:`bot.ownership`)."""
     link = parse_service_pr_marker(infra_pr.body)
     if link is None or not infra_pr.head_ref.startswith(BRANCH_PREFIX):
         return "not a lemi infra pull request"
@@ -336,6 +407,20 @@ async def on_infra_pr_closed(infra_gh: GitHub, gh: GitHub, config: Config, infra
             summary=render("checks/provision_partial.md.j2", done=service, missing=missing), details_url=infra_pr.html_url,
         )  # fmt: skip
         return f"{service} provisioned; waiting for {', '.join(missing)}"
+    refused = {}
+    for name in services:
+        verdict = await owners.verdict(name, repository)
+        if not verdict.allowed:
+            refused[name] = verdict.why
+    if refused:
+        await provision_check(
+            "failure", "not merged: the pull request names services owned elsewhere", "checks/provision_refused.md.j2",
+            refused=refused,
+        )  # fmt: skip
+        await comments.upsert_comment(
+            gh, repository, number, REFUSED_COMMENT, render("comments/provision_refused.md.j2", refused=refused)
+        )
+        return f"not merged: {', '.join(refused)} owned elsewhere"
     await provision_check("success", "provisioned", "checks/provision_merged.md.j2")
     if service_pr.merged:
         return "service PR already merged"
@@ -379,6 +464,8 @@ async def on_service_pr_closed(gh: GitHub, infra_gh: GitHub, config: Config, pr:
         pull = await _open_pull(infra_gh, infra, branch)
         if pull is None or marker not in (pull.get("body") or ""):
             continue
+        if not await infra_gh.wrote(pull):
+            continue  # the marker is honoured only on infra PRs lemi opened
         await comments.comment(
             infra_gh, infra, pull["number"], render("comments/service_closed.md.j2", pr=pr, service=service)
         )

@@ -1,4 +1,4 @@
-"""Settings from the process environment (DESIGN.md, "App configuration").
+"""Settings from the process environment (the README, "Configuration").
 
 Read once, in the server's lifespan or at the CLI's entry, never at import.
 Secrets are kept out of ``repr`` so they cannot reach a log line.

@@ -4,10 +4,19 @@ The parser (:mod:`bot.commands`) decides what was asked; this module checks
 the commenter's permission with GitHub at the time of the command, resolves
 the service and environment, runs the command through the same core the CLI
 uses, and renders one reply from ``templates/comments/command.md.j2``.
+
+Which service files a command reads (``deploy``, ``verify``, ``diff``): for a
+protected environment, the environment branch's (reviewed, merged) files, so
+configuration from an unmerged pull request never reaches it; for an
+unprotected one, the pull request's files at its head. The commit is pinned when
+the command is accepted and named in the reply. Commands that read no files
+(status, restart, ...) find the service in the pull request. A command on a service another
+repository owns is refused (:mod:`bot.ownership`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,8 +32,10 @@ from .compile import compile_for
 from .config import Config
 from .github import comments
 from .github.client import GitHub
-from .github.files import list_services, read_service_files, repo_vars
+from .github.files import branch_sha, list_services, read_service_files, repo_vars
 from .locks import Lock, Locks
+from .markdown import code
+from .ownership import Owners
 from .problems import Invalid
 from .spec import ServiceFiles, parse_service_files
 from .templating import render
@@ -114,22 +125,30 @@ async def earlier_reply(gh: GitHub, inv: Invocation) -> bool | None:
 class Target:
     service: str
     environment: str
+    ref: str = ""  # the commit whose service files the command reads
+    source: str = "this pull request"  # where that commit comes from, for the reply
+    named_after: bool = True  # the files follow the naming rule (not when the infra file gave it here)
+
+    def as_payload(self) -> dict[str, str]:
+        return {"service": self.service, "environment": self.environment, "ref": self.ref, "source": self.source,
+                "named_after": self.named_after}  # fmt: skip
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any], head_sha: str) -> Target:
+        # jobs queued before `ref` existed read the pull request's head, as they did then
+        return cls(
+            data["service"], data["environment"], data.get("ref") or head_sha, data.get("source") or "this pull request",
+            bool(data.get("named_after", True)),
+        )
 
 
-async def resolve(gh: GitHub, config: Config, inv: Invocation) -> Target:
-    """The service and environment a command acts on, or :class:`Refused`."""
+def _names(items: list[str]) -> str:
+    return ", ".join(code(i) for i in items) or "none"
+
+
+async def resolve(gh: GitHub, config: Config, inv: Invocation, owners: Owners) -> Target:
+    """The service, environment and service files a command acts on, or :class:`Refused`."""
     cmd = inv.command
-    services = await list_services(gh, inv.repository, inv.head_sha)
-    if cmd.service is not None:
-        if cmd.service not in services:
-            raise Refused(f"there is no service `{cmd.service}` in this pull request (services: {', '.join(services) or 'none'})")
-        service = cmd.service
-    elif len(services) == 1:
-        service = services[0]
-    elif not services:
-        raise Refused("this pull request has no `deploy/<service>/service.yaml`")
-    else:
-        raise Refused(f"this repository has several services ({', '.join(services)}); choose one with `-s`")
     if cmd.env is not None:
         if cmd.env not in config.environments:
             raise Refused(f"there is no environment `{cmd.env}` (environments: {', '.join(config.environments)})")
@@ -139,7 +158,29 @@ async def resolve(gh: GitHub, config: Config, inv: Invocation) -> Target:
         if default is None:
             raise Refused(f"every environment is protected; name one with `-e` ({', '.join(config.environments)})")
         env = default
-    return Target(service, env)
+    settings = config.environment(env)
+    if settings.protected and cmd.spec.reads_files:  # reviewed configuration only: the branch's files
+        ref = await branch_sha(gh, inv.repository, settings.branch)
+        if ref is None:
+            raise Refused(f"`{env}` deploys from the branch `{settings.branch}`, which {inv.repository} does not have")
+        source, where = f"`{settings.branch}`", f"`{settings.branch}`"
+    else:
+        ref, source, where = inv.head_sha, "this pull request", "this pull request"
+    services = await list_services(gh, inv.repository, ref)
+    if cmd.service is not None:
+        if cmd.service not in services:
+            raise Refused(f"there is no service `{cmd.service}` in {where} (services: {_names(services)})")
+        service = cmd.service
+    elif len(services) == 1:
+        service = services[0]
+    elif not services:
+        raise Refused(f"{where} has no `deploy/<service>/service.yaml`")
+    else:
+        raise Refused(f"this repository has several services ({_names(services)}); choose one with `-s`")
+    verdict = await owners.verdict(service, inv.repository)
+    if not verdict.allowed:
+        raise Refused(verdict.why)
+    return Target(service, env, ref, source, verdict.named_after)
 
 
 def require(role: str, needed: str, inv: Invocation, what: str) -> None:
@@ -164,9 +205,13 @@ def _reason(lock: Lock) -> str:
     return f" ({lock.reason})" if lock.reason else ""
 
 
-async def load_files(gh: GitHub, config: Config, inv: Invocation, service: str) -> ServiceFiles:
-    files = await read_service_files(gh, inv.repository, service, inv.head_sha)
-    return parse_service_files(service, files, repository=inv.repository, known_environments=list(config.environments))
+async def load_files(gh: GitHub, config: Config, inv: Invocation, target: Target) -> ServiceFiles:
+    """The target's service files at the pinned commit, parsed off the event loop."""
+    files = await read_service_files(gh, inv.repository, target.service, target.ref)
+    return await asyncio.to_thread(
+        parse_service_files, target.service, files, repository=inv.repository if target.named_after else None,
+        known_environments=list(config.environments),
+    )
 
 
 async def run_short(
@@ -184,15 +229,17 @@ async def run_short(
         assert inv.command.argument is not None
         values["task"] = await operate.stop_task(aws, env, service, inv.command.argument, reason=f"stopped by @{inv.user} via lemi")
     elif name == "verify":
+        values["files_at"] = target
         try:
-            files = await load_files(gh, config, inv, service)
+            files = await load_files(gh, config, inv, target)
         except Invalid as exc:
             return {**values, "ok": False, "problems": exc.problems}
         findings = await verify_provisioned(aws, env, files)
         values.update(ok=not findings, findings=findings)
     elif name == "diff":
+        values["files_at"] = target
         try:
-            files = await load_files(gh, config, inv, service)
+            files = await load_files(gh, config, inv, target)
         except Invalid as exc:
             return {**values, "ok": False, "problems": exc.problems}
         running = await operate.status(aws, env, service)

@@ -9,6 +9,8 @@ from typing import Any
 
 import jinja2
 
+from .markdown import code, fence, inert
+
 
 def templates_dir() -> Path:
     here = Path(__file__).resolve().parent
@@ -37,6 +39,10 @@ def environment() -> jinja2.Environment:
     )
     env.filters["yaml_str"] = _yaml_str
     env.filters["json"] = lambda v: json.dumps(v, sort_keys=True, ensure_ascii=False)
+    # text from users inside Markdown: no mentions, references, links or markup (bot/markdown.py)
+    env.filters["inert"] = inert
+    env.filters["code"] = code
+    env.filters["fence"] = fence
     return env
 
 

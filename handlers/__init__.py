@@ -35,9 +35,14 @@ class _Repository(TypedDict, total=False):
     full_name: str
 
 
+class _Author(TypedDict, total=False):
+    login: str
+
+
 class _PullRequest(TypedDict, total=False):
     number: int
     body: str | None
+    user: _Author
 
 
 class _Issue(TypedDict, total=False):
@@ -81,11 +86,23 @@ def accepts(event: str, data: Any) -> bool:
     return WANTED.get(event, lambda _: True)(data)
 
 
-def job_key(event: str, data: dict[str, Any]) -> str:
-    """Concurrency key at intake: one pull request, or one branch, at a time, in order."""
+def _opened_by_lemi(repository: str, pull: dict[str, Any], ctx: Context | None) -> bool:
+    """A pull request of the infra repository that lemi opened, by its login. Intake never asks
+    GitHub: the login is known once a job has read it (the first that looks for lemi's own
+    comments does); until then no marker is honoured, which costs ordering, never safety."""
+    if ctx is None or repository.casefold() != ctx.config.infra.repository.casefold():
+        return False
+    login = ctx.auth.known_bot_login
+    return login is not None and str((pull.get("user") or {}).get("login", "")).casefold() == login.casefold()
+
+
+def job_key(event: str, data: dict[str, Any], ctx: Context | None = None) -> str:
+    """Concurrency key at intake: one pull request, or one branch, at a time, in order. The
+    service-PR marker puts an infra PR's events in line with its service PR's, and is
+    honoured only on infra PRs lemi opened (anybody can write the marker into a PR body)."""
     repository = data["repository"]["full_name"]
     pull = data.get("pull_request") or {}
-    link = parse_service_pr_marker(pull.get("body"))
+    link = parse_service_pr_marker(pull.get("body")) if _opened_by_lemi(repository, pull, ctx) else None
     if link is not None:  # an infra PR lemi opened: in line with its service PR's events
         return f"{link[0]}#{link[1]}"
     number = (pull or data.get("issue") or {}).get("number")

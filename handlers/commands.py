@@ -96,11 +96,11 @@ async def _run(gh: Any, ctx: Context, inv: Invocation, pull: PullRequest, role: 
     if inv.command.name == "provision":
         require(role, "write", inv, "provisioning")
         infra_gh = await ctx.github_for_repo(ctx.config.infra.repository)
-        outcome = await provision_pull_request(gh, infra_gh, ctx.config, pull)
+        outcome = await provision_pull_request(gh, infra_gh, ctx.config, pull, owners=ctx.owners)
         await reply(gh, inv, provision=outcome, ok=not outcome.problems)
         await react(gh, inv, "failure" if outcome.problems else "success")
         return
-    target = await resolve(gh, ctx.config, inv)
+    target = await resolve(gh, ctx.config, inv, ctx.owners)
     await authorize(ctx.config, inv, target, ctx.locks, role)
     with logs.bind(service=target.service, environment=target.environment):
         if inv.command.spec.long:
@@ -112,7 +112,7 @@ async def _run(gh: Any, ctx: Context, inv: Invocation, pull: PullRequest, role: 
                     dedupe_id=f"{inv.delivery}:command",
                     key=deploy_key(inv.repository, target.service, target.environment),
                     kind="command",
-                    payload={**inv.as_payload(), "service": target.service, "environment": target.environment, **extra},
+                    payload={**inv.as_payload(), **target.as_payload(), **extra},
                 )
             )
             return
@@ -133,7 +133,7 @@ async def _run(gh: Any, ctx: Context, inv: Invocation, pull: PullRequest, role: 
 async def run_job(job: Job, ctx: Context) -> None:
     """A long command (restart, rollback, deploy <tag>) in its service's concurrency key."""
     inv = Invocation.from_payload(job.payload)
-    target = Target(job.payload["service"], job.payload["environment"])
+    target = Target.from_payload(job.payload, inv.head_sha)
     gh = await ctx.github_for_installation(inv.installation, inv.repository)
     poll, timeout = ctx.settings.deploy_poll_seconds, ctx.settings.deploy_timeout_seconds
     with logs.bind(repository=inv.repository, service=target.service, environment=target.environment):
@@ -144,15 +144,17 @@ async def run_job(job: Job, ctx: Context) -> None:
         try:
             if inv.command.name == "deploy":
                 assert inv.command.argument is not None
+                # the service files of the commit pinned when the command was accepted: the
+                # environment branch's for a protected environment, the pull request's otherwise
                 req = DeployRequest(
-                    inv.repository, target.service, target.environment, inv.head_sha, inv.command.argument,
+                    inv.repository, target.service, target.environment, target.ref, inv.command.argument,
                     inv.user, "command", inv.delivery, inv.installation,
                 )  # fmt: skip
                 report = await run_deploy(
-                    gh, ctx.aws(), ctx.config, req, superseded=_never, poll=poll, timeout=timeout
+                    gh, ctx.aws(), ctx.config, req, owners=ctx.owners, superseded=_never, poll=poll, timeout=timeout
                 )
                 ok = report.outcome == "success"
-                await reply(gh, inv, target=target, deploy_report=report, ok=ok)
+                await reply(gh, inv, target=target, files_at=target, deploy_report=report, ok=ok)
             else:
                 result = await run_long(
                     ctx.aws(), inv, target, rollback_to=job.payload.get("rollback_to"), poll=poll, timeout=timeout

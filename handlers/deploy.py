@@ -75,6 +75,7 @@ async def run_job(job: Job, ctx: Context) -> None:
 
         await run_deploy(
             gh, ctx.aws(), ctx.config, req,
+            owners=ctx.owners,
             superseded=superseded,
             poll=ctx.settings.deploy_poll_seconds, timeout=ctx.settings.deploy_timeout_seconds,
             released=bool(job.payload.get("released")),

@@ -39,7 +39,7 @@ async def service_pr_changed(event: sansio.Event, ctx: Context) -> None:
     gh = await ctx.github(event.data)
     infra_gh = await ctx.github_for_repo(ctx.config.infra.repository)
     with logs.bind(repository=repository):
-        await provision_pull_request(gh, infra_gh, ctx.config, pr)
+        await provision_pull_request(gh, infra_gh, ctx.config, pr, owners=ctx.owners)
 
 
 @router.register("pull_request", action="closed")
@@ -55,7 +55,7 @@ async def pr_closed(event: sansio.Event, ctx: Context) -> None:
         infra_gh = await ctx.github(event.data)
         gh = await ctx.github_for_repo(link[0])
         with logs.bind(repository=link[0]):
-            await on_infra_pr_closed(infra_gh, gh, ctx.config, pr)
+            await on_infra_pr_closed(infra_gh, gh, ctx.config, pr, owners=ctx.owners)
         return
     if pr.merged:
         return

@@ -679,3 +679,22 @@ def test_cli_provision_lists_problems_of_an_invalid_spec(
     assert "deploy/demo-service/service.yaml:2:" in err and "deploy/demo-service/service.yaml:6:" in err
     assert "not provisioned" in out
     assert github.pulls(INFRA) == []
+
+
+@pytest.mark.parametrize("cli_env", TOKENS, indirect=True)
+def test_cli_provision_refuses_a_service_another_repository_owns(
+    github: Any, cli_env: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lemi provision` goes through the same ownership check as the App: the infra file names
+    acme/demo-service as the owner, so acme/intruder's PR for the same service writes nothing."""
+    github.commit(INFRA, "main", {TF: 'module "demo_service" {\n  name       = "demo-service"\n  repository = "acme/demo-service"\n}\n'})
+    installation = next(iter(github.installations))
+    github.add_repo("acme/intruder", files={"README.md": "x\n"}, installation=installation)
+    github.set_permission("acme/intruder", "octocat", "admin")
+    n = github.open_pull_request("acme/intruder", BRANCH, service_files())
+    writes = len(github.writes())
+    code = main([*cli_env, "provision", "--pr", str(n), "--repo", "acme/intruder"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "demo-service: refused: `demo-service` is owned by acme/demo-service" in err
+    assert [c.path for c in github.writes()[writes:] if c.path.startswith(f"/repos/{INFRA}/")] == []

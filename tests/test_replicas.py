@@ -52,7 +52,7 @@ class Recorder:
 
         return Handlers(
             accepts=lambda event, data: event == "pull_request",
-            job_key=lambda event, data: f"{data['repository']['full_name']}#{data['number']}",
+            job_key=lambda event, data, ctx: f"{data['repository']['full_name']}#{data['number']}",
             process=process,
             report=report,
         )

@@ -387,6 +387,52 @@ def test_a_delivery_shaped_unlike_the_summary_is_read_whole(github: Any, tmp_pat
         assert [(j["dedupe_id"], j["key"]) for j in app.jobs()] == [("odd-shape", key)]
 
 
+def test_every_document_intake_accepts_decodes_again_wherever_the_queue_reads_it() -> None:
+    """msgspec and json stop at Python's recursion limit, counted from where they are called.
+    Intake keeps JSON_SPARE_LEVELS levels in reserve, so the deepest document it accepts is
+    read back from a stack deeper than intake's (here by 16 frames), also two levels down in
+    an SQS message."""
+    import msgspec
+
+    import handlers
+    from bot.queue import NewJob, decode_payload, encode_payload
+    from bot.queue.sqs import _compact
+
+    decoder = msgspec.json.Decoder(handlers.Summary)
+
+    def document(levels: int) -> bytes:
+        return b'{"action":"opened","x":' + b"[" * levels + b"]" * levels + b"}"
+
+    def accepted(levels: int) -> bool:
+        try:
+            bot.app._decode(decoder, document(levels), "application/json")
+        except (ValueError, RecursionError):
+            return False
+        return True
+
+    low, high = 1, 5_000  # accepted, refused
+    assert accepted(low) and not accepted(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if accepted(middle) else (low, middle)
+    deepest = document(low)
+    job = NewJob("deep", "k", "webhook", {"event": "pull_request", "delivery": "deep"}, data_json=deepest)
+    readers = {
+        "the SQLite queue's document file": lambda: decode_payload(deepest),
+        "the SQLite queue's row (in memory)": lambda: decode_payload(encode_payload(job.payload, deepest))["data"],
+        "an SQS message": lambda: json.loads(_compact(job))["payload"]["data"],
+    }
+
+    def deeper(frames: int, read: Any) -> Any:
+        return read() if frames == 0 else deeper(frames - 1, read)
+
+    for where, read in readers.items():
+        try:
+            assert deeper(16, read)["action"] == "opened"
+        except RecursionError:
+            pytest.fail(f"{where}: a document intake accepted ({low} levels) cannot be read back")
+
+
 def test_projects_v2_item_examples_get_a_2xx_and_no_work(github: Any, tmp_path: Path) -> None:
     examples = [(e, p) for e, p in all_examples() if e in EVENTS_WITH_DIGITS]
     assert len(examples) == 7

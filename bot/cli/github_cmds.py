@@ -10,6 +10,8 @@ import aiohttp
 import click
 
 from ..github.client import GitHub
+from ..github.files import repository_exists
+from ..ownership import Owners
 from ..names import GITHUB_REPO_RE, SERVICE_RE
 from ..provision import Outcome, get_pull, provision_pull_request
 from ..settings import DEFAULT_API_URL
@@ -27,6 +29,13 @@ def _services(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
         if not SERVICE_RE.fullmatch(name):
             raise click.BadParameter(f"{name!r} is not a valid service name")
     return value
+
+
+def _returns(gh: GitHub):  # type: ignore[no-untyped-def]
+    async def client() -> GitHub:
+        return gh
+
+    return client
 
 
 @cli.command()
@@ -49,14 +58,17 @@ def provision(state: State, number: int, repo: str, services: tuple[str, ...], o
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             gh = GitHub(session, base_url=base_url, oauth_token=token)
             pull = await get_pull(gh, repo, number)
+            owners = Owners(config, infra=_returns(gh), installed=lambda name: repository_exists(gh, name))
             # a personal token cannot write check runs (GitHub keeps them for Apps): results are printed
-            return await provision_pull_request(gh, gh, config, pull, only=list(services) or None, check_runs=False)
+            return await provision_pull_request(
+                gh, gh, config, pull, owners=owners, only=list(services) or None, check_runs=False
+            )
 
     outcome = asyncio.run(work())
     if output == "json":
         data = asdict(outcome)
         data["problems"] = [p.as_dict() for p in outcome.problems]
-        emit_json({"ok": not outcome.problems, **data})
+        emit_json({"ok": not outcome.problems and not outcome.refused, **data})
     else:
         for problem in outcome.problems:
             click.echo(problem.render(), err=True)
@@ -66,5 +78,7 @@ def provision(state: State, number: int, repo: str, services: tuple[str, ...], o
             click.echo(f"{name}: already provisioned")
         for name, url in outcome.infra_prs.items():
             click.echo(f"{name}: infra pull request {url}")
-    if outcome.problems:
+        for name, why in outcome.refused.items():
+            click.echo(f"{name}: refused: {why}", err=True)
+    if outcome.problems or outcome.refused:
         raise click.exceptions.Exit(1)

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 from cachetools import TLRUCache, TTLCache
+from gidgethub import BadRequest
 
 from .client import GitHub
 from .files import repo_vars
@@ -77,7 +78,23 @@ class AppAuth:
             write_lock=self._write_locks.setdefault(installation_id, asyncio.Lock()),
             sleep=self._sleep,
             on_response=self._on_response,
+            identity=self.bot_login,
         )
+
+    @property
+    def known_bot_login(self) -> str | None:
+        """The bot login if it has been read already (intake never waits for GitHub)."""
+        return self._bot_login
+
+    async def installed(self, repository: str) -> bool:
+        """Is the App installed on ``owner/name``? (A repository that does not exist is not.)"""
+        try:
+            await self.installation_for(repository)
+        except BadRequest as exc:
+            if exc.status_code == 404:
+                return False
+            raise
+        return True
 
     async def bot_login(self) -> str:
         """The login the App acts as ("<slug>[bot]"), read once from GET /app."""

@@ -7,16 +7,22 @@
   ``x-ratelimit-remaining: 0``) are retried after the time GitHub asks for,
   up to a bound (longer waits go back to the queue as a job retry);
 * writes are sent one at a time per token, as GitHub asks of integrators.
+
+A client knows whose it is (:meth:`GitHub.login`): the App's bot login for an
+installation token, the token's user for a personal token. lemi finds the
+comments and pull requests it made by that login only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
 
 import aiohttp
-from gidgethub import HTTPException
+from gidgethub import BadRequest, HTTPException
 from gidgethub.aiohttp import GitHubAPI
 
 REQUESTER = "lemi"
@@ -71,6 +77,7 @@ class GitHub(GitHubAPI):
         write_lock: asyncio.Lock | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         on_response: Callable[[str, str, int, Mapping[str, str]], None] | None = None,
+        identity: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         super().__init__(
             session, REQUESTER, oauth_token=oauth_token, app_id=app_id, private_key=private_key, base_url=base_url
@@ -78,6 +85,42 @@ class GitHub(GitHubAPI):
         self._write_lock = write_lock or asyncio.Lock()
         self._sleep = sleep or asyncio.sleep
         self._on_response = on_response
+        self._identity = identity
+        self._login: str | None = None
+        self._asked = False
+
+    async def login(self) -> str | None:
+        """Whose this client is: the App's ``<slug>[bot]`` (given by :class:`AppAuth`), or the
+        user of a personal token (``GET /user``, once). None for an installation token that is
+        not the App's own (``GITHUB_TOKEN`` in Actions, say): GitHub does not tell such a token
+        which bot it writes as, so callers fall back to "written by a bot"."""
+        if not self._asked:
+            if self._identity is not None:
+                self._login = await self._identity()
+            else:
+                try:
+                    self._login = str((await self.getitem("/user"))["login"])
+                except BadRequest as exc:
+                    if exc.status_code != 403:
+                        raise
+            self._asked = True
+        return self._login
+
+    async def wrote(self, item: Mapping[str, Any]) -> bool:
+        """Did this client's identity write ``item`` (a comment or a pull request)?"""
+        user = item.get("user") or {}
+        own = await self.login()
+        if own is None:
+            return user.get("type") == "Bot"
+        return str(user.get("login", "")).casefold() == own.casefold()
+
+    def conditional(self, cache: MutableMapping[str, Any]) -> GitHub:
+        """This client, with GETs made conditional on ``cache`` (shared by the caller across
+        clients and jobs): an unchanged resource is answered 304 from its ETag, which GitHub
+        does not count against the rate limit, and a changed one is read again at once."""
+        clone = copy.copy(self)
+        clone._cache = cache
+        return clone
 
     async def sleep(self, seconds: float) -> None:
         await self._sleep(seconds)

@@ -13,13 +13,14 @@ def marker(kind: str) -> str:
 
 
 async def find_comment(gh: GitHub, repository: str, number: int, kind: str) -> dict[str, Any] | None:
+    """lemi's comment of this kind: its marker, written by this client's own login (a marker
+    copied into anybody else's comment, a bot's included, is never taken for lemi's)."""
     tag = marker(kind)
     async for comment in gh.getiter(
         "/repos/{owner}/{repo}/issues/{issue_number}/comments{?per_page}",
         repo_vars(repository, issue_number=number, per_page=100),
     ):
-        user = comment.get("user") or {}
-        if tag in (comment.get("body") or "") and user.get("type") == "Bot":
+        if tag in (comment.get("body") or "") and await gh.wrote(comment):
             return dict(comment)
     return None
 

@@ -19,7 +19,7 @@ def repo_vars(repository: str, **more: Any) -> dict[str, Any]:
     return {"owner": owner, "repo": name, **more}
 
 
-async def _contents(gh: GitHub, repository: str, path: str, ref: str) -> Any:
+async def _contents(gh: GitHub, repository: str, path: str, ref: str | None) -> Any:
     try:
         return await gh.getitem(CONTENTS, repo_vars(repository, path=path, ref=ref))
     except BadRequest as exc:
@@ -28,8 +28,31 @@ async def _contents(gh: GitHub, repository: str, path: str, ref: str) -> Any:
         raise
 
 
-async def file_entry(gh: GitHub, repository: str, path: str, ref: str) -> dict[str, Any] | None:
-    """The contents API's entry for a file (content, sha, size), or None."""
+async def branch_sha(gh: GitHub, repository: str, branch: str) -> str | None:
+    """The commit a branch points at, or None when there is no such branch."""
+    try:
+        ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{+ref}", repo_vars(repository, ref=f"heads/{branch}"))
+    except BadRequest as exc:
+        if exc.status_code == 404:
+            return None
+        raise
+    return str(ref["object"]["sha"])
+
+
+async def repository_exists(gh: GitHub, repository: str) -> bool:
+    """Can this client see ``owner/name``? (GitHub answers 404 for a repository it hides.)"""
+    try:
+        await gh.getitem("/repos/{owner}/{repo}", repo_vars(repository))
+    except BadRequest as exc:
+        if exc.status_code == 404:
+            return False
+        raise
+    return True
+
+
+async def file_entry(gh: GitHub, repository: str, path: str, ref: str | None) -> dict[str, Any] | None:
+    """The contents API's entry for a file (content, sha, size), or None. ``ref`` None: the
+    repository's default branch."""
     data = await _contents(gh, repository, path, ref)
     return data if isinstance(data, dict) and data.get("type") == "file" else None
 

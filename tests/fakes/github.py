@@ -51,6 +51,7 @@ import base64
 import copy
 import datetime as dt
 import fnmatch
+import hashlib
 import json
 import re
 import secrets
@@ -601,6 +602,7 @@ class FakeGitHub:
             self.on_redelivery: Callable[[Delivery], None] | None = None
             self.rate_limit = 5000
             self.rate_used: dict[str, int] = {}
+            self.not_modified = 0  # conditional GETs answered 304
             self.app_manifests: list[AppManifest] = []
             self.manifest_expectations: dict[str, Any] = {}
             self.web_login = "octocat"  # who is signed in on the web side
@@ -1790,6 +1792,15 @@ class FakeGitHub:
             status, payload, extra = 500, {"message": f"fake error: {exc!r}"}, None
         if self.check_responses and payload is not None:
             self.violations.extend(self.spec.check_response(op, status, payload))
+        if method == "GET" and status == 200 and payload is not None:
+            # GitHub answers every GET with an ETag; a conditional request that matches it gets
+            # 304 with no body, which does not count against the rate limit
+            etag = 'W/"%s"' % hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+            extra = {**(extra or {}), "etag": etag}
+            if headers.get("if-none-match") in (etag, etag.removeprefix("W/")):
+                call.status, call.response = 304, None
+                self.not_modified += 1
+                return 304, {"etag": etag, "x-github-request-id": uuid.uuid4().hex[:20].upper()}, None
         return answer(status, payload, extra)
 
     def _headers(self, call: Call) -> dict[str, str]:
@@ -1922,6 +1933,22 @@ class FakeGitHub:
     @route("GET", "/app", auth="app")
     def _get_app(self, ctx: _Ctx) -> tuple[int, Any]:
         return 200, self.app_json()
+
+    @route("GET", "/user", auth="any")
+    def _get_authenticated_user(self, ctx: _Ctx) -> tuple[int, Any]:
+        """The user a personal token belongs to; an installation token or the App's JWT is not a user."""
+        if ctx.token is None and ctx.auth != "app":
+            raise GitHubError(401, "Requires authentication")
+        if ctx.token is None or ctx.token.kind != "user":
+            raise GitHubError(403, "Resource not accessible by integration")
+        login = ctx.token.login or "octocat"
+        user = self.user_json(login, "User")
+        user.update(
+            name=None, company=None, blog="", location=None, email=None, hireable=None, bio=None,
+            public_repos=0, public_gists=0, followers=0, following=0,
+            created_at="2020-01-01T00:00:00Z", updated_at="2020-01-01T00:00:00Z",
+        )
+        return 200, user
 
     @route("POST", "/app-manifests/{code}/conversions", auth="any")
     def _convert_manifest(self, ctx: _Ctx) -> tuple[int, Any]:
