@@ -159,11 +159,18 @@ async def is_provisioned(infra_gh: GitHub, config: Config, service: str, base: s
     return await read_file(infra_gh, config.infra.repository, config.infra.file_for(service), base) is not None
 
 
-async def pending_claim(infra_gh: GitHub, config: Config, service: str, pr: PullRequest) -> str | None:
-    """Why ``pr`` may not open or update the infra PR of a service that is not provisioned yet:
-    another repository's infra PR for the same name is open (lemi's own, found by its login),
-    or somebody else's pull request sits on lemi's branch. None when it may."""
-    pull = await _open_pull(infra_gh, config.infra.repository, BRANCH_PREFIX + service)
+async def open_infra_pr(infra_gh: GitHub, config: Config, service: str) -> dict[str, Any] | None:
+    """The open pull request on lemi's infra branch of ``service``, if any."""
+    return await _open_pull(infra_gh, config.infra.repository, BRANCH_PREFIX + service)
+
+
+async def pending_claim(
+    infra_gh: GitHub, config: Config, service: str, pr: PullRequest, pull: dict[str, Any] | None
+) -> str | None:
+    """Why ``pr`` may not open or update the infra PR of a service that is not provisioned yet,
+    given the open pull request on lemi's branch (:func:`open_infra_pr`): another repository's
+    infra PR for the same name (lemi's own, found by its login), or somebody else's pull request
+    on lemi's branch. None when it may."""
     if pull is None:
         return None
     url = pull.get("html_url", "")
@@ -192,9 +199,11 @@ async def _open_pull(gh: GitHub, repository: str, branch: str) -> dict[str, Any]
 
 
 async def ensure_infra_pr(
-    infra_gh: GitHub, config: Config, files: ServiceFiles, pr: PullRequest, base: str
+    infra_gh: GitHub, config: Config, files: ServiceFiles, pr: PullRequest, base: str, pull: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """The infra branch, file and PR for one service, created or brought up to date."""
+    """The infra branch, file and PR for one service, created or brought up to date. ``pull``:
+    the open pull request on that branch, as :func:`open_infra_pr` found it (checked by
+    :func:`pending_claim`: this PR may update it)."""
     infra = config.infra.repository
     service = files.service.name
     branch = BRANCH_PREFIX + service
@@ -226,7 +235,6 @@ async def ensure_infra_pr(
         path=path,
         pr=pr,
     )
-    pull = await _open_pull(infra_gh, infra, branch)
     if pull is None:
         return dict(
             await infra_gh.post(
@@ -305,13 +313,15 @@ async def provision_pull_request(
 
     # nothing is written to the infra repository for a PR that names a service another
     # repository owns, or one another repository's open infra PR claims
+    infra_prs: dict[str, dict[str, Any] | None] = {}
     for name in present:
         if name not in records:
             continue  # not a valid name: the spec check says so
         verdict = await owners.verdict(name, pr.repository, records[name])
         why = verdict.why if not verdict.allowed else None
         if why is None and not records[name].exists and not pr.from_fork:
-            why = await pending_claim(infra_gh, config, name, pr)
+            infra_prs[name] = await open_infra_pr(infra_gh, config, name)
+            why = await pending_claim(infra_gh, config, name, pr, infra_prs[name])
         if why is not None:
             outcome.refused[name] = why
     if outcome.refused:
@@ -341,7 +351,7 @@ async def provision_pull_request(
                 outcome.provisioned.append(name)
                 continue
             base = base or await infra_base(infra_gh, config)
-            pull = await ensure_infra_pr(infra_gh, config, files, pr, base)
+            pull = await ensure_infra_pr(infra_gh, config, files, pr, base, infra_prs.get(name))
             log.info("infra pull request %s for %s", pull.get("html_url", ""), name)
         pending[name] = pull
         outcome.infra_prs[name] = pull.get("html_url", "")
