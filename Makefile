@@ -66,7 +66,7 @@ bench: $(STAMP) $(NPM_STAMP)
 # regenerate the generated pages of docs/ from the code (tests/test_docs.py fails when they drift)
 .PHONY: docs
 docs: $(STAMP)
-	$(BIN)/python -m bot.docs
+	$(BIN)/python -m tools.docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/npm/node_modules

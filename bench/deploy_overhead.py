@@ -60,11 +60,11 @@ from moto_server import MotoServer  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 import handlers  # noqa: E402
-from bot import logs  # noqa: E402
-from bot.app import create_app  # noqa: E402
+from bot.core import logs  # noqa: E402
+from bot.server.app import create_app  # noqa: E402
 from bot.aws import clients as aws_clients  # noqa: E402
-from bot.config import parse_config  # noqa: E402
-from bot.worker import WorkerSettings  # noqa: E402
+from bot.core.config import parse_config  # noqa: E402
+from bot.server.worker import WorkerSettings  # noqa: E402
 
 REPO = "acme/demo-service"
 TARGET_MEDIAN_MS = 300.0
@@ -157,7 +157,7 @@ def instrument(patches: Patches, probe: Probe, github: FakeGitHub) -> None:
 
     patches.setattr(handlers, "JOBS", {**handlers.JOBS, "deploy": (timed_run, report)})
 
-    process = handlers.process  # create_app's lifespan reads handlers.process (bot.app.default_handlers)
+    process = handlers.process  # create_app's lifespan reads handlers.process (bot.server.app.default_handlers)
 
     async def timed_process(job: Any, ctx: Any) -> None:
         began = time.perf_counter()

@@ -13,13 +13,13 @@ from typing import Any, TypedDict
 from gidgethub import sansio
 from gidgethub.routing import Router
 
-from bot.context import Context
+from bot.server.context import Context
 from bot.github import comments
-from bot.provision import parse_service_pr_marker
-from bot.queue import Job
-from bot.templating import render
+from bot.flows.provision import parse_service_pr_marker
+from bot.store.queue import Job
+from bot.core.templating import render
 
-from . import commands, deploy, provision
+from handlers import commands, deploy, provision
 
 log = logging.getLogger("lemi.handlers")
 

@@ -8,30 +8,17 @@ from typing import Any
 from gidgethub import sansio
 from gidgethub.routing import Router
 
-from bot import logs
+from bot.core import logs
 from bot.aws.errors import OperationError
-from bot.commands import Command, Ignore, Reply, parse
-from bot.context import Context
-from bot.deploys import DeployRequest, run_deploy
-from bot.provision import PullRequest, get_pull, provision_pull_request
-from bot.queue import Job, NewJob
+from bot.core.command_parser import Command, Ignore, Reply, parse
+from bot.server.context import Context
+from bot.flows.deploy import DeployRequest, run_deploy
+from bot.flows.provision import PullRequest, get_pull, provision_pull_request
+from bot.store.queue import Job, NewJob
 from bot.aws.operate import previous_revision
-from bot.slash import (
-    Invocation,
-    Refused,
-    Target,
-    authorize,
-    earlier_reply,
-    react,
-    reply,
-    require,
-    resolve,
-    role_of,
-    run_long,
-    run_short,
-)
+from bot.flows.commands import Invocation, Refused, Target, authorize, earlier_reply, react, reply, require, resolve, role_of, run_long, run_short
 
-from .deploy import deploy_key
+from handlers.deploy import deploy_key
 
 router = Router()
 

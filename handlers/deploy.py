@@ -10,11 +10,11 @@ from __future__ import annotations
 from gidgethub import sansio
 from gidgethub.routing import Router
 
-from bot import logs
-from bot.context import Context
-from bot.deploys import DeployRequest, branch_moved, deployment_status, find_or_create_deployment, report_gave_up, run_deploy
-from bot.github.files import list_services
-from bot.queue import Job, NewJob
+from bot.core import logs
+from bot.server.context import Context
+from bot.flows.deploy import DeployRequest, branch_moved, deployment_status, find_or_create_deployment, report_gave_up, run_deploy
+from bot.github.contents import list_services
+from bot.store.queue import Job, NewJob
 
 router = Router()
 ZERO_SHA = "0" * 40

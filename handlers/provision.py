@@ -7,15 +7,9 @@ from typing import Any
 from gidgethub import sansio
 from gidgethub.routing import Router
 
-from bot import logs
-from bot.context import Context
-from bot.provision import (
-    PullRequest,
-    on_infra_pr_closed,
-    on_service_pr_closed,
-    parse_service_pr_marker,
-    provision_pull_request,
-)
+from bot.core import logs
+from bot.server.context import Context
+from bot.flows.provision import PullRequest, on_infra_pr_closed, on_service_pr_closed, parse_service_pr_marker, provision_pull_request
 
 router = Router()
 

@@ -19,10 +19,10 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from bot.app import create_app
-from bot.config import Config, parse_config
-from bot.settings import Settings
-from bot.worker import WorkerSettings
+from bot.server.app import create_app
+from bot.core.config import Config, parse_config
+from bot.core.settings import Settings
+from bot.server.worker import WorkerSettings
 from fakes.webhooks import signed
 
 WEBHOOK_SECRET = "lemi-test-webhook-secret"

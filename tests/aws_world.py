@@ -8,9 +8,9 @@ from typing import Any
 
 import boto3
 
-from bot.compile import compile_for
-from bot.config import Config, parse_config
-from bot.spec import ServiceFiles, parse_environment, parse_service
+from bot.core.compile import compile_for
+from bot.core.config import Config, parse_config
+from bot.core.spec import ServiceFiles, parse_environment, parse_service
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from bot.app import create_app
+from bot.server.app import create_app
 from checkout import LEMI_YML, write
 
 

@@ -30,7 +30,7 @@ from bot.aws.clients import AwsClients
 from bot.aws.errors import OperationError
 from bot.aws.deploy import DeployResult, Progress, deploy, register, revision_of
 from bot.cli import main
-from bot.compile import compile_for
+from bot.core.compile import compile_for
 from checkout import make_checkout, write
 
 ENV = "staging"

@@ -39,7 +39,7 @@ from bot.aws.deploy import deploy, revision_of
 from bot.aws.exec import PLUGIN, open_session
 from bot.aws.verify import verify_provisioned
 from bot.cli import main
-from bot.compile import compile_for
+from bot.core.compile import compile_for
 from checkout import make_checkout, write
 
 ENV = "staging"

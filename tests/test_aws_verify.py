@@ -25,8 +25,8 @@ from aws_world import ACCOUNT, CLUSTER, REGION, SERVICE, STAGING_YAML
 from bot.aws.clients import ROLE_SESSION_NAME, AwsClients
 from bot.aws.verify import Finding, check_image, check_parameters, check_service, verify_provisioned
 from bot.cli import main
-from bot.config import parse_config
-from bot.spec import ServiceFiles, parse_environment, parse_service
+from bot.core.config import parse_config
+from bot.core.spec import ServiceFiles, parse_environment, parse_service
 from checkout import make_checkout, write
 
 WHERE = f"{ACCOUNT}/{REGION}"
@@ -442,11 +442,15 @@ async def test_image_wait_gives_up_at_the_bound(world: aws_world.World) -> None:
 
 
 async def test_image_wait_does_not_wait_for_a_missing_repository(world: aws_world.World) -> None:
-    start = time.monotonic()
+    calls: list[str] = []
     async with AwsClients(world.config) as aws:
+        aws.on_call(lambda service, operation: calls.append(operation))
+        start = time.monotonic()
         findings = await check_image(aws, "staging", "no-such-repo", "v1", wait_seconds=5, first_delay=0.05)
+        elapsed = time.monotonic() - start
     assert [(f.check, f.subject) for f in findings] == [("image", "no-such-repo")]
-    assert time.monotonic() - start < 1
+    assert calls == ["DescribeImages"]  # asked once, not polled
+    assert elapsed < 4  # well inside the 5 s it would have waited (not a speed assertion)
 
 
 # ---------------------------------------------------------------- clients

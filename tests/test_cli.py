@@ -10,7 +10,7 @@ import pytest
 
 import bot.cli.files
 from bot.cli import main
-from bot.workspace import parse_remote
+from bot.cli.workspace import parse_remote
 from checkout import LEMI_YML, make_checkout, write
 
 SERVICE = """\

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.commands import COMMANDS, Command, Ignore, Reply, parse
+from bot.core.command_parser import COMMANDS, Command, Ignore, Reply, parse
 
 TASK = "0123456789abcdef0123456789abcdef"
 

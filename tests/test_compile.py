@@ -31,10 +31,10 @@ from botocore.exceptions import ParamValidationError
 from botocore.validate import validate_parameters
 
 from bot.cli import main
-from bot.compile import Compiled, compile_for, compile_service, render
-from bot.config import parse_config
-from bot.problems import Invalid
-from bot.spec import ServiceFiles, parse_environment, parse_service
+from bot.core.compile import Compiled, compile_for, compile_service, render
+from bot.core.config import parse_config
+from bot.core.problems import Invalid
+from bot.core.spec import ServiceFiles, parse_environment, parse_service
 from checkout import LEMI_YML as CHECKOUT_LEMI_YML
 from checkout import make_checkout, write
 
@@ -347,10 +347,10 @@ def test_key_order_in_the_environment_file_does_not_matter() -> None:
 
 _COMPILE_IN_A_CHILD = """\
 import json, sys
-from bot.compile import compile_for
-from bot.config import parse_config
-from bot.problems import Invalid
-from bot.spec import ServiceFiles, parse_environment, parse_service
+from bot.core.compile import compile_for
+from bot.core.config import parse_config
+from bot.core.problems import Invalid
+from bot.core.spec import ServiceFiles, parse_environment, parse_service
 d = json.load(sys.stdin)
 files = ServiceFiles(parse_service(d["service"], "s.yaml"), {d["env"]: parse_environment(d["env_file"], "e.yaml")})
 sys.stdout.write(compile_for(parse_config(d["config"]), files, d["env"], d["tag"]).render())

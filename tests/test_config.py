@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import load_config, parse_config
+from bot.core.config import load_config, parse_config
 from checkout import LEMI_YML
-from bot.problems import Invalid, Problem
+from bot.core.problems import Invalid, Problem
 
 FILE = "lemi.yml"
 

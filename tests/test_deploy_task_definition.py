@@ -22,9 +22,9 @@ import aws_world
 import ecs_sim
 from aws_world import ACCOUNT, CLUSTER, REGION, SERVICE
 from bot.cli import main
-from bot.compile import compile_for
-from bot.config import parse_config
-from bot.taskdef import check_task_definition
+from bot.core.compile import compile_for
+from bot.core.config import parse_config
+from bot.core.taskdef import check_task_definition
 from checkout import make_checkout, write
 
 pytestmark = pytest.mark.usefixtures("shared_api_models")

@@ -32,10 +32,10 @@ import hcl2
 import pytest
 
 from aws_world import config
-from bot import conventions, fargate, names
-from bot.config import Datadog
-from bot.spec import ServiceSpec, parse_service
-from bot.terraform import render_service_module
+from bot.core import conventions, fargate, names
+from bot.core.config import Datadog
+from bot.core.spec import ServiceSpec, parse_service
+from bot.core.terraform import render_service_module
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = ROOT / "examples" / "terraform" / "ecs-service"

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.problems import Invalid, Problem
-from bot.spec import parse_environment, parse_service
+from bot.core.problems import Invalid, Problem
+from bot.core.spec import parse_environment, parse_service
 
 GB = 1024
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.locks import DynamoLockStore, LockStore, Locks, open_locks
+from bot.store.locks import DynamoLockStore, LockStore, Locks, open_locks
 from test_queue import make_sqs
 
 

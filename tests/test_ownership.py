@@ -20,11 +20,11 @@ import pytest
 import aws_world
 from app_harness import LEMI_YML
 from aws_world import SERVICE
-from bot.config import parse_config
+from bot.core.config import parse_config
 from bot.github.client import GitHub
-from bot.ownership import Owners, Record, decide, longer_names, recorded_owner
-from bot.terraform import render_service_module
-from bot.spec import parse_service
+from bot.core.ownership import Owners, Record, decide, longer_names, recorded_owner
+from bot.core.terraform import render_service_module
+from bot.core.spec import parse_service
 from fakes.webhooks import for_issue_comment, for_pull_request, for_push
 from test_slash_commands import REPO, SERVICE_FILES, Env, aws_calls, start  # noqa: F401 - fixtures
 

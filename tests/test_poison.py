@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app_harness import SERVICE_YAML, WEBHOOK_SECRET, running_app, setup_repos
-from bot.worker import REPORT_ATTEMPTS
+from bot.server.worker import REPORT_ATTEMPTS
 from fakes.webhooks import for_pull_request, signature
 
 SERVICE = "acme/demo-service"

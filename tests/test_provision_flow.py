@@ -19,9 +19,9 @@ from hcl2.utils import SerializationOptions
 
 from app_harness import LEMI_YML, RunningApp, running_app, setup_repos
 from bot.cli import main
-from bot.config import parse_config
-from bot.spec import ServiceFile
-from bot.terraform import render_service_module
+from bot.core.config import parse_config
+from bot.core.spec import ServiceFile
+from bot.core.terraform import render_service_module
 from fakes.webhooks import for_pull_request
 
 SERVICE = "acme/demo-service"

@@ -19,7 +19,7 @@ import ecs_sim
 from app_harness import RunningApp, running_app
 from aws_world import CLUSTER, SERVICE
 from bot.aws.deploy import revision_of
-from bot.compile import compile_for
+from bot.core.compile import compile_for
 from fakes.webhooks import ZERO_SHA, for_issue_comment, for_push
 
 REPO = "acme/demo-service"

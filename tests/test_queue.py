@@ -20,10 +20,10 @@ import boto3
 import pytest
 
 from app_harness import stored_document
-from bot.locks import LockStore
-from bot.queue import NewJob, Queue, QueueUnavailable, open_queue
-from bot.queue.sqlite import SQLiteQueue
-from bot.queue.sqs import SQSQueue, parse_url
+from bot.store.locks import LockStore
+from bot.store.queue import NewJob, Queue, QueueUnavailable, open_queue
+from bot.store.sqlite_queue import SQLiteQueue
+from bot.store.sqs_queue import SQSQueue, parse_url
 
 
 class Clock:
@@ -246,7 +246,7 @@ def body_files(q: SQLiteQueue) -> set[str]:
 
 
 async def test_documents_live_in_files_beside_the_database_until_their_jobs_are_done(tmp_path: Path) -> None:
-    from bot.queue import bodies
+    from bot.store import bodies
 
     q = SQLiteQueue(tmp_path / "q.db")
     assert q._bodies is not None
@@ -316,7 +316,7 @@ async def test_a_failed_document_write_is_a_503_and_the_next_ones_read_back_righ
     be counted from where the failed write thought the file ended."""
     import os
 
-    from bot.queue import bodies
+    from bot.store import bodies
 
     q = SQLiteQueue(tmp_path / "q.db")
     assert await q.put(doc(1))
@@ -347,8 +347,8 @@ def test_files_of_another_live_process_are_left_alone_and_a_dead_ones_collected(
     script = textwrap.dedent(
         f"""
         import asyncio, json, os, sys
-        from bot.queue import NewJob
-        from bot.queue.sqlite import SQLiteQueue
+        from bot.store.queue import NewJob
+        from bot.store.sqlite_queue import SQLiteQueue
         async def main():
             q = SQLiteQueue({str(path)!r})
             await q.put(NewJob("orphan", "k", "webhook", {{}}, data_json=b'{{"a": 1}}'))
@@ -429,8 +429,8 @@ def test_a_killed_worker_loses_its_job_only_until_the_lease_runs_out(tmp_path: P
     script = textwrap.dedent(
         f"""
         import asyncio, os
-        from bot.queue import NewJob
-        from bot.queue.sqlite import SQLiteQueue
+        from bot.store.queue import NewJob
+        from bot.store.sqlite_queue import SQLiteQueue
         async def main():
             q = SQLiteQueue({str(path)!r})
             await q.put(NewJob("d-1", "k", "webhook", {{"n": 1}}))

@@ -22,18 +22,10 @@ import pytest
 
 from app_harness import WEBHOOK_SECRET, running_app, setup_repos
 from bot.github.client import GitHub
-from bot.queue import NewJob
-from bot.queue.sqlite import SQLiteQueue
-from bot.redeliver import (
-    GITHUB_WINDOW,
-    OVERLAP,
-    WINDOW,
-    RedeliveryState,
-    Redeliverer,
-    recover,
-    to_redeliver,
-)
-from bot.settings import SettingsError, load_settings
+from bot.store.queue import NewJob
+from bot.store.sqlite_queue import SQLiteQueue
+from bot.server.redeliver import GITHUB_WINDOW, OVERLAP, WINDOW, RedeliveryState, Redeliverer, recover, to_redeliver
+from bot.core.settings import SettingsError, load_settings
 from fakes.webhooks import for_pull_request, signed
 
 NOW = 1_700_000_000.0

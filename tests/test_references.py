@@ -16,10 +16,10 @@ from fnmatch import fnmatchcase
 import pytest
 
 from aws_world import ACCOUNT, LEMI_YML, REGION
-from bot.config import Config, References, parse_config
-from bot.problems import Invalid
-from bot.references import parameter_resources, refuse_parameters, refuse_secrets, secret_resources
-from bot.refs import parse_parameter, parse_secret
+from bot.core.config import Config, References, parse_config
+from bot.core.problems import Invalid
+from bot.core.references import parameter_resources, refuse_parameters, refuse_secrets, secret_resources
+from bot.core.refs import parse_parameter, parse_secret
 
 SERVICE = "demo-service"
 SECRETS = ["{service}/*", "shared/*", "exact/token", "v?/key"]

@@ -15,10 +15,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from app_harness import LEMI_YML, WEBHOOK_SECRET, settings_for
-from bot.app import Handlers, create_app
-from bot.config import parse_config
-from bot.queue import Job
-from bot.worker import WorkerSettings
+from bot.server.app import Handlers, create_app
+from bot.core.config import parse_config
+from bot.store.queue import Job
+from bot.server.worker import WorkerSettings
 from fakes.webhooks import example, signed
 from test_queue import make_sqs
 

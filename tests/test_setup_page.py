@@ -35,10 +35,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from app_harness import LEMI_YML
-from bot import peer, setup
-from bot.app import create_app
+from bot.server import peer
+from bot import setup
+from bot.server.app import create_app
 from bot.cli.server import served_app
-from bot.settings import load_settings
+from bot.core.settings import load_settings
 from fakes.github import FakeGitHub
 from fakes.webhooks import signed
 
@@ -257,7 +258,7 @@ def test_a_request_a_proxy_passed_on_is_refused(first_run: Path, header: str) ->
 
 
 def test_served_some_other_way_proxy_headers_are_refused_all_the_same(first_run: Path) -> None:
-    """`uvicorn --forwarded-allow-ips='*' bot.app:app`: no socket peer was recorded, and scope["client"]
+    """`uvicorn --forwarded-allow-ips='*' bot.server.app:app`: no socket peer was recorded, and scope["client"]
     says 127.0.0.1, but the header that said so is still there."""
     from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -269,7 +270,7 @@ def test_served_some_other_way_proxy_headers_are_refused_all_the_same(first_run:
 def test_lemi_serve_hands_uvicorn_the_recording_app_without_its_proxy_headers(monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
-    from bot.app import app
+    from bot.server.app import app
     from bot.cli import main
 
     ran: list[tuple[Any, dict[str, Any]]] = []

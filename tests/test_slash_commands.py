@@ -33,7 +33,7 @@ import aws_world
 import ecs_sim
 from app_harness import LEMI_YML, running_app, setup_repos
 from aws_world import CLUSTER, SERVICE
-from bot.compile import compile_for
+from bot.core.compile import compile_for
 from fakes.webhooks import for_issue_comment, for_pull_request, for_push
 
 REPO = "acme/demo-service"

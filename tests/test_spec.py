@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from bot.problems import Invalid, Problem
-from bot.spec import EMPTY_ENVIRONMENT, parse_environment, parse_service, parse_service_files
+from bot.core.problems import Invalid, Problem
+from bot.core.spec import EMPTY_ENVIRONMENT, parse_environment, parse_service, parse_service_files
 
 REPO = "acme/demo-service"
 SERVICE = "deploy/demo-service/service.yaml"

@@ -22,9 +22,9 @@ import pytest
 import aws_world
 import handlers
 from aws_world import SERVICE
-from bot.markdown import ZWSP, code, fence, inert
-from bot.problems import Problem
-from bot.templating import render
+from bot.core.markdown import ZWSP, code, fence, inert
+from bot.core.problems import Problem
+from bot.core.templating import render
 from fakes.webhooks import for_pull_request
 from test_slash_commands import REPO, SERVICE_FILES, Env, aws_calls, start  # noqa: F401 - fixtures
 

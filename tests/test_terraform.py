@@ -6,10 +6,10 @@ import hcl2
 import pytest
 
 from aws_world import config
-from bot.config import parse_config
-from bot.problems import Invalid
-from bot.spec import parse_service
-from bot.terraform import hcl_identifier, hcl_string, render_service_module
+from bot.core.config import parse_config
+from bot.core.problems import Invalid
+from bot.core.spec import parse_service
+from bot.core.terraform import hcl_identifier, hcl_string, render_service_module
 
 SERVICE = "name: demo-service\nowner: infra\nspec: {desiredCount: 3, resource: {cpu: 512, memory: 1024}}\n"
 

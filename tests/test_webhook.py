@@ -24,10 +24,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-import bot.app
+import bot.server.app
 from app_harness import LEMI_YML, SERVICE_YAML, WEBHOOK_SECRET, running_app, settings_for, setup_repos, stored_document
-from bot.app import MAX_BODY, create_app, signature_ok
-from bot.config import parse_config
+from bot.server.app import MAX_BODY, create_app, signature_ok
+from bot.core.config import parse_config
 from fakes.github import serving
 from lemi_process import Server as LemiServe
 from lemi_process import db_jobs, wait_until
@@ -111,7 +111,7 @@ def test_signature_ok_is_an_hmac_sha256_compared_in_constant_time(monkeypatch: p
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(bot.app.hmac, "compare_digest", spy)
+    monkeypatch.setattr(bot.server.app.hmac, "compare_digest", spy)
     assert signature_ok(body, good, "s3cret")
     assert compared, "the signature must be compared with hmac.compare_digest (constant time)"
     compared.clear()
@@ -395,8 +395,8 @@ def test_every_document_intake_accepts_decodes_again_wherever_the_queue_reads_it
     import msgspec
 
     import handlers
-    from bot.queue import NewJob, decode_payload, encode_payload
-    from bot.queue.sqs import _compact
+    from bot.store.queue import NewJob, decode_payload, encode_payload
+    from bot.store.sqs_queue import _compact
 
     decoder = msgspec.json.Decoder(handlers.Summary)
 
@@ -405,7 +405,7 @@ def test_every_document_intake_accepts_decodes_again_wherever_the_queue_reads_it
 
     def accepted(levels: int) -> bool:
         try:
-            bot.app._decode(decoder, document(levels), "application/json")
+            bot.server.app._decode(decoder, document(levels), "application/json")
         except (ValueError, RecursionError):
             return False
         return True

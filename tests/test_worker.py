@@ -11,10 +11,10 @@ import pytest
 from gidgethub import BadRequest, GitHubBroken
 import http
 
-from bot.queue import Job, NewJob
-from bot.queue.sqlite import SQLiteQueue
-from bot.metrics import Metrics
-from bot.worker import REPORT_ATTEMPTS, Permanent, Worker, WorkerSettings
+from bot.store.queue import Job, NewJob
+from bot.store.sqlite_queue import SQLiteQueue
+from bot.server.metrics import Metrics
+from bot.server.worker import REPORT_ATTEMPTS, Permanent, Worker, WorkerSettings
 
 
 class Clock:

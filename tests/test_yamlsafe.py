@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.problems import Invalid, Problem
-import bot.yamlsafe
-from bot.yamlsafe import BOOL, DEFAULT_LIMITS, FLOAT, INT, MAX_NUMBER_TEXT, NULL, TIMESTAMP, Document, Limits, load
+from bot.core.problems import Invalid, Problem
+import bot.core.yamlsafe
+from bot.core.yamlsafe import BOOL, DEFAULT_LIMITS, FLOAT, INT, MAX_NUMBER_TEXT, NULL, TIMESTAMP, Document, Limits, load
 
 FILE = "deploy/demo-service/environment/staging.yaml"
 MAX_PEAK = 50 * 1024 * 1024  # loose safety bounds, not performance assertions
@@ -509,7 +509,7 @@ def test_no_constructor_error_escapes_load(monkeypatch: pytest.MonkeyPatch) -> N
     def broken(node: yaml.Node) -> object:
         raise OverflowError("int too large to convert to float")
 
-    monkeypatch.setitem(bot.yamlsafe._CONSTRUCT, FLOAT, broken)
+    monkeypatch.setitem(bot.core.yamlsafe._CONSTRUCT, FLOAT, broken)
     problem = poisoned("a:\n  ratio: 1.5\n")
     assert problem.message == "'1.5' is read by YAML as a number, but it cannot be built as one"
     assert problem.hint == 'quote it: "1.5" if it is text'
@@ -557,8 +557,8 @@ def test_one_huge_base60_number_is_never_built(monkeypatch: pytest.MonkeyPatch) 
     def never(node: yaml.Node) -> object:
         raise AssertionError(f"built a {len(node.value):,}-character number")
 
-    monkeypatch.setitem(bot.yamlsafe._CONSTRUCT, INT, never)
-    monkeypatch.setitem(bot.yamlsafe._CONSTRUCT, FLOAT, never)
+    monkeypatch.setitem(bot.core.yamlsafe._CONSTRUCT, INT, never)
+    monkeypatch.setitem(bot.core.yamlsafe._CONSTRUCT, FLOAT, never)
     for source in ("x: " + "1:" * ((K256 - 8) // 2) + "1\n", "x: " + "1:" * ((K256 - 10) // 2) + "1.5\n"):
         assert len(source.encode()) <= K256
         problem = poisoned(source)

@@ -21,7 +21,7 @@ from aiobotocore.credentials import (
 from aiobotocore.session import AioSession, get_session
 from botocore.credentials import CredentialProvider
 
-from ..config import Config, Environment
+from bot.core.config import Config, Environment
 
 # bounded retries with AWS's standard mode (throttling and transient errors)
 CLIENT_CONFIG = AioConfig(

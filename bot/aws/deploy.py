@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from .clients import AwsClients
-from .errors import OperationError
+from bot.aws.clients import AwsClients
+from bot.aws.errors import OperationError
 
 DEFAULT_TIMEOUT = 900.0
 DEFAULT_POLL = 5.0

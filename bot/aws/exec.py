@@ -12,10 +12,10 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from ..names import dns_suffix
-from .clients import AwsClients
-from .deploy import describe_service, task_id
-from .errors import OperationError
+from bot.core.names import dns_suffix
+from bot.aws.clients import AwsClients
+from bot.aws.deploy import describe_service, task_id
+from bot.aws.errors import OperationError
 
 PLUGIN = "session-manager-plugin"
 PLUGIN_HINT = (

@@ -20,12 +20,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..findings import Finding
-from ..references import refuse_parameters, refuse_secrets
-from ..refs import ParameterRef, SecretRef, parse_secret
-from ..spec import ServiceFiles
-from ..taskdef import check_task_definition
-from .clients import AwsClients
+from bot.core.findings import Finding
+from bot.core.references import refuse_parameters, refuse_secrets
+from bot.core.refs import ParameterRef, SecretRef, parse_secret
+from bot.core.spec import ServiceFiles
+from bot.core.taskdef import check_task_definition
+from bot.aws.clients import AwsClients
 
 __all__ = [
     "Finding", "check_image", "check_parameters", "check_secrets", "check_service", "verify_provisioned",

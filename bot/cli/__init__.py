@@ -11,15 +11,15 @@ import sys
 
 import click
 
-from ..problems import Invalid
-from .base import LemiError, cli
+from bot.core.problems import Invalid
+from bot.cli.base import LemiError, cli
 from botocore.exceptions import BotoCoreError, ClientError
 from gidgethub import HTTPException as GitHubHTTPException
 
-from ..aws.errors import describe as describe_aws_error
-from ..github.client import error_message
-from ..aws.errors import OperationError
-from . import aws_cmds, files, github_cmds, server  # noqa: F401  (register commands)
+from bot.aws.errors import describe as describe_aws_error
+from bot.github.client import error_message
+from bot.aws.errors import OperationError
+from bot.cli import aws_cmds, files, github_cmds, server  # noqa: F401  (register commands)
 
 __all__ = ["cli", "main"]
 

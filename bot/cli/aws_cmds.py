@@ -12,29 +12,18 @@ from typing import Any, TypeVar
 
 import click
 
-from .. import workspace
-from ..aws import operate
-from ..aws.clients import AwsClients
-from ..aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, Progress, deploy as deploy_core
-from ..aws.exec import open_session
-from ..aws.verify import verify_provisioned, verify_task_definition
-from ..compile import compile_for, effective_desired_count
-from ..config import Config
-from ..problems import Invalid
-from . import render
-from .base import (
-    State,
-    cli,
-    emit_json,
-    output_option,
-    pass_state,
-    pick_environment,
-    report_invalid,
-    repo_option,
-    repository,
-    service_name,
-)
-from .files import _tag, load_service, service
+from bot.cli import workspace
+from bot.aws import operate
+from bot.aws.clients import AwsClients
+from bot.aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, Progress, deploy as deploy_core
+from bot.aws.exec import open_session
+from bot.aws.verify import verify_provisioned, verify_task_definition
+from bot.core.compile import compile_for, effective_desired_count
+from bot.core.config import Config
+from bot.core.problems import Invalid
+from bot.cli import render
+from bot.cli.base import State, cli, emit_json, output_option, pass_state, pick_environment, report_invalid, repo_option, repository, service_name
+from bot.cli.files import _tag, load_service, service
 
 T = TypeVar("T")
 

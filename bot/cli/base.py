@@ -11,10 +11,10 @@ from typing import Any
 
 import click
 
-from .. import workspace
-from ..config import Config, config_path, load_config
-from ..names import SERVICE_RE
-from ..problems import Invalid, Problem, problems_text
+from bot.cli import workspace
+from bot.core.config import Config, config_path, load_config
+from bot.core.names import SERVICE_RE
+from bot.core.problems import Invalid, Problem, problems_text
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

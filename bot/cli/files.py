@@ -10,29 +10,18 @@ from pathlib import Path
 
 import click
 
-from .. import scaffold as scaffolding
-from .. import workspace
-from ..aws.clients import AwsClients
-from ..aws.verify import Finding, verify_provisioned
-from ..compile import compile_for
-from ..config import Config
-from ..names import IMAGE_TAG_RE
-from ..problems import Invalid
-from . import render
-from ..schema import SCHEMAS, schema_for
-from ..spec import ServiceFiles, parse_service_files
-from .base import (
-    State,
-    cli,
-    emit_json,
-    output_option,
-    pass_state,
-    pick_environment,
-    pick_service,
-    report_invalid,
-    repo_option,
-    repository,
-)
+from bot.core import scaffold as scaffolding
+from bot.cli import workspace
+from bot.aws.clients import AwsClients
+from bot.aws.verify import Finding, verify_provisioned
+from bot.core.compile import compile_for
+from bot.core.config import Config
+from bot.core.names import IMAGE_TAG_RE
+from bot.core.problems import Invalid
+from bot.cli import render
+from bot.core.schema import SCHEMAS, schema_for
+from bot.core.spec import ServiceFiles, parse_service_files
+from bot.cli.base import State, cli, emit_json, output_option, pass_state, pick_environment, pick_service, report_invalid, repo_option, repository
 
 CHECKS = ("spec", "provisioned")
 
@@ -113,7 +102,7 @@ def verify(
             )
             return [f for result in results for f in result]
 
-        from .aws_cmds import run_aws
+        from bot.cli.aws_cmds import run_aws
 
         findings = run_aws(config, work)
     if findings:

@@ -9,13 +9,13 @@ from dataclasses import asdict
 import aiohttp
 import click
 
-from ..github.client import GitHub
-from ..github.files import repository_exists
-from ..ownership import Owners
-from ..names import GITHUB_REPO_RE, SERVICE_RE
-from ..provision import Outcome, get_pull, provision_pull_request
-from ..settings import DEFAULT_API_URL
-from .base import State, cli, emit_json, output_option, pass_state
+from bot.github.client import GitHub
+from bot.github.contents import repository_exists
+from bot.core.ownership import Owners
+from bot.core.names import GITHUB_REPO_RE, SERVICE_RE
+from bot.flows.provision import Outcome, get_pull, provision_pull_request
+from bot.core.settings import DEFAULT_API_URL
+from bot.cli.base import State, cli, emit_json, output_option, pass_state
 
 
 def _repo(ctx: click.Context, param: click.Parameter, value: str) -> str:

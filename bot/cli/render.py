@@ -10,11 +10,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..aws.deploy import DeployResult, Progress, revision_of
-from ..aws.operate import ServiceStatus, TaskInfo
-from ..aws.verify import Finding
-from ..problems import problems_text
-from .base import emit_json
+from bot.aws.deploy import DeployResult, Progress, revision_of
+from bot.aws.operate import ServiceStatus, TaskInfo
+from bot.aws.verify import Finding
+from bot.core.problems import problems_text
+from bot.cli.base import emit_json
 
 
 def _console(stderr: bool = False) -> Console:

@@ -7,14 +7,14 @@ from typing import Any
 
 import click
 
-from .base import cli
+from bot.cli.base import cli
 
 
 def _read_env_file(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     """--env-file is eager: its variables are in the environment before --host and --port
     (and the app's settings) read it. The environment wins over the file."""
     if value:
-        from ..setup import load_env_file
+        from bot.setup import load_env_file
 
         if loaded := load_env_file(value):
             click.echo(f"lemi: read {', '.join(loaded)} from {value}", err=True)
@@ -41,13 +41,13 @@ def serve(host: str, port: int) -> None:
 
 
 def served_app(app: Any = None, *, trusted: str | list[str] | None = None) -> Any:
-    """What ``lemi serve`` hands uvicorn: the App (default ``bot.app:app``) behind
-    :func:`bot.peer.served`. uvicorn's own proxy-header handling is off, and the same
+    """What ``lemi serve`` hands uvicorn: the App (default ``bot.server.app:app``) behind
+    :func:`bot.server.peer.served`. uvicorn's own proxy-header handling is off, and the same
     middleware runs here instead, with the same trusted hosts (``FORWARDED_ALLOW_IPS``,
     default 127.0.0.1 and ::1), after the socket peer is recorded: the setup page decides
     "this machine" on the socket, never on ``X-Forwarded-For``."""
-    from ..peer import served
+    from bot.server.peer import served
 
     if app is None:
-        from ..app import app
+        from bot.server.app import app
     return served(app, trusted)

@@ -17,8 +17,8 @@ import aiohttp
 from cachetools import TLRUCache, TTLCache
 from gidgethub import BadRequest
 
-from .client import GitHub
-from .files import repo_vars
+from bot.github.client import GitHub
+from bot.github.contents import repo_vars
 
 REFRESH_MARGIN = 300.0  # seconds before expiry when a cached token is replaced
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..problems import Problem
-from .client import GitHub
-from .files import repo_vars
+from bot.core.problems import Problem
+from bot.github.client import GitHub
+from bot.github.contents import repo_vars
 
 MAX_ANNOTATIONS = 50  # per request, GitHub's limit
 MAX_TEXT = 65000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .client import GitHub
-from .files import repo_vars
+from bot.github.client import GitHub
+from bot.github.contents import repo_vars
 
 
 def marker(kind: str) -> str:

@@ -1,0 +1,292 @@
+"""A deploy as the App runs it: on a push, or for ``/lemi deploy``.
+
+verify -> compile -> deploy -> wait, reported on a GitHub Deployment (with the
+environment URL) and a check run. Every step finds what an earlier attempt
+made (the Deployment, the check run, the registered revision), so a retried
+job picks up where it was instead of doing things twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from gidgethub import BadRequest
+
+from bot.aws.clients import AwsClients
+from bot.aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, deploy, describe_service, revision_of
+from bot.aws.errors import OperationError
+from bot.aws.operate import diff as running_diff
+from bot.aws.verify import Finding, verify_provisioned
+from bot.core.compile import compile_for
+from bot.core.config import Config
+from bot.github import checks
+from bot.github.client import GitHub
+from bot.github.contents import read_service_files, repo_vars
+from bot.core.ownership import Owners
+from bot.core.problems import Invalid, Problem, problems_text
+from bot.core.spec import parse_service_files
+from bot.core.templating import render
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    repository: str
+    service: str
+    environment: str
+    sha: str
+    tag: str
+    requested_by: str
+    source: str = "push"  # "push" | "command"
+    delivery: str = ""
+    installation: int | None = None
+    branch: str = ""  # the environment branch a push deploy came from
+
+    def as_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> DeployRequest:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def check_name(repository: str, service: str, env: str) -> str:
+    """``lemi / deploy (<env>)``; extra services of a repository add their name."""
+    repo = repository.split("/", 1)[1].lower()
+    return f"lemi / deploy ({env})" if service == repo else f"lemi / deploy ({env}) {service}"
+
+
+async def find_or_create_deployment(gh: GitHub, req: DeployRequest, config: Config) -> dict[str, Any]:
+    task = f"deploy:{req.service}"
+    found = await gh.getitem(
+        "/repos/{owner}/{repo}/deployments{?sha,environment,task,per_page}",
+        repo_vars(req.repository, sha=req.sha, environment=req.environment, task=task, per_page=10),
+    )
+    for deployment in found or []:
+        if (deployment.get("payload") or {}).get("tag", req.tag) == req.tag:
+            return dict(deployment)
+    return dict(
+        await gh.post(
+            "/repos/{owner}/{repo}/deployments",
+            repo_vars(req.repository),
+            data={
+                "ref": req.sha,
+                "task": task,
+                "environment": req.environment,
+                "auto_merge": False,
+                "required_contexts": [],
+                "payload": {"service": req.service, "tag": req.tag},
+                "description": f"{req.service} {req.tag[:12]} ({req.source} by {req.requested_by})"[:140],
+                "production_environment": config.environment(req.environment).protected,
+            },
+        )
+    )
+
+
+async def deployment_status(
+    gh: GitHub, req: DeployRequest, deployment_id: int, state: str, description: str, *,
+    environment_url: str | None = None, log_url: str | None = None,
+) -> None:  # fmt: skip
+    data: dict[str, Any] = {"state": state, "description": description[:140], "environment": req.environment}
+    if state == "success":
+        # GitHub would mark every other service's deployment in this environment inactive;
+        # lemi retires only this service's previous one (retire_previous)
+        data["auto_inactive"] = False
+    if environment_url:
+        data["environment_url"] = environment_url
+    if log_url:
+        data["log_url"] = log_url
+    await gh.post(
+        "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
+        repo_vars(req.repository, deployment_id=deployment_id),
+        data=data,
+    )
+
+
+ROLLING_OUT = "rolling out "
+
+
+async def _rollout_started(gh: GitHub, req: DeployRequest, deployment_id: int) -> bool:
+    statuses = await gh.getitem(
+        "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses{?per_page}",
+        repo_vars(req.repository, deployment_id=deployment_id, per_page=100),
+    )
+    return any((s.get("description") or "").startswith(ROLLING_OUT) for s in statuses or [])
+
+
+async def branch_moved(gh: GitHub, req: DeployRequest) -> bool:
+    """Has the environment branch moved past this push? (A newer push will deploy.)"""
+    if not req.branch:
+        return False
+    try:
+        ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{+ref}", repo_vars(req.repository, ref=f"heads/{req.branch}"))
+    except BadRequest:
+        return False
+    return str(ref["object"]["sha"]) != req.sha
+
+
+async def _recent_deployments(gh: GitHub, req: DeployRequest) -> list[dict[str, Any]]:
+    found = await gh.getitem(
+        "/repos/{owner}/{repo}/deployments{?environment,task,per_page}",
+        repo_vars(req.repository, environment=req.environment, task=f"deploy:{req.service}", per_page=5),
+    )
+    return sorted(found or [], key=lambda d: int(d["id"]), reverse=True)
+
+
+async def newer_deployment_exists(gh: GitHub, req: DeployRequest, deployment_id: int) -> bool:
+    """Did a later deploy of this service to this environment start after ours was created?"""
+    return any(int(d["id"]) > deployment_id for d in await _recent_deployments(gh, req))
+
+
+async def retire_previous(gh: GitHub, req: DeployRequest, deployment_id: int) -> None:
+    """Mark this service's previous live deployment in the environment inactive."""
+    for deployment in await _recent_deployments(gh, req):
+        if int(deployment["id"]) >= deployment_id:
+            continue
+        statuses = await gh.getitem(
+            "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses{?per_page}",
+            repo_vars(req.repository, deployment_id=deployment["id"], per_page=1),
+        )
+        if statuses and statuses[0].get("state") == "success":
+            await gh.post(
+                "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
+                repo_vars(req.repository, deployment_id=deployment["id"]),
+                data={"state": "inactive", "description": f"replaced by {req.tag[:12]}"[:140]},
+            )
+        return
+
+
+@dataclass
+class DeployReport:
+    outcome: str  # success | failure | superseded | held | refused
+    summary: str
+    result: DeployResult | None = None
+
+
+async def run_deploy(
+    gh: GitHub,
+    aws: AwsClients,
+    config: Config,
+    req: DeployRequest,
+    *,
+    owners: Owners,
+    superseded: Callable[[], Awaitable[bool]],
+    poll: float = DEFAULT_POLL,
+    timeout: float = DEFAULT_TIMEOUT,
+    released: bool = False,
+    resumed: bool = False,
+) -> DeployReport:
+    """``released``: a deploy that was held by a lock; a later deploy of the service wins.
+    ``resumed``: a retried job; if an earlier attempt already started the rollout (its
+    Deployment says so), the rollout is watched or reported, never sent again.
+
+    A service another repository owns (:mod:`bot.core.ownership`) is not deployed: the check run
+    says who owns it, and no Deployment is created and nothing is asked of AWS."""
+    env = config.environment(req.environment)
+    name = check_name(req.repository, req.service, req.environment)
+    url = config.url(req.service, req.environment)
+    verdict = await owners.verdict(req.service, req.repository)
+    if not verdict.allowed:
+        summary = render("checks/deploy_refused.md.j2", req=req, why=verdict.why)
+        await checks.upsert_check_run(
+            gh, req.repository, req.sha, name, status="completed", conclusion="failure",
+            title=f"not deployed: {req.service} belongs to {verdict.owner or 'another repository'}", summary=summary,
+        )  # fmt: skip
+        return DeployReport("refused", summary)
+    deployment = await find_or_create_deployment(gh, req, config)
+    run = await checks.upsert_check_run(
+        gh, req.repository, req.sha, name, status="in_progress", title=f"deploying {req.service} to {req.environment}",
+        summary=render("checks/deploy_started.md.j2", req=req),
+    )  # fmt: skip
+    log_url = run.get("html_url")
+
+    async def finish(conclusion: str, title: str, state: str, description: str, **values: Any) -> DeployReport:
+        summary = render("checks/deploy.md.j2", req=req, conclusion=conclusion, url=url, **values)
+        await checks.upsert_check_run(
+            gh, req.repository, req.sha, name, status="completed", conclusion=conclusion, title=title,
+            summary=summary, problems=values.get("problems"), run_id=run["id"],
+        )  # fmt: skip
+        await deployment_status(
+            gh, req, deployment["id"], state, description,
+            environment_url=url if state == "success" else None, log_url=log_url,
+        )  # fmt: skip
+        if state == "success":
+            await retire_previous(gh, req, int(deployment["id"]))
+        outcome = {"success": "success", "inactive": "superseded"}.get(state, "failure")
+        return DeployReport(outcome, summary, values.get("result"))
+
+    async def if_superseded() -> DeployReport | None:
+        if await superseded() or (released and await newer_deployment_exists(gh, req, int(deployment["id"]))):
+            return await finish(
+                "cancelled", "superseded by a newer push", "inactive",
+                "superseded by a newer push before it started rolling out", superseded=True,
+            )  # fmt: skip
+        return None
+
+    await deployment_status(gh, req, deployment["id"], "in_progress", f"verifying {req.service}", log_url=log_url)
+    if (stop := await if_superseded()) is not None:
+        return stop
+    files_raw = await read_service_files(gh, req.repository, req.service, req.sha)
+    try:  # CPU work, off the event loop
+        files = await asyncio.to_thread(
+            parse_service_files, req.service, files_raw, repository=req.repository if verdict.named_after else None,
+            known_environments=list(config.environments),
+        )  # fmt: skip
+    except Invalid as exc:
+        return await _fail_spec(finish, exc.problems)
+    findings: list[Finding] = await verify_provisioned(
+        aws, req.environment, files, tag=req.tag, image_wait_seconds=env.image_wait_seconds
+    )
+    if findings:
+        return await finish(
+            "failure", f"{problems_text(len(findings))} before deploying", "failure",
+            "; ".join(f"{f.check} {f.subject}" for f in findings), findings=findings,
+        )  # fmt: skip
+    compiled = compile_for(config, files, req.environment, req.tag)
+    if (stop := await if_superseded()) is not None:
+        return stop
+    try:  # the service, described once: for the report's diff and for the rollout
+        current: dict[str, Any] | None = await describe_service(aws, req.environment, req.service)
+        changes = (await running_diff(aws, req.environment, req.service, compiled.task_definition, current=current)).text
+    except OperationError:
+        current, changes = None, ""
+    watch_only = resumed and await _rollout_started(gh, req, int(deployment["id"]))
+    if not watch_only:
+        await deployment_status(gh, req, deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12], log_url=log_url)
+    result = await deploy(
+        aws, req.environment, compiled.task_definition, service=req.service,
+        desired_count=compiled.desired_count, wait=True, timeout=timeout, poll=poll, watch_only=watch_only,
+        current=current, unchanged=current is not None and not changes,
+    )  # fmt: skip
+    rollout = result.rollout
+    revision = revision_of(result.task_definition)
+    if result.ok:
+        return await finish(
+            "success", f"deployed {revision}", "success", f"{revision} running ({compiled.image.rsplit('/', 1)[-1]})",
+            result=result, revision=revision, image=compiled.image, changes=changes, rollout=rollout,
+        )  # fmt: skip
+    assert rollout is not None
+    return await finish(
+        "failure", f"rollout {rollout.outcome}: {rollout.reason}"[:255], "failure", f"{rollout.outcome}: {rollout.reason}",
+        result=result, revision=revision, image=compiled.image, changes=changes, rollout=rollout,
+    )  # fmt: skip
+
+
+async def _fail_spec(finish: Callable[..., Awaitable[DeployReport]], problems: list[Problem]) -> DeployReport:
+    return await finish(
+        "failure", "the service files are invalid", "failure",
+        f"{problems_text(len(problems))} in the service files", problems=problems,
+    )  # fmt: skip
+
+
+async def report_gave_up(gh: GitHub, config: Config, req: DeployRequest, reason: str) -> None:
+    """A deploy job that failed for good still ends its Deployment and check run."""
+    deployment = await find_or_create_deployment(gh, req, config)
+    await checks.upsert_check_run(
+        gh, req.repository, req.sha, check_name(req.repository, req.service, req.environment),
+        status="completed", conclusion="failure", title="lemi could not finish this deploy",
+        summary=render("checks/deploy_gave_up.md.j2", req=req, reason=reason),
+    )  # fmt: skip
+    await deployment_status(gh, req, deployment["id"], "error", f"lemi gave up: {reason}")

@@ -1,0 +1,370 @@
+"""The App's ASGI application (``bot.server.app:app``): routes and lifespan.
+
+``POST /webhook`` checks the signature first (constant time), stores the
+delivery durably, and answers; workers do the work from the queue.
+``GET /healthz`` and ``GET /metrics`` are for operators. Configuration,
+the HTTP session, the queue and the workers are opened in the lifespan,
+never at import.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import aiohttp
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.core import logs
+from bot.core.config import Config, load_config
+from bot.server.context import Context
+from bot.github.auth import AppAuth
+from bot.store.locks import open_locks
+from bot.server.metrics import CONTENT_TYPE, Metrics
+from bot.core.problems import Invalid
+from bot.store.queue import NewJob, Queue, QueueUnavailable, open_queue
+from bot.server.redeliver import RedeliveryState, Redeliverer
+from bot.core.settings import Settings, SettingsError, load_settings
+from bot.server.worker import Worker, WorkerPool, WorkerSettings
+
+log = logging.getLogger("lemi.app")
+
+MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+_DELIVERY_RE = re.compile(r"^[A-Za-z0-9-]{1,100}$")
+_EVENT_RE = re.compile(r"^[a-z0-9_]{1,64}$")
+
+
+def signature_ok(body: bytes, header: str | None, secret: str) -> bool:
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode("ascii"), header.encode("ascii", errors="replace"))
+
+
+@dataclass
+class Handlers:
+    """The handlers' entry points, given to the app (bot/ never imports handlers/).
+
+    At intake a delivery is decoded only into ``summary`` (a TypedDict of the fields
+    ``accepts`` and ``job_key`` read: the rest of the document is checked to be JSON,
+    not built), so ``accepts`` and ``job_key`` see that summary. The whole document
+    is stored as received; ``process`` gets it parsed, as ``job.payload["data"]``."""
+
+    accepts: Callable[[str, Any], bool]
+    job_key: Callable[[str, dict[str, Any], Any], str]  # (event, summary, the Context)
+    process: Callable[..., Any]
+    report: Callable[..., Any]
+    summary: Any = dict[str, Any]
+    decoder: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.decoder = msgspec.json.Decoder(self.summary)
+
+
+@dataclass
+class State:
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    config: Config | None = None
+    queue: Queue | None = None
+    context: Context | None = None
+    status: str = "starting"  # ready | unconfigured
+    problem: str = ""
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+_STATUS = {"queued": 202, "duplicate": 202, "ignored": 200, "pong": 200}
+
+
+def _answer(outcome: str) -> Response:
+    """{"status": outcome}, for a delivery that was read."""
+    return Response(b'{"status":"%s"}' % outcome.encode(), status_code=_STATUS[outcome], media_type="application/json")
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The request body, or None once it is over MAX_BODY (read straight from the
+    ASGI messages: a webhook is one or a few of them)."""
+    body = b""
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":  # the client went away
+            return body
+        body += message.get("body", b"")
+        if len(body) > MAX_BODY:
+            return None
+        if not message.get("more_body", False):
+            return body
+
+
+async def webhook(request: Request) -> Response:
+    state: State = request.app.state.lemi
+    handlers: Handlers = request.app.state.handlers
+    count = state.metrics.delivery
+    if state.status != "ready" or state.queue is None or state.settings.webhook_secret is None:
+        count("-", "unconfigured")
+        return _error(503, f"lemi is not configured: {state.problem}")
+    headers = request.headers
+    length = headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY:
+        count("-", "too_large")
+        return _error(413, "payload larger than 25 MB")
+    body = await _read_body(request)
+    if body is None:
+        count("-", "too_large")
+        return _error(413, "payload larger than 25 MB")
+    if not signature_ok(body, headers.get("x-hub-signature-256"), state.settings.webhook_secret):
+        count("-", "bad_signature")
+        return _error(401, "missing or invalid X-Hub-Signature-256")
+    event = headers.get("x-github-event", "")
+    delivery = headers.get("x-github-delivery", "")
+    if not _EVENT_RE.match(event) or not _DELIVERY_RE.match(delivery):
+        count("-", "bad_request")
+        return _error(400, "missing or malformed X-GitHub-Event / X-GitHub-Delivery")
+    try:
+        data, document = _decode(handlers.decoder, body, headers.get("content-type", ""))
+    except ValueError as exc:
+        count(event, "bad_request")
+        return _error(400, f"malformed payload: {exc}")
+    if event == "ping":
+        count(event, "pong")
+        return _answer("pong")
+    if not handlers.accepts(event, data):
+        count(event, "ignored")
+        return _answer("ignored")
+    try:
+        repository = str(data["repository"]["full_name"])
+        key = handlers.job_key(event, data, state.context)
+    except (KeyError, TypeError, AttributeError):
+        count(event, "bad_request")
+        return _error(400, "malformed payload: no repository.full_name")
+    job = NewJob(
+        dedupe_id=delivery,
+        key=key,
+        kind="webhook",
+        payload={"event": event, "delivery": delivery, "repository": repository},
+        data_json=document,  # stored as received, not re-serialised
+    )
+    where = {"delivery": delivery, "event": event, "repository": repository}
+    try:
+        stored = await state.queue.put(job)
+    except QueueUnavailable as exc:
+        log.error("could not store delivery %s: %s", delivery, exc, extra=where)
+        count(event, "store_failed")
+        return _error(503, "could not store the delivery; redeliver it from the App's settings")
+    outcome = "queued" if stored else "duplicate"
+    count(event, outcome)
+    log.info("delivery %s %s", delivery, outcome, extra=where)
+    return _answer(outcome)
+
+
+# A document is accepted only if it decodes with this many levels of nesting to spare, so
+# that every stored one decodes again wherever the queue reads it: in the worker's thread or
+# event loop, whose stack can be a little deeper than intake's, and in an SQS message, which
+# holds it two levels down. (msgspec and json stop at Python's recursion limit, counted from
+# wherever they are called; an explicit depth count of the body would cost more than the decode.)
+JSON_SPARE_LEVELS = 32
+_SPARE_OPEN, _SPARE_CLOSE = b"[" * JSON_SPARE_LEVELS, b"]" * JSON_SPARE_LEVELS
+
+
+@functools.cache
+def _spared(shape: Any) -> msgspec.json.Decoder[Any]:
+    """A decoder of ``shape`` inside JSON_SPARE_LEVELS arrays of exactly one item."""
+    for _ in range(JSON_SPARE_LEVELS):
+        shape = tuple[shape]  # type: ignore[valid-type]
+    return msgspec.json.Decoder(shape)
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], body: bytes, content_type: str) -> tuple[Any, bytes]:
+    """The summary of a delivery and its JSON document (a form-encoded delivery's ``payload``).
+
+    The decoder skips the fields it does not keep without checking that their
+    strings are UTF-8, so that is checked here: every stored document parses.
+    The document is decoded inside JSON_SPARE_LEVELS extra brackets (``[[...body...]]``):
+    one nested too deeply to decode with those to spare is refused. Each extra level
+    must hold exactly one value (``1],[2`` is JSON only once bracketed)."""
+    try:
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            form = parse_qs(body.decode("utf-8", errors="strict"))
+            if "payload" not in form:
+                raise ValueError("no payload field")
+            body = form["payload"][0].encode("utf-8")
+        elif not body.isascii():
+            body.decode("utf-8")
+        padded = _SPARE_OPEN + body + _SPARE_CLOSE
+        try:
+            data = _spared(decoder.type).decode(padded)
+        except msgspec.ValidationError:  # JSON, shaped unlike the summary: read it all, as before
+            data = _spared(Any).decode(padded)
+        for _ in range(JSON_SPARE_LEVELS):
+            data = data[0]
+        return data, body
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8: {exc}") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except msgspec.DecodeError:  # not JSON, or not one document (an extra level held two items, or none)
+        raise ValueError(_malformed(body)) from None
+
+
+def _malformed(body: bytes) -> str:
+    """What is wrong with a body that is not one JSON document (msgspec's words, with byte
+    offsets into the body itself rather than into the bracketed copy)."""
+    try:
+        msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        return str(exc)
+    except RecursionError:
+        return "nested too deeply"
+    return "not one JSON document"
+
+
+async def healthz(request: Request) -> JSONResponse:
+    state: State = request.app.state.lemi
+    body = {"status": "ok", "app": state.status, "config": "loaded" if state.config else "missing"}
+    if state.problem:
+        body["problem"] = state.problem
+    return JSONResponse(body)
+
+
+async def metrics(request: Request) -> Response:
+    state: State = request.app.state.lemi
+    depth = state.queue.depth if state.queue is not None else None
+    return Response(await state.metrics.render(depth), media_type=CONTENT_TYPE)
+
+
+def create_app(
+    *,
+    handlers: Handlers | None = None,
+    settings: Settings | None = None,
+    config: Config | None = None,
+    queue: Queue | None = None,
+    workers: int | None = None,
+    worker_settings: WorkerSettings | None = None,
+) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        logs.setup()
+        chosen = handlers or default_handlers()
+        app.state.handlers = chosen
+        try:
+            loaded = settings or load_settings()
+        except SettingsError as exc:
+            app.state.lemi = State(Settings(), status="unconfigured", problem=str(exc))
+            log.error("settings: %s", exc)
+            yield
+            return
+        state = State(loaded)
+        app.state.lemi = state
+        state.config = config
+        if state.config is None:
+            try:
+                state.config = load_config(loaded.config_path)
+            except Invalid as exc:
+                state.problem = str(exc)
+        if not loaded.has_app_credentials:
+            state.problem = state.problem or "GITHUB_APP_ID, the private key and GITHUB_WEBHOOK_SECRET are not set"
+        if state.problem or state.config is None:
+            state.status = "unconfigured"
+            # --- first-run setup page (bot/setup.py): only while the App has no credentials at all ---
+            if not (loaded.app_id or loaded.private_key or loaded.webhook_secret):
+                from bot import setup
+
+                setup.mount(app, loaded)
+            # --- end of the setup page ---
+            log.warning("serving health only: %s", state.problem)
+            yield
+            return
+        assert loaded.app_id and loaded.private_key
+        state.queue = queue or open_queue(loaded.queue_url)
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        auth = AppAuth(
+            session,
+            app_id=loaded.app_id,
+            private_key=loaded.private_key,
+            base_url=loaded.api_url,
+            on_response=state.metrics.github_response,
+        )
+        ctx = Context(state.config, loaded, auth, state.queue, open_locks(loaded.queue_url, loaded.locks_path), state.metrics)
+        state.context = ctx
+        tuning = worker_settings or WorkerSettings(
+            lease_seconds=loaded.lease_seconds, retry_delays=loaded.retry_delays
+        )
+        pool = WorkerPool(
+            [
+                Worker(
+                    state.queue,
+                    lambda job: chosen.process(job, ctx),
+                    lambda job, reason: chosen.report(job, ctx, reason),
+                    settings=tuning,
+                    metrics=state.metrics,
+                )
+                for _ in range(loaded.workers if workers is None else workers)
+            ]
+        )
+        pool.start()
+        # missed deliveries: ask GitHub to redeliver them, at start and periodically (bot/redeliver.py)
+        redeliverer = Redeliverer(
+            auth.app,
+            state.queue,
+            RedeliveryState(loaded.locks_path),
+            interval=loaded.redeliver_interval_seconds,
+            metrics=state.metrics,
+        )
+        redeliverer.start()
+        state.status = "ready"
+        _freeze_start_up()
+        try:
+            yield
+        finally:
+            await redeliverer.stop()
+            await pool.stop()
+            await ctx.close()
+            await session.close()
+            await state.queue.close()
+
+    return Starlette(
+        routes=[
+            Route("/webhook", webhook, methods=["POST"]),
+            Route("/healthz", healthz),
+            Route("/metrics", metrics),
+        ],
+        lifespan=lifespan,
+    )
+
+
+_frozen = False
+
+
+def _freeze_start_up() -> None:
+    """What start-up built (modules, botocore's models, ...) lives as long as the process:
+    leave it out of the cyclic GC, whose full passes over it were lemi's p99 (BENCHMARKS.md).
+    Once per process: an app started again in the same process (tests) freezes nothing more."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
+
+
+def default_handlers() -> Handlers:
+    import handlers  # the composition root: the one place bot/ reaches handlers/
+
+    return Handlers(handlers.accepts, handlers.job_key, handlers.process, handlers.report, handlers.Summary)
+
+
+app = create_app()

@@ -1,0 +1,60 @@
+"""What a handler gets besides its event: configuration and clients, opened once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.aws.clients import AwsClients
+from bot.core.config import Config
+from bot.github.auth import AppAuth
+from bot.github.client import GitHub
+from bot.store.locks import Locks
+from bot.server.metrics import Metrics
+from bot.core.ownership import Owners
+from bot.store.queue import Queue
+from bot.core.settings import Settings
+
+
+@dataclass
+class Context:
+    config: Config
+    settings: Settings
+    auth: AppAuth
+    queue: Queue
+    locks: Locks
+    metrics: Metrics = field(default_factory=Metrics)
+    _aws: AwsClients | None = None
+    _owners: Owners | None = None
+
+    async def github(self, event_data: dict[str, Any]) -> GitHub:
+        """The installation client of the repository an event came from."""
+        installation = (event_data.get("installation") or {}).get("id")
+        return await self.github_for_installation(installation, event_data["repository"]["full_name"])
+
+    async def github_for_installation(self, installation: int | None, repository: str) -> GitHub:
+        if installation is None:
+            return await self.auth.for_repository(repository)
+        return await self.auth.for_installation(int(installation))
+
+    async def github_for_repo(self, repository: str) -> GitHub:
+        return await self.auth.for_repository(repository)
+
+    @property
+    def owners(self) -> Owners:
+        """Who owns a service (bot/ownership.py), read from the infra repository with the
+        App's installation there; one per process, so its conditional-request cache is shared."""
+        if self._owners is None:
+            infra = self.config.infra.repository
+            self._owners = Owners(self.config, infra=lambda: self.github_for_repo(infra), installed=self.auth.installed)
+        return self._owners
+
+    def aws(self) -> AwsClients:
+        if self._aws is None:
+            self._aws = AwsClients(self.config)
+        return self._aws
+
+    async def close(self) -> None:
+        if self._aws is not None:
+            await self._aws.close()
+        await self.locks.close()

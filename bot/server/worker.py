@@ -1,0 +1,258 @@
+"""Workers: lease a job, run it, settle it.
+
+A job that raises a transient error goes back to the queue with a growing
+delay; one that keeps failing, or fails permanently, ends ``failed`` -- and
+the user is told (comment or check run) before that. Telling them is tried
+REPORT_ATTEMPTS times; a job whose report keeps failing too ends ``failed``
+without one, logged as an error and counted (outcome ``unreported``), rather
+than holding its queue key forever.
+While a job runs its lease is extended; a worker that loses its lease (it
+was too slow, or the queue handed the job to another worker after a crash)
+stops the job instead of running it twice in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from botocore.exceptions import ClientError
+from gidgethub import BadRequest, GitHubBroken, RateLimitExceeded
+
+from bot.core import logs
+from bot.aws.errors import OperationError
+from bot.server.metrics import Metrics
+from bot.core.problems import Invalid
+from bot.store.queue import Job, Queue, QueueUnavailable
+
+log = logging.getLogger("lemi.worker")
+
+Process = Callable[[Job], Awaitable[None]]
+Report = Callable[[Job, str], Awaitable[None]]
+
+DEFAULT_RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0, 1800.0)
+# tries at telling the user that a job failed, the retry delays apart; then it fails unreported
+REPORT_ATTEMPTS = 3
+AWS_TRANSIENT = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
+                 "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "ServerException"}  # fmt: skip
+
+
+class Permanent(Exception):
+    """A failure that retrying cannot fix; the message is shown to the user."""
+
+
+def is_permanent(exc: BaseException) -> bool:
+    if isinstance(exc, (Permanent, Invalid, OperationError)):
+        return True
+    if isinstance(exc, (GitHubBroken, RateLimitExceeded)):
+        return False
+    if isinstance(exc, BadRequest):
+        return exc.status_code not in (401, 403, 409, 429)
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code") not in AWS_TRANSIENT
+    if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, QueueUnavailable, ConnectionError)):
+        return False
+    return False  # unknown: retry, then fail and report
+
+
+def describe(exc: BaseException) -> str:
+    text = " ".join(str(a) for a in getattr(exc, "args", ()) if a) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+@dataclass
+class WorkerSettings:
+    lease_seconds: float = 60.0
+    poll_seconds: float = 0.5
+    retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_delays) + 1
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: Queue,
+        process: Process,
+        report: Report,
+        *,
+        settings: WorkerSettings | None = None,
+        metrics: Metrics | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.queue = queue
+        self.process = process
+        self.report = report
+        self.settings = settings or WorkerSettings()
+        self.metrics = metrics
+        self.name = name or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                worked = await self.run_once()
+            except QueueUnavailable as exc:
+                log.error("the queue is unavailable: %s", exc)
+                worked = False
+            except Exception:  # noqa: BLE001 - a worker must survive anything
+                log.exception("worker loop error")
+                worked = False
+            if not worked and not stop.is_set():
+                waiter = getattr(self.queue, "wait_for_work", None)
+                if waiter is not None:  # woken at once by a job put in this process
+                    await waiter(self.settings.poll_seconds)
+                else:
+                    await asyncio.sleep(self.settings.poll_seconds)
+
+    async def run_once(self) -> bool:
+        """Lease and run one job; False when there was none."""
+        job = await self.queue.lease(self.name, self.settings.lease_seconds)
+        if job is None:
+            return False
+        with logs.bind(job=job.id, delivery=job.dedupe_id, **_labels(job)):
+            await self._run(job)
+        return True
+
+    async def _run(self, job: Job) -> None:
+        started = time.monotonic()
+        outcome = "done"
+        if job.attempts > self.settings.max_attempts:  # it kept killing its worker
+            reason = f"stopped after {job.attempts - 1} attempts that never finished"
+            if job.attempts > self.settings.max_attempts + REPORT_ATTEMPTS:  # and so did reporting it
+                why = f"its worker stopped while reporting it, {REPORT_ATTEMPTS} times"
+                outcome = await self._fail_unreported(job, reason, why)
+            else:
+                outcome = await self._give_up(job, reason)
+            self._observe(job, outcome, started)
+            return
+        task = asyncio.create_task(self._process(job))
+        beat = asyncio.create_task(self._heartbeat(job, task))
+        try:
+            await task
+        except asyncio.CancelledError:
+            if beat.done() and beat.result() is False:
+                log.warning("lost the lease of job %s; another worker has it", job.id)
+                self._observe(job, "lost", started)
+                return
+            raise
+        except Exception as exc:  # noqa: BLE001
+            outcome = await self._failed(job, exc)
+        else:
+            await self.queue.complete(job)
+            log.info("job %s done", job.id)
+        finally:
+            beat.cancel()
+        self._observe(job, outcome, started)
+
+    async def _process(self, job: Job) -> None:
+        if "undecodable" in job.payload:  # the queue could not read what it stored: retrying will not help
+            raise Permanent(f"lemi could not read this job back from its queue ({job.payload['undecodable']})")
+        await self.process(job)
+
+    async def _heartbeat(self, job: Job, task: asyncio.Task[None]) -> bool:
+        interval = max(0.05, self.settings.lease_seconds / 3)
+        while not task.done():
+            await asyncio.sleep(interval)
+            if task.done():
+                break
+            if not await self.queue.extend(job, self.settings.lease_seconds):
+                task.cancel()
+                return False
+        return True
+
+    async def _failed(self, job: Job, exc: Exception) -> str:
+        reason = describe(exc)
+        where = {k: v for k, v in getattr(exc, "lemi_log", {}).items() if k in logs.FIELDS}
+        if is_permanent(exc) or job.attempts >= self.settings.max_attempts:
+            log.error("job %s failed for good: %s", job.id, reason, exc_info=exc, extra=where)
+            return await self._give_up(job, reason)
+        delay = self.settings.retry_delays[min(job.attempts - 1, len(self.settings.retry_delays) - 1)]
+        log.warning(
+            "job %s failed (attempt %s), retrying in %ss: %s", job.id, job.attempts, delay, reason, extra=where
+        )
+        await self.queue.retry(job, delay, reason)
+        return "retry"
+
+    async def _give_up(self, job: Job, reason: str) -> str:
+        """Tell the user, then fail the job for good: "failed", "unreported" or "lost".
+
+        The report is tried REPORT_ATTEMPTS times while the job's lease is kept; a job is
+        never run again for its report's sake."""
+        report = asyncio.create_task(self._report(job, reason))
+        beat = asyncio.create_task(self._heartbeat(job, report))
+        try:
+            why = await report
+        except asyncio.CancelledError:
+            if beat.done() and beat.result() is False:
+                log.warning("lost the lease of job %s while reporting its failure; another worker has it", job.id)
+                return "lost"
+            raise
+        finally:
+            beat.cancel()
+        if why is not None:
+            return await self._fail_unreported(job, reason, why)
+        await self.queue.fail(job, reason)
+        return "failed"
+
+    async def _report(self, job: Job, reason: str) -> str | None:
+        """None once the user is told; else why it could not be."""
+        why = ""
+        for attempt in range(1, REPORT_ATTEMPTS + 1):
+            try:
+                await self.report(job, reason)
+                return None
+            except Exception as exc:  # noqa: BLE001 - a broken report must not lose the job's end
+                why = describe(exc)
+            if attempt < REPORT_ATTEMPTS:
+                delay = self.settings.retry_delays[min(attempt - 1, len(self.settings.retry_delays) - 1)]
+                log.warning(
+                    "could not report the failure of job %s (attempt %s of %s), trying again in %ss: %s",
+                    job.id, attempt, REPORT_ATTEMPTS, delay, why,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+        return f"{REPORT_ATTEMPTS} attempts failed, the last with {why}"
+
+    async def _fail_unreported(self, job: Job, reason: str, why: str) -> str:
+        log.error(
+            "job %s (delivery %s) failed and could not be reported (%s); it failed with %s",
+            job.id, job.dedupe_id, why, reason,
+        )  # fmt: skip
+        await self.queue.fail(job, f"{reason} (not reported: {why})")
+        return "unreported"
+
+    def _observe(self, job: Job, outcome: str, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.jobs.labels(job.kind, outcome).observe(time.monotonic() - started)
+
+
+def _labels(job: Job) -> dict[str, str]:
+    payload = job.payload
+    return {k: payload[k] for k in ("event", "repository", "service", "environment") if isinstance(payload.get(k), str)}
+
+
+class WorkerPool:
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._tasks = [asyncio.create_task(w.run(self._stop)) for w in self.workers]
+
+    async def stop(self, grace: float = 10.0) -> None:
+        self._stop.set()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks = []

@@ -1,0 +1,194 @@
+"""Per-environment locks (``/lemi lock``): while an environment of a repository
+is locked, push deploys and commands of anyone but the holder are held.
+
+Held push deploys are remembered and queued again when the lock is released.
+Stored in the embedded SQLite database next to the job queue (one file per
+App); several processes on one host share it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.store.sqlitedb import Store
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS locks (
+    repository  TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    holder      TEXT NOT NULL,
+    reason      TEXT NOT NULL DEFAULT '',
+    created     REAL NOT NULL,
+    PRIMARY KEY (repository, environment)
+);
+CREATE TABLE IF NOT EXISTS held (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    repository  TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    created     REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Lock:
+    repository: str
+    environment: str
+    holder: str
+    reason: str
+    created: float
+
+
+class LockStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._store = Store(self.path, SCHEMA)
+        self._run = self._store.run
+
+    async def get(self, repository: str, environment: str) -> Lock | None:
+        def work(db: sqlite3.Connection) -> Lock | None:
+            row = db.execute(
+                "SELECT * FROM locks WHERE repository = ? AND environment = ?", (repository, environment)
+            ).fetchone()
+            return Lock(row["repository"], row["environment"], row["holder"], row["reason"], row["created"]) if row else None
+
+        result: Lock | None = await self._run(work)
+        return result
+
+    async def acquire(self, repository: str, environment: str, holder: str, reason: str = "") -> Lock:
+        """Take the lock, or return the lock someone else already holds."""
+
+        def work(db: sqlite3.Connection) -> Lock:
+            db.execute(
+                "INSERT OR IGNORE INTO locks (repository, environment, holder, reason, created) VALUES (?, ?, ?, ?, ?)",
+                (repository, environment, holder, reason, time.time()),
+            )
+            row = db.execute(
+                "SELECT * FROM locks WHERE repository = ? AND environment = ?", (repository, environment)
+            ).fetchone()
+            return Lock(row["repository"], row["environment"], row["holder"], row["reason"], row["created"])
+
+        result: Lock = await self._run(work)
+        return result
+
+    async def release(self, repository: str, environment: str) -> list[dict[str, Any]]:
+        """Drop the lock; returns the held deploys, to be queued again."""
+
+        def work(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM locks WHERE repository = ? AND environment = ?", (repository, environment))
+            rows = db.execute(
+                "SELECT id, payload FROM held WHERE repository = ? AND environment = ? ORDER BY id",
+                (repository, environment),
+            ).fetchall()
+            db.execute("DELETE FROM held WHERE repository = ? AND environment = ?", (repository, environment))
+            db.execute("COMMIT")
+            return [{**json.loads(r["payload"]), "held_id": r["id"]} for r in rows]
+
+        result: list[dict[str, Any]] = await self._run(work)
+        return result
+
+    async def hold(self, repository: str, environment: str, payload: dict[str, Any]) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO held (repository, environment, payload, created) VALUES (?, ?, ?, ?)",
+                (repository, environment, json.dumps(payload), time.time()),
+            )
+
+        await self._run(work)
+
+    async def close(self) -> None:
+        await self._store.close()
+
+
+class DynamoLockStore:
+    """The same locks in DynamoDB, shared by every replica (with ``LEMI_QUEUE=sqs://...?dedupe_table=T``).
+
+    One item per lock (``lock#<repository>#<environment>``) in the delivery table;
+    held deploys are a list on the lock item, so releasing returns them atomically.
+    """
+
+    def __init__(self, table: str, region: str | None) -> None:
+        self.table = table
+        self.region = region
+        self._client: Any = None
+        self._stack: Any = None
+
+    async def _ddb(self) -> Any:
+        if self._client is None:
+            from contextlib import AsyncExitStack
+
+            from aiobotocore.session import get_session
+
+            self._stack = AsyncExitStack()
+            self._client = await self._stack.enter_async_context(
+                get_session().create_client("dynamodb", region_name=self.region)
+            )
+        return self._client
+
+    @staticmethod
+    def _key(repository: str, environment: str) -> dict[str, Any]:
+        return {"id": {"S": f"lock#{repository}#{environment}"}}
+
+    @staticmethod
+    def _lock(repository: str, environment: str, item: dict[str, Any]) -> Lock:
+        return Lock(repository, environment, item["holder"]["S"], item.get("reason", {}).get("S", ""),
+                    float(item["created"]["N"]))  # fmt: skip
+
+    async def get(self, repository: str, environment: str) -> Lock | None:
+        ddb = await self._ddb()
+        found = await ddb.get_item(TableName=self.table, Key=self._key(repository, environment), ConsistentRead=True)
+        return self._lock(repository, environment, found["Item"]) if "Item" in found else None
+
+    async def acquire(self, repository: str, environment: str, holder: str, reason: str = "") -> Lock:
+        ddb = await self._ddb()
+        item = {**self._key(repository, environment), "holder": {"S": holder}, "reason": {"S": reason},
+                "created": {"N": str(time.time())}, "held": {"L": []}}  # fmt: skip
+        try:
+            await ddb.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(id)")
+        except Exception as exc:  # noqa: BLE001 - ConditionalCheckFailed: someone holds it
+            if "ConditionalCheckFailed" not in type(exc).__name__ + str(exc):
+                raise
+        lock = await self.get(repository, environment)
+        assert lock is not None
+        return lock
+
+    async def hold(self, repository: str, environment: str, payload: dict[str, Any]) -> None:
+        ddb = await self._ddb()
+        await ddb.update_item(
+            TableName=self.table,
+            Key=self._key(repository, environment),
+            UpdateExpression="SET held = list_append(if_not_exists(held, :empty), :p)",
+            ExpressionAttributeValues={":p": {"L": [{"S": json.dumps(payload)}]}, ":empty": {"L": []}},
+        )
+
+    async def release(self, repository: str, environment: str) -> list[dict[str, Any]]:
+        ddb = await self._ddb()
+        gone = await ddb.delete_item(TableName=self.table, Key=self._key(repository, environment), ReturnValues="ALL_OLD")
+        held = gone.get("Attributes", {}).get("held", {}).get("L", [])
+        return [{**json.loads(entry["S"]), "held_id": index + 1} for index, entry in enumerate(held)]
+
+    async def close(self) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+            self._client = self._stack = None
+
+
+def open_locks(queue_url: str, sqlite_path: str) -> LockStore | DynamoLockStore:
+    """Locks next to the queue: DynamoDB when the queue is SQS with a table, else the SQLite file."""
+    if queue_url.startswith("sqs://"):
+        from bot.store.sqs_queue import _region, parse_url
+
+        url, table = parse_url(queue_url)
+        if table:
+            return DynamoLockStore(table, _region(url))
+    return LockStore(sqlite_path)
+
+
+Locks = LockStore | DynamoLockStore

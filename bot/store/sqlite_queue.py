@@ -1,0 +1,328 @@
+"""The embedded queue: one SQLite file, WAL, fsync on commit.
+
+A delivery is committed (``synchronous=FULL``) before ``put`` returns, so
+the webhook's 2xx is only sent for work that is on disk. Several processes
+may share the file: leases are taken inside ``BEGIN IMMEDIATE``.
+
+A webhook's document is kept in append-only files beside the database
+(``<queue>.bodies/``, see bodies.py), synced before the row that points at
+it is committed; a job that is done lets go of it, a job that failed for
+good takes its document into its row (kept for inspection).
+
+The database, its ``-wal`` and ``-shm`` files and the documents are readable by
+lemi's user alone (0600, directories 0700), whatever the umask; ones that other
+users could open are tightened when the queue opens (privatefiles.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bot.store.sqlitedb import Store
+from bot.store.queue import Job, NewJob, QueueUnavailable, decode_payload, encode_payload
+from bot.store.bodies import Bodies, BodyError
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    dedupe_id   TEXT    NOT NULL UNIQUE,
+    key         TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    payload     TEXT    NOT NULL,
+    state       TEXT    NOT NULL DEFAULT 'queued',   -- queued | running | done | failed
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    run_after   REAL    NOT NULL DEFAULT 0,
+    lease_until REAL,
+    worker      TEXT,
+    last_error  TEXT,
+    created     REAL    NOT NULL,
+    updated     REAL    NOT NULL,
+    body_file   TEXT,                                -- where the document is (bodies.py)
+    body_offset INTEGER,
+    body_length INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_open ON jobs (key, id) WHERE state IN ('queued', 'running');
+"""
+# after the columns exist (a file from before them gets them in _connect)
+INDEXES = "CREATE INDEX IF NOT EXISTS jobs_body_file ON jobs (body_file) WHERE body_file IS NOT NULL;"
+COLLECT_EVERY = 60.0  # seconds: how often complete() looks for document files nothing needs
+
+# the first open job of each key, if it is ready (queued and due, or its lease ran out)
+LEASABLE = """
+SELECT j.* FROM jobs j
+WHERE j.state IN ('queued', 'running')
+  AND j.id = (SELECT MIN(k.id) FROM jobs k WHERE k.key = j.key AND k.state IN ('queued', 'running'))
+  AND ((j.state = 'queued' AND j.run_after <= :now) OR (j.state = 'running' AND j.lease_until < :now))
+ORDER BY j.run_after, j.id
+LIMIT 1
+"""
+
+
+def _chunks(values: list[T], size: int) -> list[list[T]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+class SQLiteQueue:
+    searchable = True
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = str(path)
+        self._clock = clock
+        self._store = Store(self.path, SCHEMA, prepare=self._prepare)
+        # documents beside the database (in memory: inside the rows)
+        self._bodies = Bodies(self.path + ".bodies") if self.path != ":memory:" else None
+        self._collected = 0.0
+        # group commit: puts that arrive while a commit is on disk share the next one
+        self._pending: list[tuple[NewJob, bytes, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._work: asyncio.Event | None = None
+        self._work_loop: asyncio.AbstractEventLoop | None = None
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+        for column, kind in (("body_file", "TEXT"), ("body_offset", "INTEGER"), ("body_length", "INTEGER")):
+            if column not in columns:  # a queue file from before the document files
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+        db.executescript(INDEXES)
+        if self._bodies is not None:
+            self._bodies.make_private()  # 0700 / 0600, like the database (privatefiles.py)
+        self._collect(db)  # files left by processes that are gone
+
+    def _collect(self, db: sqlite3.Connection) -> None:
+        """Delete the document files no job needs (in the queue's thread, under its lock)."""
+        if self._bodies is not None:
+            self._collected = self._clock()
+            self._bodies.collect(
+                lambda: [row[0] for row in db.execute("SELECT DISTINCT body_file FROM jobs WHERE body_file IS NOT NULL")]
+            )
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._store.run(work)
+        except (sqlite3.Error, OSError) as exc:
+            raise QueueUnavailable(f"the job database {self.path} failed: {exc}") from exc
+
+    def _document(self, row: sqlite3.Row) -> bytes | None:
+        if row["body_file"] is None or self._bodies is None:
+            return None
+        return self._bodies.read(row["body_file"], row["body_offset"], row["body_length"])
+
+    def _job(self, row: sqlite3.Row) -> Job:
+        try:
+            payload = decode_payload(row["payload"])
+            document = self._document(row)
+            if document is not None:
+                payload["data"] = decode_payload(document)
+        except (BodyError, ValueError) as exc:  # the worker fails the job and reports it; the queue goes on
+            payload = {"undecodable": str(exc)}
+        return Job(
+            id=row["id"],
+            dedupe_id=row["dedupe_id"],
+            key=row["key"],
+            kind=row["kind"],
+            payload=payload,
+            attempts=row["attempts"],
+            state=row["state"],
+            worker=row["worker"],
+            last_error=row["last_error"],
+        )
+
+    async def put(self, job: NewJob) -> bool:
+        """Stored (True) or a duplicate (False) once it is committed to disk.
+
+        Puts that arrive while a commit is in progress are written together in
+        the next transaction: one fsync for many deliveries, each answered only
+        after its row is durable."""
+        payload = encode_payload(job.payload, job.data_json if self._bodies is None else None)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, payload, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        stored = await future
+        if stored:
+            self._signal()
+        return stored
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            now = self._clock()
+
+            def work(db: sqlite3.Connection) -> list[bool]:
+                # the documents first, synced: every committed row can read its own
+                where: dict[int, tuple[str, int, int]] = {}
+                with_document = [(i, job.data_json) for i, (job, _, _) in enumerate(batch) if job.data_json is not None]
+                if self._bodies is not None and with_document:
+                    rotated_from = self._bodies.active
+                    where = dict(zip((i for i, _ in with_document), self._bodies.append([d for _, d in with_document])))
+                    if rotated_from and rotated_from != self._bodies.active:
+                        self._collect(db)
+                # then the rows, with a few statements per batch, not one per job: after every
+                # statement the thread has to take the GIL back from the event loop
+                db.execute("BEGIN IMMEDIATE")
+                seen = set()
+                for chunk in _chunks([job.dedupe_id for job, _, _ in batch], 500):
+                    marks = ", ".join("?" * len(chunk))
+                    seen.update(row[0] for row in db.execute(f"SELECT dedupe_id FROM jobs WHERE dedupe_id IN ({marks})", chunk))
+                stored, rows = [], []
+                for i, (job, payload, _) in enumerate(batch):
+                    stored.append(job.dedupe_id not in seen)  # stored before, or earlier in this batch
+                    if stored[-1]:
+                        seen.add(job.dedupe_id)
+                        rows.append((job.dedupe_id, job.key, job.kind, payload, now, now, *where.get(i, (None, None, None))))
+                for chunk in _chunks(rows, 100):  # SQLite binds at most 999 values before 3.32
+                    db.execute(
+                        "INSERT INTO jobs (dedupe_id, key, kind, payload, created, updated, body_file, body_offset, "
+                        "body_length) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                        [value for row in chunk for value in row],
+                    )
+                db.execute("COMMIT")
+                return stored
+
+            try:
+                results = await self._run(work)
+            except BaseException as exc:  # noqa: BLE001 - every waiting put learns of it
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc if isinstance(exc, Exception) else QueueUnavailable(str(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, _, future), stored in zip(batch, results):
+                if not future.done():
+                    future.set_result(stored)
+
+    def _event(self) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        if self._work is None or self._work_loop is not loop:
+            self._work, self._work_loop = asyncio.Event(), loop
+        return self._work
+
+    def _signal(self) -> None:
+        self._event().set()
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when a job was put in this process, or after ``timeout`` (other processes)."""
+        event = self._event()
+        try:
+            await asyncio.wait_for(event.wait(), timeout=timeout)
+        except asyncio.TimeoutError:
+            return
+        event.clear()
+
+    async def lease(self, worker: str, lease_seconds: float) -> Job | None:
+        def work(db: sqlite3.Connection) -> Job | None:
+            now = self._clock()
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(LEASABLE, {"now": now}).fetchone()
+            if row is None:
+                db.execute("COMMIT")
+                return None
+            db.execute(
+                "UPDATE jobs SET state = 'running', worker = ?, lease_until = ?, attempts = attempts + 1, updated = ? "
+                "WHERE id = ?",
+                (worker, now + lease_seconds, now, row["id"]),
+            )
+            leased = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
+            db.execute("COMMIT")
+            return self._job(leased)
+
+        return await self._run(work)
+
+    @staticmethod
+    def _held(db: sqlite3.Connection, job: Job, sql: str, *params: Any) -> bool:
+        """Run an UPDATE on the job only while this lease holds it (same worker, same attempt)."""
+        cursor = db.execute(
+            sql + " WHERE id = ? AND worker = ? AND state = 'running' AND attempts = ?",
+            (*params, job.id, job.worker, job.attempts),
+        )
+        return cursor.rowcount == 1
+
+    async def _settle(self, job: Job, sql: str, *params: Any) -> bool:
+        return await self._run(lambda db: self._held(db, job, sql, *params))
+
+    async def extend(self, job: Job, lease_seconds: float) -> bool:
+        now = self._clock()
+        return await self._settle(job, "UPDATE jobs SET lease_until = ?, updated = ?", now + lease_seconds, now)
+
+    async def complete(self, job: Job) -> bool:
+        now = self._clock()
+        done = await self._settle(
+            job,
+            "UPDATE jobs SET state = 'done', lease_until = NULL, payload = '{}', body_file = NULL, "
+            "body_offset = NULL, body_length = NULL, updated = ?",
+            now,
+        )
+        if done and self._bodies is not None and now - self._collected >= COLLECT_EVERY:
+            await self._run(self._collect)
+        return done
+
+    async def retry(self, job: Job, delay: float, error: str) -> bool:
+        now = self._clock()
+        return await self._settle(
+            job,
+            "UPDATE jobs SET state = 'queued', lease_until = NULL, run_after = ?, last_error = ?, updated = ?",
+            now + delay,
+            error[:2000],
+            now,
+        )
+
+    async def fail(self, job: Job, error: str) -> bool:
+        """Terminal; the job's document moves into its row, kept for inspection."""
+        now = self._clock()
+
+        def work(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)).fetchone()
+            if row is None:
+                return False
+            payload, where = row["payload"], (row["body_file"], row["body_offset"], row["body_length"])
+            try:
+                document = self._document(row)
+                if document is not None:
+                    payload, where = encode_payload(decode_payload(payload), document), (None, None, None)
+            except (BodyError, ValueError):
+                pass  # keep pointing at it: what is left can still be looked at
+            return self._held(
+                db, job,
+                "UPDATE jobs SET state = 'failed', lease_until = NULL, last_error = ?, payload = ?, body_file = ?, "
+                "body_offset = ?, body_length = ?, updated = ?",
+                error[:2000], payload, *where, now,
+            )  # fmt: skip
+
+        return await self._run(work)
+
+    async def newer_in_key(self, job: Job, kind: str | None = None) -> bool:
+        """Is a later job of the same key waiting? (A newer push supersedes an older deploy.)"""
+
+        def work(db: sqlite3.Connection) -> bool:
+            sql = "SELECT 1 FROM jobs WHERE key = ? AND id > ? AND state IN ('queued', 'running')"
+            params: tuple[Any, ...] = (job.key, job.id)
+            if kind is not None:
+                sql += " AND kind = ?"
+                params += (kind,)
+            return db.execute(sql + " LIMIT 1", params).fetchone() is not None
+
+        return await self._run(work)
+
+    async def get(self, dedupe_id: str) -> Job | None:
+        def work(db: sqlite3.Connection) -> Job | None:
+            row = db.execute("SELECT * FROM jobs WHERE dedupe_id = ?", (dedupe_id,)).fetchone()
+            return self._job(row) if row else None
+
+        return await self._run(work)
+
+    async def depth(self) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            return int(db.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')").fetchone()[0])
+
+        return await self._run(work)
+
+    async def close(self) -> None:
+        await self._store.close(also=self._bodies.close if self._bodies is not None else None)
