@@ -8,7 +8,7 @@ the routes do not exist at all.
 Who may register the App -- three locks, each enough on its own against a stranger:
 
 * **This machine only.** Every route answers only a request whose *socket peer* is a
-  loopback address (:func:`bot.server.peer.socket_peer`: ``lemi serve`` records it before uvicorn's
+  loopback address (:func:`bot.core.peer.socket_peer`: ``lemi serve`` records it before uvicorn's
   proxy-header middleware rewrites ``scope["client"]`` from ``X-Forwarded-For``, so
   ``FORWARDED_ALLOW_IPS='*'`` cannot make a remote request look local), that carries no
   proxy header (:data:`PROXY_HEADERS`: ``Forwarded``, ``X-Forwarded-For``, ``X-Real-IP``, …;
@@ -83,7 +83,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from bot.core import yamlsafe
-from bot.server.peer import socket_peer
+from bot.core.peer import socket_peer
 from bot.core.settings import DEFAULT_API_URL, Settings
 from bot.core.templating import environment
 
@@ -189,7 +189,7 @@ def _is_ip(host: str) -> bool:
 def local_request_problem(*, peer: str, host: str, headers: Any) -> str | None:
     """Why a request is not one this machine's user made straight to the port, or None.
 
-    ``peer`` is the socket peer (:func:`bot.server.peer.socket_peer`), never an address from a
+    ``peer`` is the socket peer (:func:`bot.core.peer.socket_peer`), never an address from a
     header; ``host`` the Host header's name; ``headers`` the request's (lower-case) headers.
     The answer is "peer" for another machine, "proxy:<Header>" for a request that a proxy
     (on this machine) passed on, "host" for a host name that is not this machine's (DNS

@@ -13,7 +13,7 @@ from typing import Any, TypedDict
 from gidgethub import sansio
 from gidgethub.routing import Router
 
-from bot.server.context import Context
+from bot.flows.runtime import Runtime
 from bot.github import comments
 from bot.flows.provision import parse_service_pr_marker
 from bot.store.queue import Job
@@ -86,7 +86,7 @@ def accepts(event: str, data: Any) -> bool:
     return WANTED.get(event, lambda _: True)(data)
 
 
-def _opened_by_lemi(repository: str, pull: dict[str, Any], ctx: Context | None) -> bool:
+def _opened_by_lemi(repository: str, pull: dict[str, Any], ctx: Runtime | None) -> bool:
     """A pull request of the infra repository that lemi opened, by its login. Intake never asks
     GitHub: the login is known once a job has read it (the first that looks for lemi's own
     comments does); until then no marker is honoured, which costs ordering, never safety."""
@@ -96,7 +96,7 @@ def _opened_by_lemi(repository: str, pull: dict[str, Any], ctx: Context | None) 
     return login is not None and str((pull.get("user") or {}).get("login", "")).casefold() == login.casefold()
 
 
-def job_key(event: str, data: dict[str, Any], ctx: Context | None = None) -> str:
+def job_key(event: str, data: dict[str, Any], ctx: Runtime | None = None) -> str:
     """Concurrency key at intake: one pull request, or one branch, at a time, in order. The
     service-PR marker puts an infra PR's events in line with its service PR's, and is
     honoured only on infra PRs lemi opened (anybody can write the marker into a PR body)."""
@@ -111,7 +111,7 @@ def job_key(event: str, data: dict[str, Any], ctx: Context | None = None) -> str
     return f"{repository}@{data.get('ref', '')}"
 
 
-async def process(job: Job, ctx: Context) -> None:
+async def process(job: Job, ctx: Runtime) -> None:
     if job.kind in JOBS:
         await JOBS[job.kind][0](job, ctx)
         return
@@ -127,7 +127,7 @@ async def process(job: Job, ctx: Context) -> None:
         raise errors[0]
 
 
-async def report(job: Job, ctx: Context, reason: str) -> None:
+async def report(job: Job, ctx: Runtime, reason: str) -> None:
     """Tell the people on the pull request that lemi gave up on this delivery."""
     if job.kind in JOBS:
         await JOBS[job.kind][1](job, ctx, reason)

@@ -11,7 +11,7 @@ from gidgethub.routing import Router
 from bot.core import logs
 from bot.aws.errors import OperationError
 from bot.core.command_parser import Command, Ignore, Reply, parse
-from bot.server.context import Context
+from bot.flows.runtime import Runtime
 from bot.flows.deploy import DeployRequest, run_deploy
 from bot.flows.provision import PullRequest, get_pull, provision_pull_request
 from bot.store.queue import Job, NewJob
@@ -36,7 +36,7 @@ def wanted(data: dict[str, Any]) -> bool:
 
 
 @router.register("issue_comment", action="created")
-async def comment_created(event: sansio.Event, ctx: Context) -> None:
+async def comment_created(event: sansio.Event, ctx: Runtime) -> None:
     data = event.data
     if not wanted(data):
         return
@@ -79,7 +79,7 @@ def _heading(body: str | None) -> str:
     return first if re.fullmatch(r"/lemi[A-Za-z0-9 _.:/=+-]{0,80}", first) else "/lemi"
 
 
-async def _run(gh: Any, ctx: Context, inv: Invocation, pull: PullRequest, role: str) -> None:
+async def _run(gh: Any, ctx: Runtime, inv: Invocation, pull: PullRequest, role: str) -> None:
     if inv.command.name == "provision":
         require(role, "write", inv, "provisioning")
         infra_gh = await ctx.github_for_repo(ctx.config.infra.repository)
@@ -117,7 +117,7 @@ async def _run(gh: Any, ctx: Context, inv: Invocation, pull: PullRequest, role: 
         await react(gh, inv, "success" if values.get("ok", True) else "failure")
 
 
-async def run_job(job: Job, ctx: Context) -> None:
+async def run_job(job: Job, ctx: Runtime) -> None:
     """A long command (restart, rollback, deploy <tag>) in its service's concurrency key."""
     inv = Invocation.from_payload(job.payload)
     target = Target.from_payload(job.payload, inv.head_sha)
@@ -158,7 +158,7 @@ async def _never() -> bool:
     return False
 
 
-async def report(job: Job, ctx: Context, reason: str) -> None:
+async def report(job: Job, ctx: Runtime, reason: str) -> None:
     inv = Invocation.from_payload(job.payload)
     gh = await ctx.github_for_installation(inv.installation, inv.repository)
     await reply(gh, inv, error=f"lemi gave up after {job.attempts} attempts: {reason}", ok=False)

@@ -11,7 +11,7 @@ from gidgethub import sansio
 from gidgethub.routing import Router
 
 from bot.core import logs
-from bot.server.context import Context
+from bot.flows.runtime import Runtime
 from bot.flows.deploy import DeployRequest, branch_moved, deployment_status, find_or_create_deployment, report_gave_up, run_deploy
 from bot.github.contents import list_services
 from bot.store.queue import Job, NewJob
@@ -25,7 +25,7 @@ def deploy_key(repository: str, service: str, environment: str) -> str:
 
 
 @router.register("push")
-async def push(event: sansio.Event, ctx: Context) -> None:
+async def push(event: sansio.Event, ctx: Runtime) -> None:
     data = event.data
     ref = data.get("ref", "")
     sha = data.get("after", ZERO_SHA)
@@ -53,7 +53,7 @@ async def push(event: sansio.Event, ctx: Context) -> None:
         )
 
 
-async def run_job(job: Job, ctx: Context) -> None:
+async def run_job(job: Job, ctx: Runtime) -> None:
     req = DeployRequest.from_payload(job.payload)
     with logs.bind(repository=req.repository, service=req.service, environment=req.environment):
         gh = await ctx.github_for_installation(req.installation, req.repository)
@@ -83,7 +83,7 @@ async def run_job(job: Job, ctx: Context) -> None:
         )  # fmt: skip
 
 
-async def report(job: Job, ctx: Context, reason: str) -> None:
+async def report(job: Job, ctx: Runtime, reason: str) -> None:
     req = DeployRequest.from_payload(job.payload)
     gh = await ctx.github_for_installation(req.installation, req.repository)
     await report_gave_up(gh, ctx.config, req, reason)

@@ -8,7 +8,7 @@ from gidgethub import sansio
 from gidgethub.routing import Router
 
 from bot.core import logs
-from bot.server.context import Context
+from bot.flows.runtime import Runtime
 from bot.flows.provision import PullRequest, on_infra_pr_closed, on_service_pr_closed, parse_service_pr_marker, provision_pull_request
 
 router = Router()
@@ -18,14 +18,14 @@ def _repository(event: sansio.Event) -> str:
     return str(event.data["repository"]["full_name"])
 
 
-def _is_infra(event: sansio.Event, ctx: Context) -> bool:
+def _is_infra(event: sansio.Event, ctx: Runtime) -> bool:
     return _repository(event).lower() == ctx.config.infra.repository.lower()
 
 
 @router.register("pull_request", action="opened")
 @router.register("pull_request", action="reopened")
 @router.register("pull_request", action="synchronize")
-async def service_pr_changed(event: sansio.Event, ctx: Context) -> None:
+async def service_pr_changed(event: sansio.Event, ctx: Runtime) -> None:
     if _is_infra(event, ctx):
         return
     repository = _repository(event)
@@ -37,7 +37,7 @@ async def service_pr_changed(event: sansio.Event, ctx: Context) -> None:
 
 
 @router.register("pull_request", action="closed")
-async def pr_closed(event: sansio.Event, ctx: Context) -> None:
+async def pr_closed(event: sansio.Event, ctx: Runtime) -> None:
     repository = _repository(event)
     data: dict[str, Any] = event.data["pull_request"]
     pr = PullRequest.from_api(repository, data)

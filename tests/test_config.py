@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.core.conventions import internal_url
 from bot.core.config import load_config, parse_config
 from checkout import LEMI_YML
 from bot.core.problems import Invalid, Problem
@@ -84,8 +85,8 @@ def test_environment_for_branch(branch: str, env: str | None) -> None:
 
 def test_urls_and_infra_file() -> None:
     config = parse_config(EXAMPLE)
-    assert config.url("demo-service", "prod") == "https://demo-service-internal.prod.lemon"
-    assert config.url("demo-service-worker", "staging") == "https://demo-service-worker-internal.staging.lemon"
+    assert internal_url("demo-service", "prod", config.domain) == "https://demo-service-internal.prod.lemon"
+    assert internal_url("demo-service-worker", "staging", config.domain) == "https://demo-service-worker-internal.staging.lemon"
     assert config.infra.file_for("demo-service") == "services/demo-service.tf"
     other = parse_config(edit("services/{service}.tf", "terraform/ecs/{service}/main.tf"))
     assert other.infra.file_for("demo-service") == "terraform/ecs/demo-service/main.tf"

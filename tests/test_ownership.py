@@ -22,7 +22,8 @@ from app_harness import LEMI_YML
 from aws_world import SERVICE
 from bot.core.config import parse_config
 from bot.github.client import GitHub
-from bot.core.ownership import Owners, Record, decide, longer_names, recorded_owner
+from bot.core.ownership import Record, decide, longer_names, recorded_owner
+from bot.github.owners import Owners
 from bot.core.terraform import render_service_module
 from bot.core.spec import parse_service
 from fakes.webhooks import for_issue_comment, for_pull_request, for_push

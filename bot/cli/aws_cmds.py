@@ -22,33 +22,11 @@ from bot.core.compile import compile_for, effective_desired_count
 from bot.core.config import Config
 from bot.core.problems import Invalid
 from bot.cli import render
-from bot.cli.base import State, cli, emit_json, output_option, pass_state, pick_environment, report_invalid, repo_option, repository, service_name
-from bot.cli.files import _tag, load_service, service
+from bot.cli.base import State, emit_json, load_service, pass_state, pick_environment, report_invalid, repository, run_aws, service, service_name
+from bot.cli.options import env_option, image_tag, optional_image_tag, output_option, poll_option, repo_option, service_option, timeout_option, wait_option
+from bot.cli.base import cli
 
 T = TypeVar("T")
-
-env_option = click.option(
-    "-e", "--env", "env", help="Environment from lemi.yml (default: the first unprotected one)."
-)
-service_option = click.option("-s", "--service", "name", help="Service (default: the repository's only service).")
-timeout_option = click.option(
-    "--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUT, show_default=True,
-    help="Seconds to wait for the rollout.",
-)  # fmt: skip
-wait_option = click.option(
-    "--wait/--no-wait", default=True, show_default=True, help="Wait until the rollout completes or fails."
-)
-# polling interval; hidden: tests shorten it, people never need to
-poll_option = click.option("--poll", type=click.FloatRange(min=0.01), default=DEFAULT_POLL, hidden=True)
-
-
-def run_aws(config: Config, work: Callable[[AwsClients], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with AwsClients(config) as aws:
-            return await work(aws)
-
-    return asyncio.run(main())
-
 
 def _progress(output: str) -> Callable[[Progress], None] | None:
     if output == "json":
@@ -68,7 +46,7 @@ def _finish_deploy(result: DeployResult, output: str) -> None:
 @cli.command()
 @service_option
 @env_option
-@click.option("-t", "--tag", callback=lambda c, p, v: v if v is None else _tag(c, p, v), help="Image tag to deploy.")
+@click.option("-t", "--tag", callback=optional_image_tag, help="Image tag to deploy.")
 @click.option(
     "--task-definition", "td_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Deploy this task definition JSON (from `lemi compile`) instead of compiling.",
@@ -143,7 +121,7 @@ def deploy(
 @cli.command()
 @service_option
 @env_option
-@click.option("-t", "--tag", required=True, callback=_tag, help="Image tag to compile with.")
+@click.option("-t", "--tag", required=True, callback=image_tag, help="Image tag to compile with.")
 @repo_option
 @output_option
 @pass_state

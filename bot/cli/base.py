@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import json
 import os
 from collections.abc import Sequence
@@ -12,9 +16,13 @@ from typing import Any
 import click
 
 from bot.cli import workspace
+from bot.aws.clients import AwsClients
 from bot.core.config import Config, config_path, load_config
 from bot.core.names import SERVICE_RE
+from bot.core.spec import ServiceFiles, parse_service_files
 from bot.core.problems import Invalid, Problem, problems_text
+
+T = TypeVar("T")
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -54,21 +62,6 @@ def cli(ctx: click.Context, config_option: str | None) -> None:
 
 
 pass_state = click.make_pass_decorator(State)
-
-output_option = click.option(
-    "--output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format; json is for machines.",
-)
-
-repo_option = click.option(
-    "--repo",
-    metavar="OWNER/NAME",
-    help="The repository's name (default: read from the git remote 'origin').",
-)
-
 
 def repository(root: Path, given: str | None) -> str:
     if given:
@@ -139,3 +132,28 @@ def report_invalid(exc: Invalid, output: str, **extra: Any) -> None:
     else:
         print_problems(exc.problems)
     raise click.exceptions.Exit(1)
+
+
+@cli.group()
+def service() -> None:
+    """Create and operate services."""
+
+
+def run_aws(config: Config, work: Callable[[AwsClients], Awaitable[T]]) -> T:
+    """Run ``work`` with the AWS clients of lemi.yml's environments, closed afterwards."""
+
+    async def main() -> T:
+        async with AwsClients(config) as aws:
+            return await work(aws)
+
+    return asyncio.run(main())
+
+
+def load_service(root: Path, service: str, repo: str, config: Config | None) -> ServiceFiles:
+    """deploy/<service>/ of the checkout, parsed (the naming rule checked against ``repo``)."""
+    return parse_service_files(
+        service,
+        workspace.read_service_files(root, service),
+        repository=repo,
+        known_environments=list(config.environments) if config else None,
+    )

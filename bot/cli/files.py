@@ -21,18 +21,10 @@ from bot.core.problems import Invalid
 from bot.cli import render
 from bot.core.schema import SCHEMAS, schema_for
 from bot.core.spec import ServiceFiles, parse_service_files
-from bot.cli.base import State, cli, emit_json, output_option, pass_state, pick_environment, pick_service, report_invalid, repo_option, repository
+from bot.cli.base import State, cli, emit_json, load_service, pass_state, pick_environment, pick_service, report_invalid, repository, run_aws, service
+from bot.cli.options import image_tag, optional_image_tag, output_option, repo_option
 
 CHECKS = ("spec", "provisioned")
-
-
-def load_service(root: Path, service: str, repo: str, config: Config | None) -> ServiceFiles:
-    return parse_service_files(
-        service,
-        workspace.read_service_files(root, service),
-        repository=repo,
-        known_environments=list(config.environments) if config else None,
-    )
 
 
 def _checks(value: str) -> list[str]:
@@ -54,7 +46,7 @@ def _checks(value: str) -> list[str]:
     metavar="LIST",
     help=f"Comma-separated checks: {', '.join(CHECKS)}, or all.",
 )
-@click.option("-t", "--tag", callback=lambda c, p, v: v if v is None else _tag(c, p, v), help="Image tag to look for in ECR.")
+@click.option("-t", "--tag", callback=optional_image_tag, help="Image tag to look for in ECR.")
 @click.option("--wait-image", type=click.FloatRange(min=0), default=0, help="Seconds to wait for the image to appear.")
 @repo_option
 @output_option
@@ -102,8 +94,6 @@ def verify(
             )
             return [f for result in results for f in result]
 
-        from bot.cli.aws_cmds import run_aws
-
         findings = run_aws(config, work)
     if findings:
         render.findings(findings, output, tail="", services=services, checks=selected, environment=env_name, problems=[])
@@ -117,16 +107,10 @@ def verify(
             click.echo(f"ok: {name} ({', '.join(selected)}){where}")
 
 
-def _tag(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not IMAGE_TAG_RE.fullmatch(value):
-        raise click.BadParameter("an image tag uses letters, digits, _ . - (at most 128, not starting with . or -)")
-    return value
-
-
 @cli.command("compile")
 @click.option("-s", "--service", help="Service (default: the repository's only service).")
 @click.option("-e", "--env", "env", required=True, help="Environment from lemi.yml.")
-@click.option("-t", "--tag", required=True, callback=_tag, help="Image tag (the commit SHA).")
+@click.option("-t", "--tag", required=True, callback=image_tag, help="Image tag (the commit SHA).")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, writable=True), help="Write the JSON here instead of stdout.")
 @repo_option
 @pass_state
@@ -180,11 +164,6 @@ def config_check(state: State, output: str) -> None:
     for name, env in cfg.environments.items():
         flags = " (protected)" if env.protected else ""
         click.echo(f"  {name}: branch {env.branch} -> {env.cluster} in {env.account_id}/{env.region}{flags}")
-
-
-@cli.group()
-def service() -> None:
-    """Create and operate services."""
 
 
 @service.command("new")

@@ -202,11 +202,6 @@ class Config(StrictModel):
     def environment_for_branch(self, branch: str) -> str | None:
         return next((n for n, e in self.environments.items() if e.branch == branch), None)
 
-    def url(self, service: str, env: str) -> str:
-        from bot.core.conventions import internal_url
-
-        return internal_url(service, env, self.domain)
-
 
 def parse_config(text: str | bytes, file: str = DEFAULT_PATH) -> Config:
     return validate(Config, load(text, file), what="infra, domain and environments")

@@ -35,7 +35,7 @@ from bot.github.client import GitHub
 from bot.github.contents import branch_sha, list_services, read_service_files, repo_vars
 from bot.store.locks import Lock, Locks
 from bot.core.markdown import code
-from bot.core.ownership import Owners
+from bot.github.owners import Owners
 from bot.core.problems import Invalid
 from bot.core.spec import ServiceFiles, parse_service_files
 from bot.core.templating import render

@@ -22,10 +22,11 @@ from bot.aws.operate import diff as running_diff
 from bot.aws.verify import Finding, verify_provisioned
 from bot.core.compile import compile_for
 from bot.core.config import Config
+from bot.core.conventions import internal_url
 from bot.github import checks
 from bot.github.client import GitHub
 from bot.github.contents import read_service_files, repo_vars
-from bot.core.ownership import Owners
+from bot.github.owners import Owners
 from bot.core.problems import Invalid, Problem, problems_text
 from bot.core.spec import parse_service_files
 from bot.core.templating import render
@@ -186,7 +187,7 @@ async def run_deploy(
     says who owns it, and no Deployment is created and nothing is asked of AWS."""
     env = config.environment(req.environment)
     name = check_name(req.repository, req.service, req.environment)
-    url = config.url(req.service, req.environment)
+    url = internal_url(req.service, req.environment, config.domain)
     verdict = await owners.verdict(req.service, req.repository)
     if not verdict.allowed:
         summary = render("checks/deploy_refused.md.j2", req=req, why=verdict.why)

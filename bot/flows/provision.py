@@ -24,7 +24,8 @@ from bot.github import checks, comments
 from bot.github.client import GitHub, error_message
 from bot.github.contents import branch_sha, file_entry, read_file, read_service_files, repo_vars
 from bot.core.names import SERVICE_RE
-from bot.core.ownership import Owners, same_repository
+from bot.core.ownership import same_repository
+from bot.github.owners import Owners
 from bot.core.problems import Invalid, Problem, problems_text
 from bot.core.spec import ServiceFiles, parse_service_files
 from bot.core.templating import render

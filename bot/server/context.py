@@ -11,7 +11,7 @@ from bot.github.auth import AppAuth
 from bot.github.client import GitHub
 from bot.store.locks import Locks
 from bot.server.metrics import Metrics
-from bot.core.ownership import Owners
+from bot.github.owners import Owners
 from bot.store.queue import Queue
 from bot.core.settings import Settings
 

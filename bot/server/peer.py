@@ -20,7 +20,8 @@ from typing import Any
 
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-PEER_KEY = "lemi.socket_peer"
+from bot.core.peer import PEER_KEY, socket_peer
+
 # uvicorn's default when FORWARDED_ALLOW_IPS is not set (uvicorn.config.Config)
 DEFAULT_TRUSTED = "127.0.0.1,::1"
 
@@ -50,12 +51,6 @@ def served(app: Any, trusted: str | list[str] | None = None) -> RecordPeer:
     """``app`` as ``lemi serve`` serves it: the socket peer recorded, then uvicorn's proxy
     headers applied with ``trusted`` (default: :func:`trusted_hosts`)."""
     return RecordPeer(ProxyHeadersMiddleware(app, trusted_hosts=trusted_hosts() if trusted is None else trusted))
-
-
-def socket_peer(scope: Scope) -> str:
-    """The host of the socket peer ('' when unknown, e.g. a Unix socket)."""
-    client = scope[PEER_KEY] if PEER_KEY in scope else scope.get("client")
-    return str(client[0]) if client else ""
 
 
 __all__ = ["DEFAULT_TRUSTED", "PEER_KEY", "RecordPeer", "served", "socket_peer", "trusted_hosts"]
