@@ -54,6 +54,8 @@ browser:
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
 
 test: $(STAMP) $(NPM_STAMP) browser
+	$(BIN)/ruff check bot handlers tools tests bench
+	$(BIN)/ruff format --check bot handlers tools tests bench
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

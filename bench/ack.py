@@ -57,7 +57,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import aiohttp  # noqa: E402
-
 from app_harness import LEMI_YML, WEBHOOK_SECRET  # noqa: E402
 from fakes.webhooks import example, signed  # noqa: E402
 
@@ -225,7 +224,7 @@ async def _drive(url: str, count: int, connections: int, time_limit: float) -> S
                     async with session.post(url, data=body, headers=one) as response:
                         await response.read()
                         status = str(response.status)
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     status = type(exc).__name__
                 sample.latencies.append(time.perf_counter() - began)
                 sample.statuses[status] += 1
@@ -300,8 +299,9 @@ class Result:
             "server_cpu_us_per_request": round(1e6 * self.server_cpu / max(1, len(lat)), 1),
             "main_cpu_us_per_request": round(1e6 * self.main_cpu / max(1, len(lat)), 1),
             "client_cpu_pct": round(100 * self.sample.client_cpu / wall, 1),
-            "other_cpu_pct": round(max(0.0, self.sample.machine_cpu - self.server_cpu - self.sample.client_cpu)
-                                   * 100 / wall, 1),
+            "other_cpu_pct": round(
+                max(0.0, self.sample.machine_cpu - self.server_cpu - self.sample.client_cpu) * 100 / wall, 1
+            ),
             "stopped_by_time_limit": self.sample.stopped_by_time,
         }
 
@@ -370,11 +370,15 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=1, help="load generator processes sharing the connections")
     parser.add_argument("--rounds", type=int, default=4, help="alternate bare/lemi this many times (default 4)")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per target per round (default 60)")
-    parser.add_argument("--lemi-cmd", help="serve lemi with this command instead of `lemi serve --host 127.0.0.1` "
-                        "(to measure a candidate change); `--port N` is appended")
+    parser.add_argument(
+        "--lemi-cmd",
+        help="serve lemi with this command instead of `lemi serve --host 127.0.0.1` "
+        "(to measure a candidate change); `--port N` is appended",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--profile", type=Path,
-                        help="py-spy lemi during its rounds; folded stacks (speedscope.app opens them) go here")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy lemi during its rounds; folded stacks (speedscope.app opens them) go here"
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -396,7 +400,7 @@ def main() -> int:
                     raise SystemExit(f"{name}: warm-up answered {bad}; see {server.log}")
             per_round = [args.requests // args.rounds + (i < args.requests % args.rounds) for i in range(args.rounds)]
             for i, count in enumerate(per_round):
-                for name in (("bare", "lemi") if i % 2 == 0 else ("lemi", "bare")):
+                for name in ("bare", "lemi") if i % 2 == 0 else ("lemi", "bare"):
                     server = servers[name]
                     spy = _start_profile(args.profile, server, i) if (args.profile and name == "lemi") else None
                     cpu, main, everything = server.cpu_seconds(), server.cpu_seconds(True), machine_cpu_seconds()
@@ -416,7 +420,7 @@ def main() -> int:
                 text = server.log.read_text(errors="replace")
                 if "Traceback" in text:
                     at = text.index("Traceback")
-                    print(f"!! {server.name} logged a traceback:\n{text[max(0, at - 300):at + 3000]}")
+                    print(f"!! {server.name} logged a traceback:\n{text[max(0, at - 300) : at + 3000]}")
 
     order = [results["bare"], results["lemi"]]
     print()

@@ -85,10 +85,13 @@ def main() -> None:
         sim = ecs_sim.install(patch)  # type: ignore[arg-type]
         sim.complete(after=2)
         setup_repos(github)
-        lemi_yml = LEMI_YML.replace("cluster: lemon-ecs-cluster", "cluster: lemon-ecs-cluster\n    image_wait_seconds: 0")
-        with tempfile.TemporaryDirectory() as tmp, running_app(
-            github, Path(tmp), lemi_yml=lemi_yml, deploy_poll_seconds=0.01
-        ) as app:
+        lemi_yml = LEMI_YML.replace(
+            "cluster: lemon-ecs-cluster", "cluster: lemon-ecs-cluster\n    image_wait_seconds: 0"
+        )
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            running_app(github, Path(tmp), lemi_yml=lemi_yml, deploy_poll_seconds=0.01) as app,
+        ):
             # provisioning: a PR adds the service
             number = github.open_pull_request(
                 "acme/demo-service", "provision", files={"deploy/demo-service/service.yaml": SERVICE_YAML}

@@ -60,10 +60,10 @@ from moto_server import MotoServer  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 import handlers  # noqa: E402
-from bot.core import logs  # noqa: E402
-from bot.server.app import create_app  # noqa: E402
 from bot.aws import clients as aws_clients  # noqa: E402
+from bot.core import logs  # noqa: E402
 from bot.core.config import parse_config  # noqa: E402
+from bot.server.app import create_app  # noqa: E402
 from bot.server.worker import WorkerSettings  # noqa: E402
 
 REPO = "acme/demo-service"
@@ -128,7 +128,9 @@ def honour_list_order(patches: Patches) -> None:
     def list_task_definitions(self: Any) -> Any:
         family, status = self._get_param("familyPrefix"), self._get_param("status", "ACTIVE")
         arns = self.ecs_backend.list_task_definitions(family, status)
-        arns.sort(key=lambda a: (a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])), reverse=self._get_param("sort") == "DESC")
+        arns.sort(
+            key=lambda a: (a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])), reverse=self._get_param("sort") == "DESC"
+        )
         limit = self._get_param("maxResults")
         return ActionResult({"taskDefinitionArns": arns[: int(limit)] if limit else arns})
 
@@ -455,10 +457,18 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=15, help="single-service pushes per poll setting (default 15)")
     parser.add_argument("--services", type=int, default=200, help="services pushed at once (default 200)")
     parser.add_argument("--workers", type=int, default=4, help="App workers (default 4, LEMI_WORKERS's default)")
-    parser.add_argument("--burst-poll", type=float, default=PRODUCTION_POLL,
-                        help=f"worker poll interval for the burst (default {PRODUCTION_POLL:g} s, production)")
-    parser.add_argument("--rollout-services", type=int, default=40,
-                        help="then push this many services whose rollouts take --rollout-seconds (0: skip; default 40)")
+    parser.add_argument(
+        "--burst-poll",
+        type=float,
+        default=PRODUCTION_POLL,
+        help=f"worker poll interval for the burst (default {PRODUCTION_POLL:g} s, production)",
+    )
+    parser.add_argument(
+        "--rollout-services",
+        type=int,
+        default=40,
+        help="then push this many services whose rollouts take --rollout-seconds (0: skip; default 40)",
+    )
     parser.add_argument("--rollout-seconds", type=float, default=2.0, help="rollout time for that push (default 2)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds any one push may take to settle")
     args = parser.parse_args()

@@ -115,11 +115,19 @@ PROXY_HEADERS = (
     "Via",
 )
 # the variables lemi's setup writes; a confirmed replacement drops their old lines from .env
-ENV_KEYS = ("GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET", "GITHUB_API_URL")
+ENV_KEYS = (
+    "GITHUB_APP_ID",
+    "GITHUB_APP_PRIVATE_KEY",
+    "GITHUB_APP_PRIVATE_KEY_PATH",
+    "GITHUB_WEBHOOK_SECRET",
+    "GITHUB_API_URL",
+)
 
 _ORG_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")  # GitHub logins
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,33}")  # GitHub App names: at most 34 characters
-_HOST_RE = re.compile(r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_HOST_RE = re.compile(
+    r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
 _CODE_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{32,64}")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -254,7 +262,9 @@ def parse_target(*, github: str, ghes_url: str = "", account: str, org: str = ""
             if host in ("github.com", "www.github.com"):
                 pass  # github.com typed as an Enterprise Server: it is github.com
             elif host == "api.github.com" or (host.startswith("api.") and host.endswith(".ghe.com")):
-                errors["ghes_url"] = f"write the web address you sign in at (https://{host.removeprefix('api.')}), not the API's"
+                errors["ghes_url"] = (
+                    f"write the web address you sign in at (https://{host.removeprefix('api.')}), not the API's"
+                )
             elif host.endswith(".ghe.com"):  # GitHub Enterprise Cloud with data residency: api.<name>.ghe.com
                 target_web, target_api = f"https://{netloc}", f"https://api.{netloc}"
             else:
@@ -268,7 +278,9 @@ def parse_target(*, github: str, ghes_url: str = "", account: str, org: str = ""
         if not org:
             errors["org"] = "write the organisation's name (its login, as in https://github.com/<name>)"
         elif not _ORG_RE.fullmatch(org):
-            errors["org"] = "an organisation name has at most 39 letters, digits or single hyphens, and does not start or end with a hyphen"
+            errors["org"] = (
+                "an organisation name has at most 39 letters, digits or single hyphens, and does not start or end with a hyphen"
+            )
         else:
             owner = org
     elif account != "personal":
@@ -326,7 +338,9 @@ def app_manifest() -> dict[str, Any]:
     return doc.value
 
 
-def build_manifest(*, name: str, public_url: str, base_url: str, template: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_manifest(
+    *, name: str, public_url: str, base_url: str, template: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """app.yml with the App's name, the webhook URL and the redirect back to this server."""
     manifest = copy.deepcopy(template if template is not None else app_manifest())
     manifest["name"] = name
@@ -365,7 +379,9 @@ def parse_conversion(data: Any, target: Target) -> Credentials:
         raise ExchangeError("GitHub's answer has no usable private key (pem)")
     secret = data.get("webhook_secret")
     if secret is not None and (not isinstance(secret, str) or not _SAFE_SECRET_RE.fullmatch(secret) or "'" in secret):
-        raise ExchangeError("GitHub's webhook secret has characters lemi cannot store in .env; set a new one in the App's settings")
+        raise ExchangeError(
+            "GitHub's webhook secret has characters lemi cannot store in .env; set a new one in the App's settings"
+        )
     html_url = data.get("html_url")
     if not isinstance(html_url, str) or not html_url.startswith(target.web_url + "/"):
         html_url = f"{target.web_url}/apps/{slug}"  # only ever link to the GitHub the user chose
@@ -457,7 +473,7 @@ def _quote_env(value: str) -> str:
 
 def render_env(credentials: Credentials, *, now: dt.datetime | None = None, keep: list[str] | None = None) -> str:
     """The text of .env: ``keep`` (lines of other variables of an existing .env) then the App's block."""
-    stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     values = [
         ("GITHUB_APP_ID", str(credentials.app_id)),
         # one line: settings.py turns the literal \n back into line breaks
@@ -467,13 +483,17 @@ def render_env(credentials: Credentials, *, now: dt.datetime | None = None, keep
         values.append(("GITHUB_WEBHOOK_SECRET", credentials.webhook_secret))
     if credentials.api_url != DEFAULT_API_URL:
         values.append(("GITHUB_API_URL", credentials.api_url))
-    return environment().get_template("setup/env.j2").render(
-        app=credentials,
-        label=_printable(f"{credentials.name} ({credentials.html_url})"),
-        stamp=stamp,
-        keep=keep or [],
-        values=[(k, _quote_env(v)) for k, v in values],
-        missing_secret=not credentials.webhook_secret,
+    return (
+        environment()
+        .get_template("setup/env.j2")
+        .render(
+            app=credentials,
+            label=_printable(f"{credentials.name} ({credentials.html_url})"),
+            stamp=stamp,
+            keep=keep or [],
+            values=[(k, _quote_env(v)) for k, v in values],
+            missing_secret=not credentials.webhook_secret,
+        )
     )
 
 
@@ -482,7 +502,13 @@ def _printable(text: str) -> str:
 
 
 # the comment lines of setup/env.j2, dropped with the values they describe
-_OWN_COMMENTS = ("# lemi's GitHub App ", "# Secret: this file holds", "# `make run` (lemi serve", "# GitHub returned no webhook secret", "# GITHUB_WEBHOOK_SECRET=")
+_OWN_COMMENTS = (
+    "# lemi's GitHub App ",
+    "# Secret: this file holds",
+    "# `make run` (lemi serve",
+    "# GitHub returned no webhook secret",
+    "# GITHUB_WEBHOOK_SECRET=",
+)
 
 
 def kept_lines(existing: str) -> list[str]:
@@ -614,7 +640,9 @@ class SetupFlow:
     config_path: Path
     token: str | None = field(default=None, repr=False)  # the one-time setup token; None once the App is registered
     pending: dict[str, Pending] = field(default_factory=dict)
-    awaiting: tuple[str, Pending, Credentials] | None = None  # (browser, pending, credentials) until .env may be replaced
+    awaiting: tuple[str, Pending, Credentials] | None = (
+        None  # (browser, pending, credentials) until .env may be replaced
+    )
     done: Done | None = None
 
     @property
@@ -689,8 +717,10 @@ def _write_token_file(flow: SetupFlow) -> str | None:
 def announce_token(flow: SetupFlow, url: str, file_problem: str | None, console: Any) -> None:
     """Write the setup token to the console, outside the JSON log stream (a log line is stored
     and shipped; the token is for the person who started the server)."""
-    text = environment().get_template("setup/console.txt.j2").render(
-        url=url, token=flow.token, token_path=str(flow.token_path), file_problem=file_problem
+    text = (
+        environment()
+        .get_template("setup/console.txt.j2")
+        .render(url=url, token=flow.token, token_path=str(flow.token_path), file_problem=file_problem)
     )
     try:
         console.write(text)
@@ -735,7 +765,12 @@ class _RedactCallback(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and args[2].startswith("/setup/callback?"):
+        if (
+            isinstance(args, tuple)
+            and len(args) >= 3
+            and isinstance(args[2], str)
+            and args[2].startswith("/setup/callback?")
+        ):
             record.args = (*args[:2], "/setup/callback?…", *args[3:])
         return True
 
@@ -746,7 +781,16 @@ class _Pages:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _page(self, request: Request, template: str, *, status: int = 200, form_action: str = "", browser: str | None = None, **values: Any) -> HTMLResponse:
+    def _page(
+        self,
+        request: Request,
+        template: str,
+        *,
+        status: int = 200,
+        form_action: str = "",
+        browser: str | None = None,
+        **values: Any,
+    ) -> HTMLResponse:
         nonce = secrets.token_urlsafe(16)
         html = environment().get_template(f"setup/{template}").render(nonce=nonce, csrf=browser or "", **values)
         response = HTMLResponse(html, status_code=status)
@@ -783,7 +827,9 @@ class _Pages:
         """Only this machine may use the setup page: the socket peer is a loopback address (not
         what X-Forwarded-For says), no proxy passed the request on, and the host name is a
         loopback or IP one (a DNS name pointing at 127.0.0.1 -- DNS rebinding -- is refused)."""
-        problem = local_request_problem(peer=socket_peer(request.scope), host=request.url.hostname or "", headers=request.headers)
+        problem = local_request_problem(
+            peer=socket_peer(request.scope), host=request.url.hostname or "", headers=request.headers
+        )
         if problem is None:
             return None
         if problem.startswith("proxy:"):
@@ -829,7 +875,9 @@ class _Pages:
             "token": pick("token")[:200],
         }
 
-    def _render_form(self, request: Request, *, values: dict[str, str], errors: dict[str, str] | None = None, status: int = 200) -> HTMLResponse:
+    def _render_form(
+        self, request: Request, *, values: dict[str, str], errors: dict[str, str] | None = None, status: int = 200
+    ) -> HTMLResponse:
         browser = self._browser(request) or secrets.token_urlsafe(32)
         manifest = app_manifest()
         return self._page(
@@ -861,12 +909,18 @@ class _Pages:
         if (refused := self._refused(request)) is not None:
             return refused
         if self.flow.done is not None:
-            return self._error(request, 409, "The App is registered", "Its credentials are in .env already; restart `make run`.")
+            return self._error(
+                request, 409, "The App is registered", "Its credentials are in .env already; restart `make run`."
+            )
         form = await _read_form(request)
         if form is None:
-            return self._error(request, 400, "Malformed form", "Reload the setup page and send the form again.", again=True)
+            return self._error(
+                request, 400, "Malformed form", "Reload the setup page and send the form again.", again=True
+            )
         if not self._same_origin(request, form):
-            return self._error(request, 403, "This form expired", "Reload the setup page and send the form again.", again=True)
+            return self._error(
+                request, 403, "This form expired", "Reload the setup page and send the form again.", again=True
+            )
         values = self._form_values(form)
         errors: dict[str, str] = {}
         if not values["token"].strip():
@@ -882,7 +936,9 @@ class _Pages:
             values["token"] = ""  # paste it afresh
         target: Target | None = None
         try:
-            target = parse_target(github=values["github"], ghes_url=values["ghes_url"], account=values["account"], org=values["org"])
+            target = parse_target(
+                github=values["github"], ghes_url=values["ghes_url"], account=values["account"], org=values["org"]
+            )
         except SetupError as exc:
             errors.update(exc.fields)
         if target is not None and not target.is_dotcom and values["ghes_confirm"] != "yes":
@@ -906,7 +962,9 @@ class _Pages:
         manifest = build_manifest(name=name, public_url=public_url, base_url=str(request.base_url))
         self.flow.remember(Pending(state, browser, target, public_url, time.monotonic()))
         action = target.new_app_url(state)
-        log.info("setup: registering the GitHub App %r on %s (%s)", name, target.web_url, target.org or "personal account")
+        log.info(
+            "setup: registering the GitHub App %r on %s (%s)", name, target.web_url, target.org or "personal account"
+        )
         return self._page(
             request,
             "redirect.html.j2",
@@ -940,14 +998,18 @@ class _Pages:
             credentials = await exchange_code(pending.target, code)
         except ExchangeError as exc:
             log.warning("setup: code exchange failed: %s", exc)
-            return self._error(request, 502, "GitHub did not hand over the App's credentials", str(exc) + ".", again=True)
+            return self._error(
+                request, 502, "GitHub did not hand over the App's credentials", str(exc) + ".", again=True
+            )
         if self.flow.env_path.exists():
             self.flow.awaiting = (browser or "", pending, credentials)
             return RedirectResponse("/setup/confirm", status_code=303)  # (the used code leaves the address bar)
         return self._store(request, pending, credentials, replace=False)
 
     def _confirm_page(self, request: Request, credentials: Credentials, status: int = 200) -> HTMLResponse:
-        existing = self.flow.env_path.read_text(encoding="utf-8", errors="replace") if self.flow.env_path.exists() else ""
+        existing = (
+            self.flow.env_path.read_text(encoding="utf-8", errors="replace") if self.flow.env_path.exists() else ""
+        )
         names = {parsed[0] for parsed in map(_env_line, existing.splitlines()) if parsed is not None}
         replaced, kept = sorted(names & set(ENV_KEYS)), sorted(names - set(ENV_KEYS))
         return self._page(
@@ -974,8 +1036,18 @@ class _Pages:
             return refused
         form = await _read_form(request) or {}
         awaiting = self.flow.awaiting
-        if awaiting is None or not self._same_origin(request, form) or not hmac.compare_digest(awaiting[0], self._browser(request) or ""):
-            return self._error(request, 403, "Nothing to confirm", "This confirmation expired or belongs to another browser.", again=True)
+        if (
+            awaiting is None
+            or not self._same_origin(request, form)
+            or not hmac.compare_digest(awaiting[0], self._browser(request) or "")
+        ):
+            return self._error(
+                request,
+                403,
+                "Nothing to confirm",
+                "This confirmation expired or belongs to another browser.",
+                again=True,
+            )
         browser, pending, credentials = awaiting
         if form.get("replace") != "yes":
             return self._confirm_page(request, credentials, status=400)
@@ -1002,7 +1074,12 @@ class _Pages:
             )
         self.flow.done = Done(credentials, path, pending.public_url, pending.target, replace)
         self.flow.retire_token()
-        log.info("setup: GitHub App %s (id %s) registered; credentials written to %s (mode 0600)", credentials.slug, credentials.app_id, path)
+        log.info(
+            "setup: GitHub App %s (id %s) registered; credentials written to %s (mode 0600)",
+            credentials.slug,
+            credentials.app_id,
+            path,
+        )
         return RedirectResponse("/setup/done", status_code=303)
 
     async def done(self, request: Request) -> Response:

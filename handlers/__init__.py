@@ -13,12 +13,11 @@ from typing import Any, TypedDict
 from gidgethub import sansio
 from gidgethub.routing import Router
 
+from bot.core.templating import render
+from bot.flows.provision import parse_service_pr_marker
 from bot.flows.runtime import Runtime
 from bot.github import comments
-from bot.flows.provision import parse_service_pr_marker
 from bot.store.queue import Job
-from bot.core.templating import render
-
 from handlers import commands, deploy, provision
 
 log = logging.getLogger("lemi.handlers")

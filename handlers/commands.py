@@ -8,16 +8,28 @@ from typing import Any
 from gidgethub import sansio
 from gidgethub.routing import Router
 
-from bot.core import logs
 from bot.aws.errors import OperationError
+from bot.aws.operate import previous_revision
+from bot.core import logs
 from bot.core.command_parser import Command, Ignore, Reply, parse
-from bot.flows.runtime import Runtime
+from bot.flows.commands import (
+    Invocation,
+    Refused,
+    Target,
+    authorize,
+    earlier_reply,
+    react,
+    reply,
+    require,
+    resolve,
+    role_of,
+    run_long,
+    run_short,
+)
 from bot.flows.deploy import DeployRequest, run_deploy
 from bot.flows.provision import PullRequest, get_pull, provision_pull_request
+from bot.flows.runtime import Runtime
 from bot.store.queue import Job, NewJob
-from bot.aws.operate import previous_revision
-from bot.flows.commands import Invocation, Refused, Target, authorize, earlier_reply, react, reply, require, resolve, role_of, run_long, run_short
-
 from handlers.deploy import deploy_key
 
 router = Router()

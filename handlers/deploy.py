@@ -11,8 +11,15 @@ from gidgethub import sansio
 from gidgethub.routing import Router
 
 from bot.core import logs
+from bot.flows.deploy import (
+    DeployRequest,
+    branch_moved,
+    deployment_status,
+    find_or_create_deployment,
+    report_gave_up,
+    run_deploy,
+)
 from bot.flows.runtime import Runtime
-from bot.flows.deploy import DeployRequest, branch_moved, deployment_status, find_or_create_deployment, report_gave_up, run_deploy
 from bot.github.contents import list_services
 from bot.store.queue import Job, NewJob
 

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
+from fakes.webhooks import signed
 from starlette.testclient import TestClient
 
-from bot.server.app import create_app
 from bot.core.config import Config, parse_config
 from bot.core.settings import Settings
+from bot.server.app import create_app
 from bot.server.worker import WorkerSettings
-from fakes.webhooks import signed
 
 WEBHOOK_SECRET = "lemi-test-webhook-secret"
 
@@ -97,7 +96,9 @@ class RunningApp:
     queue_path: Path
     secret: str = WEBHOOK_SECRET
 
-    def deliver(self, event: str, payload: dict[str, Any], *, delivery: str | None = None) -> Any:  # the TestClient response
+    def deliver(
+        self, event: str, payload: dict[str, Any], *, delivery: str | None = None
+    ) -> Any:  # the TestClient response
         headers, body = signed(event, payload, self.secret, delivery=delivery)
         return self.client.post("/webhook", content=body, headers=headers)
 
@@ -105,7 +106,9 @@ class RunningApp:
         db = sqlite3.connect(self.queue_path)
         db.row_factory = sqlite3.Row
         try:
-            return [dict(r) for r in db.execute("SELECT id, dedupe_id, key, kind, state, attempts, last_error FROM jobs")]
+            return [
+                dict(r) for r in db.execute("SELECT id, dedupe_id, key, kind, state, attempts, last_error FROM jobs")
+            ]
         except sqlite3.OperationalError:
             return []
         finally:
@@ -152,7 +155,7 @@ def setup_repos(github: Any, *, service_files: dict[str, str] | None = None) -> 
     """acme/demo-service and acme/infra under one installation of the App; returns its id."""
     installation = github.add_installation("acme", repos=())
     github.add_repo("acme/infra", files={"README.md": "infra\n"}, installation=installation)
-    github.add_repo("acme/demo-service", files={"README.md": "demo\n", **(service_files or {})}, installation=installation)
+    github.add_repo(
+        "acme/demo-service", files={"README.md": "demo\n", **(service_files or {})}, installation=installation
+    )
     return installation
-
-

@@ -62,7 +62,10 @@ def config() -> Config:
 
 
 # the service's files in a repository (the GitHub fake's commits)
-SERVICE_FILES = {"deploy/demo-service/service.yaml": SERVICE_YAML, "deploy/demo-service/environment/staging.yaml": STAGING_YAML}
+SERVICE_FILES = {
+    "deploy/demo-service/service.yaml": SERVICE_YAML,
+    "deploy/demo-service/environment/staging.yaml": STAGING_YAML,
+}
 
 
 def lemi_yml(image_wait_seconds: int = 0) -> str:

@@ -30,9 +30,7 @@ environments:
 def make_checkout(path: Path, repo: str = "acme/demo-service") -> Path:
     path.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "init", "-q", str(path)], check=True)
-    subprocess.run(
-        ["git", "-C", str(path), "remote", "add", "origin", f"git@github.com:{repo}.git"], check=True
-    )
+    subprocess.run(["git", "-C", str(path), "remote", "add", "origin", f"git@github.com:{repo}.git"], check=True)
     return path
 
 

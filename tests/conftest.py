@@ -14,7 +14,6 @@ import os
 from collections.abc import Iterator
 
 import pytest
-
 from moto_server import MotoServer, reset
 
 AWS_REGION = "us-east-1"
@@ -95,7 +94,7 @@ WEBHOOK_SECRET = "lemi-test-webhook-secret"
 
 
 @pytest.fixture(scope="session")
-def github_server() -> Iterator["FakeGitHub"]:
+def github_server() -> Iterator[FakeGitHub]:
     from fakes.github import FakeGitHub
 
     fake = FakeGitHub()
@@ -107,7 +106,7 @@ def github_server() -> Iterator["FakeGitHub"]:
 
 
 @pytest.fixture
-def github(github_server: "FakeGitHub") -> Iterator["FakeGitHub"]:
+def github(github_server: FakeGitHub) -> Iterator[FakeGitHub]:
     from fakes.github import teardown_failure
 
     github_server.reset()
@@ -119,7 +118,7 @@ def github(github_server: "FakeGitHub") -> Iterator["FakeGitHub"]:
 
 
 @pytest.fixture
-def github_env(github: "FakeGitHub", monkeypatch: pytest.MonkeyPatch) -> "FakeGitHub":
+def github_env(github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> FakeGitHub:
     monkeypatch.setenv("GITHUB_API_URL", github.url)
     monkeypatch.setenv("GITHUB_APP_ID", str(github.app_id))
     monkeypatch.setenv("GITHUB_APP_PRIVATE_KEY", github.private_key_pem)
@@ -139,21 +138,21 @@ def github_env(github: "FakeGitHub", monkeypatch: pytest.MonkeyPatch) -> "FakeGi
 
 
 @pytest.fixture
-def world(moto_reset: str) -> "aws_world.World":
+def world(moto_reset: str) -> aws_world.World:
     import aws_world
 
     return aws_world.build(moto_reset)
 
 
 @pytest.fixture
-def sim(world: "aws_world.World", monkeypatch: pytest.MonkeyPatch) -> "ecs_sim.Sim":
+def sim(world: aws_world.World, monkeypatch: pytest.MonkeyPatch) -> ecs_sim.Sim:
     import ecs_sim
 
     return ecs_sim.install(monkeypatch)
 
 
 @pytest.fixture
-def repos(github: "FakeGitHub") -> int:
+def repos(github: FakeGitHub) -> int:
     from app_harness import setup_repos
 
     return setup_repos(github)
@@ -180,3 +179,7 @@ def shared_api_models(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 _MODELS: Any = None
+
+
+# the slash-command world (tests/slash_world.py): ``start`` and ``aws_calls``
+from slash_world import aws_calls, start  # noqa: E402, F401

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -34,7 +34,7 @@ Step = Callable[["Sim", Any, dict[str, Any]], None]
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _new_id() -> str:
@@ -121,7 +121,9 @@ class Sim:
         old = [x["id"] for x in service.deployments if x is not d]
         for task in list(self.backend.tasks.get(service.cluster_name, {}).values()):
             if task.started_by in old and task.desired_status == "RUNNING":
-                self.backend.stop_task(service.cluster_name, task.task_arn, "Scaling activity initiated by (deployment)")
+                self.backend.stop_task(
+                    service.cluster_name, task.task_arn, "Scaling activity initiated by (deployment)"
+                )
         self.add_tasks(service, d, d["desiredCount"])
         service.deployments[:] = [d]
         service.running_count, service.pending_count = d["desiredCount"], 0
@@ -161,7 +163,9 @@ class Sim:
         d.update(status="ACTIVE", rolloutState="FAILED",
                  rolloutStateReason="ECS deployment circuit breaker: tasks failed to start.")  # fmt: skip
         previous = next((x for x in service.deployments if x is not d), None)
-        self.event(service, f"(service {service.name}) (deployment {d['id']}) deployment failed: tasks failed to start.")
+        self.event(
+            service, f"(service {service.name}) (deployment {d['id']}) deployment failed: tasks failed to start."
+        )
         if previous is not None:
             self.event(service, f"(service {service.name}) rolling back to deployment {previous['id']}.")
             rollback = {**previous, "id": _new_id(), "status": "PRIMARY", "rolloutState": "IN_PROGRESS",

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from app_harness import WEBHOOK_SECRET
 from fakes.webhooks import signed
 
@@ -86,7 +85,11 @@ class Server:
     def start(self) -> Server:
         lemi = Path(sys.executable).parent / "lemi"
         self.proc = subprocess.Popen(
-            [str(lemi), "serve"], env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            [str(lemi), "serve"],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         self._reader = threading.Thread(target=self._copy, args=(self.proc,), daemon=True)
         self._reader.start()

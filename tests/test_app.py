@@ -11,10 +11,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from checkout import LEMI_YML, write
 from starlette.testclient import TestClient
 
 from bot.server.app import create_app
-from checkout import LEMI_YML, write
 
 
 def test_healthz_without_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,7 +49,9 @@ def test_lemi_serve_starts_and_answers_health(tmp_path: Path) -> None:
     lemi = Path(sys.executable).parent / "lemi"
     port = _free_port()
     env = {**os.environ, "LEMI_CONFIG": str(tmp_path / "absent.yml"), "PORT": str(port)}
-    proc = subprocess.Popen([str(lemi), "serve"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(lemi), "serve"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -59,7 +61,7 @@ def test_lemi_serve_starts_and_answers_health(tmp_path: Path) -> None:
                     break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError("lemi serve did not answer /healthz")
+                    raise AssertionError("lemi serve did not answer /healthz") from None
                 time.sleep(0.1)
     finally:
         proc.terminate()

@@ -19,19 +19,19 @@ import types
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import aws_world
-import bot.aws.deploy as deploy_module
 import ecs_sim
+import pytest
 from aws_world import CLUSTER, SERVICE
+from checkout import make_checkout, write
+
+import bot.aws.deploy as deploy_module
 from bot.aws import operate
 from bot.aws.clients import AwsClients
-from bot.aws.errors import OperationError
 from bot.aws.deploy import DeployResult, Progress, deploy, register, revision_of
+from bot.aws.errors import OperationError
 from bot.cli import main
 from bot.core.compile import compile_for
-from checkout import make_checkout, write
 
 ENV = "staging"
 FAMILY = "demo-service-staging"
@@ -194,7 +194,7 @@ async def test_progress_callback_sees_in_progress_then_completed(world: aws_worl
     assert {p.deployment_id for p in seen} == {result.rollout.deployment_id}
     assert (seen[0].running, seen[0].desired, seen[0].pending) == (0, 2, 2)
     assert (seen[-1].running, seen[-1].desired, seen[-1].pending, seen[-1].failed) == (2, 2, 0, 0)
-    assert all(a.elapsed <= b.elapsed for a, b in zip(seen, seen[1:]))
+    assert all(a.elapsed <= b.elapsed for a, b in zip(seen, seen[1:], strict=False))
 
 
 # ---- 2. circuit breaker with rollback -------------------------------------------------------
@@ -454,9 +454,7 @@ def test_cli_identical_redeploy_says_reused(
     assert sim.updates == 1
 
 
-async def test_identical_redeploy_after_a_failed_rollout_tries_again(
-    world: aws_world.World, sim: ecs_sim.Sim
-) -> None:
+async def test_identical_redeploy_after_a_failed_rollout_tries_again(world: aws_world.World, sim: ecs_sim.Sim) -> None:
     """The PRIMARY deployment of this revision FAILED: deploying it again forces a new
     deployment (e.g. after fixing a secret's value) instead of re-reporting the old failure,
     and the new deployment's own outcome is what the user is told."""
@@ -593,7 +591,9 @@ def test_cli_deploy_with_a_missing_secret_registers_nothing(
     assert lemi("deploy", "-e", ENV, "-t", "v2", "--poll", "0.01", "--output", "json") == 1
     data = json.loads(capsys.readouterr().out)
     assert data["ok"] is False
-    assert [(f["check"], f["subject"]) for f in data["findings"]] == [("secret", "DB_PASSWORD (demo-service/db-password)")]
+    assert [(f["check"], f["subject"]) for f in data["findings"]] == [
+        ("secret", "DB_PASSWORD (demo-service/db-password)")
+    ]
     assert revisions(world) == [f"{FAMILY}:1"]
 
 
@@ -742,9 +742,7 @@ def test_cli_rollback(
     assert described(world)["taskDefinition"] == world.first_revision
 
 
-async def test_rollback_without_an_earlier_revision_is_a_clear_error(
-    world: aws_world.World, sim: ecs_sim.Sim
-) -> None:
+async def test_rollback_without_an_earlier_revision_is_a_clear_error(world: aws_world.World, sim: ecs_sim.Sim) -> None:
     async with AwsClients(world.config) as aws:
         with pytest.raises(operate.OperationError) as caught:
             await operate.rollback(aws, ENV, SERVICE, poll=POLL, timeout=TIMEOUT)
@@ -783,7 +781,10 @@ def test_cli_deploy_keep_deregisters_older_revisions(
 
 
 def test_cli_deploy_keep_does_nothing_after_a_failure(
-    world: aws_world.World, sim: ecs_sim.Sim, checkout: Path, capsys: pytest.CaptureFixture[str],
+    world: aws_world.World,
+    sim: ecs_sim.Sim,
+    checkout: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pruned: list[int] = []

@@ -22,17 +22,18 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+import aws_world
+import ecs_sim
 import pytest
 from aiobotocore.session import AioSession
 from aiobotocore.session import get_session as aio_get_session
+from aws_world import CLUSTER, SERVICE
 from botocore.loaders import create_loader
+from checkout import make_checkout, write
 from moto.ecs.models import EC2ContainerServiceBackend
 from moto.moto_api import state_manager
 
-import aws_world
 import bot.aws.clients as clients_module
-import ecs_sim
-from aws_world import CLUSTER, SERVICE
 from bot.aws import operate
 from bot.aws.clients import AwsClients
 from bot.aws.deploy import deploy, revision_of
@@ -40,7 +41,6 @@ from bot.aws.exec import PLUGIN, open_session
 from bot.aws.verify import verify_provisioned
 from bot.cli import main
 from bot.core.compile import compile_for
-from checkout import make_checkout, write
 
 ENV = "staging"
 FAMILY = "demo-service-staging"
@@ -179,9 +179,7 @@ def test_cli_status_text_of_a_fresh_service(
     out, err = capsys.readouterr()
     no_traceback(out, err)
     deployment = described(world)["deployments"][0]
-    assert (
-        f"{SERVICE} in {ENV} ({CLUSTER}): ACTIVE, running 0/2, pending 2; {FAMILY}:1, image tag v1" in out
-    )
+    assert f"{SERVICE} in {ENV} ({CLUSTER}): ACTIVE, running 0/2, pending 2; {FAMILY}:1, image tag v1" in out
     # the deployments table: a header row and the one deployment, with its rollout state
     header = next(line for line in out.splitlines() if "deployment" in line and "rollout" in line)
     for column in ("status", "revision", "running", "pending", "failed", "created"):

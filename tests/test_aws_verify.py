@@ -17,17 +17,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aws_world
 import moto.sts.models as moto_sts
 import pytest
-
-import aws_world
 from aws_world import ACCOUNT, CLUSTER, REGION, SERVICE, STAGING_YAML
+from checkout import make_checkout, write
+
 from bot.aws.clients import ROLE_SESSION_NAME, AwsClients
 from bot.aws.verify import Finding, check_image, check_parameters, check_service, verify_provisioned
 from bot.cli import main
 from bot.core.config import parse_config
 from bot.core.spec import ServiceFiles, parse_environment, parse_service
-from checkout import make_checkout, write
 
 WHERE = f"{ACCOUNT}/{REGION}"
 # the values stored in the world's secrets: none may ever be printed
@@ -364,7 +364,12 @@ async def test_references_refuse_other_names_before_any_aws_call_for_them(
         ),
     ]
     # the allowed ones (and the Datadog key) were checked; the refused ones never reached AWS
-    assert set(looked_up) == {"demo-service/db-password", "demo-service/db", "datadog/api-key", "/demo-service/feature-x"}
+    assert set(looked_up) == {
+        "demo-service/db-password",
+        "demo-service/db",
+        "datadog/api-key",
+        "/demo-service/feature-x",
+    }
 
 
 async def test_references_allow_the_services_own_names_and_arns(world: aws_world.World) -> None:
@@ -385,7 +390,9 @@ async def test_the_datadog_key_of_lemi_yml_is_exempt_but_still_checked(world: aw
     aws_world.client("secretsmanager", world.endpoint).delete_secret(
         SecretId="datadog/api-key", ForceDeleteWithoutRecovery=True
     )
-    assert [(f.check, f.subject) for f in await verify(world, tag="v1")] == [("secret", "(datadog api key) (datadog/api-key)")]
+    assert [(f.check, f.subject) for f in await verify(world, tag="v1")] == [
+        ("secret", "(datadog api key) (datadog/api-key)")
+    ]
 
 
 async def test_empty_references_refuse_every_secret_and_parameter(world: aws_world.World, looked_up: list[str]) -> None:
@@ -611,9 +618,14 @@ def test_cli_lists_every_problem_in_one_run(
     err = captured.err
     assert captured.out == ""
     assert f"service {SERVICE}: the ECS service {SERVICE!r} is inactive\n    hint: it was deleted" in err
-    assert f"secret DB_PASSWORD (demo-service/db-password): the secret does not exist in Secrets Manager ({WHERE})" in err
+    assert (
+        f"secret DB_PASSWORD (demo-service/db-password): the secret does not exist in Secrets Manager ({WHERE})" in err
+    )
     assert "secret DB_USER (demo-service/db): the secret's JSON has no key 'user' (keys: password, username)" in err
-    assert f"parameter FEATURE_X (/demo-service/feature-x): the parameter does not exist in Parameter Store ({WHERE})" in err
+    assert (
+        f"parameter FEATURE_X (/demo-service/feature-x): the parameter does not exist in Parameter Store ({WHERE})"
+        in err
+    )
     assert f"image {SERVICE}:v2: the image is not in ECR\n    hint: check that the build workflow ran" in err
     assert err.count("    hint: ") == 5
     assert err.rstrip().endswith("5 problems found")
@@ -635,7 +647,9 @@ def test_cli_lists_every_problem_in_one_run(
     no_secret_values(captured.out + captured.err)
 
 
-def test_cli_wait_image_says_it_waited(world: aws_world.World, checkout: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_wait_image_says_it_waited(
+    world: aws_world.World, checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert lemi(checkout, "verify", "--check", "provisioned", "-e", "staging", "-t", "v2", "--wait-image", "0.2") == 1
     err = capsys.readouterr().err
     assert f"image {SERVICE}:v2: the image is not in ECR after waiting 0.2 s" in err

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from checkout import LEMI_YML, make_checkout, write
 
 import bot.cli.files
 from bot.cli import main
 from bot.cli.workspace import parse_remote
-from checkout import LEMI_YML, make_checkout, write
 
 SERVICE = """\
 name: demo-service
@@ -163,7 +163,9 @@ def test_config_check_invalid(repo: Path, capsys: pytest.CaptureFixture[str]) ->
     assert f"{path}:16:17: environments.prod.account_id" in err and 'quote it: "222222222222"' in err
 
 
-def test_config_from_environment_variable(repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_from_environment_variable(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("LEMI_CONFIG", str(repo / "missing.yml"))
     assert main(["config", "check"]) == 1
     assert "missing.yml" in capsys.readouterr().err
@@ -202,4 +204,7 @@ def test_config_check_refuses_a_references_pattern_no_name_could_match(
     assert "hint: start it with /, e.g. /{service}/*" in err and "2 problems found" in err
     write(repo, "lemi.yml", LEMI_YML + 'references:\n  secrets: ["{service}/*"]\n')
     assert main(["--config", str(path), "config", "check", "--output", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["config"]["references"] == {"secrets": ["{service}/*"], "parameters": None}
+    assert json.loads(capsys.readouterr().out)["config"]["references"] == {
+        "secrets": ["{service}/*"],
+        "parameters": None,
+    }

@@ -22,7 +22,10 @@ TASK = "0123456789abcdef0123456789abcdef"
         ("/lemi deploy -e staging v1.2.3", Command("deploy", env="staging", argument="v1.2.3")),
         ("/lemi rollback", Command("rollback")),
         (f"/lemi stop-task {TASK}", Command("stop-task", argument=TASK)),
-        ("/lemi stop-task 16c72442-67c4-4079-b793-9addb380948a", Command("stop-task", argument="16c72442-67c4-4079-b793-9addb380948a")),
+        (
+            "/lemi stop-task 16c72442-67c4-4079-b793-9addb380948a",
+            Command("stop-task", argument="16c72442-67c4-4079-b793-9addb380948a"),
+        ),
         ("/lemi verify", Command("verify")),
         ("/lemi diff -e staging", Command("diff", env="staging")),
         ("/lemi provision", Command("provision")),

@@ -29,14 +29,14 @@ import botocore.session
 import pytest
 from botocore.exceptions import ParamValidationError
 from botocore.validate import validate_parameters
+from checkout import LEMI_YML as CHECKOUT_LEMI_YML
+from checkout import make_checkout, write
 
 from bot.cli import main
 from bot.core.compile import Compiled, compile_for, compile_service, render
 from bot.core.config import parse_config
 from bot.core.problems import Invalid
 from bot.core.spec import ServiceFiles, parse_environment, parse_service
-from checkout import LEMI_YML as CHECKOUT_LEMI_YML
-from checkout import make_checkout, write
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("LEMI_UPDATE_GOLDEN") == "1"
@@ -46,13 +46,16 @@ TAG = "4f1c2d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e"  # a commit SHA, as the build w
 OTHER_TAG = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
 
 # DESIGN.md's lemi.yml, plus an environment in the China partition
-LEMI_YML = CHECKOUT_LEMI_YML + """\
+LEMI_YML = (
+    CHECKOUT_LEMI_YML
+    + """\
   china:
     branch: china
     region: cn-north-1
     account_id: "333333333333"
     cluster: lemon-ecs-cluster
 """
+)
 CONFIG = parse_config(LEMI_YML)
 
 MINIMAL_SERVICE = """\

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from bot.core.conventions import internal_url
-from bot.core.config import load_config, parse_config
 from checkout import LEMI_YML
+
+from bot.core.config import load_config, parse_config
+from bot.core.conventions import internal_url
 from bot.core.problems import Invalid, Problem
 
 FILE = "lemi.yml"
@@ -86,7 +86,10 @@ def test_environment_for_branch(branch: str, env: str | None) -> None:
 def test_urls_and_infra_file() -> None:
     config = parse_config(EXAMPLE)
     assert internal_url("demo-service", "prod", config.domain) == "https://demo-service-internal.prod.lemon"
-    assert internal_url("demo-service-worker", "staging", config.domain) == "https://demo-service-worker-internal.staging.lemon"
+    assert (
+        internal_url("demo-service-worker", "staging", config.domain)
+        == "https://demo-service-worker-internal.staging.lemon"
+    )
     assert config.infra.file_for("demo-service") == "services/demo-service.tf"
     other = parse_config(edit("services/{service}.tf", "terraform/ecs/{service}/main.tf"))
     assert other.infra.file_for("demo-service") == "terraform/ecs/demo-service/main.tf"
@@ -131,13 +134,48 @@ def test_protected_must_be_a_boolean() -> None:
     ("old", "new", "path", "line", "column", "hint"),
     [
         ("merge_method:", "merge_methd:", "infra.merge_methd", 4, 3, "did you mean `merge_method`?"),
-        ("  repository: acme/infra\n", "  repository: acme/infra\n  repositry: x\n", "infra.repositry", 3, 3, "did you mean `repository`?"),
-        ("  repository: acme/infra\n", "  repository: acme/infra\n  repo: x\n", "infra.repo", 3, 3, "allowed here: repository, path, merge_method, module_source, base_branch"),
-        ("    cluster: lemon-ecs-cluster\n    protected", "    cluster: lemon-ecs-cluster\n    protect", "environments.prod.protect", 18, 5, "did you mean `protected`?"),
+        (
+            "  repository: acme/infra\n",
+            "  repository: acme/infra\n  repositry: x\n",
+            "infra.repositry",
+            3,
+            3,
+            "did you mean `repository`?",
+        ),
+        (
+            "  repository: acme/infra\n",
+            "  repository: acme/infra\n  repo: x\n",
+            "infra.repo",
+            3,
+            3,
+            "allowed here: repository, path, merge_method, module_source, base_branch",
+        ),
+        (
+            "    cluster: lemon-ecs-cluster\n    protected",
+            "    cluster: lemon-ecs-cluster\n    protect",
+            "environments.prod.protect",
+            18,
+            5,
+            "did you mean `protected`?",
+        ),
         ("    role_arn:", "    rolearn:", "environments.staging.rolearn", 12, 5, "did you mean `role_arn`?"),
         ("    account_id:", "    accountId:", "environments.staging.accountId", 10, 5, "did you mean `account_id`?"),
-        ("domain: lemon\n", "domain: lemon\ndatadog:\n  sit: datadoghq.eu\n", "datadog.sit", 7, 3, "did you mean `site`?"),
-        ("domain: lemon\n", "domain: lemon\nzzz: 1\n", "zzz", 6, 1, "allowed here: infra, domain, environments, datadog, references"),
+        (
+            "domain: lemon\n",
+            "domain: lemon\ndatadog:\n  sit: datadoghq.eu\n",
+            "datadog.sit",
+            7,
+            3,
+            "did you mean `site`?",
+        ),
+        (
+            "domain: lemon\n",
+            "domain: lemon\nzzz: 1\n",
+            "zzz",
+            6,
+            1,
+            "allowed here: infra, domain, environments, datadog, references",
+        ),
     ],
 )
 def test_unknown_keys(old: str, new: str, path: str, line: int, column: int, hint: str) -> None:
@@ -242,7 +280,9 @@ def test_valid_branches(branch: str) -> None:
     assert parse_config(edit("branch: main", f"branch: {branch}")).environment_for_branch(branch) == "prod"
 
 
-@pytest.mark.parametrize("branch", ["'a b'", "a..b", "/main", "main/", "a//b", "'a@{1}'", "a~1", "a^", "main.", "'a:b'"])
+@pytest.mark.parametrize(
+    "branch", ["'a b'", "a..b", "/main", "main/", "a//b", "'a@{1}'", "a~1", "a^", "main.", "'a:b'"]
+)
 def test_bad_branches(branch: str) -> None:
     problem = one(edit("branch: main", f"branch: {branch}"))
     at(problem, "environments.prod.branch", 14, 13)
@@ -258,7 +298,11 @@ def test_bad_branches(branch: str) -> None:
         ('"111111111111"', '"111111111111\\n"', "environments.staging.account_id"),
         ("branch: main", 'branch: "main\\n"', "environments.prod.branch"),
         ("domain: lemon", 'domain: "lemon\\n"', "domain"),
-        ("cluster: lemon-ecs-cluster\n    role", 'cluster: "lemon-ecs-cluster\\n"\n    role', "environments.staging.cluster"),
+        (
+            "cluster: lemon-ecs-cluster\n    role",
+            'cluster: "lemon-ecs-cluster\\n"\n    role',
+            "environments.staging.cluster",
+        ),
     ],
 )
 def test_a_trailing_newline_does_not_slip_through(old: str, new: str, path: str) -> None:
@@ -325,11 +369,32 @@ def test_environments_may_not_be_empty() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "path", "line", "column", "needle"),
     [
-        ("role_arn: arn:aws:iam::111111111111:role/lemi-deployer", "role_arn: lemi-deployer", "environments.staging.role_arn", 12, 15, "is not a valid IAM role ARN"),
-        ("cluster: lemon-ecs-cluster\n    role", "cluster: 'lemon ecs'\n    role", "environments.staging.cluster", 11, 14, "is not a valid ECS cluster name"),
+        (
+            "role_arn: arn:aws:iam::111111111111:role/lemi-deployer",
+            "role_arn: lemi-deployer",
+            "environments.staging.role_arn",
+            12,
+            15,
+            "is not a valid IAM role ARN",
+        ),
+        (
+            "cluster: lemon-ecs-cluster\n    role",
+            "cluster: 'lemon ecs'\n    role",
+            "environments.staging.cluster",
+            11,
+            14,
+            "is not a valid ECS cluster name",
+        ),
         ("domain: lemon", "domain: Lemon.Example", "domain", 5, 9, "is not a valid domain"),
         ("domain: lemon", "domain: '${x}'", "domain", 5, 9, "is not a valid domain"),
-        ("    protected: true\n", "    protected: true\n    image_wait_seconds: 3601\n", "environments.prod.image_wait_seconds", 19, 25, "3601 is out of range (of at most 3600)"),
+        (
+            "    protected: true\n",
+            "    protected: true\n    image_wait_seconds: 3601\n",
+            "environments.prod.image_wait_seconds",
+            19,
+            25,
+            "3601 is out of range (of at most 3600)",
+        ),
     ],
 )
 def test_other_bad_values(old: str, new: str, path: str, line: int, column: int, needle: str) -> None:

@@ -16,16 +16,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import aws_world
 import ecs_sim
+import pytest
 from aws_world import ACCOUNT, CLUSTER, REGION, SERVICE
+from checkout import make_checkout, write
+
 from bot.cli import main
 from bot.core.compile import compile_for
 from bot.core.config import parse_config
 from bot.core.taskdef import check_task_definition
-from checkout import make_checkout, write
 
 pytestmark = pytest.mark.usefixtures("shared_api_models")
 
@@ -70,7 +70,10 @@ def refused(
     assert lemi("deploy", "-e", env, "--task-definition", file, "--poll", "0.01", "--timeout", "5") == 1
     out, err = capsys.readouterr()
     assert out == "" and "Traceback" not in err
-    assert lemi("deploy", "-e", env, "--task-definition", file, "--poll", "0.01", "--timeout", "5", "--output", "json") == 1
+    assert (
+        lemi("deploy", "-e", env, "--task-definition", file, "--poll", "0.01", "--timeout", "5", "--output", "json")
+        == 1
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] is False and doc["environment"] == env and doc["service"] == SERVICE
     assert all(set(f) == {"check", "subject", "message", "hint"} and f["hint"] for f in doc["findings"])

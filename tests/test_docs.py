@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field, create_model
 
-from tools import docs
 from bot.core.config import Config
-from bot.server.metrics import Metrics
 from bot.core.settings import load_settings
 from bot.core.spec import EnvironmentFile, ServiceFile
+from bot.server.metrics import Metrics
+from tools import docs
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -144,7 +144,9 @@ def test_every_config_key_is_documented() -> None:
     assert {"infra.repository", "environments.<env>.branch", "datadog.api_key_secret"} <= set(paths)
     missing = [p for p in paths if f"| `{p}` |" not in page]
     assert not missing, f"configuration.md lacks {missing}"
-    for name, info in Config.model_fields["infra"].annotation.model_fields.items():  # defaults shown as the model has them
+    for name, info in Config.model_fields[
+        "infra"
+    ].annotation.model_fields.items():  # defaults shown as the model has them
         if isinstance(info.default, str):
             assert f"| `infra.{name}` | string | `{info.default}` |" in page
 
@@ -246,7 +248,9 @@ def test_iam_doc_carries_readmes_policy() -> None:
     (readme_policy,) = _json_blocks(section.group(1))
     deployer, queue = _json_blocks(read("iam.md"))
     assert deployer == readme_policy
-    actions = {a for s in readme_policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    actions = {
+        a for s in readme_policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
     for action in actions:
         assert f"| `{action}` |" in read("iam.md"), action
     queue_actions = {a for s in queue["Statement"] for a in s["Action"]}

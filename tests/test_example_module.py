@@ -30,8 +30,8 @@ from typing import Any
 
 import hcl2
 import pytest
-
 from aws_world import config
+
 from bot.core import conventions, fargate, names
 from bot.core.config import Datadog
 from bot.core.spec import ServiceSpec, parse_service
@@ -186,7 +186,9 @@ def test_every_attribute_lemi_renders_is_a_variable() -> None:
 
 def test_lemis_block_is_enough_to_call_the_module() -> None:
     required = {name for name, body in labelled("variable").items() if "default" not in body}
-    assert required <= set(rendered()), f"required variables lemi's block cannot set: {sorted(required - set(rendered()))}"
+    assert required <= set(rendered()), (
+        f"required variables lemi's block cannot set: {sorted(required - set(rendered()))}"
+    )
     assert "platform" not in required  # the infra team sets its default once (README.md)
 
 
@@ -312,7 +314,9 @@ def test_task_definition_family_and_tracking() -> None:
     assert task["track_latest"] is True  # lemi's revisions are the ones that count
     [lifecycle] = task["lifecycle"]
     assert expr(lifecycle["ignore_changes"]) == "all"
-    assert "local.port" in str(task["container_definitions"]) and "name = var.name" in str(task["container_definitions"])
+    assert "local.port" in str(task["container_definitions"]) and "name = var.name" in str(
+        task["container_definitions"]
+    )
 
 
 def test_target_group_and_host_rule() -> None:
@@ -327,7 +331,9 @@ def test_target_group_and_host_rule() -> None:
     assert per_environment(rule)
     assert expr(rule["listener_arn"]) == "each.value.listener_arn"
     [action] = rule["action"]
-    assert unquote(action["type"]) == "forward" and "aws_lb_target_group.this[each.key]" in str(action["target_group_arn"])
+    assert unquote(action["type"]) == "forward" and "aws_lb_target_group.this[each.key]" in str(
+        action["target_group_arn"]
+    )
     hosts = [h for c in rule["condition"] for h in c.get("host_header", [])]
     [host] = hosts
     [value] = host["values"]
@@ -367,7 +373,9 @@ def test_the_execution_role_can_pull_log_and_read_secrets() -> None:
 def test_log_group_is_lemis() -> None:
     [group] = of_type("aws_cloudwatch_log_group").values()
     assert per_environment(group)
-    assert fill(group["name"], var__name="demo-service", each__key="prod") == conventions.log_group("demo-service", "prod")
+    assert fill(group["name"], var__name="demo-service", each__key="prod") == conventions.log_group(
+        "demo-service", "prod"
+    )
 
 
 def test_security_group_admits_the_load_balancer_on_the_service_port() -> None:
@@ -444,7 +452,7 @@ class Terraform:
     def __init__(self, binary: str, mirror: Path, home: Path) -> None:
         rc = home / "terraformrc"
         rc.write_text(
-            'provider_installation {\n  filesystem_mirror {\n'
+            "provider_installation {\n  filesystem_mirror {\n"
             f'    path    = "{mirror}"\n    include = ["registry.terraform.io/*/*"]\n  }}\n}}\n'
         )
         self.binary = binary

@@ -25,19 +25,20 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from gidgethub import BadRequest, GitHubBroken, HTTPException
-from gidgethub.aiohttp import GitHubAPI
-from gidgethub.apps import get_installation_access_token
-
 from fakes import webhooks
 from fakes.github import FakeGitHub, teardown_failure
 from fakes.openapi import spec
+from gidgethub import BadRequest, GitHubBroken, HTTPException
+from gidgethub.aiohttp import GitHubAPI
+from gidgethub.apps import get_installation_access_token
 
 TESTS = Path(__file__).resolve().parent
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http(fake: FakeGitHub, method: str, path: str, token: str | None = None, body: Any = None, raw: bytes | None = None) -> tuple[int, dict[str, str], Any]:
+def http(
+    fake: FakeGitHub, method: str, path: str, token: str | None = None, body: Any = None, raw: bytes | None = None
+) -> tuple[int, dict[str, str], Any]:
     """A plain synchronous HTTP call (as a subprocess or a sync test would make)."""
     headers = {"User-Agent": "lemi-test", "Accept": "application/vnd.github+json"}
     if token:
@@ -94,7 +95,9 @@ def test_path_templates_match_like_githubs_router() -> None:
     assert template("GET", "/repos/o/r/git/ref/heads/lemi/provision-svc")[1]["ref"] == "heads/lemi/provision-svc"
     assert template("PATCH", "/repos/o/r/git/refs/heads/x")[1]["ref"] == "heads/x"
     assert template("DELETE", "/repos/o/r/git/refs/heads%2Fx")[1]["ref"] == "heads/x"  # encoded slash
-    assert template("GET", "/repos/o/r/commits/abc123/check-runs")[0] == "/repos/{owner}/{repo}/commits/{ref}/check-runs"
+    assert (
+        template("GET", "/repos/o/r/commits/abc123/check-runs")[0] == "/repos/{owner}/{repo}/commits/{ref}/check-runs"
+    )
     assert template("GET", "/repos/o/r/commits/abc123")[0] == "/repos/{owner}/{repo}/commits/{ref}"
     assert template("PATCH", "/repos/o/r/issues/comments/7")[0] == "/repos/{owner}/{repo}/issues/comments/{comment_id}"
     assert template("GET", "/repos/o/r/pulls/abc") is None  # integer parameter
@@ -122,16 +125,30 @@ def test_invalid_bodies_are_violations() -> None:
     nested = s.check(
         "POST",
         "/repos/acme/svc/check-runs",
-        body=json.dumps({"name": "n", "head_sha": "a" * 40, "output": {"title": "t", "summary": "s", "annotations": [{"path": "a", "start_line": 1}]}}),
+        body=json.dumps(
+            {
+                "name": "n",
+                "head_sha": "a" * 40,
+                "output": {"title": "t", "summary": "s", "annotations": [{"path": "a", "start_line": 1}]},
+            }
+        ),
     )
     assert kinds(nested) == ["body"] * len(nested) and any("end_line" in v.message for v in nested)
-    via_ref = s.check("POST", "/app/installations/1/access_tokens", body=json.dumps({"permissions": {"contents": "writ"}}))
+    via_ref = s.check(
+        "POST", "/app/installations/1/access_tokens", body=json.dumps({"permissions": {"contents": "writ"}})
+    )
     assert kinds(via_ref) == ["body"]  # the enum lives behind $ref: #/components/schemas/app-permissions
     assert kinds(s.check("POST", "/repos/acme/svc/issues/1/comments", body=b"")) == ["body"]  # required body
     assert kinds(s.check("POST", "/repos/acme/svc/issues/1/comments", body=b"{not json")) == ["body"]
-    typo = s.check("POST", "/repos/acme/svc/pulls", body=json.dumps({"title": "t", "head": "x", "base": "main", "bodyy": "typo"}))
+    typo = s.check(
+        "POST", "/repos/acme/svc/pulls", body=json.dumps({"title": "t", "head": "x", "base": "main", "bodyy": "typo"})
+    )
     assert kinds(typo) == ["body"] and "bodyy" in typo[0].message
-    date = s.check("POST", "/repos/acme/svc/check-runs", body=json.dumps({"name": "n", "head_sha": "a" * 40, "started_at": "yesterday"}))
+    date = s.check(
+        "POST",
+        "/repos/acme/svc/check-runs",
+        body=json.dumps({"name": "n", "head_sha": "a" * 40, "started_at": "yesterday"}),
+    )
     assert kinds(date) == ["body"]
     nullable = s.check("POST", "/repos/acme/svc/deployments", body=json.dumps({"ref": "main", "environment": None}))
     assert kinds(nullable) == ["body"]  # not nullable in the description
@@ -146,7 +163,9 @@ def test_answers_are_checked_against_response_schemas() -> None:
     broken = {**good, "merged": "no"}
     del broken["head"]
     assert kinds(s.check_response(op, 200, broken)) == ["response", "response"]
-    assert s.check_response(op, 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}) == []
+    assert (
+        s.check_response(op, 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}) == []
+    )
 
 
 def test_query_parameters_are_checked() -> None:
@@ -173,7 +192,11 @@ def test_app_jwt_rules(github: FakeGitHub) -> None:
         "issued in the future": github.app_jwt(iat=now + 120, exp=now + 300),
         "wrong key": github.app_jwt(key=other_key),
         "wrong issuer": github.app_jwt(iss="999"),
-        "not RS256": jwt.encode({"iat": now - 60, "exp": now + 500, "iss": str(github.app_id)}, "a-shared-secret-of-32-bytes-or-more", algorithm="HS256"),
+        "not RS256": jwt.encode(
+            {"iat": now - 60, "exp": now + 500, "iss": str(github.app_id)},
+            "a-shared-secret-of-32-bytes-or-more",
+            algorithm="HS256",
+        ),
         "garbage": "a.b.c",
     }
     for why, token in refused.items():
@@ -198,14 +221,25 @@ def test_installation_tokens_are_scoped_and_expire(github: FakeGitHub) -> None:
     assert http(github, "GET", "/repos/acme/absent", token)[0] == 404
     assert http(github, "GET", "/repos/umbrella/app", github.installation_token(other))[0] == 200
     # restricted to one repository
-    _, _, narrow = http(github, "POST", f"/app/installations/{acme}/access_tokens", github.app_jwt(), {"repositories": ["svc"]})
+    _, _, narrow = http(
+        github, "POST", f"/app/installations/{acme}/access_tokens", github.app_jwt(), {"repositories": ["svc"]}
+    )
     assert [r["full_name"] for r in narrow["repositories"]] == ["acme/svc"]
     assert http(github, "GET", "/repos/acme/svc", narrow["token"])[0] == 200
     assert http(github, "GET", "/repos/acme/infra", narrow["token"])[0] == 404
-    assert http(github, "POST", f"/app/installations/{acme}/access_tokens", github.app_jwt(), {"repositories": ["app"]})[0] == 422
+    assert (
+        http(github, "POST", f"/app/installations/{acme}/access_tokens", github.app_jwt(), {"repositories": ["app"]})[0]
+        == 422
+    )
     assert http(github, "POST", "/app/installations/999/access_tokens", github.app_jwt(), {})[0] == 404
     # reduced permissions
-    _, _, read_only = http(github, "POST", f"/app/installations/{acme}/access_tokens", github.app_jwt(), {"permissions": {"contents": "read"}})
+    _, _, read_only = http(
+        github,
+        "POST",
+        f"/app/installations/{acme}/access_tokens",
+        github.app_jwt(),
+        {"permissions": {"contents": "read"}},
+    )
     assert http(github, "GET", "/repos/acme/svc/contents/README.md", read_only["token"])[0] == 200
     write = {"message": "m", "content": base64.b64encode(b"x").decode()}
     assert http(github, "PUT", "/repos/acme/svc/contents/x.txt", read_only["token"], write)[0] == 403
@@ -230,7 +264,9 @@ def test_personal_tokens_and_anonymous_access(github: FakeGitHub) -> None:
     assert http(github, "GET", "/repos/acme/public")[0] == 200
     assert http(github, "POST", "/repos/acme/public/git/refs", None, {"ref": "refs/heads/x", "sha": "a" * 40})[0] == 401
     number = github.open_pull_request("acme/svc", "feature", {"a.txt": "a"})
-    status, _, comment = http(github, "POST", f"/repos/acme/svc/issues/{number}/comments", "ghp_alice", {"body": "/lemi status"})
+    status, _, comment = http(
+        github, "POST", f"/repos/acme/svc/issues/{number}/comments", "ghp_alice", {"body": "/lemi status"}
+    )
     assert status == 201 and comment["user"]["login"] == "alice" and comment["user"]["type"] == "User"
     assert comment["performed_via_github_app"] is None
     # check runs are for GitHub Apps only
@@ -244,7 +280,9 @@ def test_gidgethub_mints_jwt_and_installation_token(github: FakeGitHub) -> None:
     async def run() -> dict[str, Any]:
         async with aiohttp.ClientSession() as session:
             gh = GitHubAPI(session, "lemi-test", base_url=github.url)
-            return await get_installation_access_token(gh, installation_id=str(installation), app_id=str(github.app_id), private_key=github.private_key_pem)
+            return await get_installation_access_token(
+                gh, installation_id=str(installation), app_id=str(github.app_id), private_key=github.private_key_pem
+            )
 
     import asyncio
 
@@ -266,7 +304,9 @@ def test_user_agent_is_required(github: FakeGitHub) -> None:
 
 async def test_flow_with_gidgethub(github: FakeGitHub) -> None:
     installation = github.add_installation("acme", [])
-    github.add_repo("acme/svc", {"README.md": "# svc\n", "deploy/svc/service.yaml": "name: svc\n"}, installation=installation)
+    github.add_repo(
+        "acme/svc", {"README.md": "# svc\n", "deploy/svc/service.yaml": "name: svc\n"}, installation=installation
+    )
     token = github.installation_token(installation)
     repo = "/repos/acme/svc"
     async with aiohttp.ClientSession() as session:
@@ -278,25 +318,45 @@ async def test_flow_with_gidgethub(github: FakeGitHub) -> None:
             await gh.post(f"{repo}/git/refs", data={"ref": "refs/heads/lemi/svc", "sha": main["object"]["sha"]})
         assert dup.value.status_code == 422
 
-        current = await gh.getitem(f"{repo}/contents/{{+path}}?ref=lemi/svc", url_vars={"path": "deploy/svc/service.yaml"})
+        current = await gh.getitem(
+            f"{repo}/contents/{{+path}}?ref=lemi/svc", url_vars={"path": "deploy/svc/service.yaml"}
+        )
         assert base64.b64decode(current["content"]) == b"name: svc\n" and current["encoding"] == "base64"
         new = base64.b64encode(b"name: svc\nowner: infra\n").decode()
         with pytest.raises(BadRequest) as no_sha:
-            await gh.put(f"{repo}/contents/deploy/svc/service.yaml", data={"message": "m", "content": new, "branch": "lemi/svc"})
+            await gh.put(
+                f"{repo}/contents/deploy/svc/service.yaml", data={"message": "m", "content": new, "branch": "lemi/svc"}
+            )
         assert no_sha.value.status_code == 422
         put = await gh.put(
-            f"{repo}/contents/deploy/svc/service.yaml", data={"message": "Set owner", "content": new, "branch": "lemi/svc", "sha": current["sha"]}
+            f"{repo}/contents/deploy/svc/service.yaml",
+            data={"message": "Set owner", "content": new, "branch": "lemi/svc", "sha": current["sha"]},
         )
         assert put["commit"]["message"] == "Set owner"
-        created = await gh.put(f"{repo}/contents/services/svc.tf", data={"message": "Add svc", "content": base64.b64encode(b'module "svc" {}\n').decode(), "branch": "lemi/svc"})
+        created = await gh.put(
+            f"{repo}/contents/services/svc.tf",
+            data={
+                "message": "Add svc",
+                "content": base64.b64encode(b'module "svc" {}\n').decode(),
+                "branch": "lemi/svc",
+            },
+        )
         assert created["content"]["path"] == "services/svc.tf"
         assert github.file("acme/svc", "lemi/svc", "services/svc.tf") == 'module "svc" {}\n'
         assert github.file("acme/svc", "main", "services/svc.tf") is None
         tree = await gh.getitem(f"{repo}/git/trees/lemi/svc?recursive=1")
-        assert {e["path"] for e in tree["tree"] if e["type"] == "blob"} == {"README.md", "deploy/svc/service.yaml", "services/svc.tf"}
+        assert {e["path"] for e in tree["tree"] if e["type"] == "blob"} == {
+            "README.md",
+            "deploy/svc/service.yaml",
+            "services/svc.tf",
+        }
 
-        pr = await gh.post(f"{repo}/pulls", data={"title": "Provision svc", "head": "lemi/svc", "base": "main", "body": "by lemi"})
-        assert pr["number"] == 1 and pr["head"]["sha"] == created["commit"]["sha"] and pr["user"]["login"] == "lemi[bot]"
+        pr = await gh.post(
+            f"{repo}/pulls", data={"title": "Provision svc", "head": "lemi/svc", "base": "main", "body": "by lemi"}
+        )
+        assert (
+            pr["number"] == 1 and pr["head"]["sha"] == created["commit"]["sha"] and pr["user"]["login"] == "lemi[bot]"
+        )
         assert pr["head"]["repo"]["full_name"] == "acme/svc" and pr["head"]["repo"]["fork"] is False
         assert pr["merged"] is False and pr["mergeable"] is True and pr["changed_files"] == 2
         with pytest.raises(BadRequest) as again:
@@ -306,7 +366,10 @@ async def test_flow_with_gidgethub(github: FakeGitHub) -> None:
         assert [p["number"] for p in found] == [1] and "merged" not in found[0]  # the list shape has no "merged"
         assert [p async for p in gh.getiter(f"{repo}/pulls?head=acme:other")] == []
         files = [f async for f in gh.getiter(f"{repo}/pulls/1/files")]
-        assert sorted((f["filename"], f["status"]) for f in files) == [("deploy/svc/service.yaml", "modified"), ("services/svc.tf", "added")]
+        assert sorted((f["filename"], f["status"]) for f in files) == [
+            ("deploy/svc/service.yaml", "modified"),
+            ("services/svc.tf", "added"),
+        ]
 
         comment = await gh.post(f"{repo}/issues/1/comments", data={"body": "Provisioning..."})
         assert comment["user"] == {**comment["user"], "login": "lemi[bot]", "type": "Bot"}
@@ -314,13 +377,28 @@ async def test_flow_with_gidgethub(github: FakeGitHub) -> None:
         assert edited["body"] == "Provisioned"
         reaction = await gh.post(f"{repo}/issues/comments/{comment['id']}/reactions", data={"content": "rocket"})
         assert reaction["content"] == "rocket"
-        assert [r["content"] async for r in gh.getiter(f"{repo}/issues/comments/{comment['id']}/reactions")] == ["rocket"]
+        assert [r["content"] async for r in gh.getiter(f"{repo}/issues/comments/{comment['id']}/reactions")] == [
+            "rocket"
+        ]
         assert [c["body"] async for c in gh.getiter(f"{repo}/issues/1/comments")] == ["Provisioned"]
 
         head = pr["head"]["sha"]
-        run = await gh.post(f"{repo}/check-runs", data={"name": "lemi / provision", "head_sha": head, "status": "in_progress", "external_id": "svc"})
-        assert run["status"] == "in_progress" and run["conclusion"] is None and [p["number"] for p in run["pull_requests"]] == [1]
-        annotation = {"path": "deploy/svc/service.yaml", "start_line": 2, "end_line": 2, "annotation_level": "failure", "message": "bad"}
+        run = await gh.post(
+            f"{repo}/check-runs",
+            data={"name": "lemi / provision", "head_sha": head, "status": "in_progress", "external_id": "svc"},
+        )
+        assert (
+            run["status"] == "in_progress"
+            and run["conclusion"] is None
+            and [p["number"] for p in run["pull_requests"]] == [1]
+        )
+        annotation = {
+            "path": "deploy/svc/service.yaml",
+            "start_line": 2,
+            "end_line": 2,
+            "annotation_level": "failure",
+            "message": "bad",
+        }
         done = await gh.patch(
             f"{repo}/check-runs/{run['id']}",
             data={"conclusion": "failure", "output": {"title": "1 error", "summary": "s", "annotations": [annotation]}},
@@ -341,12 +419,22 @@ async def test_flow_with_gidgethub(github: FakeGitHub) -> None:
 
         deployment = await gh.post(
             f"{repo}/deployments",
-            data={"ref": merged["sha"], "environment": "staging", "auto_merge": False, "required_contexts": [], "payload": {"service": "svc"}},
+            data={
+                "ref": merged["sha"],
+                "environment": "staging",
+                "auto_merge": False,
+                "required_contexts": [],
+                "payload": {"service": "svc"},
+            },
         )
         assert deployment["sha"] == merged["sha"] and deployment["creator"]["login"] == "lemi[bot]"
         status = await gh.post(
             f"{repo}/deployments/{deployment['id']}/statuses",
-            data={"state": "success", "environment_url": "https://svc-internal.staging.lemon", "log_url": "https://logs/1"},
+            data={
+                "state": "success",
+                "environment_url": "https://svc-internal.staging.lemon",
+                "log_url": "https://logs/1",
+            },
         )
         assert status["state"] == "success" and status["environment_url"] == "https://svc-internal.staging.lemon"
         assert [d["id"] async for d in gh.getiter(f"{repo}/deployments?environment=staging")] == [deployment["id"]]
@@ -386,10 +474,12 @@ def test_pagination_follows_link_headers(github: FakeGitHub) -> None:
 
 def test_merge_refusals(github: FakeGitHub) -> None:
     installation = github.add_installation("acme", [])
-    github.add_repo("acme/infra", {"services/a.tf": "a\n"}, installation=installation, merge_methods=["merge", "squash"])
+    github.add_repo(
+        "acme/infra", {"services/a.tf": "a\n"}, installation=installation, merge_methods=["merge", "squash"]
+    )
     token = github.installation_token(installation)
     one = github.open_pull_request("acme/infra", "one", {"services/svc.tf": "x\n"})
-    github.set_unmergeable("acme/infra", one, "Required status check \"plan\" is expected.")
+    github.set_unmergeable("acme/infra", one, 'Required status check "plan" is expected.')
     status, _, body = http(github, "PUT", f"/repos/acme/infra/pulls/{one}/merge", token, {"merge_method": "squash"})
     assert (status, body["message"]) == (405, 'Required status check "plan" is expected.')
     two = github.open_pull_request("acme/infra", "two", {"services/two.tf": "2\n"})
@@ -417,7 +507,16 @@ def test_git_refs_and_contents_refusals(github: FakeGitHub) -> None:
     assert http(github, "GET", "/repos/acme/svc/git/ref/heads/absent", token)[0] == 404
     side = github.commit("acme/svc", "side", {"s": "s"})
     github.commit("acme/svc", "main", {"m": "m"})
-    assert http(github, "PATCH", "/repos/acme/svc/git/refs/heads/side", token, {"sha": github.branch_sha("acme/svc", "main")})[0] == 422
+    assert (
+        http(
+            github,
+            "PATCH",
+            "/repos/acme/svc/git/refs/heads/side",
+            token,
+            {"sha": github.branch_sha("acme/svc", "main")},
+        )[0]
+        == 422
+    )
     forced = http(github, "PATCH", "/repos/acme/svc/git/refs/heads/side", token, {"sha": main, "force": True})
     assert forced[0] == 200 and forced[2]["object"]["sha"] == main != side
     assert http(github, "DELETE", "/repos/acme/svc/git/refs/heads/absent", token)[0] == 422
@@ -430,7 +529,10 @@ def test_git_refs_and_contents_refusals(github: FakeGitHub) -> None:
     assert root[0] == 200 and [e["path"] for e in root[2]] == ["README.md", "m"]
     github.commit("acme/svc", "main", {"deploy/svc/service.yaml": "a", "deploy/svc/environment/prod.yaml": "b"})
     status, _, entries = http(github, "GET", "/repos/acme/svc/contents/deploy/svc", token)
-    assert status == 200 and [(e["name"], e["type"]) for e in entries] == [("environment", "dir"), ("service.yaml", "file")]
+    assert status == 200 and [(e["name"], e["type"]) for e in entries] == [
+        ("environment", "dir"),
+        ("service.yaml", "file"),
+    ]
     big = "x" * 200
     github.commit("acme/svc", "main", {"big.txt": big})
     _, _, file = http(github, "GET", "/repos/acme/svc/contents/big.txt", token)
@@ -444,7 +546,10 @@ def test_git_refs_and_contents_refusals(github: FakeGitHub) -> None:
 def test_deleting_a_head_branch_closes_its_pull_request(github: FakeGitHub) -> None:
     installation = github.add_installation("acme", ["svc"])
     number = github.open_pull_request("acme/svc", "feature", {"a": "a"})
-    assert http(github, "DELETE", "/repos/acme/svc/git/refs/heads/feature", github.installation_token(installation))[0] == 204
+    assert (
+        http(github, "DELETE", "/repos/acme/svc/git/refs/heads/feature", github.installation_token(installation))[0]
+        == 204
+    )
     assert github.pull("acme/svc", number).state == "closed" and not github.pull("acme/svc", number).merged
 
 
@@ -452,10 +557,17 @@ def test_pull_request_creation_refusals(github: FakeGitHub) -> None:
     installation = github.add_installation("acme", ["svc"])
     token = github.installation_token(installation)
     github.create_branch("acme/svc", "empty")
-    assert "No commits between" in json.dumps(http(github, "POST", "/repos/acme/svc/pulls", token, {"title": "t", "head": "empty", "base": "main"})[2])
-    assert http(github, "POST", "/repos/acme/svc/pulls", token, {"title": "t", "head": "absent", "base": "main"})[0] == 422
+    assert "No commits between" in json.dumps(
+        http(github, "POST", "/repos/acme/svc/pulls", token, {"title": "t", "head": "empty", "base": "main"})[2]
+    )
+    assert (
+        http(github, "POST", "/repos/acme/svc/pulls", token, {"title": "t", "head": "absent", "base": "main"})[0] == 422
+    )
     github.commit("acme/svc", "feature", {"a": "a"})
-    assert http(github, "POST", "/repos/acme/svc/pulls", token, {"title": "t", "head": "feature", "base": "absent"})[0] == 422
+    assert (
+        http(github, "POST", "/repos/acme/svc/pulls", token, {"title": "t", "head": "feature", "base": "absent"})[0]
+        == 422
+    )
     closed = http(github, "POST", "/repos/acme/svc/pulls", token, {"title": "t", "head": "feature", "base": "main"})[2]
     status, _, body = http(github, "PATCH", f"/repos/acme/svc/pulls/{closed['number']}", token, {"state": "closed"})
     assert status == 200 and body["state"] == "closed" and body["merged"] is False
@@ -468,14 +580,30 @@ def test_deployment_rules(github: FakeGitHub) -> None:
     github.commit("acme/svc", "main", {"hotfix": "1"})
     develop = github.branch_sha("acme/svc", "develop")
     # GitHub's default auto_merge merges the default branch into a lagging ref instead of deploying
-    status, _, body = http(github, "POST", "/repos/acme/svc/deployments", token, {"ref": "develop", "environment": "staging"})
+    status, _, body = http(
+        github, "POST", "/repos/acme/svc/deployments", token, {"ref": "develop", "environment": "staging"}
+    )
     assert status == 202 and "Auto-merged" in body["message"]
     assert github.branch_sha("acme/svc", "develop") != develop and github.deployments("acme/svc") == []
     # without required_contexts=[], every check must have succeeded
     sha = github.branch_sha("acme/svc", "develop")
-    http(github, "POST", "/repos/acme/svc/check-runs", token, {"name": "lemi / deploy (staging)", "head_sha": sha, "status": "in_progress"})
-    status, _, body = http(github, "POST", "/repos/acme/svc/deployments", token, {"ref": "develop", "environment": "staging", "auto_merge": False})
-    assert status == 409 and body["errors"][0]["contexts"] == [{"context": "lemi / deploy (staging)", "state": "pending"}]
+    http(
+        github,
+        "POST",
+        "/repos/acme/svc/check-runs",
+        token,
+        {"name": "lemi / deploy (staging)", "head_sha": sha, "status": "in_progress"},
+    )
+    status, _, body = http(
+        github,
+        "POST",
+        "/repos/acme/svc/deployments",
+        token,
+        {"ref": "develop", "environment": "staging", "auto_merge": False},
+    )
+    assert status == 409 and body["errors"][0]["contexts"] == [
+        {"context": "lemi / deploy (staging)", "state": "pending"}
+    ]
     ok = {"ref": "develop", "environment": "staging", "auto_merge": False, "required_contexts": []}
     first = http(github, "POST", "/repos/acme/svc/deployments", token, ok)[2]
     second = http(github, "POST", "/repos/acme/svc/deployments", token, ok)[2]
@@ -483,7 +611,9 @@ def test_deployment_rules(github: FakeGitHub) -> None:
     http(github, "POST", f"/repos/acme/svc/deployments/{first['id']}/statuses", token, {"state": "success"})
     http(github, "POST", f"/repos/acme/svc/deployments/{second['id']}/statuses", token, {"state": "success"})
     assert [d.state for d in github.deployments("acme/svc")] == ["inactive", "success"]  # auto_inactive
-    assert http(github, "POST", "/repos/acme/svc/deployments", token, {"ref": "absent", "required_contexts": []})[0] == 422
+    assert (
+        http(github, "POST", "/repos/acme/svc/deployments", token, {"ref": "absent", "required_contexts": []})[0] == 422
+    )
     assert http(github, "POST", "/repos/acme/svc/deployments/1/statuses", token, {"state": "success"})[0] == 404
 
 
@@ -492,12 +622,26 @@ def test_check_run_rules(github: FakeGitHub) -> None:
     token = github.installation_token(installation)
     sha = github.branch_sha("acme/svc", "main")
     assert http(github, "POST", "/repos/acme/svc/check-runs", token, {"name": "n", "head_sha": "a" * 40})[0] == 422
-    assert http(github, "POST", "/repos/acme/svc/check-runs", token, {"name": "n", "head_sha": sha, "status": "completed"})[0] == 422
-    across = {"path": "a", "start_line": 1, "end_line": 3, "start_column": 1, "annotation_level": "warning", "message": "m"}
+    assert (
+        http(
+            github, "POST", "/repos/acme/svc/check-runs", token, {"name": "n", "head_sha": sha, "status": "completed"}
+        )[0]
+        == 422
+    )
+    across = {
+        "path": "a",
+        "start_line": 1,
+        "end_line": 3,
+        "start_column": 1,
+        "annotation_level": "warning",
+        "message": "m",
+    }
     body = {"name": "n", "head_sha": sha, "output": {"title": "t", "summary": "s", "annotations": [across]}}
     assert http(github, "POST", "/repos/acme/svc/check-runs", token, body)[0] == 422
     first = http(github, "POST", "/repos/acme/svc/check-runs", token, {"name": "n", "head_sha": sha})[2]
-    second = http(github, "POST", "/repos/acme/svc/check-runs", token, {"name": "n", "head_sha": sha, "conclusion": "success"})[2]
+    second = http(
+        github, "POST", "/repos/acme/svc/check-runs", token, {"name": "n", "head_sha": sha, "conclusion": "success"}
+    )[2]
     assert first["status"] == "queued" and second["status"] == "completed"
     latest = http(github, "GET", "/repos/acme/svc/commits/main/check-runs", token)[2]
     assert [r["id"] for r in latest["check_runs"]] == [second["id"]]
@@ -653,7 +797,19 @@ def test_the_github_fixture_fails_a_test_that_broke_the_api(tmp_path: Path) -> N
     )
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", str(tmp_path / "test_child.py"), "--rootdir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            str(tmp_path / "test_child.py"),
+            "--rootdir",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -689,7 +845,10 @@ def test_signed_delivery() -> None:
     expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     assert headers["X-Hub-Signature-256"] == expected
     assert headers["User-Agent"].startswith("GitHub-Hookshot/") and headers["Content-Type"] == "application/json"
-    assert webhooks.signed("ping", payload, "s3cret")[0]["X-GitHub-Delivery"] != webhooks.signed("ping", payload, "s3cret")[0]["X-GitHub-Delivery"]
+    assert (
+        webhooks.signed("ping", payload, "s3cret")[0]["X-GitHub-Delivery"]
+        != webhooks.signed("ping", payload, "s3cret")[0]["X-GitHub-Delivery"]
+    )
 
 
 def test_pull_request_payload_describes_the_fake(github: FakeGitHub) -> None:
@@ -736,7 +895,9 @@ def test_push_payload_describes_the_fake(github: FakeGitHub) -> None:
     assert payload["ref"] == "refs/heads/main" and (payload["before"], payload["after"]) == (before, two)
     assert [c["id"] for c in payload["commits"]] == [one, two] and payload["head_commit"]["id"] == two
     assert payload["commits"][0]["added"] == ["deploy/svc/service.yaml"]
-    assert payload["commits"][1]["modified"] == ["deploy/svc/service.yaml"] and payload["commits"][1]["removed"] == ["README.md"]
+    assert payload["commits"][1]["modified"] == ["deploy/svc/service.yaml"] and payload["commits"][1]["removed"] == [
+        "README.md"
+    ]
     assert payload["installation"]["id"] == installation and payload["repository"]["full_name"] == "acme/svc"
     assert isinstance(payload["repository"]["created_at"], int)  # push payloads keep GitHub's odd types
     assert payload["created"] is False and payload["deleted"] is False and payload["forced"] is False
@@ -754,7 +915,9 @@ def test_issue_comment_payload_describes_the_fake(github: FakeGitHub) -> None:
     assert payload["issue"]["number"] == number and "pull_request" in payload["issue"]
     assert payload["installation"]["id"] == installation and payload["sender"]["login"] == "dev"
     issue = github.open_issue("acme/svc")
-    on_issue = webhooks.for_issue_comment(github, "acme/svc", issue, github.add_comment("acme/svc", issue, "/lemi help"))
+    on_issue = webhooks.for_issue_comment(
+        github, "acme/svc", issue, github.add_comment("acme/svc", issue, "/lemi help")
+    )
     assert "pull_request" not in on_issue["issue"]
     bot = github.add_comment("acme/svc", number, "done", user="lemi[bot]", user_type="Bot")
     assert webhooks.for_issue_comment(github, "acme/svc", number, bot)["sender"]["type"] == "Bot"

@@ -47,14 +47,7 @@ def test_the_independent_table_has_every_size() -> None:
 
 def service_yaml(cpu: object, memory: object) -> str:
     # cpu on line 5 column 10, memory on line 6 column 13
-    return (
-        "name: demo-service\n"
-        "owner: team-a\n"
-        "spec:\n"
-        "  resource:\n"
-        f"    cpu: {cpu}\n"
-        f"    memory: {memory}\n"
-    )
+    return f"name: demo-service\nowner: team-a\nspec:\n  resource:\n    cpu: {cpu}\n    memory: {memory}\n"
 
 
 def environment_yaml(cpu: object, memory: object) -> str:
@@ -192,7 +185,7 @@ def test_flow_style_resource_points_at_the_memory_value() -> None:
     ("field", "text", "line", "column"),
     [
         ("cpu", "    cpu: '1024'\n    memory: 2048\n", 5, 10),
-        ("memory", "    cpu: 1024\n    memory: \"2048\"\n", 6, 13),
+        ("memory", '    cpu: 1024\n    memory: "2048"\n', 6, 13),
     ],
 )
 def test_size_written_as_a_string_says_to_drop_the_quotes(field: str, text: str, line: int, column: int) -> None:

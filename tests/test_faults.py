@@ -29,22 +29,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import aws_world
+import ecs_sim
 import httpx
 import pytest
+from app_harness import RunningApp, running_app
+from aws_world import CLUSTER, SERVICE
 from botocore.retries.standard import ExponentialBackoff
+from fakes.github import serving
+from fakes.webhooks import ZERO_SHA, example, for_push
+from lemi_process import LOOPBACK, db_jobs, wait_until
+from lemi_process import Server as LemiServe
 from moto.core.exceptions import JsonRESTError
 from moto.ecs.models import EC2ContainerServiceBackend
 
-import aws_world
 import bot.aws.clients as clients_module
-import ecs_sim
-from app_harness import RunningApp, running_app
-from aws_world import CLUSTER, SERVICE
 from bot.aws.deploy import revision_of
-from fakes.github import serving
-from lemi_process import LOOPBACK, db_jobs, wait_until
-from lemi_process import Server as LemiServe
-from fakes.webhooks import ZERO_SHA, example, for_push
 
 REPO = "acme/demo-service"
 ENV = "staging"
@@ -57,6 +57,7 @@ pytestmark = pytest.mark.usefixtures("shared_api_models")
 
 
 # ---- fixtures --------------------------------------------------------------------------------
+
 
 @dataclass
 class Ecs:
@@ -436,9 +437,9 @@ def test_a_persistent_aws_throttle_is_retried_by_the_queue_then_reported(
     per_job = retries.get("total_max_attempts") or 1 + retries["max_attempts"]
     assert per_job == 6, retries
     assert ecs.throttled["describe_services"] == per_job * attempts, ecs.throttled
-    gaps = [b - a for a, b in zip(ecs.throttled_at, ecs.throttled_at[1:])]
+    gaps = [b - a for a, b in zip(ecs.throttled_at, ecs.throttled_at[1:], strict=False)]
     between_jobs = [gaps[per_job * n - 1] for n in range(1, attempts)]
-    assert all(gap >= delay * 0.9 for gap, delay in zip(between_jobs, retry_delays)), between_jobs
+    assert all(gap >= delay * 0.9 for gap, delay in zip(between_jobs, retry_delays, strict=False)), between_jobs
     # reported, not dropped: the Deployment and the check run say lemi gave up, and why
     (deployment,) = github.deployments(REPO)
     assert deployment.state in ("error", "failure"), deployment.statuses
@@ -500,4 +501,3 @@ def test_an_unwritable_queue_at_accept_time_gets_503_and_the_redelivery_is_proce
     rows = db_jobs(db)
     assert [(r["dedupe_id"], r["state"], r["attempts"]) for r in rows][0] == (delivery, "done", 1), rows
     assert_deployed_once(github, world, sim, ecs, sha)
-

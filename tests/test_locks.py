@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from bot.store.locks import DynamoLockStore, LockStore, Locks, open_locks
 from test_queue import make_sqs
+
+from bot.store.locks import DynamoLockStore, Locks, LockStore, open_locks
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])

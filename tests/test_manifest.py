@@ -16,7 +16,9 @@ def manifest() -> dict:
 
 
 def test_events_are_exactly_the_handled_ones() -> None:
-    handled = set(handlers.router._shallow_routes) | set(handlers.router._deep_routes)  # gidgethub has no public listing
+    handled = set(handlers.router._shallow_routes) | set(
+        handlers.router._deep_routes
+    )  # gidgethub has no public listing
     assert set(manifest()["default_events"]) == handled == {"pull_request", "push", "issue_comment"}
 
 

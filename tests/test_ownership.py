@@ -15,19 +15,19 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import pytest
-
 import aws_world
+import pytest
 from app_harness import LEMI_YML
 from aws_world import SERVICE
-from bot.core.config import parse_config
-from bot.github.client import GitHub
-from bot.core.ownership import Record, decide, longer_names, recorded_owner
-from bot.github.owners import Owners
-from bot.core.terraform import render_service_module
-from bot.core.spec import parse_service
 from fakes.webhooks import for_issue_comment, for_pull_request, for_push
-from test_slash_commands import REPO, SERVICE_FILES, Env, aws_calls, start  # noqa: F401 - fixtures
+from slash_world import REPO, SERVICE_FILES, Env
+
+from bot.core.config import parse_config
+from bot.core.ownership import Record, decide, longer_names, recorded_owner
+from bot.core.spec import parse_service
+from bot.core.terraform import render_service_module
+from bot.github.client import GitHub
+from bot.github.owners import Owners
 
 INFRA = "acme/infra"
 TF = "services/demo-service.tf"
@@ -37,7 +37,9 @@ CONFIG = parse_config(LEMI_YML)
 
 
 def module_block(repository: str | None) -> str:
-    text = render_service_module(parse_service(aws_world.SERVICE_YAML, "s.yaml"), CONFIG, repository=repository or "x/y")
+    text = render_service_module(
+        parse_service(aws_world.SERVICE_YAML, "s.yaml"), CONFIG, repository=repository or "x/y"
+    )
     if repository is None:
         text = "\n".join(line for line in text.splitlines() if not line.strip().startswith("repository")) + "\n"
     return text
@@ -47,10 +49,15 @@ def module_block(repository: str | None) -> str:
 
 
 def test_the_owner_is_read_from_lemis_own_module_block() -> None:
-    assert recorded_owner(module_block("acme/demo-service").encode(), SERVICE, TF) == Record(TF, True, "acme/demo-service")
+    assert recorded_owner(module_block("acme/demo-service").encode(), SERVICE, TF) == Record(
+        TF, True, "acme/demo-service"
+    )
     assert recorded_owner(module_block(None).encode(), SERVICE, TF) == Record(TF, True, None)
     # another service's block, or none at all: no owner recorded
-    assert recorded_owner(module_block("acme/x").replace('"demo-service"', '"other"').encode(), SERVICE, TF).repository is None
+    assert (
+        recorded_owner(module_block("acme/x").replace('"demo-service"', '"other"').encode(), SERVICE, TF).repository
+        is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -73,7 +80,9 @@ def test_an_infra_file_lemi_cannot_read_strictly_fails_closed(text: str, problem
 
 def test_precedence_file_then_naming_rule_then_the_longest_installed_name() -> None:
     recorded = Record(TF, True, "acme/Demo-Service")
-    assert decide(SERVICE, "acme/demo-service", recorded, better=None, infra=INFRA).allowed  # names are case-insensitive
+    assert decide(
+        SERVICE, "acme/demo-service", recorded, better=None, infra=INFRA
+    ).allowed  # names are case-insensitive
     refused = decide(SERVICE, INTRUDER, recorded, better=None, infra=INFRA)
     assert not refused.allowed and refused.owner == "acme/Demo-Service"
     assert "`demo-service` is owned by acme/Demo-Service" in refused.why and TF in refused.why
@@ -167,7 +176,9 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize("owner", ["acme/demo-service", None])
-def test_another_repository_cannot_operate_a_service_it_does_not_own(start: Callable[..., Env], owner: str | None) -> None:
+def test_another_repository_cannot_operate_a_service_it_does_not_own(
+    start: Callable[..., Env], owner: str | None
+) -> None:
     env = start()
     provisioned(env, owner)  # recorded, or only the naming rule
     number = add_repo(env, INTRUDER)

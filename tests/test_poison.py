@@ -14,12 +14,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-
+from app_harness import SERVICE_YAML, WEBHOOK_SECRET, running_app, setup_repos
+from fakes.webhooks import for_pull_request, signature
 from prometheus_client.parser import text_string_to_metric_families
 
-from app_harness import SERVICE_YAML, WEBHOOK_SECRET, running_app, setup_repos
 from bot.server.worker import REPORT_ATTEMPTS
-from fakes.webhooks import for_pull_request, signature
 
 SERVICE = "acme/demo-service"
 SPEC = "lemi / spec"

@@ -15,14 +15,14 @@ from typing import Any
 
 import hcl2
 import pytest
+from app_harness import LEMI_YML, RunningApp, running_app, setup_repos
+from fakes.webhooks import for_pull_request
 from hcl2.utils import SerializationOptions
 
-from app_harness import LEMI_YML, RunningApp, running_app, setup_repos
 from bot.cli import main
 from bot.core.config import parse_config
 from bot.core.spec import ServiceFile
 from bot.core.terraform import render_service_module
-from fakes.webhooks import for_pull_request
 
 SERVICE = "acme/demo-service"
 INFRA = "acme/infra"
@@ -410,7 +410,7 @@ def test_merged_service_pr_leaves_infra_pr_alone(github: Any, tmp_path: Path) ->
 
 # --- 8. merge fails --------------------------------------------------------------------------------------
 
-UNMERGEABLE = "Required status check \"ci / test\" is expected"
+UNMERGEABLE = 'Required status check "ci / test" is expected'
 
 
 def _merge_refused(app: RunningApp, github: Any) -> tuple[int, Any]:
@@ -650,9 +650,7 @@ def test_cli_provision_without_token_is_a_usage_error(
 
 
 @pytest.mark.parametrize("cli_env", TOKENS, indirect=True)
-def test_cli_provision_opens_the_infra_pr(
-    github: Any, cli_env: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_provision_opens_the_infra_pr(github: Any, cli_env: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     n = open_service_pr(github)
     code = main([*cli_env, "provision", "--pr", str(n), "--repo", SERVICE, "-s", "demo-service"])
     out, err = capsys.readouterr()
@@ -687,7 +685,11 @@ def test_cli_provision_refuses_a_service_another_repository_owns(
 ) -> None:
     """`lemi provision` goes through the same ownership check as the App: the infra file names
     acme/demo-service as the owner, so acme/intruder's PR for the same service writes nothing."""
-    github.commit(INFRA, "main", {TF: 'module "demo_service" {\n  name       = "demo-service"\n  repository = "acme/demo-service"\n}\n'})
+    github.commit(
+        INFRA,
+        "main",
+        {TF: 'module "demo_service" {\n  name       = "demo-service"\n  repository = "acme/demo-service"\n}\n'},
+    )
     installation = next(iter(github.installations))
     github.add_repo("acme/intruder", files={"README.md": "x\n"}, installation=installation)
     github.set_permission("acme/intruder", "octocat", "admin")

@@ -12,15 +12,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import aws_world
 import ecs_sim
+import pytest
 from app_harness import RunningApp, running_app
 from aws_world import CLUSTER, SERVICE
+from fakes.webhooks import ZERO_SHA, for_issue_comment, for_push
+
 from bot.aws.deploy import revision_of
 from bot.core.compile import compile_for
-from fakes.webhooks import ZERO_SHA, for_issue_comment, for_push
 
 REPO = "acme/demo-service"
 ENV = "staging"
@@ -36,6 +36,7 @@ pytestmark = pytest.mark.usefixtures("shared_api_models")
 
 
 # ---- fixtures and helpers ------------------------------------------------------------------
+
 
 def app_for(github: Any, tmp_path: Path, *, wait: int = 0, **kwargs: Any) -> Any:
     kwargs.setdefault("deploy_poll_seconds", 0.01)
@@ -81,7 +82,9 @@ def states(deployment: Any) -> list[str]:
 # ---- 1. success end to end ---------------------------------------------------------------------
 
 
-def test_push_deploys_end_to_end(github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, tmp_path: Path) -> None:
+def test_push_deploys_end_to_end(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, tmp_path: Path
+) -> None:
     sha = github.commit(REPO, "develop", SERVICE_FILES)
     aws_world.push_image(world.endpoint, sha)
     with app_for(github, tmp_path) as app:
@@ -490,7 +493,9 @@ def test_several_held_pushes_release_only_the_newest(
 def test_push_to_main_deploys_prod(
     github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, tmp_path: Path
 ) -> None:
-    sha = github.commit(REPO, "main", {**SERVICE_FILES, "deploy/demo-service/environment/prod.yaml": aws_world.STAGING_YAML})
+    sha = github.commit(
+        REPO, "main", {**SERVICE_FILES, "deploy/demo-service/environment/prod.yaml": aws_world.STAGING_YAML}
+    )
     aws_world.push_image(world.endpoint, sha)
     with app_for(github, tmp_path) as app:
         push(app, github, "main", ZERO_SHA, sha, sender="octocat")  # octocat has no permission at all

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-
 from app_harness import stored_document
+
 from bot.store.locks import LockStore
 from bot.store.queue import NewJob, Queue, QueueUnavailable, open_queue
 from bot.store.sqlite_queue import SQLiteQueue

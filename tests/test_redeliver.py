@@ -19,21 +19,21 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from app_harness import WEBHOOK_SECRET, running_app, setup_repos
+from fakes.webhooks import for_pull_request, signed
+
+from bot.core.settings import SettingsError, load_settings
 from bot.github.client import GitHub
+from bot.server.redeliver import GITHUB_WINDOW, OVERLAP, WINDOW, Redeliverer, RedeliveryState, recover, to_redeliver
 from bot.store.queue import NewJob
 from bot.store.sqlite_queue import SQLiteQueue
-from bot.server.redeliver import GITHUB_WINDOW, OVERLAP, WINDOW, RedeliveryState, Redeliverer, recover, to_redeliver
-from bot.core.settings import SettingsError, load_settings
-from fakes.webhooks import for_pull_request, signed
 
 NOW = 1_700_000_000.0
 DAY = 24 * 3600.0
 
 
 def iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def entry(id: int, guid: str, ago: float, status: int = 200, redelivery: bool = False) -> dict[str, Any]:
@@ -84,8 +84,12 @@ CASES: list[tuple[str, list[dict[str, Any]], float | None, set[str], list[int]]]
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("entries", "since", "requested", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_to_redeliver(entries: list[dict[str, Any]], since: float | None, requested: set[str], expected: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("entries", "since", "requested", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_to_redeliver(
+    entries: list[dict[str, Any]], since: float | None, requested: set[str], expected: list[int]
+) -> None:
     chosen = to_redeliver(entries, since=since, now=NOW, window=WINDOW, requested=requested)
     assert [e["id"] for e in chosen] == expected
     # the order of the log does not matter
@@ -135,7 +139,9 @@ async def test_a_failed_delivery_is_redelivered_once_across_checks_and_a_restart
     report = await recover(app_client, queue, state)
     assert (report.listed, report.missed, report.requested) == (2, 1, 1), report
     assert [d.guid for d in github.redelivered] == ["failed-guid"]
-    assert github.calls_to("POST", "/app/hook/deliveries/*/attempts")[0].path == f"/app/hook/deliveries/{failed}/attempts"
+    assert (
+        github.calls_to("POST", "/app/hook/deliveries/*/attempts")[0].path == f"/app/hook/deliveries/{failed}/attempts"
+    )
     assert not github.calls_to("POST", f"/app/hook/deliveries/{ok}/attempts")
     assert state.since is not None and state.requested == {"failed-guid"}
 

@@ -14,8 +14,8 @@ import re
 from fnmatch import fnmatchcase
 
 import pytest
-
 from aws_world import ACCOUNT, LEMI_YML, REGION
+
 from bot.core.config import Config, References, parse_config
 from bot.core.problems import Invalid
 from bot.core.references import parameter_resources, refuse_parameters, refuse_secrets, secret_resources
@@ -139,7 +139,10 @@ def test_allowed_secrets(text: str) -> None:
         (f"{SM}exact/token-AbC12", "does not allow"),  # not AWS's six-character suffix
         (f"{SM}exact/token-AbC1234", "does not allow"),
         (f"{SM}other/db-AbC123", "does not allow"),
-        (f"arn:aws:secretsmanager:{REGION}:999999999999:secret:demo-service/db", f"account 999999999999 (not {ACCOUNT})"),
+        (
+            f"arn:aws:secretsmanager:{REGION}:999999999999:secret:demo-service/db",
+            f"account 999999999999 (not {ACCOUNT})",
+        ),
         (f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:demo-service/db", f"region eu-west-1 (not {REGION})"),
         (f"arn:aws-cn:secretsmanager:{REGION}:{ACCOUNT}:secret:demo-service/db", "partition aws-cn (not aws)"),
     ],
@@ -189,7 +192,10 @@ def test_absent_lists_allow_anything_even_other_accounts() -> None:
 
 def test_an_empty_list_allows_nothing() -> None:
     message = secret_refused("demo-service/db", refs(secrets=[]))
-    assert message == "lemi.yml does not allow demo-service to reference this secret (allowed: none: references.secrets is empty)"
+    assert (
+        message
+        == "lemi.yml does not allow demo-service to reference this secret (allowed: none: references.secrets is empty)"
+    )
     assert parameter_refused("/demo-service/x", refs(parameters=[])) is not None
 
 
@@ -204,7 +210,9 @@ def test_the_finding_names_the_variable_the_reference_the_patterns_and_the_fix()
         "(allowed: demo-service/*, shared/*, exact/token, v?/key)"
     )
     assert "references.secrets in lemi.yml" in finding.hint and "matches an allowed pattern" in finding.hint
-    [parameter] = refuse_parameters(refs(), "staging", STAGING, SERVICE, {"FLAG": parse_parameter("/other/flag")}).values()
+    [parameter] = refuse_parameters(
+        refs(), "staging", STAGING, SERVICE, {"FLAG": parse_parameter("/other/flag")}
+    ).values()
     assert (parameter.check, parameter.subject) == ("parameter", "FLAG (/other/flag)")
     assert "(allowed: /demo-service/*, flat, /exact)" in parameter.message
     assert "references.parameters in lemi.yml" in parameter.hint

@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
-
 from app_harness import LEMI_YML, WEBHOOK_SECRET, settings_for
-from bot.server.app import Handlers, create_app
-from bot.core.config import parse_config
-from bot.store.queue import Job
-from bot.server.worker import WorkerSettings
 from fakes.webhooks import example, signed
+from starlette.testclient import TestClient
 from test_queue import make_sqs
+
+from bot.core.config import parse_config
+from bot.server.app import Handlers, create_app
+from bot.server.worker import WorkerSettings
+from bot.store.queue import Job
 
 DELIVERIES = 500
 KEYS = 10
@@ -58,9 +58,7 @@ class Recorder:
         )
 
 
-def test_two_replicas_process_each_delivery_once_in_key_order(
-    github: Any, aws_env: str, tmp_path: Path
-) -> None:
+def test_two_replicas_process_each_delivery_once_in_key_order(github: Any, aws_env: str, tmp_path: Path) -> None:
     queue_url, _, _ = make_sqs(aws_env)
     recorder = Recorder()
     config = parse_config(LEMI_YML)

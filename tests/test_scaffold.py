@@ -8,9 +8,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from checkout import LEMI_YML, make_checkout, write
 
 from bot.cli import main
-from checkout import LEMI_YML, make_checkout, write
 
 NEW = ["service", "new", "--service", "demo-service", "--cpu", "512", "--memory", "1024",
        "--desired-count", "3", "--owner", "infra"]  # fmt: skip
@@ -100,7 +100,7 @@ def test_without_lemi_yml_staging_and_prod_are_scaffolded(repo: Path, capsys: py
 
 def test_environments_and_workflows_follow_lemi_yml(repo: Path) -> None:
     three = LEMI_YML + (
-        "  qa:\n    branch: qa\n    region: eu-west-1\n    account_id: \"333333333333\"\n    cluster: qa-cluster\n"
+        '  qa:\n    branch: qa\n    region: eu-west-1\n    account_id: "333333333333"\n    cluster: qa-cluster\n'
     )
     write(repo, "lemi.yml", three)
     assert main(NEW) == 0

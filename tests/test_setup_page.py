@@ -32,23 +32,29 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from starlette.testclient import TestClient
-
 from app_harness import LEMI_YML
-from bot.server import peer
-from bot import setup
-from bot.server.app import create_app
-from bot.cli.server import served_app
-from bot.core.settings import load_settings
 from fakes.github import FakeGitHub
 from fakes.webhooks import signed
+from starlette.testclient import TestClient
+
+from bot import setup
+from bot.cli.server import served_app
+from bot.core.settings import load_settings
+from bot.server import peer
+from bot.server.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_YML = setup.app_manifest()
 LOCAL = ("127.0.0.1", 50123)  # the setup page answers loopback clients only
 BASE = "http://127.0.0.1:8080"
 PUBLIC = "https://lemi.acme.example"
-CREDENTIAL_VARS = ("GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET", "GITHUB_API_URL")
+CREDENTIAL_VARS = (
+    "GITHUB_APP_ID",
+    "GITHUB_APP_PRIVATE_KEY",
+    "GITHUB_APP_PRIVATE_KEY_PATH",
+    "GITHUB_WEBHOOK_SECRET",
+    "GITHUB_API_URL",
+)
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -65,7 +71,9 @@ class _Forms(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
         if tag == "form":
-            self.forms.append({"action": a.get("action", ""), "method": a.get("method", "get"), "id": a.get("id"), "inputs": {}})
+            self.forms.append(
+                {"action": a.get("action", ""), "method": a.get("method", "get"), "id": a.get("id"), "inputs": {}}
+            )
         elif tag == "input" and self.forms and a.get("name"):
             if a.get("type") in ("radio", "checkbox") and "checked" not in a:
                 return
@@ -123,7 +131,9 @@ def to_github(response: Any) -> tuple[str, str, dict[str, Any]]:
 
 
 def ghes_start(client: TestClient, github: FakeGitHub, **fields: str) -> tuple[str, str, dict[str, Any]]:
-    values = dict(github="ghes", ghes_url=github.url, ghes_confirm="yes", account="organization", org="acme", public_url=PUBLIC)
+    values = dict(
+        github="ghes", ghes_url=github.url, ghes_confirm="yes", account="organization", org="acme", public_url=PUBLIC
+    )
     values.update(fields)
     return to_github(start_form(client, **values))
 
@@ -143,7 +153,16 @@ def test_form_is_served_without_credentials(client: TestClient, first_run: Path)
     parsed = forms(page.text)
     form = parsed.forms[0]
     assert (form["action"], form["method"]) == ("/setup/start", "post")
-    assert set(form["inputs"]) == {"csrf", "token", "github", "ghes_url", "account", "org", "public_url", "name"}  # + ghes_confirm, unticked
+    assert set(form["inputs"]) == {
+        "csrf",
+        "token",
+        "github",
+        "ghes_url",
+        "account",
+        "org",
+        "public_url",
+        "name",
+    }  # + ghes_confirm, unticked
     assert form["inputs"]["token"] == "" and 'id="ghes_confirm"' in page.text
     # the token is asked for, with where to find it; the page never shows it
     assert str(first_run / setup.TOKEN_FILE) in page.text and "console" in page.text
@@ -165,7 +184,9 @@ def test_form_is_served_without_credentials(client: TestClient, first_run: Path)
 
 
 @pytest.mark.parametrize("present", ["all", "only GITHUB_APP_ID", "only GITHUB_WEBHOOK_SECRET"])
-def test_no_setup_routes_with_credentials(first_run: Path, github_env: FakeGitHub, monkeypatch: pytest.MonkeyPatch, present: str) -> None:
+def test_no_setup_routes_with_credentials(
+    first_run: Path, github_env: FakeGitHub, monkeypatch: pytest.MonkeyPatch, present: str
+) -> None:
     if present != "all":
         keep = present.removeprefix("only ")
         for name in CREDENTIAL_VARS:
@@ -173,7 +194,14 @@ def test_no_setup_routes_with_credentials(first_run: Path, github_env: FakeGitHu
                 monkeypatch.delenv(name, raising=False)
     with TestClient(create_app(), base_url=BASE, client=LOCAL, follow_redirects=False) as c:
         assert c.get("/healthz").json()["app"] == "unconfigured"  # no lemi.yml (and maybe partial credentials)
-        for method, path in [("GET", "/"), ("POST", "/setup/start"), ("GET", "/setup/callback?code=x&state=y"), ("GET", "/setup/done"), ("GET", "/setup/confirm"), ("POST", "/setup/confirm")]:
+        for method, path in [
+            ("GET", "/"),
+            ("POST", "/setup/start"),
+            ("GET", "/setup/callback?code=x&state=y"),
+            ("GET", "/setup/done"),
+            ("GET", "/setup/confirm"),
+            ("POST", "/setup/confirm"),
+        ]:
             assert c.request(method, path).status_code == 404, (method, path)
 
 
@@ -200,13 +228,22 @@ THROUGH_A_PROXY = "Open the setup page without a proxy"
 def _setup_routes(client: TestClient, token: str) -> dict[str, Any]:
     """One request to each setup route, the POSTs as complete as a stranger could make them."""
     client.cookies.set(setup.COOKIE, "c" * 43)
-    fields = {"csrf": "c" * 43, "token": token, "github": "github.com", "account": "personal", "public_url": PUBLIC, "name": "lemi"}
+    fields = {
+        "csrf": "c" * 43,
+        "token": token,
+        "github": "github.com",
+        "account": "personal",
+        "public_url": PUBLIC,
+        "name": "lemi",
+    }
     return {
         "GET /": client.get("/", headers=SPOOFED),
         "POST /setup/start": client.post("/setup/start", data=fields, headers={**SPOOFED, "Origin": BASE}),
         "GET /setup/callback": client.get("/setup/callback?code=abc123&state=" + "s" * 43, headers=SPOOFED),
         "GET /setup/confirm": client.get("/setup/confirm", headers=SPOOFED),
-        "POST /setup/confirm": client.post("/setup/confirm", data={"csrf": "c" * 43, "replace": "yes"}, headers={**SPOOFED, "Origin": BASE}),
+        "POST /setup/confirm": client.post(
+            "/setup/confirm", data={"csrf": "c" * 43, "replace": "yes"}, headers={**SPOOFED, "Origin": BASE}
+        ),
         "GET /setup/done": client.get("/setup/done", headers=SPOOFED),
     }
 
@@ -219,7 +256,9 @@ def test_the_served_app_records_the_socket_peer_before_proxy_headers() -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    TestClient(served_app(inner, trusted="*"), client=REMOTE).get("/", headers={"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "https"})
+    TestClient(served_app(inner, trusted="*"), client=REMOTE).get(
+        "/", headers={"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "https"}
+    )
     # uvicorn's proxy headers still apply (access logs, request.client, the scheme) ...
     assert (seen[0]["client"][0], seen[0]["scheme"]) == ("127.0.0.1", "https")
     # ... and the socket peer is kept beside them
@@ -231,7 +270,9 @@ def test_the_served_app_records_the_socket_peer_before_proxy_headers() -> None:
 def test_x_forwarded_for_does_not_make_another_machine_local(first_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")  # common behind a PaaS router: every peer is a trusted proxy
     app = create_app()
-    with TestClient(served_app(app), base_url=BASE, client=REMOTE, follow_redirects=False) as remote:  # as `lemi serve` serves it
+    with TestClient(
+        served_app(app), base_url=BASE, client=REMOTE, follow_redirects=False
+    ) as remote:  # as `lemi serve` serves it
         answers = _setup_routes(remote, setup_token(first_run))
         assert {route: r.status_code for route, r in answers.items()} == dict.fromkeys(answers, 403)
         assert all(FROM_ELSEWHERE in r.text and "ssh -L 8080:localhost:8080" in r.text for r in answers.values())
@@ -251,7 +292,11 @@ def test_a_request_a_proxy_passed_on_is_refused(first_run: Path, header: str) ->
         page = local.get("/", headers={header: value})
         assert page.status_code == 403 and THROUGH_A_PROXY in page.text and f"the {header} header" in page.text
         assert local.get("/").status_code == 200  # the same, straight to the port
-        fields = {**forms(local.get("/").text).forms[0]["inputs"], "token": setup_token(first_run), "public_url": PUBLIC}
+        fields = {
+            **forms(local.get("/").text).forms[0]["inputs"],
+            "token": setup_token(first_run),
+            "public_url": PUBLIC,
+        }
         assert local.post("/setup/start", data=fields, headers={header: value, "Origin": BASE}).status_code == 403
         assert local.get("/setup/callback?code=abc123&state=" + "s" * 43, headers={header: value}).status_code == 403
     assert app.state.setup.pending == {}
@@ -270,8 +315,8 @@ def test_served_some_other_way_proxy_headers_are_refused_all_the_same(first_run:
 def test_lemi_serve_hands_uvicorn_the_recording_app_without_its_proxy_headers(monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
-    from bot.server.app import app
     from bot.cli import main
+    from bot.server.app import app
 
     ran: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(uvicorn, "run", lambda served, **options: ran.append((served, options)))
@@ -281,7 +326,9 @@ def test_lemi_serve_hands_uvicorn_the_recording_app_without_its_proxy_headers(mo
     [(served, options)] = ran
     assert options["proxy_headers"] is False and options["port"] == 9123
     assert isinstance(served, peer.RecordPeer) and served.inner.app is app  # peer recorded, then uvicorn's middleware
-    assert "10.0.0.1" in served.inner.trusted_hosts and "127.0.0.1" not in served.inner.trusted_hosts  # FORWARDED_ALLOW_IPS
+    assert (
+        "10.0.0.1" in served.inner.trusted_hosts and "127.0.0.1" not in served.inner.trusted_hosts
+    )  # FORWARDED_ALLOW_IPS
     assert os.environ["PORT"] == "9123"  # the console names the port lemi listens on
 
 
@@ -322,8 +369,17 @@ def test_lemi_serve_decides_on_the_socket_behind_a_trusting_proxy_setup(tmp_path
     try:
         token = setup_token(home)
         remote = f"http://{address}:{server.port}"
-        fields = {"csrf": "c" * 43, "token": token, "github": "github.com", "account": "personal", "public_url": PUBLIC, "name": "lemi"}
-        with httpx.Client(base_url=remote, trust_env=False, timeout=10, follow_redirects=False, cookies={setup.COOKIE: "c" * 43}) as http:
+        fields = {
+            "csrf": "c" * 43,
+            "token": token,
+            "github": "github.com",
+            "account": "personal",
+            "public_url": PUBLIC,
+            "name": "lemi",
+        }
+        with httpx.Client(
+            base_url=remote, trust_env=False, timeout=10, follow_redirects=False, cookies={setup.COOKIE: "c" * 43}
+        ) as http:
             answers = {
                 "GET /": http.get("/", headers=SPOOFED),
                 "POST /setup/start": http.post("/setup/start", data=fields, headers={**SPOOFED, "Origin": remote}),
@@ -354,12 +410,21 @@ def test_registration_needs_the_setup_token(client: TestClient, first_run: Path)
     assert len(token.replace("-", "")) == 32  # base32: 160 bits
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     other = setup.new_setup_token()
-    for typed, says in [("", "paste the setup token"), ("  ", "paste the setup token"), (other, "not the setup token"), (token[:-1], "not the setup token"), (token + "a", "not the setup token"), ("tøken", "not the setup token")]:
+    for typed, says in [
+        ("", "paste the setup token"),
+        ("  ", "paste the setup token"),
+        (other, "not the setup token"),
+        (token[:-1], "not the setup token"),
+        (token + "a", "not the setup token"),
+        ("tøken", "not the setup token"),
+    ]:
         response = start_form(client, public_url=PUBLIC, token=typed)
         assert response.status_code == 400, typed
         assert 'id="token-error"' in response.text and says in response.text, typed
         assert str(token_file) in response.text and "console" in response.text  # where to find it
-        assert "to-github" not in response.text and "/settings/apps/new" not in response.text  # no manifest goes anywhere
+        assert (
+            "to-github" not in response.text and "/settings/apps/new" not in response.text
+        )  # no manifest goes anywhere
         assert token not in response.text
         assert flow.pending == {}
     assert not (first_run / ".env").exists()
@@ -368,8 +433,10 @@ def test_registration_needs_the_setup_token(client: TestClient, first_run: Path)
     assert action == f"https://github.com/settings/apps/new?state={state}" and list(flow.pending) == [state]
 
 
-def test_the_token_is_on_the_console_and_in_the_file_never_in_the_log(first_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with TestClient(create_app(), base_url=BASE, client=LOCAL) as first:
+def test_the_token_is_on_the_console_and_in_the_file_never_in_the_log(
+    first_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with TestClient(create_app(), base_url=BASE, client=LOCAL):
         old = setup_token(first_run)
     with TestClient(create_app(), base_url=BASE, client=LOCAL, follow_redirects=False) as second:
         token = setup_token(first_run)  # replaced at each start
@@ -381,7 +448,9 @@ def test_the_token_is_on_the_console_and_in_the_file_never_in_the_log(first_run:
     err = capsys.readouterr().err
     assert old in err and token in err
     logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    assert any("setup token" in entry["message"] and str(first_run / setup.TOKEN_FILE) in entry["message"] for entry in logged)
+    assert any(
+        "setup token" in entry["message"] and str(first_run / setup.TOKEN_FILE) in entry["message"] for entry in logged
+    )
     assert any("wrong setup token" in entry["message"] for entry in logged)
     for entry in logged:
         assert token not in json.dumps(entry) and old not in json.dumps(entry)
@@ -390,7 +459,9 @@ def test_the_token_is_on_the_console_and_in_the_file_never_in_the_log(first_run:
 def test_the_token_is_retired_once_env_is_written(client: TestClient, github: FakeGitHub, first_run: Path) -> None:
     token = setup_token(first_run)
     _, state, manifest = ghes_start(client, github)
-    code = github.register_manifest_code(manifest, owner="acme", owner_type="Organization", state=state, html_url=github.url)
+    code = github.register_manifest_code(
+        manifest, owner="acme", owner_type="Organization", state=state, html_url=github.url
+    )
     assert client.get(f"/setup/callback?code={code}&state={state}").status_code == 303
     assert (first_run / ".env").exists() and not (first_run / setup.TOKEN_FILE).exists()
     flow: setup.SetupFlow = client.app.state.setup  # type: ignore[attr-defined]
@@ -432,7 +503,14 @@ def test_lemi_serve_prints_the_token_on_its_console_only(tmp_path: Path) -> None
 # --- a GitHub other than github.com is confirmed ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ghes_url, host", [("https://GHE.acme.test/", "ghe.acme.test"), ("https://ghe.acme.test:8443", "ghe.acme.test:8443"), ("https://octo.ghe.com", "octo.ghe.com")])
+@pytest.mark.parametrize(
+    "ghes_url, host",
+    [
+        ("https://GHE.acme.test/", "ghe.acme.test"),
+        ("https://ghe.acme.test:8443", "ghe.acme.test:8443"),
+        ("https://octo.ghe.com", "octo.ghe.com"),
+    ],
+)
 def test_a_github_other_than_github_com_must_be_confirmed(client: TestClient, ghes_url: str, host: str) -> None:
     flow: setup.SetupFlow = client.app.state.setup  # type: ignore[attr-defined]
     for unticked in ({}, {"ghes_confirm": ""}, {"ghes_confirm": "no"}):
@@ -450,11 +528,17 @@ def test_a_github_other_than_github_com_must_be_confirmed(client: TestClient, gh
 
 
 def test_github_com_needs_no_confirmation(client: TestClient) -> None:
-    for fields in ({}, {"github": "ghes", "ghes_url": "https://github.com"}):  # github.com typed as an Enterprise Server
+    for fields in (
+        {},
+        {"github": "ghes", "ghes_url": "https://github.com"},
+    ):  # github.com typed as an Enterprise Server
         response = start_form(client, public_url=PUBLIC, **fields)
         action, _, _ = to_github(response)
         assert action.startswith("https://github.com/settings/apps/new?state=")
-        assert 'Continue on <span id="github-host">github.com</span>' in response.text and 'id="not-dotcom"' not in response.text
+        assert (
+            'Continue on <span id="github-host">github.com</span>' in response.text
+            and 'id="not-dotcom"' not in response.text
+        )
 
 
 # --- the manifest -------------------------------------------------------------------------------------------
@@ -481,21 +565,42 @@ def test_personal_account_on_github_com(client: TestClient) -> None:
 
 def test_organisation_on_enterprise_server(client: TestClient) -> None:
     action, state, manifest = to_github(
-        start_form(client, github="ghes", ghes_url="https://GHE.acme.test/", ghes_confirm="yes", account="organization", org="Acme-Corp", public_url="https://lemi.acme.test/ci/webhook")
+        start_form(
+            client,
+            github="ghes",
+            ghes_url="https://GHE.acme.test/",
+            ghes_confirm="yes",
+            account="organization",
+            org="Acme-Corp",
+            public_url="https://lemi.acme.test/ci/webhook",
+        )
     )
     assert action == f"https://ghe.acme.test/organizations/Acme-Corp/settings/apps/new?state={state}"
     assert manifest["hook_attributes"]["url"] == "https://lemi.acme.test/ci/webhook"
     flow: setup.SetupFlow = client.app.state.setup  # type: ignore[attr-defined]
-    assert flow.pending[state].target == setup.Target("https://ghe.acme.test", "https://ghe.acme.test/api/v3", "Acme-Corp")
+    assert flow.pending[state].target == setup.Target(
+        "https://ghe.acme.test", "https://ghe.acme.test/api/v3", "Acme-Corp"
+    )
 
 
 def test_api_url_follows_the_chosen_github() -> None:
     target = setup.parse_target
-    assert target(github="github.com", account="personal") == setup.Target("https://github.com", "https://api.github.com", None)
-    assert target(github="ghes", ghes_url="https://ghe.acme.test:8443", account="personal").api_url == "https://ghe.acme.test:8443/api/v3"
-    assert target(github="ghes", ghes_url="https://octo.ghe.com", account="organization", org="acme").api_url == "https://api.octo.ghe.com"
+    assert target(github="github.com", account="personal") == setup.Target(
+        "https://github.com", "https://api.github.com", None
+    )
+    assert (
+        target(github="ghes", ghes_url="https://ghe.acme.test:8443", account="personal").api_url
+        == "https://ghe.acme.test:8443/api/v3"
+    )
+    assert (
+        target(github="ghes", ghes_url="https://octo.ghe.com", account="organization", org="acme").api_url
+        == "https://api.octo.ghe.com"
+    )
     assert target(github="ghes", ghes_url="https://github.com", account="personal").api_url == "https://api.github.com"
-    assert target(github="ghes", ghes_url="http://127.0.0.1:9000", account="personal").api_url == "http://127.0.0.1:9000/api/v3"
+    assert (
+        target(github="ghes", ghes_url="http://127.0.0.1:9000", account="personal").api_url
+        == "http://127.0.0.1:9000/api/v3"
+    )
     # the org login is escaped into the path, never interpreted
     assert setup.Target("https://github.com", "https://api.github.com", "acme").new_app_url("s t") == (
         "https://github.com/organizations/acme/settings/apps/new?state=s+t"
@@ -508,7 +613,9 @@ def test_valid_organisation_names(client: TestClient, org: str) -> None:
     assert action.startswith(f"https://github.com/organizations/{org}/settings/apps/new?state=")
 
 
-@pytest.mark.parametrize("org", ["", "-acme", "acme-", "ac--me", "a" * 40, "acme/../settings", "acme corp", "acme?x=1", "açme", "ac\nme"])
+@pytest.mark.parametrize(
+    "org", ["", "-acme", "acme-", "ac--me", "a" * 40, "acme/../settings", "acme corp", "acme?x=1", "açme", "ac\nme"]
+)
 def test_invalid_organisation_names_are_refused(client: TestClient, org: str) -> None:
     response = start_form(client, account="organization", org=org, public_url=PUBLIC)
     assert response.status_code == 400
@@ -548,26 +655,41 @@ def test_invalid_inputs_are_refused(client: TestClient, fields: dict[str, str], 
     response = start_form(client, **values)
     assert response.status_code == 400, response.text
     assert f'id="{field}-error"' in response.text or (field in ("github", "account") and "error" in response.text)
-    assert "<script>" not in response.text.split("<main>")[1].replace('<script nonce', '')  # echoed input is escaped
+    assert "<script>" not in response.text.split("<main>")[1].replace("<script nonce", "")  # echoed input is escaped
     assert client.app.state.setup.pending == {}  # type: ignore[attr-defined]
 
 
 def test_start_needs_the_pages_csrf_token(client: TestClient, first_run: Path) -> None:
-    fields = {"github": "github.com", "account": "personal", "public_url": PUBLIC, "name": "lemi", "token": setup_token(first_run)}
+    fields = {
+        "github": "github.com",
+        "account": "personal",
+        "public_url": PUBLIC,
+        "name": "lemi",
+        "token": setup_token(first_run),
+    }
     assert client.post("/setup/start", data=fields).status_code == 403  # no cookie, no token
     token = forms(client.get("/").text).forms[0]["inputs"]["csrf"]
     assert client.post("/setup/start", data={**fields, "csrf": "x" * 43}).status_code == 403  # wrong token
     # the right token from another site's page
-    assert client.post("/setup/start", data={**fields, "csrf": token}, headers={"Origin": "https://evil.example"}).status_code == 403
+    assert (
+        client.post(
+            "/setup/start", data={**fields, "csrf": token}, headers={"Origin": "https://evil.example"}
+        ).status_code
+        == 403
+    )
     assert client.post("/setup/start", data={**fields, "csrf": token}, headers={"Origin": BASE}).status_code == 200
 
 
 # --- the callback ---------------------------------------------------------------------------------------------
 
 
-def test_callback_exchanges_the_code_and_writes_env_0600(client: TestClient, github: FakeGitHub, first_run: Path) -> None:
+def test_callback_exchanges_the_code_and_writes_env_0600(
+    client: TestClient, github: FakeGitHub, first_run: Path
+) -> None:
     _, state, manifest = ghes_start(client, github)
-    code = github.register_manifest_code(manifest, owner="acme", owner_type="Organization", state=state, html_url=github.url)
+    code = github.register_manifest_code(
+        manifest, owner="acme", owner_type="Organization", state=state, html_url=github.url
+    )
     done = client.get(f"/setup/callback?code={code}&state={state}")
     assert (done.status_code, done.headers["location"]) == (303, "/setup/done")
     # the code was exchanged once, without credentials, at the API of the chosen GitHub
@@ -603,13 +725,22 @@ def test_callback_exchanges_the_code_and_writes_env_0600(client: TestClient, git
 
 def start_form_after_done(client: TestClient, token: str = "") -> Any:
     csrf = client.cookies.get(setup.COOKIE)
-    fields = {"csrf": csrf or "", "token": token, "account": "personal", "github": "github.com", "public_url": PUBLIC, "name": "x"}
+    fields = {
+        "csrf": csrf or "",
+        "token": token,
+        "account": "personal",
+        "github": "github.com",
+        "public_url": PUBLIC,
+        "name": "x",
+    }
     return client.post("/setup/start", data=fields)
 
 
 def test_bad_state_is_refused(client: TestClient, github: FakeGitHub, first_run: Path) -> None:
     _, state, manifest = ghes_start(client, github)
-    code = github.register_manifest_code(manifest, owner="acme", owner_type="Organization", state=state, html_url=github.url)
+    code = github.register_manifest_code(
+        manifest, owner="acme", owner_type="Organization", state=state, html_url=github.url
+    )
     for query in [f"code={code}", f"code={code}&state=", f"code={code}&state=forged", f"code={code}&state={state}x"]:
         refused = client.get(f"/setup/callback?{query}")
         assert refused.status_code == 400 and "not valid" in refused.text, query
@@ -624,7 +755,9 @@ def test_bad_state_is_refused(client: TestClient, github: FakeGitHub, first_run:
     assert client.get(f"/setup/callback?code={code}&state={state}").status_code == 400
 
 
-def test_expired_state_is_refused(client: TestClient, github: FakeGitHub, first_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_expired_state_is_refused(
+    client: TestClient, github: FakeGitHub, first_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, state, manifest = ghes_start(client, github)
     code = github.register_manifest_code(manifest, state=state)
     flow: setup.SetupFlow = client.app.state.setup  # type: ignore[attr-defined]
@@ -641,14 +774,18 @@ def test_a_used_or_unknown_code_is_explained(client: TestClient, github: FakeGit
     assert not (first_run / ".env").exists()
 
 
-def test_existing_env_is_not_overwritten_without_confirmation(client: TestClient, github: FakeGitHub, first_run: Path) -> None:
+def test_existing_env_is_not_overwritten_without_confirmation(
+    client: TestClient, github: FakeGitHub, first_run: Path
+) -> None:
     env = first_run / ".env"
     before = "# mine\nAWS_PROFILE=dev\nGITHUB_APP_ID=1\nexport GITHUB_WEBHOOK_SECRET='old'\n"
     env.write_text(before)
     env.chmod(0o644)
     assert 'id="env-exists"' in client.get("/").text
     _, state, manifest = ghes_start(client, github)
-    code = github.register_manifest_code(manifest, owner="acme", owner_type="Organization", state=state, html_url=github.url)
+    code = github.register_manifest_code(
+        manifest, owner="acme", owner_type="Organization", state=state, html_url=github.url
+    )
     callback = client.get(f"/setup/callback?code={code}&state={state}")
     assert (callback.status_code, callback.headers["location"]) == (303, "/setup/confirm")
     asked = client.get("/setup/confirm")
@@ -659,7 +796,9 @@ def test_existing_env_is_not_overwritten_without_confirmation(client: TestClient
     # no confirmation: nothing changes
     assert client.post("/setup/confirm", data={"csrf": token}, headers={"Origin": BASE}).status_code == 400
     assert client.post("/setup/confirm", data={"csrf": "x" * 43, "replace": "yes"}).status_code == 403
-    other = TestClient(client.app, base_url=BASE, client=LOCAL, follow_redirects=False)  # another browser, the same server
+    other = TestClient(
+        client.app, base_url=BASE, client=LOCAL, follow_redirects=False
+    )  # another browser, the same server
     assert other.post("/setup/confirm", data={"csrf": token, "replace": "yes"}).status_code == 403
     assert other.get("/setup/confirm").headers["location"] == "/"
     assert env.read_text() == before
@@ -680,15 +819,25 @@ def test_existing_env_is_not_overwritten_without_confirmation(client: TestClient
 
 
 def _credentials(**overrides: Any) -> setup.Credentials:
-    from fakes.github import _session_key  # a real RSA key
     from cryptography.hazmat.primitives import serialization
+    from fakes.github import _session_key  # a real RSA key
 
-    pem = _session_key().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    ).decode()
+    pem = (
+        _session_key()
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+        .decode()
+    )
     values: dict[str, Any] = dict(
-        app_id=7, slug="lemi", name="lemi", html_url="https://github.com/apps/lemi", owner="acme",
-        api_url="https://api.github.com", pem=pem, webhook_secret="s3cr3t",
+        app_id=7,
+        slug="lemi",
+        name="lemi",
+        html_url="https://github.com/apps/lemi",
+        owner="acme",
+        api_url="https://api.github.com",
+        pem=pem,
+        webhook_secret="s3cr3t",
     )
     values.update(overrides)
     return setup.Credentials(**values)
@@ -746,7 +895,9 @@ def test_load_env_file_never_overrides_the_environment(tmp_path: Path) -> None:
     assert setup.load_env_file(tmp_path / "absent", environ) == []
 
 
-def test_lemi_serve_reads_env_file_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_lemi_serve_reads_env_file_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from bot.cli import main
     from bot.cli.server import _read_env_file
 
@@ -768,14 +919,34 @@ def test_lemi_serve_reads_env_file_only_when_asked(tmp_path: Path, monkeypatch: 
 
 def test_conversion_answers_are_checked() -> None:
     target = setup.Target("https://ghe.acme.test", "https://ghe.acme.test/api/v3", "acme")
-    good = {"id": 5, "slug": "lemi", "name": "lemi", "pem": _credentials().pem, "webhook_secret": "abc", "html_url": "https://ghe.acme.test/github-apps/lemi", "owner": {"login": "acme"}}
+    good = {
+        "id": 5,
+        "slug": "lemi",
+        "name": "lemi",
+        "pem": _credentials().pem,
+        "webhook_secret": "abc",
+        "html_url": "https://ghe.acme.test/github-apps/lemi",
+        "owner": {"login": "acme"},
+    }
     assert setup.parse_conversion(good, target).html_url == "https://ghe.acme.test/github-apps/lemi"
     # a link elsewhere is not offered: the install link stays on the chosen GitHub
-    assert setup.parse_conversion({**good, "html_url": "https://evil.example/apps/lemi"}, target).html_url == "https://ghe.acme.test/apps/lemi"
-    for bad in [{"id": "5"}, {"pem": "not a key"}, {"pem": "-----BEGIN RSA PRIVATE KEY-----\nxx\n-----END RSA PRIVATE KEY-----"}, {"slug": "../x"}, {"webhook_secret": "it's"}, {"webhook_secret": "a\nb"}]:
+    assert (
+        setup.parse_conversion({**good, "html_url": "https://evil.example/apps/lemi"}, target).html_url
+        == "https://ghe.acme.test/apps/lemi"
+    )
+    for bad in [
+        {"id": "5"},
+        {"pem": "not a key"},
+        {"pem": "-----BEGIN RSA PRIVATE KEY-----\nxx\n-----END RSA PRIVATE KEY-----"},
+        {"slug": "../x"},
+        {"webhook_secret": "it's"},
+        {"webhook_secret": "a\nb"},
+    ]:
         with pytest.raises(setup.ExchangeError):
             setup.parse_conversion({**good, **bad}, target)
-    assert "pem" not in repr(setup.parse_conversion(good, target)) and "abc" not in repr(setup.parse_conversion(good, target))
+    assert "pem" not in repr(setup.parse_conversion(good, target)) and "abc" not in repr(
+        setup.parse_conversion(good, target)
+    )
 
 
 # --- the fake's side of the flow ------------------------------------------------------------------------------
@@ -790,14 +961,21 @@ def test_the_fake_refuses_manifests_github_refuses(github: FakeGitHub) -> None:
         "unknown permission 'pull_request'": {"default_permissions": {"pull_request": "write"}},
         "'admin' is not one of": {"default_permissions": {**APP_YML["default_permissions"], "contents": "admin"}},
         "unknown event 'pull'": {"default_events": ["pull"]},
-        "'push' needs the permission contents": {"default_permissions": {"metadata": "read"}, "default_events": ["push"]},
-        "isn't reachable over the public Internet": {"hook_attributes": {"url": "http://localhost:8080/webhook", "active": True}},
+        "'push' needs the permission contents": {
+            "default_permissions": {"metadata": "read"},
+            "default_events": ["push"],
+        },
+        "isn't reachable over the public Internet": {
+            "hook_attributes": {"url": "http://localhost:8080/webhook", "active": True}
+        },
     }
     for problem, change in cases.items():
         found = github.manifest_problems({**manifest, **change})
         assert any(problem in p for p in found), (problem, found)
     github.expect_manifest(default_events=["push"])
-    assert github.manifest_problems(manifest) == ["default_events: expected ['push'], got ['pull_request', 'push', 'issue_comment']"]
+    assert github.manifest_problems(manifest) == [
+        "default_events: expected ['push'], got ['pull_request', 'push', 'issue_comment']"
+    ]
     with pytest.raises(ValueError):
         github.register_manifest_code(manifest)
 
@@ -807,25 +985,50 @@ def test_the_fake_web_page_redirects_with_a_code(github: FakeGitHub) -> None:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
     data = urllib.parse.urlencode({"manifest": json.dumps(manifest)}).encode()
     with pytest.raises(urllib.error.HTTPError) as answer:
-        opener.open(urllib.request.Request(f"{github.url}/organizations/acme/settings/apps/new?state=s1", data=data), timeout=10)
+        opener.open(
+            urllib.request.Request(f"{github.url}/organizations/acme/settings/apps/new?state=s1", data=data), timeout=10
+        )
     assert answer.value.code == 302
     location = urlsplit(answer.value.headers["Location"])
     query = parse_qs(location.query)
     assert (location.netloc, location.path, query["state"]) == ("127.0.0.1:1", "/setup/callback", ["s1"])
     recorded = github.app_manifests[0]
-    assert (recorded.owner, recorded.owner_type, recorded.state, recorded.manifest) == ("acme", "Organization", "s1", manifest)
+    assert (recorded.owner, recorded.owner_type, recorded.state, recorded.manifest) == (
+        "acme",
+        "Organization",
+        "s1",
+        manifest,
+    )
     # the code is good once, under GHES's /api/v3 layout as at the root
-    request = urllib.request.Request(f"{github.ghes_api_url}/app-manifests/{query['code'][0]}/conversions", method="POST", headers={"User-Agent": "t"})
+    request = urllib.request.Request(
+        f"{github.ghes_api_url}/app-manifests/{query['code'][0]}/conversions",
+        method="POST",
+        headers={"User-Agent": "t"},
+    )
     with opener.open(request, timeout=10) as response:
         app = json.loads(response.read())
-    assert response.status == 201 and app["owner"]["login"] == "acme" and app["permissions"] == APP_YML["default_permissions"]
+    assert (
+        response.status == 201
+        and app["owner"]["login"] == "acme"
+        and app["permissions"] == APP_YML["default_permissions"]
+    )
     with pytest.raises(urllib.error.HTTPError) as again:
-        opener.open(urllib.request.Request(f"{github.url}/app-manifests/{query['code'][0]}/conversions", method="POST", headers={"User-Agent": "t"}), timeout=10)
+        opener.open(
+            urllib.request.Request(
+                f"{github.url}/app-manifests/{query['code'][0]}/conversions", method="POST", headers={"User-Agent": "t"}
+            ),
+            timeout=10,
+        )
     assert again.value.code == 404
     # an invalid manifest: GitHub's error page, and a violation of the fake's rules
     github.expect_violations()
     with pytest.raises(urllib.error.HTTPError) as refused:
-        opener.open(urllib.request.Request(f"{github.url}/settings/apps/new", data=urllib.parse.urlencode({"manifest": "{}"}).encode()), timeout=10)
+        opener.open(
+            urllib.request.Request(
+                f"{github.url}/settings/apps/new", data=urllib.parse.urlencode({"manifest": "{}"}).encode()
+            ),
+            timeout=10,
+        )
     assert refused.value.code == 422
     assert [v.kind for v in github.violations] == ["manifest"]
 
@@ -862,7 +1065,13 @@ class Server:
         environ["NO_PROXY"] = environ["no_proxy"] = "127.0.0.1,localhost"
         self.output = open(self.log, "wb")  # noqa: SIM115
         self.errors = open(self.err, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "lemi"), "serve", "--env-file", ".env"], cwd=cwd, env=environ, stdout=self.output, stderr=self.errors)
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "lemi"), "serve", "--env-file", ".env"],
+            cwd=cwd,
+            env=environ,
+            stdout=self.output,
+            stderr=self.errors,
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -872,7 +1081,7 @@ class Server:
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     self.stop()
-                    raise AssertionError(f"lemi serve did not start:\n{self.text()}")
+                    raise AssertionError(f"lemi serve did not start:\n{self.text()}") from None
                 time.sleep(0.1)
 
     def stdout(self) -> str:
@@ -906,7 +1115,10 @@ def _get(url: str) -> Any:
 def _chromium(profile: Path) -> Any:
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
     if missing:
-        pytest.fail(f"{', '.join(missing)} missing: `make test` installs Debian's chromium and chromium-driver (apt-get, as root)", pytrace=False)
+        pytest.fail(
+            f"{', '.join(missing)} missing: `make test` installs Debian's chromium and chromium-driver (apt-get, as root)",
+            pytrace=False,
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -983,7 +1195,9 @@ def test_setup_page_end_to_end_in_chromium(github: FakeGitHub, tmp_path: Path) -
         except TimeoutException:
             browser.save_screenshot("/tmp/lemi-setup-stuck.png")
             body = browser.find_element(By.TAG_NAME, "body").text
-            raise AssertionError(f"no next steps at {browser.current_url}:\n{body}\n--- lemi serve:\n{server.text()}") from None
+            raise AssertionError(
+                f"no next steps at {browser.current_url}:\n{body}\n--- lemi serve:\n{server.text()}"
+            ) from None
         assert urlsplit(browser.current_url).path == "/setup/done"  # the one-time code is not left in the address bar
         browser.save_screenshot("/tmp/lemi-setup-done.png")
         page = browser.page_source
@@ -1024,19 +1238,28 @@ def test_setup_page_end_to_end_in_chromium(github: FakeGitHub, tmp_path: Path) -
     for secret in [*secrets_of(app), posted.code]:
         assert secret not in log  # neither the credentials nor the one-time code reach the log
     assert "/setup/callback?…" in log
-    assert token not in server.stdout() and token not in log.replace(token, "", 1)  # on the console once, and nowhere else
+    assert token not in server.stdout() and token not in log.replace(
+        token, "", 1
+    )  # on the console once, and nowhere else
 
     # the same command, now with .env and a lemi.yml: webhooks, and no setup page
     (home / "lemi.yml").write_text(LEMI_YML)
-    again = Server(home, LEMI_QUEUE=f"sqlite:///{home / 'queue.db'}", LEMI_REDELIVER_INTERVAL_SECONDS="0", LEMI_WORKERS="1")
+    again = Server(
+        home, LEMI_QUEUE=f"sqlite:///{home / 'queue.db'}", LEMI_REDELIVER_INTERVAL_SECONDS="0", LEMI_WORKERS="1"
+    )
     try:
         assert again.health["app"] == "ready", again.health
         with pytest.raises(urllib.error.HTTPError) as gone:
             _get(again.url + "/")
         assert gone.value.code == 404
         headers, body = signed("ping", {"zen": "Design for failure.", "hook_id": 1}, app["webhook_secret"])
-        with _loopback.open(urllib.request.Request(again.url + "/webhook", data=body, headers=headers, method="POST"), timeout=5) as pong:
+        with _loopback.open(
+            urllib.request.Request(again.url + "/webhook", data=body, headers=headers, method="POST"), timeout=5
+        ) as pong:
             assert json.loads(pong.read()) == {"status": "pong"}
-        assert "read GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY, GITHUB_WEBHOOK_SECRET, GITHUB_API_URL from .env" in again.text()
+        assert (
+            "read GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY, GITHUB_WEBHOOK_SECRET, GITHUB_API_URL from .env"
+            in again.text()
+        )
     finally:
         again.stop()

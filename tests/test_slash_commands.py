@@ -19,173 +19,28 @@ User-Agent), so "nothing ran" is checked on the wire, not only on the state.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication
-
 import aws_world
-import ecs_sim
-from app_harness import LEMI_YML, running_app, setup_repos
+import pytest
 from aws_world import CLUSTER, SERVICE
+from fakes.webhooks import for_pull_request, for_push
+from slash_world import (
+    BOT,
+    KEY,
+    LEMI_ONLY_PROTECTED,
+    LEMI_PROD_FIRST,
+    REPO,
+    REV1,
+    ROLES,
+    SERVICE_FILES,
+    Env,
+    reply_head,
+)
+
 from bot.core.compile import compile_for
-from fakes.webhooks import for_issue_comment, for_pull_request, for_push
-
-REPO = "acme/demo-service"
-BOT = "lemi[bot]"
-KEY = "acme/demo-service:demo-service:staging"
-REV1 = "demo-service-staging:1"
-ROLES = {"alice": "write", "bob": "write", "mia": "maintain", "ada": "admin", "rita": "read", "tom": "triage"}
-_CLUSTER_LINE = "    cluster: lemon-ecs-cluster\n"
-
-# the harness's lemi.yml (staging unprotected, then prod protected), images never awaited
-LEMI = LEMI_YML.replace(_CLUSTER_LINE, _CLUSTER_LINE + "    image_wait_seconds: 0\n")
-assert LEMI.count("image_wait_seconds: 0") == 2 and LEMI.index("  staging:") < LEMI.index("  prod:")
-_HEAD, _ENVS = LEMI.split("environments:\n")
-_STAGING, _PROD = _ENVS.split("  prod:\n")
-LEMI_PROD_FIRST = f"{_HEAD}environments:\n  prod:\n{_PROD}{_STAGING}"
-LEMI_ONLY_PROTECTED = LEMI.replace(_CLUSTER_LINE + "    image_wait_seconds: 0\n  prod:", _CLUSTER_LINE + "    image_wait_seconds: 0\n    protected: true\n  prod:")
-assert LEMI_PROD_FIRST.index("  prod:") < LEMI_PROD_FIRST.index("  staging:")
-assert LEMI_ONLY_PROTECTED.count("protected: true") == 2
-
-SERVICE_FILES = {
-    "deploy/demo-service/service.yaml": aws_world.SERVICE_YAML,
-    "deploy/demo-service/environment/staging.yaml": aws_world.STAGING_YAML,
-}
-
-
-# ---- the world ------------------------------------------------------------------------------
-
-
-@dataclass
-class Env:
-    github: Any
-    app: Any
-    world: aws_world.World
-    sim: ecs_sim.Sim
-    number: int  # the pull request the comments go on
-    aws_calls: list[str]
-
-    def comment(self, body: str, user: str = "alice", *, number: int | None = None, user_type: str = "User",
-                action: str = "created", delivery: str | None = None, drain: bool = True) -> int:  # fmt: skip
-        """``user`` writes ``body``; GitHub delivers the issue_comment webhook. Returns the comment id."""
-        n = self.number if number is None else number
-        cid = self.github.add_comment(REPO, n, body, user=user, user_type=user_type)
-        self.deliver_comment(cid, number=n, action=action, delivery=delivery, drain=drain)
-        return cid
-
-    def deliver_comment(self, cid: int, *, number: int | None = None, action: str = "created",
-                        delivery: str | None = None, drain: bool = True) -> dict[str, Any]:  # fmt: skip
-        n = self.number if number is None else number
-        payload = for_issue_comment(self.github, REPO, n, cid, action=action,
-                                    previous_body="/lemi help" if action == "edited" else None)  # fmt: skip
-        response = self.app.deliver("issue_comment", payload, delivery=delivery)
-        assert 200 <= response.status_code < 300, response.text
-        if drain:
-            self.app.drain()
-        return dict(response.json())
-
-    def replies(self, number: int | None = None) -> list[str]:
-        n = self.number if number is None else number
-        return [c.body for c in self.github.comments(REPO, n) if c.user == BOT]
-
-    def reactions(self, cid: int) -> list[str]:
-        found = sorted(self.github.comments_by_id[cid].reactions, key=lambda r: r.id)
-        return [r.content for r in found if r.user == BOT]
-
-    def aws_writes(self, since: int = 0) -> list[str]:
-        ops = [c.rsplit(".", 1)[-1] for c in self.aws_calls[since:]]
-        return [op for op in ops if not op.startswith(("Describe", "List", "Get", "BatchGet"))]
-
-    def github_writes(self, since: int = 0) -> list[str]:
-        """Writes to GitHub since call ``since`` (minting an installation token is not a change)."""
-        return [f"{c.method} {c.path}" for c in self.github.calls[since:]
-                if c.method not in ("GET", "HEAD") and not c.path.endswith("/access_tokens")]  # fmt: skip
-
-    def locks(self) -> list[tuple[str, str, str]]:
-        db = sqlite3.connect(self.app.queue_path)
-        try:
-            return [tuple(r) for r in db.execute("SELECT repository, environment, holder FROM locks")]
-        except sqlite3.OperationalError:  # no lock was ever taken
-            return []
-        finally:
-            db.close()
-
-    def command_jobs(self) -> list[dict[str, Any]]:
-        return [j for j in self.app.jobs() if j["kind"] == "command"]
-
-    def service(self) -> Any:
-        return self.sim.service(CLUSTER, SERVICE)
-
-    def start_tasks(self, count: int = 2) -> list[str]:
-        svc = self.service()
-        return [t.task_arn.rsplit("/", 1)[-1] for t in self.sim.add_tasks(svc, svc.deployments[0], count)]
-
-    def image_of_service(self) -> str:
-        td = self.world.ecs().describe_task_definition(taskDefinition=self.service().task_definition)["taskDefinition"]
-        return str(next(c["image"] for c in td["containerDefinitions"] if c["name"] == SERVICE))
-
-    def revisions(self) -> list[str]:
-        return sorted(a.rsplit("/", 1)[-1] for a in self.world.ecs().list_task_definitions()["taskDefinitionArns"])
-
-    def aws_state(self) -> dict[str, Any]:
-        """ECS as lemi could have changed it (read from moto's backend: no simulated rollout step)."""
-        svc = self.service()
-        tasks = self.sim.backend.tasks.get(CLUSTER, {})
-        return {
-            "task_definition": svc.task_definition,
-            "desired": svc.desired_count,
-            "deployments": [(d["id"], d.get("status"), d.get("rolloutState")) for d in svc.deployments],
-            "tasks": sorted((arn, t.desired_status, getattr(t, "stopped_reason", "")) for arn, t in tasks.items()),
-            "revisions": self.revisions(),
-            "updates": self.sim.updates,
-        }
-
-
-@pytest.fixture
-def aws_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every AWS operation lemi sends to moto, in order (X-Amz-Target)."""
-    calls: list[str] = []
-    original = DomainDispatcherApplication.__call__
-
-    def spy(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
-        if "lemi" in environ.get("HTTP_USER_AGENT", ""):
-            calls.append(environ.get("HTTP_X_AMZ_TARGET", "") or f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
-        return original(self, environ, start_response)
-
-    monkeypatch.setattr(DomainDispatcherApplication, "__call__", spy)
-    return calls
-
-
-@pytest.fixture
-def start(
-    github: Any, moto_reset: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_calls: list[str]
-) -> Iterator[Callable[..., Env]]:
-    """``start(lemi_yml=LEMI)``: demo-service provisioned in moto, acme/demo-service with an open
-    PR that adds its deploy files, collaborators of every role, and lemi's app running."""
-    with ExitStack() as stack:
-
-        def make(lemi_yml: str = LEMI) -> Env:
-            world = aws_world.build(moto_reset)
-            sim = ecs_sim.install(monkeypatch)
-            setup_repos(github)
-            for login, role in ROLES.items():
-                github.set_permission(REPO, login, role)
-            number = github.open_pull_request(REPO, "feature", files=SERVICE_FILES, user="alice")
-            app = stack.enter_context(running_app(github, tmp_path, lemi_yml=lemi_yml, deploy_poll_seconds=0.01))
-            return Env(github, app, world, sim, number, aws_calls)
-
-        yield make
-
-
-def reply_head(body: str, user: str) -> str:
-    return f"**`{body}`** — @{user}"
-
 
 # ---- 1. every command, permitted and refused ------------------------------------------------
 
@@ -349,6 +204,7 @@ CASES = {
     "unlock": Case("/lemi unlock", _alice_locked, check_unlock, "tom"),
 }
 
+
 @pytest.mark.parametrize(
     "name", list(CASES)
 )  # fmt: skip
@@ -503,7 +359,10 @@ IGNORED = {
     "lemi's own answer": (_own_reply, "created"),
     "lemi[bot] writing /lemi": (_bot_says_lemi, "created"),
     "another bot": (_other_bot, "created"),
-    "an edited comment": (lambda env: int(env.github.add_comment(REPO, env.number, "/lemi restart", user="alice")), "edited"),
+    "an edited comment": (
+        lambda env: int(env.github.add_comment(REPO, env.number, "/lemi restart", user="alice")),
+        "edited",
+    ),
     "a plain comment": (_plain, "created"),
     "/lemi glued to a word": (_lemi_prefix_only, "created"),
 }
@@ -544,7 +403,8 @@ def assert_answered_without_running(env: Env, cid: int, gh_mark: int, reactions:
     assert env.reactions(cid) == reactions
     (reply,) = env.replies()
     assert sorted(env.github_writes(gh_mark)) == sorted(
-        [f"POST /repos/{REPO}/issues/{env.number}/comments"] + [f"POST /repos/{REPO}/issues/comments/{cid}/reactions"] * len(reactions)
+        [f"POST /repos/{REPO}/issues/{env.number}/comments"]
+        + [f"POST /repos/{REPO}/issues/comments/{cid}/reactions"] * len(reactions)
     )
     assert env.aws_calls == [] and env.sim.updates == 0 and env.command_jobs() == []
     return reply
@@ -575,7 +435,10 @@ def test_help_answers_with_the_usage(start: Callable[..., Env]) -> None:
 HOSTILE = {
     "command substitution": ("/lemi deploy $(id)", "`(that value)` is not a valid image-tag"),
     "shell separator": ("/lemi restart; rm -rf /", "unknown command `(that)`. did you mean `restart`?"),
-    "64 KB comment": ("/lemi deploy " + "a" * (65536 - len("/lemi deploy ")), "that command line is too long (over 500 characters)"),
+    "64 KB comment": (
+        "/lemi deploy " + "a" * (65536 - len("/lemi deploy ")),
+        "that command line is too long (over 500 characters)",
+    ),
     "backticks and a mention": ("/lemi stop-task `whoami`@everyone", "`(that value)` is not a valid task-id"),
     "substitution in -e": ("/lemi status -e $(whoami)", "`(that value)` is not an environment name"),
 }
@@ -721,7 +584,6 @@ def test_a_command_that_cannot_be_done_says_why(start: Callable[..., Env], body:
     assert env.aws_writes() == [] and env.sim.updates == 0
 
 
-
 def _roll_out(env: Env, *tags: str) -> None:
     """Deploy each tag in turn behind lemi's back, each rollout complete."""
     ecs = env.world.ecs()
@@ -734,7 +596,7 @@ def _roll_out(env: Env, *tags: str) -> None:
 
 
 def test_a_rollback_retried_after_its_reply_failed_goes_to_the_revision_pinned_at_intake(
-    start: Callable[..., Env]
+    start: Callable[..., Env],
 ) -> None:
     """The reply is lost, so the retry runs the rollback again: it goes to the revision chosen
     when the command was accepted (v2), not to the one before the service's new current (v1)."""

@@ -92,7 +92,13 @@ def test_image_defaults_to_the_service_name_and_desired_count_to_one() -> None:
 @pytest.mark.parametrize(
     ("text", "path", "line", "column", "hint"),
     [
-        (service_yaml().replace("desiredCount", "desiredCont"), "spec.desiredCont", 4, 3, "did you mean `desiredCount`?"),
+        (
+            service_yaml().replace("desiredCount", "desiredCont"),
+            "spec.desiredCont",
+            4,
+            3,
+            "did you mean `desiredCount`?",
+        ),
         (service_yaml().replace("image", "imag"), "spec.imag", 5, 3, "did you mean `image`?"),
         (service_yaml().replace("memory", "memroy"), "spec.resource.memroy", 8, 5, "did you mean `memory`?"),
         (service_yaml() + "ownr: x\n", "ownr", 9, 1, "did you mean `owner`?"),
@@ -220,7 +226,14 @@ def test_a_word_yaml_reads_as_another_type_gets_a_quote_hint(field: str, value: 
 
 @pytest.mark.parametrize(
     ("value", "kind"),
-    [("no", "boolean"), ("on", "boolean"), ("yes", "boolean"), ("1.10", "number"), ("2022-01-01", "date"), ("8080", "number")],
+    [
+        ("no", "boolean"),
+        ("on", "boolean"),
+        ("yes", "boolean"),
+        ("1.10", "number"),
+        ("2022-01-01", "date"),
+        ("8080", "number"),
+    ],
 )
 def test_environment_variable_values_must_be_strings(value: str, kind: str) -> None:
     problem = env_problem(f"variables:\n  LOG_LEVEL: info\n  FLAG: {value}\n")
@@ -228,7 +241,7 @@ def test_environment_variable_values_must_be_strings(value: str, kind: str) -> N
     assert problem.message == f"expected a string, but {value!r} is read by YAML as a {kind}"
     assert problem.hint == f'quote it: "{value}"'
     assert problem.render() == (
-        f'{ENV}:3:9: variables.FLAG: expected a string, but {value!r} is read by YAML as a {kind}\n'
+        f"{ENV}:3:9: variables.FLAG: expected a string, but {value!r} is read by YAML as a {kind}\n"
         f'    hint: quote it: "{value}"'
     )
 
@@ -375,7 +388,9 @@ def test_name_must_match_its_directory() -> None:
     at(problem, SERVICE, "name", 1, 7)
     assert problem.message == "the name 'demo-service-worker' does not match its directory deploy/demo-service/"
     assert problem.hint == "name the directory deploy/demo-service-worker/ or set name: demo-service"
-    ok = parse_service(service_yaml(name="demo-service-worker"), SERVICE, repository=REPO, directory="demo-service-worker")
+    ok = parse_service(
+        service_yaml(name="demo-service-worker"), SERVICE, repository=REPO, directory="demo-service-worker"
+    )
     assert ok.name == "demo-service-worker"
 
 
@@ -455,7 +470,9 @@ def test_valid_environment_variable_names(section: str, name: str) -> None:
 
 
 @pytest.mark.parametrize("section", ["variables", "secrets", "parameters"])
-@pytest.mark.parametrize(("written", "name"), [("1A", "1A"), ("A-B", "A-B"), ("'A B'", "A B"), ("A.B", "A.B"), ("'É'", "É")])
+@pytest.mark.parametrize(
+    ("written", "name"), [("1A", "1A"), ("A-B", "A-B"), ("'A B'", "A B"), ("A.B", "A.B"), ("'É'", "É")]
+)
 def test_invalid_environment_variable_names(section: str, written: str, name: str) -> None:
     problem = env_problem(f"{section}:\n  OK: x\n  {written}: y\n")
     at(problem, ENV, f"{section}.{name}", 3, 3)  # points at the key
@@ -641,7 +658,11 @@ def test_valid_parameter_references(written: str, value_from: str) -> None:
             "arn:aws:ssm:us-east-1:111111111111:parameter/a b",
             "is not an SSM parameter ARN",
         ),
-        ("arn:aws:ssm:us-east-1:1111:parameter/x", "arn:aws:ssm:us-east-1:1111:parameter/x", "is not an SSM parameter ARN"),
+        (
+            "arn:aws:ssm:us-east-1:1111:parameter/x",
+            "arn:aws:ssm:us-east-1:1111:parameter/x",
+            "is not an SSM parameter ARN",
+        ),
         (
             "arn:aws:secretsmanager:us-east-1:111111111111:secret:x",
             "arn:aws:secretsmanager:us-east-1:111111111111:secret:x",

@@ -17,16 +17,16 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
 import aws_world
-import handlers
+import pytest
 from aws_world import SERVICE
+from fakes.webhooks import for_pull_request
+from slash_world import REPO, SERVICE_FILES, Env
+
+import handlers
 from bot.core.markdown import ZWSP, code, fence, inert
 from bot.core.problems import Problem
 from bot.core.templating import render
-from fakes.webhooks import for_pull_request
-from test_slash_commands import REPO, SERVICE_FILES, Env, aws_calls, start  # noqa: F401 - fixtures
 
 PROD_YAML = """\
 variables:
@@ -55,7 +55,10 @@ def test_deploy_to_a_protected_environment_uses_the_environment_branchs_files(st
     env = start()
     main = env.github.commit(REPO, "main", {**SERVICE_FILES, "deploy/demo-service/environment/prod.yaml": PROD_YAML})
     number = env.github.open_pull_request(
-        REPO, "change-prod", files={**SERVICE_FILES, "deploy/demo-service/environment/prod.yaml": PR_PROD_YAML}, user="alice"
+        REPO,
+        "change-prod",
+        files={**SERVICE_FILES, "deploy/demo-service/environment/prod.yaml": PR_PROD_YAML},
+        user="alice",
     )
     head = env.github.pull(REPO, number).head_sha
     aws_world.push_image(env.world.endpoint, "v2")
@@ -72,7 +75,9 @@ def test_deploy_to_a_protected_environment_uses_the_environment_branchs_files(st
     assert f"service files of `main` at `{main[:12]}`" in diff and "matches `main`" in diff
 
 
-def test_deploy_to_an_unprotected_environment_uses_the_pull_requests_head_and_names_it(start: Callable[..., Env]) -> None:
+def test_deploy_to_an_unprotected_environment_uses_the_pull_requests_head_and_names_it(
+    start: Callable[..., Env],
+) -> None:
     env = start()
     aws_world.push_image(env.world.endpoint, "v2")
     head = env.github.pull(REPO, env.number).head_sha
@@ -130,7 +135,9 @@ def test_a_pull_request_body_with_the_marker_does_not_jump_into_another_prs_queu
 
 # ---- user text in lemi's Markdown ---------------------------------------------------------------
 
-HOSTILE = "@acme/admins see #12 and acme/x#3 at https://evil.example/x www.evil.example [click](https://e.x) <img src=x> GH-1"
+HOSTILE = (
+    "@acme/admins see #12 and acme/x#3 at https://evil.example/x www.evil.example [click](https://e.x) <img src=x> GH-1"
+)
 _LIVE = [r"(?<!\w)@[A-Za-z0-9]", r"#\d", r"https?://", r"www\.", r"(?<!\\)\]\(", r"(?<!\\)<img", r"GH-\d"]
 
 
@@ -152,11 +159,15 @@ def test_inert_text_cannot_mention_reference_or_link() -> None:
 
 
 def test_problems_and_findings_quote_user_values_inertly() -> None:
-    problems = [Problem("deploy/@team/service.yaml", f"'{HOSTILE}' is not a valid owner", 2, 8, "owner", f"not {HOSTILE}")]
+    problems = [
+        Problem("deploy/@team/service.yaml", f"'{HOSTILE}' is not a valid owner", 2, 8, "owner", f"not {HOSTILE}")
+    ]
     summary = render("checks/spec.md.j2", services=["@team"], problems=problems)
     assert _live(summary) == [], summary
     findings = [SimpleNamespace(check="secret", subject=f"DB ({HOSTILE})", message=HOSTILE, hint=HOSTILE)]
-    reply = render("comments/command.md.j2", inv=SimpleNamespace(text="/lemi verify", user="alice"), findings=findings, ok=False)
+    reply = render(
+        "comments/command.md.j2", inv=SimpleNamespace(text="/lemi verify", user="alice"), findings=findings, ok=False
+    )
     body = reply.split("\n", 1)[1]  # the heading mentions the commenter on purpose
     assert _live(body) == [], body
 
@@ -189,7 +200,9 @@ def test_a_copied_reply_marker_by_another_bot_does_not_stop_a_command(start: Cal
 
 def test_a_link_comment_of_another_bot_is_not_taken_for_lemis(start: Callable[..., Env]) -> None:
     env = start()
-    other = env.github.add_comment(REPO, env.number, "<!-- lemi:provision-link -->\nnot lemi", user="evil[bot]", user_type="Bot")
+    other = env.github.add_comment(
+        REPO, env.number, "<!-- lemi:provision-link -->\nnot lemi", user="evil[bot]", user_type="Bot"
+    )
     env.app.deliver("pull_request", for_pull_request(env.github, REPO, env.number, "opened"))
     env.app.drain()
     assert env.github.comments_by_id[other].body == "<!-- lemi:provision-link -->\nnot lemi"

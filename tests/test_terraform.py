@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hcl2
 import pytest
-
 from aws_world import config
+
 from bot.core.config import parse_config
 from bot.core.problems import Invalid
 from bot.core.spec import parse_service
@@ -47,9 +47,9 @@ def test_the_block_parses_and_carries_the_service() -> None:
     "hostile",
     [
         'x"\n}\nresource "aws_iam_user" "evil" {\n  name = "evil',
-        "${file(\"/etc/passwd\")}",
+        '${file("/etc/passwd")}',
         "%{ for x in [1] }x%{ endfor }",
-        "a\\\"b",
+        'a\\"b',
         "line\nbreak",
         "tab\there",
         "\x00\x1b",

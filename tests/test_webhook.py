@@ -21,17 +21,17 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
+from app_harness import LEMI_YML, SERVICE_YAML, WEBHOOK_SECRET, running_app, settings_for, setup_repos, stored_document
+from fakes.github import serving
+from fakes.webhooks import all_examples, example, for_pull_request, signature, signed
+from lemi_process import Server as LemiServe
+from lemi_process import db_jobs, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 import bot.server.app
-from app_harness import LEMI_YML, SERVICE_YAML, WEBHOOK_SECRET, running_app, settings_for, setup_repos, stored_document
-from bot.server.app import MAX_BODY, create_app, signature_ok
 from bot.core.config import parse_config
-from fakes.github import serving
-from lemi_process import Server as LemiServe
-from lemi_process import db_jobs, wait_until
-from fakes.webhooks import all_examples, example, for_pull_request, signature, signed
+from bot.server.app import MAX_BODY, create_app, signature_ok
 
 SERVICE = "acme/demo-service"
 INFRA = "acme/infra"
@@ -213,9 +213,7 @@ def test_malformed_deliveries_get_400_and_store_nothing(github: Any, tmp_path: P
 
 
 def test_signed_pull_request_with_a_malformed_shape_gets_400(github: Any, tmp_path: Path) -> None:
-    app = create_app(
-        settings=settings_for(github, tmp_path / "queue.db"), config=parse_config(LEMI_YML), workers=0
-    )
+    app = create_app(settings=settings_for(github, tmp_path / "queue.db"), config=parse_config(LEMI_YML), workers=0)
     statuses = []
     with TestClient(app, raise_server_exceptions=False) as client:
         for data in ({"action": "opened", "repository": {}, "pull_request": {"number": 1}},
@@ -366,7 +364,7 @@ def test_intake_reads_exactly_the_summary_of_every_example_payload() -> None:
 
 def test_the_stored_document_is_the_delivered_body_byte_for_byte(github: Any, tmp_path: Path) -> None:
     payload = pr_opened_example()
-    payload["pull_request"]["title"] = "Añadir ☕ \"quoted\""
+    payload["pull_request"]["title"] = 'Añadir ☕ "quoted"'
     body = json.dumps(payload, indent=3, ensure_ascii=False).encode()  # not how lemi would write it
     headers = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "byte-for-byte",
                "Content-Type": "application/json", "X-Hub-Signature-256": signature(WEBHOOK_SECRET, body)}  # fmt: skip
@@ -597,7 +595,10 @@ def test_writes_github_applied_but_whose_answer_was_lost_are_not_repeated(github
 
         return wrapped
 
-    with serving(github, lose_answers), running_app(github, tmp_path, workers=2, retry_delays=(0.05, 0.1, 0.2, 0.4, 0.8)) as app:
+    with (
+        serving(github, lose_answers),
+        running_app(github, tmp_path, workers=2, retry_delays=(0.05, 0.1, 0.2, 0.4, 0.8)) as app,
+    ):
         app.deliver("pull_request", payload)
         rows = app.drain(timeout=20)
     assert len(lost) == 3, lost

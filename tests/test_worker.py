@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from gidgethub import BadRequest, GitHubBroken
-import http
 
-from bot.store.queue import Job, NewJob
-from bot.store.sqlite_queue import SQLiteQueue
 from bot.server.metrics import Metrics
 from bot.server.worker import REPORT_ATTEMPTS, Permanent, Worker, WorkerSettings
+from bot.store.queue import Job, NewJob
+from bot.store.sqlite_queue import SQLiteQueue
 
 
 class Clock:
@@ -139,9 +139,12 @@ class FailingReport:
 
 
 def unreported(metrics: Metrics) -> float:
-    return metrics.registry.get_sample_value(
-        "lemi_job_duration_seconds_count", {"kind": "webhook", "outcome": "unreported"}
-    ) or 0.0
+    return (
+        metrics.registry.get_sample_value(
+            "lemi_job_duration_seconds_count", {"kind": "webhook", "outcome": "unreported"}
+        )
+        or 0.0
+    )
 
 
 async def test_a_report_that_keeps_failing_is_tried_a_few_times_then_the_job_fails_unreported(
@@ -155,10 +158,17 @@ async def test_a_report_that_keeps_failing_is_tried_a_few_times_then_the_job_fai
     assert report.calls == [(1, "Permanent: the infra repository is archived")] * REPORT_ATTEMPTS
     stored = await queue.get("d-1")
     assert stored is not None and stored.state == "failed"
-    assert "the infra repository is archived" in (stored.last_error or "") and "not reported" in (stored.last_error or "")
+    assert "the infra repository is archived" in (stored.last_error or "") and "not reported" in (
+        stored.last_error or ""
+    )
     (error,) = [r for r in caplog.records if r.levelno == logging.ERROR and "could not be reported" in r.getMessage()]
     text = error.getMessage()
-    assert "job 1 " in text and "delivery d-1" in text and "GitHubBroken" in text and "infra repository is archived" in text
+    assert (
+        "job 1 " in text
+        and "delivery d-1" in text
+        and "GitHubBroken" in text
+        and "infra repository is archived" in text
+    )
     assert unreported(metrics) == 1
     clock.now += 10_000  # and it is over: nothing comes back, however long one waits
     assert await w.run_once() is False
@@ -255,9 +265,12 @@ async def test_a_worker_that_loses_its_lease_stops_the_job(tmp_path: Path) -> No
     await started.wait()
     # another worker takes the job over as if w1 had stalled past its lease
     await asyncio.to_thread(
-        lambda: __import__("sqlite3").connect(tmp_path / "q.db").execute(
-            "UPDATE jobs SET worker = 'w2', attempts = attempts + 1"
-        ).connection.commit()
+        lambda: (
+            __import__("sqlite3")
+            .connect(tmp_path / "q.db")
+            .execute("UPDATE jobs SET worker = 'w2', attempts = attempts + 1")
+            .connection.commit()
+        )
     )
     await asyncio.wait_for(run, timeout=3)
     assert finished == []

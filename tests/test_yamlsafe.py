@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.core.problems import Invalid, Problem
 import bot.core.yamlsafe
+from bot.core.problems import Invalid, Problem
 from bot.core.yamlsafe import BOOL, DEFAULT_LIMITS, FLOAT, INT, MAX_NUMBER_TEXT, NULL, TIMESTAMP, Document, Limits, load
 
 FILE = "deploy/demo-service/environment/staging.yaml"
@@ -364,9 +364,7 @@ def test_an_unterminated_quote_is_refused() -> None:
         pytest.param("\ufeffa: \x01\n", "0x01", 1, 4, id="after-bom"),
     ],
 )
-def test_control_characters_are_refused_with_their_line(
-    source: str | bytes, code: str, line: int, column: int
-) -> None:
+def test_control_characters_are_refused_with_their_line(source: str | bytes, code: str, line: int, column: int) -> None:
     problem = refused(source)
     assert problem.message == f"the file holds a control character ({code}) YAML does not allow"
     assert "remove it" in problem.hint
@@ -477,7 +475,10 @@ def test_values_yaml_cannot_build_are_positioned_problems(
 def test_a_long_number_key_is_cut_short_in_its_message() -> None:
     key = LONG_INT[:500]  # a key YAML still reads as one (at most 1,024 characters)
     problem = poisoned(f"{key}: x\n")
-    assert problem.message == f"the key {key[:MAX_NUMBER_TEXT]!r}... (500 characters) is read by YAML as a number, not as a name"
+    assert (
+        problem.message
+        == f"the key {key[:MAX_NUMBER_TEXT]!r}... (500 characters) is read by YAML as a number, not as a name"
+    )
     assert problem.hint == "quote it" and (problem.line, problem.column) == (1, 1)
 
 

@@ -98,7 +98,7 @@ def _project(actual: Any, wanted: Any) -> Any:
     if isinstance(wanted, dict) and isinstance(actual, dict):
         return {k: _project(actual[k], v) for k, v in wanted.items() if k in actual}
     if isinstance(wanted, list) and isinstance(actual, list) and len(wanted) == len(actual):
-        return [_project(a, w) for a, w in zip(actual, wanted)]
+        return [_project(a, w) for a, w in zip(actual, wanted, strict=True)]
     return actual
 
 
@@ -110,7 +110,9 @@ def comparable(described: dict[str, Any], tags: list[dict[str, str]], wanted: di
     return _project(merged, wanted)
 
 
-async def describe_task_definition(aws: AwsClients, env_name: str, arn: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+async def describe_task_definition(
+    aws: AwsClients, env_name: str, arn: str
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
     ecs = await aws.client(env_name, "ecs")
     response = await ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
     return response["taskDefinition"], response.get("tags", [])
@@ -283,7 +285,9 @@ async def wait_for_rollout(
                     )
                 )
             if state == "FAILED":
-                return await _finish(aws, env_name, result("failed", mine.get("rolloutStateReason") or "the rollout failed"))
+                return await _finish(
+                    aws, env_name, result("failed", mine.get("rolloutStateReason") or "the rollout failed")
+                )
             if mine.get("status") != "PRIMARY":
                 primary = next((d for d in deployments if d.get("status") == "PRIMARY"), {})
                 reason = f"deployment {deployment_id} is no longer PRIMARY"
@@ -408,7 +412,11 @@ async def roll_out(
     if watch_only and current.get("taskDefinition") != task_definition_arn:
         # the rollout lemi started ended while it was not watching
         failed_ours = next(
-            (d for d in deployments if d.get("taskDefinition") == task_definition_arn and d.get("rolloutState") == "FAILED"),
+            (
+                d
+                for d in deployments
+                if d.get("taskDefinition") == task_definition_arn and d.get("rolloutState") == "FAILED"
+            ),
             None,
         )
         if failed_ours is not None:  # ECS failed it (and rolled back): report that deployment

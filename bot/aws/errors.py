@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+
 class OperationError(Exception):
     """An operation that cannot be done, with what to do instead."""
 

@@ -12,10 +12,10 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from bot.core.names import dns_suffix
 from bot.aws.clients import AwsClients
 from bot.aws.deploy import describe_service, task_id
 from bot.aws.errors import OperationError
+from bot.core.names import dns_suffix
 
 PLUGIN = "session-manager-plugin"
 PLUGIN_HINT = (
@@ -50,12 +50,16 @@ async def open_session(
         listed = await ecs.list_tasks(cluster=env.cluster, serviceName=service, desiredStatus="RUNNING")
         arns = listed.get("taskArns", [])
         if not arns:
-            raise OperationError(f"service {service} has no running task in {env_name}", "start one: lemi service restart")
+            raise OperationError(
+                f"service {service} has no running task in {env_name}", "start one: lemi service restart"
+            )
         task = arns[0]
     described = await ecs.describe_tasks(cluster=env.cluster, tasks=[task])
     tasks: list[dict[str, Any]] = described.get("tasks", [])
     if not tasks or tasks[0].get("group") != f"service:{service}":
-        raise OperationError(f"task {task} is not a task of service {service}", "list them with `lemi service list-tasks`")
+        raise OperationError(
+            f"task {task} is not a task of service {service}", "list them with `lemi service list-tasks`"
+        )
     found = tasks[0]
     found_id = task_id(found["taskArn"])
     if not found.get("enableExecuteCommand"):

@@ -12,11 +12,23 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.aws.clients import AwsClients
+from bot.aws.deploy import (
+    DEFAULT_POLL,
+    DEFAULT_TIMEOUT,
+    DeployResult,
+    comparable,
+    describe_service,
+    describe_task_definition,
+    family_of,
+    revision_number,
+    revision_of,
+    roll_out,
+    task_id,
+)
+from bot.aws.errors import OperationError
 from bot.core.compile import render
 from bot.core.conventions import family
-from bot.aws.clients import AwsClients
-from bot.aws.errors import OperationError
-from bot.aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, comparable, describe_service, describe_task_definition, family_of, revision_number, revision_of, roll_out, task_id
 
 
 def _when(value: Any) -> str:

@@ -20,12 +20,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from bot.aws.clients import AwsClients
 from bot.core.findings import Finding
 from bot.core.references import refuse_parameters, refuse_secrets
 from bot.core.refs import ParameterRef, SecretRef, parse_secret
 from bot.core.spec import ServiceFiles
 from bot.core.taskdef import check_task_definition
-from bot.aws.clients import AwsClients
 
 __all__ = [
     "Finding", "check_image", "check_parameters", "check_secrets", "check_service", "verify_provisioned",
@@ -264,7 +264,9 @@ async def verify_provisioned(
     return refused + [finding for result in results for finding in result]
 
 
-async def verify_task_definition(aws: AwsClients, env_name: str, service: str, document: dict[str, Any]) -> list[Finding]:
+async def verify_task_definition(
+    aws: AwsClients, env_name: str, service: str, document: dict[str, Any]
+) -> list[Finding]:
     """A task definition file against the environment, then in AWS; an empty list means it can be deployed.
 
     The file's own rules first (bot/taskdef.py: family, roles, image registry,

@@ -10,16 +10,15 @@ import os
 import sys
 
 import click
-
-from bot.core.problems import Invalid
-from bot.cli.base import LemiError, cli
 from botocore.exceptions import BotoCoreError, ClientError
 from gidgethub import HTTPException as GitHubHTTPException
 
-from bot.aws.errors import describe as describe_aws_error
-from bot.github.client import error_message
 from bot.aws.errors import OperationError
+from bot.aws.errors import describe as describe_aws_error
 from bot.cli import aws_cmds, files, github_cmds, server  # noqa: F401  (register commands)
+from bot.cli.base import LemiError, cli
+from bot.core.problems import Invalid
+from bot.github.client import error_message
 
 __all__ = ["cli", "main"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shlex
 import subprocess
@@ -12,21 +11,42 @@ from typing import Any, TypeVar
 
 import click
 
-from bot.cli import workspace
 from bot.aws import operate
 from bot.aws.clients import AwsClients
-from bot.aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, Progress, deploy as deploy_core
+from bot.aws.deploy import DeployResult, Progress
+from bot.aws.deploy import deploy as deploy_core
 from bot.aws.exec import open_session
 from bot.aws.verify import verify_provisioned, verify_task_definition
+from bot.cli import render, workspace
+from bot.cli.base import (
+    State,
+    cli,
+    emit_json,
+    load_service,
+    pass_state,
+    pick_environment,
+    report_invalid,
+    repository,
+    run_aws,
+    service,
+    service_name,
+)
+from bot.cli.options import (
+    env_option,
+    image_tag,
+    optional_image_tag,
+    output_option,
+    poll_option,
+    repo_option,
+    service_option,
+    timeout_option,
+    wait_option,
+)
 from bot.core.compile import compile_for, effective_desired_count
-from bot.core.config import Config
 from bot.core.problems import Invalid
-from bot.cli import render
-from bot.cli.base import State, emit_json, load_service, pass_state, pick_environment, report_invalid, repository, run_aws, service, service_name
-from bot.cli.options import env_option, image_tag, optional_image_tag, output_option, poll_option, repo_option, service_option, timeout_option, wait_option
-from bot.cli.base import cli
 
 T = TypeVar("T")
+
 
 def _progress(output: str) -> Callable[[Progress], None] | None:
     if output == "json":

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from bot.cli import workspace
 from bot.aws.clients import AwsClients
+from bot.cli import workspace
 from bot.core.config import Config, config_path, load_config
 from bot.core.names import SERVICE_RE
-from bot.core.spec import ServiceFiles, parse_service_files
 from bot.core.problems import Invalid, Problem, problems_text
+from bot.core.spec import ServiceFiles, parse_service_files
 
 T = TypeVar("T")
 
@@ -63,6 +60,7 @@ def cli(ctx: click.Context, config_option: str | None) -> None:
 
 pass_state = click.make_pass_decorator(State)
 
+
 def repository(root: Path, given: str | None) -> str:
     if given:
         return given
@@ -89,12 +87,16 @@ def pick_service(root: Path, given: str | None) -> str:
     if given:
         if given not in services:
             found = ", ".join(services) or "none"
-            raise click.UsageError(f"no service {given!r}: there is no deploy/{given}/service.yaml (services here: {found})")
+            raise click.UsageError(
+                f"no service {given!r}: there is no deploy/{given}/service.yaml (services here: {found})"
+            )
         return given
     if len(services) == 1:
         return services[0]
     if not services:
-        raise click.UsageError("no service here: there is no deploy/<service>/service.yaml; create one with `lemi service new`")
+        raise click.UsageError(
+            "no service here: there is no deploy/<service>/service.yaml; create one with `lemi service new`"
+        )
     raise click.UsageError(f"this repository has several services ({', '.join(services)}); choose one with -s")
 
 
@@ -108,9 +110,7 @@ def pick_environment(config: Config, given: str | None) -> str:
             )
         return default
     if given not in config.environments:
-        raise click.UsageError(
-            f"no environment {given!r} in lemi.yml (environments: {', '.join(config.environments)})"
-        )
+        raise click.UsageError(f"no environment {given!r} in lemi.yml (environments: {', '.join(config.environments)})")
     return given
 
 

@@ -10,19 +10,28 @@ from pathlib import Path
 
 import click
 
-from bot.core import scaffold as scaffolding
-from bot.cli import workspace
 from bot.aws.clients import AwsClients
 from bot.aws.verify import Finding, verify_provisioned
-from bot.core.compile import compile_for
-from bot.core.config import Config
-from bot.core.names import IMAGE_TAG_RE
-from bot.core.problems import Invalid
-from bot.cli import render
-from bot.core.schema import SCHEMAS, schema_for
-from bot.core.spec import ServiceFiles, parse_service_files
-from bot.cli.base import State, cli, emit_json, load_service, pass_state, pick_environment, pick_service, report_invalid, repository, run_aws, service
+from bot.cli import render, workspace
+from bot.cli.base import (
+    State,
+    cli,
+    emit_json,
+    load_service,
+    pass_state,
+    pick_environment,
+    pick_service,
+    report_invalid,
+    repository,
+    run_aws,
+    service,
+)
 from bot.cli.options import image_tag, optional_image_tag, output_option, repo_option
+from bot.core import scaffold as scaffolding
+from bot.core.compile import compile_for
+from bot.core.problems import Invalid
+from bot.core.schema import SCHEMAS, schema_for
+from bot.core.spec import ServiceFiles
 
 CHECKS = ("spec", "provisioned")
 
@@ -96,7 +105,9 @@ def verify(
 
         findings = run_aws(config, work)
     if findings:
-        render.findings(findings, output, tail="", services=services, checks=selected, environment=env_name, problems=[])
+        render.findings(
+            findings, output, tail="", services=services, checks=selected, environment=env_name, problems=[]
+        )
         raise click.exceptions.Exit(1)
     if output == "json":
         extra = {"environment": env_name, "findings": []} if "provisioned" in selected else {}
@@ -111,7 +122,9 @@ def verify(
 @click.option("-s", "--service", help="Service (default: the repository's only service).")
 @click.option("-e", "--env", "env", required=True, help="Environment from lemi.yml.")
 @click.option("-t", "--tag", required=True, callback=image_tag, help="Image tag (the commit SHA).")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, writable=True), help="Write the JSON here instead of stdout.")
+@click.option(
+    "-o", "--out", type=click.Path(dir_okay=False, writable=True), help="Write the JSON here instead of stdout."
+)
 @repo_option
 @pass_state
 def compile_command(state: State, service: str | None, env: str, tag: str, out: str | None, repo: str | None) -> None:
@@ -209,8 +222,7 @@ def service_new(
     if plan.conflicts:
         listing = "\n".join(f"  {p}" for p in plan.conflicts)
         raise click.ClickException(
-            f"these files exist and differ; nothing was written:\n{listing}\n"
-            "    hint: pass --force to overwrite them"
+            f"these files exist and differ; nothing was written:\n{listing}\n    hint: pass --force to overwrite them"
         )
     scaffolding.write(root, files, plan)
     if output == "json":

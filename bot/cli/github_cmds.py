@@ -9,14 +9,14 @@ from dataclasses import asdict
 import aiohttp
 import click
 
+from bot.cli.base import State, cli, emit_json, pass_state
+from bot.cli.options import output_option
+from bot.core.names import GITHUB_REPO_RE, SERVICE_RE
+from bot.core.settings import DEFAULT_API_URL
+from bot.flows.provision import Outcome, get_pull, provision_pull_request
 from bot.github.client import GitHub
 from bot.github.contents import repository_exists
 from bot.github.owners import Owners
-from bot.core.names import GITHUB_REPO_RE, SERVICE_RE
-from bot.flows.provision import Outcome, get_pull, provision_pull_request
-from bot.core.settings import DEFAULT_API_URL
-from bot.cli.base import State, cli, emit_json, pass_state
-from bot.cli.options import output_option
 
 
 def _repo(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -22,9 +22,7 @@ repo_option = click.option(
 )
 
 
-env_option = click.option(
-    "-e", "--env", "env", help="Environment from lemi.yml (default: the first unprotected one)."
-)
+env_option = click.option("-e", "--env", "env", help="Environment from lemi.yml (default: the first unprotected one).")
 service_option = click.option("-s", "--service", "name", help="Service (default: the repository's only service).")
 timeout_option = click.option(
     "--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUT, show_default=True,
@@ -35,8 +33,6 @@ wait_option = click.option(
 )
 # polling interval; hidden: tests shorten it, people never need to
 poll_option = click.option("--poll", type=click.FloatRange(min=0.01), default=DEFAULT_POLL, hidden=True)
-
-
 
 
 def image_tag(ctx: click.Context, param: click.Parameter, value: str) -> str:

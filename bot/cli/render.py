@@ -13,8 +13,8 @@ from rich.table import Table
 from bot.aws.deploy import DeployResult, Progress, revision_of
 from bot.aws.operate import ServiceStatus, TaskInfo
 from bot.aws.verify import Finding
-from bot.core.problems import problems_text
 from bot.cli.base import emit_json
+from bot.core.problems import problems_text
 
 
 def _console(stderr: bool = False) -> Console:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
 
 from bot.core.names import ENV_RE, IMAGE_TAG_RE, SERVICE_RE, did_you_mean
 
 PREFIX = "/lemi"
 MAX_LINE = 500
-_TASK_ID_RE = re.compile(r"^(?:arn:aws(?:-cn|-us-gov)?:ecs:[a-z0-9-]+:\d{12}:task/[A-Za-z0-9_-]+/)?[a-f0-9]{32}$|^[a-f0-9-]{36}$")
+_TASK_ID_RE = re.compile(
+    r"^(?:arn:aws(?:-cn|-us-gov)?:ecs:[a-z0-9-]+:\d{12}:task/[A-Za-z0-9_-]+/)?[a-f0-9]{32}$|^[a-f0-9-]{36}$"
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Ignore:
     reason: str
 
 
-Parsed = Union[Command, Reply, Ignore]
+Parsed = Command | Reply | Ignore
 
 
 def usage() -> str:

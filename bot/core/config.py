@@ -11,7 +11,16 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from bot.core.names import AWS_ACCOUNT_RE, AWS_REGION_RE, BRANCH_RE, DOMAIN_RE, ECS_CLUSTER_RE, ENV_RE, GITHUB_REPO_RE, IAM_ROLE_ARN_RE
+from bot.core.names import (
+    AWS_ACCOUNT_RE,
+    AWS_REGION_RE,
+    BRANCH_RE,
+    DOMAIN_RE,
+    ECS_CLUSTER_RE,
+    ENV_RE,
+    GITHUB_REPO_RE,
+    IAM_ROLE_ARN_RE,
+)
 from bot.core.problems import Invalid, Problem
 from bot.core.spec import SecretText
 from bot.core.validation import StrictModel, fail, validate
@@ -33,8 +42,8 @@ EnvName = Annotated[str, _matches(ENV_RE, "environment name", "use 1-10 lowercas
 
 
 class Infra(StrictModel):
-    repository: Annotated[str, _matches(GITHUB_REPO_RE, "repository", "write it as owner/name, e.g. acme/infra")] = Field(
-        description="the central Terraform repository, owner/name"
+    repository: Annotated[str, _matches(GITHUB_REPO_RE, "repository", "write it as owner/name, e.g. acme/infra")] = (
+        Field(description="the central Terraform repository, owner/name")
     )
     path: str = Field("services/{service}.tf", description="file of each service in the infra repository")
     merge_method: Literal["merge", "squash", "rebase"] = Field("squash", description="how the service PR is merged")
@@ -81,8 +90,8 @@ class Environment(StrictModel):
     region: Annotated[str, _matches(AWS_REGION_RE, "AWS region", "e.g. us-east-1")]
     account_id: Annotated[str, _matches(AWS_ACCOUNT_RE, "AWS account id", 'twelve digits, quoted: "111111111111"')]
     cluster: Annotated[str, _matches(ECS_CLUSTER_RE, "ECS cluster name", "letters, digits, - and _")]
-    role_arn: Annotated[str, _matches(IAM_ROLE_ARN_RE, "IAM role ARN", "arn:aws:iam::<account>:role/<name>")] | None = Field(
-        None, description="role lemi assumes for this environment (optional)"
+    role_arn: Annotated[str, _matches(IAM_ROLE_ARN_RE, "IAM role ARN", "arn:aws:iam::<account>:role/<name>")] | None = (
+        Field(None, description="role lemi assumes for this environment (optional)")
     )
     protected: bool = Field(False, description="operating it needs maintain or admin permission")
     image_wait_seconds: int = Field(
@@ -103,7 +112,9 @@ class Datadog(StrictModel):
     def _image(cls, value: str) -> str:
         import re
 
-        if not re.fullmatch(r"[a-z0-9][a-z0-9./_-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?", value):
+        if not re.fullmatch(
+            r"[a-z0-9][a-z0-9./_-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?", value
+        ):
             raise fail(f"{value!r} is not a valid image reference", "e.g. public.ecr.aws/datadog/agent:7")
         return value
 
@@ -217,7 +228,13 @@ def load_config(explicit: str | None = None) -> Config:
         data = path.read_bytes()
     except FileNotFoundError:
         raise Invalid(
-            [Problem(str(path), "lemi.yml not found", hint="create it (see the README), or point LEMI_CONFIG or --config at it")]
+            [
+                Problem(
+                    str(path),
+                    "lemi.yml not found",
+                    hint="create it (see the README), or point LEMI_CONFIG or --config at it",
+                )
+            ]
         ) from None
     except OSError as exc:
         raise Invalid([Problem(str(path), f"cannot read the file: {exc.strerror}")]) from None

@@ -7,13 +7,17 @@ import contextvars
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 import msgspec
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("lemi_log_context", default={})
+# an immutable default: bind() always sets a new dict
+_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "lemi_log_context", default=MappingProxyType({})
+)
 _encoder = msgspec.json.Encoder(enc_hook=str)  # anything else is logged as its str()
 FIELDS = ("delivery", "event", "repository", "service", "environment", "job")
 

@@ -117,7 +117,7 @@ def recorded_owner(text: bytes, service: str, path: str) -> Record:
     if not blocks:
         return Record(path, True)
     if len(blocks) > 1:
-        return Record(path, True, problem=f"{len(blocks)} module blocks have name = \"{service}\"")
+        return Record(path, True, problem=f'{len(blocks)} module blocks have name = "{service}"')
     if "repository" not in blocks[0]:
         return Record(path, True)
     repository = _literal(blocks[0]["repository"])

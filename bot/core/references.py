@@ -113,7 +113,9 @@ def refuse_secrets(
     patterns = None if references.secrets is None else expand(references.secrets, service)
     out = {}
     for var, ref in sorted(secrets.items()):
-        finding = _refusal("secret", var, ref.secret, ref.arn_parts, secret_names(ref), patterns, env_name, env, service)
+        finding = _refusal(
+            "secret", var, ref.secret, ref.arn_parts, secret_names(ref), patterns, env_name, env, service
+        )
         if finding is not None:
             out[var] = finding
     return out

@@ -134,8 +134,7 @@ def parse_secret(text: str) -> SecretRef:
     if len(rest) != 3 or not all(_SUFFIX_PART_RE.fullmatch(p) for p in rest) or not any(rest):
         raise BadReference(
             f"{text!r}: a JSON key reference needs three parts after the secret",
-            f"write {base}:<json-key>:<version-stage>:<version-id>, leaving unused parts empty, "
-            f"e.g. {base}:password::",
+            f"write {base}:<json-key>:<version-stage>:<version-id>, leaving unused parts empty, e.g. {base}:password::",
         )
     return SecretRef(base, rest[0], rest[1], rest[2])
 

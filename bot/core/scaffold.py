@@ -51,8 +51,8 @@ def _environments(config: Config | None) -> list[_Env]:
             _Env(
                 name,
                 branch,
-                "${{ vars.LEMI_%s_REGION }}" % name.upper(),
-                "arn:aws:iam::${{ vars.LEMI_%s_ACCOUNT_ID }}:role/%s" % (name.upper(), ECR_PUSH_ROLE),
+                "${{ vars.LEMI_" + name.upper() + "_REGION }}",
+                "arn:aws:iam::${{ vars.LEMI_" + name.upper() + "_ACCOUNT_ID }}:role/" + ECR_PUSH_ROLE,
             )
             for name, branch in DEFAULT_BRANCHES.items()
         ]
@@ -77,7 +77,9 @@ def scaffold(
     if not OWNER_RE.fullmatch(owner):
         raise ScaffoldError("--owner", f"{owner!r} is not a valid team slug (lowercase letters, digits, - and _)")
     if cpu not in fargate.FARGATE_PAIRS:
-        raise ScaffoldError("--cpu", f"{cpu} is not a Fargate CPU size; use one of {', '.join(map(str, fargate.CPU_VALUES))}")
+        raise ScaffoldError(
+            "--cpu", f"{cpu} is not a Fargate CPU size; use one of {', '.join(map(str, fargate.CPU_VALUES))}"
+        )
     if not fargate.is_valid(cpu, memory):
         raise ScaffoldError("--memory", f"with --cpu {cpu}, memory must be {fargate.describe_memory(cpu)}")
     if not 0 <= desired_count <= MAX_DESIRED_COUNT:
@@ -90,9 +92,7 @@ def scaffold(
     envs = _environments(config)
     base = f"deploy/{service}"
     files = {
-        f"{base}/service.yaml": render(
-            "service/service.yaml.j2", schema=_relative(base, SERVICE_SCHEMA), **values
-        ),
+        f"{base}/service.yaml": render("service/service.yaml.j2", schema=_relative(base, SERVICE_SCHEMA), **values),
     }
     for env in envs:
         files[f"{base}/environment/{env.name}.yaml"] = render(

@@ -86,7 +86,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     try:
         delays = tuple(float(x) for x in delays_text.split(",") if x.strip())
     except ValueError:
-        raise SettingsError(f"LEMI_RETRY_DELAYS={delays_text!r}: write seconds separated by commas, e.g. 5,30,120") from None
+        raise SettingsError(
+            f"LEMI_RETRY_DELAYS={delays_text!r}: write seconds separated by commas, e.g. 5,30,120"
+        ) from None
     if not delays or workers < 0 or lease <= 0:
         raise SettingsError("LEMI_WORKERS must be >= 0, LEMI_LEASE_SECONDS > 0, LEMI_RETRY_DELAYS not empty")
     redeliver = _number(env, "LEMI_REDELIVER_INTERVAL_SECONDS", 300.0)

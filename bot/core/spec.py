@@ -222,7 +222,9 @@ class EnvironmentFile(StrictModel):
 EMPTY_ENVIRONMENT = EnvironmentFile()
 
 
-def parse_service(text: str | bytes, file: str, *, repository: str | None = None, directory: str | None = None) -> ServiceFile:
+def parse_service(
+    text: str | bytes, file: str, *, repository: str | None = None, directory: str | None = None
+) -> ServiceFile:
     """Parse service.yaml. ``repository`` ("owner/name" or "name") enforces the naming rule."""
     doc = load(text, file)
     return validate(
@@ -267,10 +269,14 @@ def parse_service_files(
     service: ServiceFile | None = None
     environments: dict[str, EnvironmentFile] = {}
     if SERVICE_FILE not in files:
-        problems.append(Problem(f"{base}/{SERVICE_FILE}", "the file is missing", hint="create it with `lemi service new`"))
+        problems.append(
+            Problem(f"{base}/{SERVICE_FILE}", "the file is missing", hint="create it with `lemi service new`")
+        )
     else:
         try:
-            service = parse_service(files[SERVICE_FILE], f"{base}/{SERVICE_FILE}", repository=repository, directory=directory)
+            service = parse_service(
+                files[SERVICE_FILE], f"{base}/{SERVICE_FILE}", repository=repository, directory=directory
+            )
         except Invalid as exc:
             problems.extend(exc.problems)
     by_env: dict[str, list[str]] = {}
@@ -283,7 +289,11 @@ def parse_service_files(
     for env, rels in sorted(by_env.items()):
         path = f"{base}/{rels[0]}"
         if len(rels) > 1:
-            problems.append(Problem(f"{base}/{rels[1]}", f"environment {env!r} has two files ({' and '.join(rels)})", hint="keep one"))
+            problems.append(
+                Problem(
+                    f"{base}/{rels[1]}", f"environment {env!r} has two files ({' and '.join(rels)})", hint="keep one"
+                )
+            )
             continue
         if known_environments is not None and env not in known_environments:
             hint = did_you_mean(env, known_environments) or f"environments in lemi.yml: {', '.join(known_environments)}"
@@ -291,7 +301,11 @@ def parse_service_files(
             continue
         if not ENV_RE.fullmatch(env):
             problems.append(
-                Problem(path, f"{env!r} is not a valid environment name", hint="name the file after an environment, e.g. staging.yaml")
+                Problem(
+                    path,
+                    f"{env!r} is not a valid environment name",
+                    hint="name the file after an environment, e.g. staging.yaml",
+                )
             )
             continue
         try:

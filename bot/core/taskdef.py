@@ -179,4 +179,3 @@ def _group(secrets: dict[str, SecretRef], label: str, ref: SecretRef) -> None:
             secrets[f"{known}, {label}"] = ref
             return
     secrets[label] = ref
-

@@ -110,9 +110,7 @@ def _type_problem(doc: Document, loc: tuple[Any, ...], expected: str, given: Any
     scalar = doc.scalars.get(loc)
     if scalar is not None and expected == "a string":
         if scalar.tag in (BOOL, INT, FLOAT, TIMESTAMP):
-            return doc.problem(
-                loc, f"expected a string, but {describe_scalar(scalar)}", f'quote it: "{scalar.text}"'
-            )
+            return doc.problem(loc, f"expected a string, but {describe_scalar(scalar)}", f'quote it: "{scalar.text}"')
         if scalar.tag == NULL:
             return doc.problem(loc, "expected a string, but the value is empty", 'write a value, or "" for empty')
     if scalar is not None and scalar.tag == NULL:
@@ -126,7 +124,9 @@ def _type_problem(doc: Document, loc: tuple[Any, ...], expected: str, given: Any
             )
         return doc.problem(loc, f"expected {expected}, but got the text {given!r}", "write a number, e.g. 1")
     if isinstance(given, str) and expected == "true or false":
-        return doc.problem(loc, f"expected true or false, but {given!r} is a string", "write true or false without quotes")
+        return doc.problem(
+            loc, f"expected true or false, but {given!r} is a string", "write true or false without quotes"
+        )
     return doc.problem(loc, f"expected {expected}, got {_describe(given)}", "")
 
 
@@ -162,9 +162,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     for part in loc:
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
-            field = next(
-                (f for n, f in current.model_fields.items() if (f.alias or n) == part), None
-            )
+            field = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
             if field is None:
                 return []
             current = field.annotation

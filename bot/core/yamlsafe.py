@@ -385,7 +385,9 @@ def load(source: str | bytes, file: str, limits: Limits = DEFAULT_LIMITS) -> Doc
         try:
             source = source.encode("utf-8")
         except UnicodeEncodeError:
-            raise Invalid([Problem(file, "the text holds characters that are not valid Unicode", hint="save it as UTF-8")]) from None
+            raise Invalid(
+                [Problem(file, "the text holds characters that are not valid Unicode", hint="save it as UTF-8")]
+            ) from None
     if len(source) > limits.max_bytes:
         raise Invalid(
             [
@@ -440,9 +442,7 @@ def load(source: str | bytes, file: str, limits: Limits = DEFAULT_LIMITS) -> Doc
         mark = exc.problem_mark or exc.context_mark
         line, column = _pos(mark)
         message = exc.problem or exc.context or "invalid YAML"
-        if "expected a single document" in (exc.problem or "") or "but found another document" in (
-            exc.problem or ""
-        ):
+        if "expected a single document" in (exc.problem or "") or "but found another document" in (exc.problem or ""):
             hint = "a lemi file holds one YAML document; remove the '---' separator and what follows"
         elif "mapping values are not allowed" in (exc.problem or ""):
             hint = 'a value that contains ": " or ends with ":" must be quoted, e.g. "db-creds:password::"'

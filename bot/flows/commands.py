@@ -22,23 +22,23 @@ from typing import Any
 
 from gidgethub import BadRequest
 
+from bot.aws import operate
 from bot.aws.clients import AwsClients
 from bot.aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, roll_out
 from bot.aws.errors import OperationError
-from bot.aws import operate
 from bot.aws.verify import verify_provisioned
 from bot.core.command_parser import Command
 from bot.core.compile import compile_for
 from bot.core.config import Config
-from bot.github import comments
-from bot.github.client import GitHub
-from bot.github.contents import branch_sha, list_services, read_service_files, repo_vars
-from bot.store.locks import Lock, Locks
 from bot.core.markdown import code
-from bot.github.owners import Owners
 from bot.core.problems import Invalid
 from bot.core.spec import ServiceFiles, parse_service_files
 from bot.core.templating import render
+from bot.github import comments
+from bot.github.client import GitHub
+from bot.github.contents import branch_sha, list_services, read_service_files, repo_vars
+from bot.github.owners import Owners
+from bot.store.locks import Lock, Locks
 
 RANKS = {"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
 REACTIONS = {"start": "eyes", "success": "rocket", "failure": "confused"}
@@ -137,7 +137,10 @@ class Target:
     def from_payload(cls, data: dict[str, Any], head_sha: str) -> Target:
         # jobs queued before `ref` existed read the pull request's head, as they did then
         return cls(
-            data["service"], data["environment"], data.get("ref") or head_sha, data.get("source") or "this pull request",
+            data["service"],
+            data["environment"],
+            data.get("ref") or head_sha,
+            data.get("source") or "this pull request",
             bool(data.get("named_after", True)),
         )
 
@@ -198,7 +201,9 @@ async def authorize(config: Config, inv: Invocation, target: Target, locks: Lock
     require(role, needed, inv, f"operating {where}")
     lock = await locks.get(inv.repository, target.environment)
     if lock is not None and lock.holder != inv.user and inv.command.name not in ("help", "status", "unlock"):
-        raise Refused(f"`{target.environment}` is locked by @{lock.holder}{_reason(lock)}; ask them to `/lemi unlock -e {target.environment}`")
+        raise Refused(
+            f"`{target.environment}` is locked by @{lock.holder}{_reason(lock)}; ask them to `/lemi unlock -e {target.environment}`"
+        )
 
 
 def _reason(lock: Lock) -> str:
@@ -209,7 +214,10 @@ async def load_files(gh: GitHub, config: Config, inv: Invocation, target: Target
     """The target's service files at the pinned commit, parsed off the event loop."""
     files = await read_service_files(gh, inv.repository, target.service, target.ref)
     return await asyncio.to_thread(
-        parse_service_files, target.service, files, repository=inv.repository if target.named_after else None,
+        parse_service_files,
+        target.service,
+        files,
+        repository=inv.repository if target.named_after else None,
         known_environments=list(config.environments),
     )
 
@@ -227,7 +235,9 @@ async def run_short(
         values["tasks"] = await operate.list_tasks(aws, env, service)
     elif name == "stop-task":
         assert inv.command.argument is not None
-        values["task"] = await operate.stop_task(aws, env, service, inv.command.argument, reason=f"stopped by @{inv.user} via lemi")
+        values["task"] = await operate.stop_task(
+            aws, env, service, inv.command.argument, reason=f"stopped by @{inv.user} via lemi"
+        )
     elif name == "verify":
         values["files_at"] = target
         try:

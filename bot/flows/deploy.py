@@ -23,13 +23,13 @@ from bot.aws.verify import Finding, verify_provisioned
 from bot.core.compile import compile_for
 from bot.core.config import Config
 from bot.core.conventions import internal_url
+from bot.core.problems import Invalid, Problem, problems_text
+from bot.core.spec import parse_service_files
+from bot.core.templating import render
 from bot.github import checks
 from bot.github.client import GitHub
 from bot.github.contents import read_service_files, repo_vars
 from bot.github.owners import Owners
-from bot.core.problems import Invalid, Problem, problems_text
-from bot.core.spec import parse_service_files
-from bot.core.templating import render
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,9 @@ async def branch_moved(gh: GitHub, req: DeployRequest) -> bool:
     if not req.branch:
         return False
     try:
-        ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{+ref}", repo_vars(req.repository, ref=f"heads/{req.branch}"))
+        ref = await gh.getitem(
+            "/repos/{owner}/{repo}/git/ref/{+ref}", repo_vars(req.repository, ref=f"heads/{req.branch}")
+        )
     except BadRequest:
         return False
     return str(ref["object"]["sha"]) != req.sha
@@ -250,7 +252,9 @@ async def run_deploy(
         return stop
     try:  # the service, described once: for the report's diff and for the rollout
         current: dict[str, Any] | None = await describe_service(aws, req.environment, req.service)
-        changes = (await running_diff(aws, req.environment, req.service, compiled.task_definition, current=current)).text
+        changes = (
+            await running_diff(aws, req.environment, req.service, compiled.task_definition, current=current)
+        ).text
     except OperationError:
         current, changes = None, ""
     watch_only = resumed and await _rollout_started(gh, req, int(deployment["id"]))

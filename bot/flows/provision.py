@@ -20,16 +20,16 @@ from gidgethub import BadRequest
 
 from bot.core import logs
 from bot.core.config import Config
-from bot.github import checks, comments
-from bot.github.client import GitHub, error_message
-from bot.github.contents import branch_sha, file_entry, read_file, read_service_files, repo_vars
 from bot.core.names import SERVICE_RE
 from bot.core.ownership import same_repository
-from bot.github.owners import Owners
 from bot.core.problems import Invalid, Problem, problems_text
 from bot.core.spec import ServiceFiles, parse_service_files
 from bot.core.templating import render
 from bot.core.terraform import render_service_module
+from bot.github import checks, comments
+from bot.github.client import GitHub, error_message
+from bot.github.contents import branch_sha, file_entry, read_file, read_service_files, repo_vars
+from bot.github.owners import Owners
 
 log = logging.getLogger("lemi.provision")
 
@@ -111,7 +111,13 @@ async def changed_services(gh: GitHub, pr: PullRequest) -> list[str]:
 
 
 async def load_services(
-    gh: GitHub, config: Config, repository: str, services: list[str], ref: str, *, transferred: frozenset[str] = frozenset()
+    gh: GitHub,
+    config: Config,
+    repository: str,
+    services: list[str],
+    ref: str,
+    *,
+    transferred: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, ServiceFiles], list[Problem], list[str]]:
     """The services' files at ``ref``, parsed: (valid ones, every problem, the services that
     still have files). ``transferred``: services the infra file gives to ``repository`` although
@@ -280,7 +286,9 @@ async def provision_pull_request(
         return outcome
     if len(services) > MAX_SERVICES:
         outcome.services = services
-        outcome.skipped = f"the pull request changes {len(services)} services; lemi checks at most {MAX_SERVICES} per pull request"
+        outcome.skipped = (
+            f"the pull request changes {len(services)} services; lemi checks at most {MAX_SERVICES} per pull request"
+        )
         if check_runs:
             await checks.upsert_check_run(
                 gh, pr.repository, pr.head_sha, SPEC_CHECK, status="completed", conclusion="failure",
@@ -329,7 +337,11 @@ async def provision_pull_request(
         outcome.skipped = "the pull request names services this repository does not own"
         log.warning("provisioning refused: %s", "; ".join(outcome.refused.values()))
         await comments.upsert_comment(
-            gh, pr.repository, pr.number, REFUSED_COMMENT, render("comments/provision_refused.md.j2", refused=outcome.refused)
+            gh,
+            pr.repository,
+            pr.number,
+            REFUSED_COMMENT,
+            render("comments/provision_refused.md.j2", refused=outcome.refused),
         )
         await provision_check(
             "completed", "failure", f"not provisioned: {', '.join(outcome.refused)} belong{'s' if len(outcome.refused) == 1 else ''} elsewhere",
@@ -342,7 +354,9 @@ async def provision_pull_request(
         return outcome
     if pr.from_fork:
         outcome.skipped = "pull requests from forks are never provisioned"
-        await provision_check("completed", "neutral", "not provisioned: pull request from a fork", "checks/provision_fork.md.j2")
+        await provision_check(
+            "completed", "neutral", "not provisioned: pull request from a fork", "checks/provision_fork.md.j2"
+        )
         return outcome
     pending: dict[str, dict[str, Any]] = {}
     base = ""
@@ -481,7 +495,9 @@ async def on_service_pr_closed(gh: GitHub, infra_gh: GitHub, config: Config, pr:
             infra_gh, infra, pull["number"], render("comments/service_closed.md.j2", pr=pr, service=service)
         )
         await infra_gh.patch(
-            "/repos/{owner}/{repo}/pulls/{pull_number}", repo_vars(infra, pull_number=pull["number"]), data={"state": "closed"}
+            "/repos/{owner}/{repo}/pulls/{pull_number}",
+            repo_vars(infra, pull_number=pull["number"]),
+            data={"state": "closed"},
         )
         try:
             await infra_gh.delete("/repos/{owner}/{repo}/git/refs/{+ref}", repo_vars(infra, ref=f"heads/{branch}"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -28,7 +28,7 @@ def _token_ttu(_key: Any, value: tuple[str, float], now: float) -> float:
 
 
 def _wall() -> float:
-    return datetime.now(timezone.utc).timestamp()
+    return datetime.now(UTC).timestamp()
 
 
 class AppAuth:
@@ -112,4 +112,3 @@ class AppAuth:
 
     async def for_repository(self, repository: str) -> GitHub:
         return await self.for_installation(await self.installation_for(repository))
-

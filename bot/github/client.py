@@ -137,7 +137,7 @@ class GitHub(GitHubAPI):
                 else:
                     async with self._write_lock:
                         response = await super()._request(method, url, headers, body)
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientConnectionError):
                 # nothing reached GitHub, or a read that can be repeated
                 if attempt >= MAX_ATTEMPTS or (method not in IDEMPOTENT and attempt > 1):
                     raise
@@ -147,9 +147,7 @@ class GitHub(GitHubAPI):
                 self._on_response(method, url, response[0], response[1])
             return response
 
-    async def handle_rate_limit_error(
-        self, *, method: str, url: str, exception: HTTPException, attempt: int
-    ) -> bool:
+    async def handle_rate_limit_error(self, *, method: str, url: str, exception: HTTPException, attempt: int) -> bool:
         if attempt >= MAX_ATTEMPTS:
             return False
         wait = rate_limit_wait(exception)

@@ -18,7 +18,16 @@ from cachetools import LRUCache
 
 from bot.core.config import Config
 from bot.core.names import SERVICE_RE
-from bot.core.ownership import MAX_INFRA_FILE, NotOwner, Record, Verdict, decide, longer_names, naming_rule_fits, recorded_owner
+from bot.core.ownership import (
+    MAX_INFRA_FILE,
+    NotOwner,
+    Record,
+    Verdict,
+    decide,
+    longer_names,
+    naming_rule_fits,
+    recorded_owner,
+)
 from bot.github.client import GitHub
 from bot.github.contents import file_entry
 

@@ -30,15 +30,15 @@ from starlette.routing import Route
 
 from bot.core import logs
 from bot.core.config import Config, load_config
-from bot.server.context import Context
-from bot.github.auth import AppAuth
-from bot.store.locks import open_locks
-from bot.server.metrics import CONTENT_TYPE, Metrics
 from bot.core.problems import Invalid
-from bot.store.queue import NewJob, Queue, QueueUnavailable, open_queue
-from bot.server.redeliver import RedeliveryState, Redeliverer
 from bot.core.settings import Settings, SettingsError, load_settings
+from bot.github.auth import AppAuth
+from bot.server.context import Context
+from bot.server.metrics import CONTENT_TYPE, Metrics
+from bot.server.redeliver import Redeliverer, RedeliveryState
 from bot.server.worker import Worker, WorkerPool, WorkerSettings
+from bot.store.locks import open_locks
+from bot.store.queue import NewJob, Queue, QueueUnavailable, open_queue
 
 log = logging.getLogger("lemi.app")
 
@@ -300,11 +300,11 @@ def create_app(
             base_url=loaded.api_url,
             on_response=state.metrics.github_response,
         )
-        ctx = Context(state.config, loaded, auth, state.queue, open_locks(loaded.queue_url, loaded.locks_path), state.metrics)
-        state.context = ctx
-        tuning = worker_settings or WorkerSettings(
-            lease_seconds=loaded.lease_seconds, retry_delays=loaded.retry_delays
+        ctx = Context(
+            state.config, loaded, auth, state.queue, open_locks(loaded.queue_url, loaded.locks_path), state.metrics
         )
+        state.context = ctx
+        tuning = worker_settings or WorkerSettings(lease_seconds=loaded.lease_seconds, retry_delays=loaded.retry_delays)
         pool = WorkerPool(
             [
                 Worker(

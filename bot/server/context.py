@@ -7,13 +7,13 @@ from typing import Any
 
 from bot.aws.clients import AwsClients
 from bot.core.config import Config
+from bot.core.settings import Settings
 from bot.github.auth import AppAuth
 from bot.github.client import GitHub
-from bot.store.locks import Locks
-from bot.server.metrics import Metrics
 from bot.github.owners import Owners
+from bot.server.metrics import Metrics
+from bot.store.locks import Locks
 from bot.store.queue import Queue
-from bot.core.settings import Settings
 
 
 @dataclass

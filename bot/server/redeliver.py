@@ -38,20 +38,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 from gidgethub import HTTPException
 
 from bot.github.client import rate_limit_wait
-from bot.store.redelivery import GITHUB_WINDOW, RedeliveryState
 from bot.store.queue import Queue
+from bot.store.redelivery import GITHUB_WINDOW, RedeliveryState
 
 log = logging.getLogger("lemi.redeliver")
 

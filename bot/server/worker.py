@@ -25,10 +25,10 @@ import aiohttp
 from botocore.exceptions import ClientError
 from gidgethub import BadRequest, GitHubBroken, RateLimitExceeded
 
-from bot.core import logs
 from bot.aws.errors import OperationError
-from bot.server.metrics import Metrics
+from bot.core import logs
 from bot.core.problems import Invalid
+from bot.server.metrics import Metrics
 from bot.store.queue import Job, Queue, QueueUnavailable
 
 log = logging.getLogger("lemi.worker")
@@ -175,9 +175,7 @@ class Worker:
             log.error("job %s failed for good: %s", job.id, reason, exc_info=exc, extra=where)
             return await self._give_up(job, reason)
         delay = self.settings.retry_delays[min(job.attempts - 1, len(self.settings.retry_delays) - 1)]
-        log.warning(
-            "job %s failed (attempt %s), retrying in %ss: %s", job.id, job.attempts, delay, reason, extra=where
-        )
+        log.warning("job %s failed (attempt %s), retrying in %ss: %s", job.id, job.attempts, delay, reason, extra=where)
         await self.queue.retry(job, delay, reason)
         return "retry"
 

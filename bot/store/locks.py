@@ -56,7 +56,11 @@ class LockStore:
             row = db.execute(
                 "SELECT * FROM locks WHERE repository = ? AND environment = ?", (repository, environment)
             ).fetchone()
-            return Lock(row["repository"], row["environment"], row["holder"], row["reason"], row["created"]) if row else None
+            return (
+                Lock(row["repository"], row["environment"], row["holder"], row["reason"], row["created"])
+                if row
+                else None
+            )
 
         result: Lock | None = await self._run(work)
         return result
@@ -170,7 +174,9 @@ class DynamoLockStore:
 
     async def release(self, repository: str, environment: str) -> list[dict[str, Any]]:
         ddb = await self._ddb()
-        gone = await ddb.delete_item(TableName=self.table, Key=self._key(repository, environment), ReturnValues="ALL_OLD")
+        gone = await ddb.delete_item(
+            TableName=self.table, Key=self._key(repository, environment), ReturnValues="ALL_OLD"
+        )
         held = gone.get("Attributes", {}).get("held", {}).get("L", [])
         return [{**json.loads(entry["S"]), "held_id": index + 1} for index, entry in enumerate(held)]
 

@@ -106,5 +106,3 @@ class RedeliveryState:
     async def close(self) -> None:
         if self._store is not None:
             await self._store.close()
-
-

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.store.sqlitedb import Store
-from bot.store.queue import Job, NewJob, QueueUnavailable, decode_payload, encode_payload
 from bot.store.bodies import Bodies, BodyError
+from bot.store.queue import Job, NewJob, QueueUnavailable, decode_payload, encode_payload
+from bot.store.sqlitedb import Store
 
 T = TypeVar("T")
 
@@ -100,7 +100,9 @@ class SQLiteQueue:
         if self._bodies is not None:
             self._collected = self._clock()
             self._bodies.collect(
-                lambda: [row[0] for row in db.execute("SELECT DISTINCT body_file FROM jobs WHERE body_file IS NOT NULL")]
+                lambda: [
+                    row[0] for row in db.execute("SELECT DISTINCT body_file FROM jobs WHERE body_file IS NOT NULL")
+                ]
             )
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -155,13 +157,19 @@ class SQLiteQueue:
             batch, self._pending = self._pending, []
             now = self._clock()
 
-            def work(db: sqlite3.Connection) -> list[bool]:
+            def work(db: sqlite3.Connection, batch: list[Any] = batch, now: float = now) -> list[bool]:
                 # the documents first, synced: every committed row can read its own
                 where: dict[int, tuple[str, int, int]] = {}
                 with_document = [(i, job.data_json) for i, (job, _, _) in enumerate(batch) if job.data_json is not None]
                 if self._bodies is not None and with_document:
                     rotated_from = self._bodies.active
-                    where = dict(zip((i for i, _ in with_document), self._bodies.append([d for _, d in with_document])))
+                    where = dict(
+                        zip(
+                            (i for i, _ in with_document),
+                            self._bodies.append([d for _, d in with_document]),
+                            strict=True,
+                        )
+                    )
                     if rotated_from and rotated_from != self._bodies.active:
                         self._collect(db)
                 # then the rows, with a few statements per batch, not one per job: after every
@@ -170,13 +178,17 @@ class SQLiteQueue:
                 seen = set()
                 for chunk in _chunks([job.dedupe_id for job, _, _ in batch], 500):
                     marks = ", ".join("?" * len(chunk))
-                    seen.update(row[0] for row in db.execute(f"SELECT dedupe_id FROM jobs WHERE dedupe_id IN ({marks})", chunk))
+                    seen.update(
+                        row[0] for row in db.execute(f"SELECT dedupe_id FROM jobs WHERE dedupe_id IN ({marks})", chunk)
+                    )
                 stored, rows = [], []
                 for i, (job, payload, _) in enumerate(batch):
                     stored.append(job.dedupe_id not in seen)  # stored before, or earlier in this batch
                     if stored[-1]:
                         seen.add(job.dedupe_id)
-                        rows.append((job.dedupe_id, job.key, job.kind, payload, now, now, *where.get(i, (None, None, None))))
+                        rows.append(
+                            (job.dedupe_id, job.key, job.kind, payload, now, now, *where.get(i, (None, None, None)))
+                        )
                 for chunk in _chunks(rows, 100):  # SQLite binds at most 999 values before 3.32
                     db.execute(
                         "INSERT INTO jobs (dedupe_id, key, kind, payload, created, updated, body_file, body_offset, "
@@ -195,7 +207,7 @@ class SQLiteQueue:
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for (_, _, future), stored in zip(batch, results):
+            for (_, _, future), stored in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(stored)
 
@@ -213,7 +225,7 @@ class SQLiteQueue:
         event = self._event()
         try:
             await asyncio.wait_for(event.wait(), timeout=timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         event.clear()
 

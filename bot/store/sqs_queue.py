@@ -126,7 +126,10 @@ class SQSQueue:
                 try:
                     await ddb.put_item(
                         TableName=self.dedupe_table,
-                        Item={"id": {"S": job.dedupe_id}, "expires": {"N": str(int(time.time()) + DEDUPE_DAYS * 86400)}},
+                        Item={
+                            "id": {"S": job.dedupe_id},
+                            "expires": {"N": str(int(time.time()) + DEDUPE_DAYS * 86400)},
+                        },
                         ConditionExpression="attribute_not_exists(id)",
                     )
                 except ClientError as exc:
@@ -166,7 +169,9 @@ class SQSQueue:
         message = messages[0]
         data = json.loads(message["Body"])
         attributes = message.get("Attributes", {})
-        job_id = int(attributes.get("SequenceNumber") or int(hashlib.sha256(message["MessageId"].encode()).hexdigest()[:15], 16))
+        job_id = int(
+            attributes.get("SequenceNumber") or int(hashlib.sha256(message["MessageId"].encode()).hexdigest()[:15], 16)
+        )
         attempts = int(attributes.get("ApproximateReceiveCount", 1))
         self._receipts[(job_id, attempts)] = message["ReceiptHandle"]
         for stale in [k for k in self._receipts if k[0] == job_id and k[1] < attempts]:
@@ -262,7 +267,9 @@ class SQSQueue:
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )
         values = attributes.get("Attributes", {})
-        return int(values.get("ApproximateNumberOfMessages", 0)) + int(values.get("ApproximateNumberOfMessagesNotVisible", 0))
+        return int(values.get("ApproximateNumberOfMessages", 0)) + int(
+            values.get("ApproximateNumberOfMessagesNotVisible", 0)
+        )
 
     async def close(self) -> None:
         await self._stack.aclose()

@@ -71,8 +71,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .gitobjects import Commit, ObjectStore, blob_sha, diff_files, three_way
-from .openapi import Operation, Violation, spec
+from fakes.gitobjects import Commit, ObjectStore, blob_sha, diff_files, three_way
+from fakes.openapi import Operation, Violation, spec
 
 HOST = "127.0.0.1"
 DOCS = "https://docs.github.com/rest"
@@ -107,7 +107,9 @@ def _not_found() -> GitHubError:
     return GitHubError(404, "Not Found")
 
 
-def _validation(resource: str, field_: str | None = None, code: str = "invalid", message: str | None = None) -> GitHubError:
+def _validation(
+    resource: str, field_: str | None = None, code: str = "invalid", message: str | None = None
+) -> GitHubError:
     error: dict[str, Any] = {"resource": resource, "code": code}
     if field_:
         error["field"] = field_
@@ -329,8 +331,18 @@ class AppManifest:
 # keys GitHub documents for an App manifest, and which permission each event needs
 MANIFEST_KEYS = frozenset(
     {
-        "name", "url", "hook_attributes", "redirect_url", "callback_urls", "setup_url", "description",
-        "public", "default_events", "default_permissions", "request_oauth_on_install", "setup_on_update",
+        "name",
+        "url",
+        "hook_attributes",
+        "redirect_url",
+        "callback_urls",
+        "setup_url",
+        "description",
+        "public",
+        "default_events",
+        "default_permissions",
+        "request_oauth_on_install",
+        "setup_on_update",
     }
 )
 EVENT_PERMISSIONS = {
@@ -411,6 +423,7 @@ class _Ctx:
     def via_app(self) -> bool:
         return self.token is not None and self.token.kind == "installation"
 
+
 _ROUTES: dict[tuple[str, str], tuple[str, str]] = {}
 
 
@@ -441,7 +454,7 @@ _PERMISSIONS = [
 
 
 def _now_iso(seconds: float | None = None) -> str:
-    return dt.datetime.fromtimestamp(time.time() if seconds is None else seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(time.time() if seconds is None else seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _node_id(kind: str, number: int | str) -> str:
@@ -488,7 +501,14 @@ def _session_key() -> rsa.RSAPrivateKey:
 class FakeGitHub:
     """GitHub's REST API for one App, on http://127.0.0.1:<port> (see the module docstring)."""
 
-    def __init__(self, *, app_id: int = 424242, slug: str = "lemi", html_url: str = "https://github.com", check_responses: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        app_id: int = 424242,
+        slug: str = "lemi",
+        html_url: str = "https://github.com",
+        check_responses: bool = True,
+    ) -> None:
         self.app_id = app_id
         self.app_slug = slug
         self.bot_login = f"{slug}[bot]"
@@ -499,9 +519,11 @@ class FakeGitHub:
         self.private_key_pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
         ).decode()
-        self.public_key_pem = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode()
+        self.public_key_pem = (
+            key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
         self.url = ""
         self.port = 0
         self.spec = spec()
@@ -750,7 +772,9 @@ class FakeGitHub:
             if installation is not None:
                 self.installations[installation].repositories.add(full_name)
             if not empty:
-                content = {k: _text(v) for k, v in (files if files is not None else {"README.md": f"# {repo.name}\n"}).items()}
+                content = {
+                    k: _text(v) for k, v in (files if files is not None else {"README.md": f"# {repo.name}\n"}).items()
+                }
                 commit = self._write_commit(content, [], "Initial commit", repo.owner)
                 repo.refs[f"heads/{default_branch}"] = commit.sha
             return repo
@@ -811,7 +835,9 @@ class FakeGitHub:
             if from_fork:
                 fork_name = f"{user}/{repo.name}"
                 if fork_name.lower() not in self.repos:
-                    fork = self.add_repo(fork_name, default_branch=repo.default_branch, private=repo.private, empty=True)
+                    fork = self.add_repo(
+                        fork_name, default_branch=repo.default_branch, private=repo.private, empty=True
+                    )
                     fork.fork, fork.parent = True, repo.full_name
                     fork.refs = {k: v for k, v in repo.refs.items() if k.startswith("heads/")}
                 head_repo = self._repo(fork_name)
@@ -839,12 +865,16 @@ class FakeGitHub:
             self.pulls_by_repo[repo.full_name.lower()][number] = pull
             return number
 
-    def open_issue(self, full_name: str, title: str = "An issue", body: str | None = None, user: str = "octocat") -> int:
+    def open_issue(
+        self, full_name: str, title: str = "An issue", body: str | None = None, user: str = "octocat"
+    ) -> int:
         with self._lock:
             repo = self._repo(full_name)
             number = self._new_number(repo)
             _, now = self._tick()
-            self.issues_by_repo[repo.full_name.lower()][number] = Issue(repo.full_name, number, self._next_id("issue"), title, body, user, created_at=now)
+            self.issues_by_repo[repo.full_name.lower()][number] = Issue(
+                repo.full_name, number, self._next_id("issue"), title, body, user, created_at=now
+            )
             return number
 
     def close_pull_request(self, full_name: str, number: int) -> None:
@@ -852,10 +882,14 @@ class FakeGitHub:
             pull = self.pull(full_name, number)
             pull.state, pull.closed_at = "closed", self._tick()[1]
 
-    def merge_pull_request(self, full_name: str, number: int, merge_method: str = "merge", user: str = "octocat") -> str:
+    def merge_pull_request(
+        self, full_name: str, number: int, merge_method: str = "merge", user: str = "octocat"
+    ) -> str:
         """A human merges the PR (as the merge button would). Returns the merge commit sha."""
         with self._lock:
-            return self._merge(self._repo(full_name), self.pull(full_name, number), merge_method, None, None, User(user))
+            return self._merge(
+                self._repo(full_name), self.pull(full_name, number), merge_method, None, None, User(user)
+            )
 
     def set_unmergeable(self, full_name: str, number: int, message: str = "Pull Request is not mergeable") -> None:
         """PUT .../merge of this PR answers 405 with ``message``; ``mergeable`` becomes false."""
@@ -872,10 +906,14 @@ class FakeGitHub:
     def add_user_token(self, token: str, login: str, expires_in: float | None = None) -> str:
         """A personal token (``token X`` or ``Bearer X``) acting as ``login`` on every repository."""
         with self._lock:
-            self.tokens[token] = Token(token, "user", None if expires_in is None else time.time() + expires_in, login=login)
+            self.tokens[token] = Token(
+                token, "user", None if expires_in is None else time.time() + expires_in, login=login
+            )
             return token
 
-    def installation_token(self, installation_id: int, *, repositories: Iterable[str] | None = None, ttl: float | None = None) -> str:
+    def installation_token(
+        self, installation_id: int, *, repositories: Iterable[str] | None = None, ttl: float | None = None
+    ) -> str:
         """Mint an installation token directly (as POST .../access_tokens would)."""
         with self._lock:
             installation = self.installations[installation_id]
@@ -884,7 +922,9 @@ class FakeGitHub:
                 "installation",
                 time.time() + (self.token_ttl if ttl is None else ttl),
                 installation_id=installation_id,
-                repositories=None if repositories is None else {self._repo(r if "/" in r else f"{installation.account}/{r}").full_name for r in repositories},
+                repositories=None
+                if repositories is None
+                else {self._repo(r if "/" in r else f"{installation.account}/{r}").full_name for r in repositories},
                 permissions=dict(installation.permissions),
             )
             self.tokens[token.token] = token
@@ -897,10 +937,16 @@ class FakeGitHub:
     def app_jwt(self, *, iat: float | None = None, exp: float | None = None, iss: Any = None, key: Any = None) -> str:
         """A JWT for the App as GitHub expects it (override claims or the key to break it)."""
         now = int(time.time())
-        claims = {"iat": int(now - 60 if iat is None else iat), "exp": int(now + 540 if exp is None else exp), "iss": str(self.app_id) if iss is None else iss}
+        claims = {
+            "iat": int(now - 60 if iat is None else iat),
+            "exp": int(now + 540 if exp is None else exp),
+            "iss": str(self.app_id) if iss is None else iss,
+        }
         return jwt.encode(claims, key or self.private_key_pem, algorithm="RS256")
 
-    def add_comment(self, full_name: str, number: int, body: str, user: str = "octocat", user_type: str = "User") -> int:
+    def add_comment(
+        self, full_name: str, number: int, body: str, user: str = "octocat", user_type: str = "User"
+    ) -> int:
         """A comment written by someone else (e.g. a slash command). Returns its id."""
         with self._lock:
             repo = self._repo(full_name)
@@ -965,7 +1011,15 @@ class FakeGitHub:
                 raise ValueError("; ".join(problems))
             code = secrets.token_hex(10)
             self.app_manifests.append(
-                AppManifest(code, copy.deepcopy(dict(manifest)), owner or self.web_login, owner_type, state, (html_url or self.html_url).rstrip("/"), time.time())
+                AppManifest(
+                    code,
+                    copy.deepcopy(dict(manifest)),
+                    owner or self.web_login,
+                    owner_type,
+                    state,
+                    (html_url or self.html_url).rstrip("/"),
+                    time.time(),
+                )
             )
             return code
 
@@ -990,13 +1044,19 @@ class FakeGitHub:
             elif not url_ok(hook.get("url")):
                 problems.append("hook_attributes.url is required: an http(s) URL")
             elif re.match(r"https?://(localhost|127\.|\[::1\])", hook["url"]):
-                problems.append("hook_attributes.url is not supported because it isn't reachable over the public Internet (localhost)")
+                problems.append(
+                    "hook_attributes.url is not supported because it isn't reachable over the public Internet (localhost)"
+                )
             elif "active" in hook and not isinstance(hook["active"], bool):
                 problems.append("hook_attributes.active must be a boolean")
         for key in ("redirect_url", "setup_url"):
             if key in manifest and not url_ok(manifest[key]):
                 problems.append(f"{key} must be an http(s) URL")
-        if "callback_urls" in manifest and (not isinstance(manifest["callback_urls"], list) or not all(url_ok(u) for u in manifest["callback_urls"]) or len(manifest["callback_urls"]) > 10):
+        if "callback_urls" in manifest and (
+            not isinstance(manifest["callback_urls"], list)
+            or not all(url_ok(u) for u in manifest["callback_urls"])
+            or len(manifest["callback_urls"]) > 10
+        ):
             problems.append("callback_urls must be at most 10 http(s) URLs")
         for key in ("public", "request_oauth_on_install", "setup_on_update"):
             if key in manifest and not isinstance(manifest[key], bool):
@@ -1019,13 +1079,15 @@ class FakeGitHub:
             events = []
         if events and hook is None:
             problems.append("default_events need hook_attributes (a webhook URL)")
-        from .webhooks import events as webhook_events
+        from fakes.webhooks import events as webhook_events
 
         for event in events:
             if event not in webhook_events():
                 problems.append(f"default_events: unknown event {event!r}")
             elif event in EVENT_PERMISSIONS and not any(p in permissions for p in EVENT_PERMISSIONS[event]):
-                problems.append(f"default_events: {event!r} needs the permission {' or '.join(EVENT_PERMISSIONS[event])}")
+                problems.append(
+                    f"default_events: {event!r} needs the permission {' or '.join(EVENT_PERMISSIONS[event])}"
+                )
         for key, expected in self.manifest_expectations.items():
             if manifest.get(key) != expected:
                 problems.append(f"{key}: expected {expected!r}, got {manifest.get(key)!r}")
@@ -1048,7 +1110,9 @@ class FakeGitHub:
 
     def comments(self, full_name: str, number: int) -> list[Comment]:
         name = self._repo(full_name).full_name
-        return sorted((c for c in self.comments_by_id.values() if c.repo == name and c.issue_number == number), key=lambda c: c.id)
+        return sorted(
+            (c for c in self.comments_by_id.values() if c.repo == name and c.issue_number == number), key=lambda c: c.id
+        )
 
     def check_runs(self, full_name: str, sha: str | None = None, name: str | None = None) -> list[CheckRun]:
         repo = self._repo(full_name)
@@ -1098,11 +1162,18 @@ class FakeGitHub:
 
     def calls_to(self, method: str, pattern: str) -> list[Call]:
         """Recorded calls of ``method`` ("*": any) whose path matches ``pattern`` (fnmatch glob)."""
-        return [c for c in self.calls if (method == "*" or c.method == method.upper()) and fnmatch.fnmatchcase(c.path, pattern)]
+        return [
+            c
+            for c in self.calls
+            if (method == "*" or c.method == method.upper()) and fnmatch.fnmatchcase(c.path, pattern)
+        ]
 
     def describe_calls(self) -> str:
         """The recorded calls, one a line (for assertion messages)."""
-        return "\n".join(f"  {c.method} {c.path}{'?' + urlencode(c.query) if c.query else ''} -> {c.status} ({c.auth or 'anonymous'})" for c in self.calls)
+        return "\n".join(
+            f"  {c.method} {c.path}{'?' + urlencode(c.query) if c.query else ''} -> {c.status} ({c.auth or 'anonymous'})"
+            for c in self.calls
+        )
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
         """Poll ``predicate`` (e.g. ``lambda: fake.comments("o/r", 1)``) until it is truthy; return
@@ -1114,7 +1185,9 @@ class FakeGitHub:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met within {timeout} s; calls to the GitHub fake:\n{self.describe_calls()}")
+                raise AssertionError(
+                    f"condition not met within {timeout} s; calls to the GitHub fake:\n{self.describe_calls()}"
+                )
             time.sleep(interval)
 
     async def await_for(self, predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
@@ -1126,19 +1199,40 @@ class FakeGitHub:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met within {timeout} s; calls to the GitHub fake:\n{self.describe_calls()}")
+                raise AssertionError(
+                    f"condition not met within {timeout} s; calls to the GitHub fake:\n{self.describe_calls()}"
+                )
             await asyncio.sleep(interval)
 
     # -- JSON shapes (also used by fakes.webhooks) -----------------------------------------
 
     def user_json(self, login: str, type_: str | None = None) -> dict[str, Any]:
         if type_ is None:
-            type_ = "Bot" if login.endswith("[bot]") else (
-                "Organization" if any(i.account == login and i.account_type == "Organization" for i in self.installations.values()) else "User"
+            type_ = (
+                "Bot"
+                if login.endswith("[bot]")
+                else (
+                    "Organization"
+                    if any(i.account == login and i.account_type == "Organization" for i in self.installations.values())
+                    else "User"
+                )
             )
         user = copy.deepcopy(_templates()["user"])
-        user = _rewrite(user, [("https://api.github.com/users/octocat", f"{self.url}/users/{login}"), ("https://github.com/octocat", f"{self.html_url}/{login}"), ("https://api.github.com", self.url)])
-        user.update(login=login, id=_uid(login), node_id=_node_id("User" if type_ != "Bot" else "Bot", _uid(login)), type=type_, site_admin=False)
+        user = _rewrite(
+            user,
+            [
+                ("https://api.github.com/users/octocat", f"{self.url}/users/{login}"),
+                ("https://github.com/octocat", f"{self.html_url}/{login}"),
+                ("https://api.github.com", self.url),
+            ],
+        )
+        user.update(
+            login=login,
+            id=_uid(login),
+            node_id=_node_id("User" if type_ != "Bot" else "Bot", _uid(login)),
+            type=type_,
+            site_admin=False,
+        )
         user["avatar_url"] = f"https://avatars.githubusercontent.com/u/{_uid(login)}?v=4"
         if type_ == "Bot":
             user["html_url"] = f"{self.html_url}/apps/{login.removesuffix('[bot]')}"
@@ -1210,7 +1304,10 @@ class FakeGitHub:
 
     def installation_json(self, installation_id: int) -> dict[str, Any]:
         installation = self.installations[installation_id]
-        data = _rewrite(copy.deepcopy(_templates()["installation"]), [("https://api.github.com", self.url), ("https://github.com", self.html_url)])
+        data = _rewrite(
+            copy.deepcopy(_templates()["installation"]),
+            [("https://api.github.com", self.url), ("https://github.com", self.html_url)],
+        )
         data.update(
             id=installation.id,
             account=self.user_json(installation.account, installation.account_type),
@@ -1234,7 +1331,10 @@ class FakeGitHub:
         return data
 
     def app_json(self) -> dict[str, Any]:
-        data = _rewrite(copy.deepcopy(_templates()["app"]), [("https://api.github.com", self.url), ("https://github.com", self.html_url)])
+        data = _rewrite(
+            copy.deepcopy(_templates()["app"]),
+            [("https://api.github.com", self.url), ("https://github.com", self.html_url)],
+        )
         data.update(
             id=self.app_id,
             slug=self.app_slug,
@@ -1442,7 +1542,11 @@ class FakeGitHub:
                     "url": f"{api}/pulls/{p.number}",
                     "id": p.id,
                     "number": p.number,
-                    "head": {"ref": p.head_ref, "sha": p.head_sha, "repo": {"id": repo.id, "url": api, "name": repo.name}},
+                    "head": {
+                        "ref": p.head_ref,
+                        "sha": p.head_sha,
+                        "repo": {"id": repo.id, "url": api, "name": repo.name},
+                    },
                     "base": {
                         "ref": p.base_ref,
                         "sha": repo.refs.get(f"heads/{p.base_ref}", p.head_sha),
@@ -1530,11 +1634,20 @@ class FakeGitHub:
                 "message": c.message,
                 "tree": {"url": f"{api}/git/trees/{c.tree_sha}", "sha": c.tree_sha},
                 "comment_count": 0,
-                "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None, "verified_at": None},
+                "verification": {
+                    "verified": False,
+                    "reason": "unsigned",
+                    "signature": None,
+                    "payload": None,
+                    "verified_at": None,
+                },
             },
             "author": self.user_json(c.author),
             "committer": self.user_json(c.author),
-            "parents": [{"url": f"{api}/commits/{p}", "html_url": f"{self.html_url}/{repo.full_name}/commit/{p}", "sha": p} for p in c.parents],
+            "parents": [
+                {"url": f"{api}/commits/{p}", "html_url": f"{self.html_url}/{repo.full_name}/commit/{p}", "sha": p}
+                for p in c.parents
+            ],
             "stats": {
                 "additions": sum(int(f["additions"]) for f in files),
                 "deletions": sum(int(f["deletions"]) for f in files),
@@ -1609,7 +1722,11 @@ class FakeGitHub:
         role = repo.permissions.get(login)
         if role in ("admin", "maintain", "write", "triage"):
             return "MEMBER" if self.user_json(repo.owner)["type"] == "Organization" else "COLLABORATOR"
-        return "CONTRIBUTOR" if any(p.user == login and p.merged for p in self.pulls_by_repo[repo.full_name.lower()].values()) else "NONE"
+        return (
+            "CONTRIBUTOR"
+            if any(p.user == login and p.merged for p in self.pulls_by_repo[repo.full_name.lower()].values())
+            else "NONE"
+        )
 
     def _reaction_rollup(self, comment: Comment) -> dict[str, Any]:
         counts = {k: 0 for k in ("+1", "-1", "laugh", "confused", "heart", "hooray", "eyes", "rocket")}
@@ -1642,7 +1759,9 @@ class FakeGitHub:
         )
         return conflicts
 
-    def _merge(self, repo: Repo, pull: PullRequest, method: str, title: str | None, message: str | None, actor: User) -> str:
+    def _merge(
+        self, repo: Repo, pull: PullRequest, method: str, title: str | None, message: str | None, actor: User
+    ) -> str:
         base_sha = repo.refs.get(f"heads/{pull.base_ref}")
         if base_sha is None:
             raise GitHubError(422, "Base branch was modified. Review and try the merge again.")
@@ -1656,7 +1775,11 @@ class FakeGitHub:
             raise GitHubError(405, "Pull Request is not mergeable")
         head_repo = self._repo(pull.head_repo)
         if method == "merge":
-            text = (title or f"Merge pull request #{pull.number} from {head_repo.owner}/{pull.head_ref}") + "\n\n" + (message if message is not None else pull.title)
+            text = (
+                (title or f"Merge pull request #{pull.number} from {head_repo.owner}/{pull.head_ref}")
+                + "\n\n"
+                + (message if message is not None else pull.title)
+            )
             commit = self._write_commit(merged, [base_sha, pull.head_sha], text, actor.login)
         elif method == "squash":
             text = (title or f"{pull.title} (#{pull.number})") + ("\n\n" + message if message else "")
@@ -1681,11 +1804,21 @@ class FakeGitHub:
     async def _handle(self, request: web.Request, raw_path: str | None = None) -> web.StreamResponse:
         body = await request.read()
         status, headers, payload = self.serve(
-            request.method, raw_path or request.rel_url.raw_path, list(request.rel_url.query.items()), body, request.headers
+            request.method,
+            raw_path or request.rel_url.raw_path,
+            list(request.rel_url.query.items()),
+            body,
+            request.headers,
         )
         if payload is None:
             return web.Response(status=status, headers=headers)
-        return web.Response(status=status, headers=headers, body=json.dumps(payload).encode(), content_type="application/json", charset="utf-8")
+        return web.Response(
+            status=status,
+            headers=headers,
+            body=json.dumps(payload).encode(),
+            content_type="application/json",
+            charset="utf-8",
+        )
 
     async def _handle_ghes(self, request: web.Request) -> web.StreamResponse:
         """GitHub Enterprise Server serves the REST API under /api/v3."""
@@ -1703,17 +1836,27 @@ class FakeGitHub:
                 manifest = json.loads(raw) if isinstance(raw, str) else None
             except ValueError:
                 manifest = None
-            problems = self.manifest_problems(manifest) if manifest is not None else ["no manifest field (JSON) in the form"]
+            problems = (
+                self.manifest_problems(manifest) if manifest is not None else ["no manifest field (JSON) in the form"]
+            )
             if not problems and not isinstance(manifest.get("redirect_url"), str):
                 problems = ["redirect_url is required for the manifest flow (where GitHub sends the code)"]
             if org is not None and not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}", org):
                 problems.append(f"no organisation {org!r}")
             if problems:
                 self.violations.append(Violation("POST", request.rel_url.raw_path, "manifest", "; ".join(problems)))
-                text = "<h1>Invalid GitHub App manifest</h1><ul>" + "".join(f"<li>{_escape_html(p)}</li>" for p in problems) + "</ul>"
+                text = (
+                    "<h1>Invalid GitHub App manifest</h1><ul>"
+                    + "".join(f"<li>{_escape_html(p)}</li>" for p in problems)
+                    + "</ul>"
+                )
                 return web.Response(status=422, text=text, content_type="text/html")
             code = self.register_manifest_code(
-                manifest, owner=org or self.web_login, owner_type="Organization" if org else "User", state=state, html_url=self.url
+                manifest,
+                owner=org or self.web_login,
+                owner_type="Organization" if org else "User",
+                state=state,
+                html_url=self.url,
             )
         redirect = manifest["redirect_url"]
         query = urlencode({"code": code, **({"state": state} if state is not None else {})})
@@ -1726,7 +1869,9 @@ class FakeGitHub:
         with self._lock:
             return self._serve(method.upper(), raw_path, query, body, {k.lower(): v for k, v in headers.items()})
 
-    def _serve(self, method: str, raw_path: str, query: list[tuple[str, str]], raw_body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+    def _serve(
+        self, method: str, raw_path: str, query: list[tuple[str, str]], raw_body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], Any]:
         path = unquote(raw_path)
         qdict = dict(query)
         try:
@@ -1736,7 +1881,9 @@ class FakeGitHub:
         call = Call(method, path, qdict, parsed, None, None, None, None, None, None, {})
         self.calls.append(call)
 
-        def answer(status: int, payload: Any, extra: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+        def answer(
+            status: int, payload: Any, extra: Mapping[str, str] | None = None
+        ) -> tuple[int, dict[str, str], Any]:
             call.status, call.response = status, payload
             out = self._headers(call)
             out.update(extra or {})
@@ -1755,13 +1902,27 @@ class FakeGitHub:
         if problems:
             self.violations.extend(problems)
             details = "\n".join(p.message for p in problems)
-            return answer(422, {"message": f"Invalid request.\n\n{details}", "documentation_url": DOCS, "status": "422"})
+            return answer(
+                422, {"message": f"Invalid request.\n\n{details}", "documentation_url": DOCS, "status": "422"}
+            )
         handler = _ROUTES.get((method, op.template))
         if handler is None:
-            self.violations.append(Violation(method, raw_path, "not-implemented", "not implemented in the fake (add it to tests/fakes/github.py)", op.operation_id))
-            return answer(501, {"message": f"not implemented in the fake: {op.operation_id}", "documentation_url": DOCS})
+            self.violations.append(
+                Violation(
+                    method,
+                    raw_path,
+                    "not-implemented",
+                    "not implemented in the fake (add it to tests/fakes/github.py)",
+                    op.operation_id,
+                )
+            )
+            return answer(
+                501, {"message": f"not implemented in the fake: {op.operation_id}", "documentation_url": DOCS}
+            )
         name, auth_kind = handler
-        ctx = _Ctx(method, path, qdict, parsed if parsed is not None else {}, matched.params, op, bot_login=self.bot_login)
+        ctx = _Ctx(
+            method, path, qdict, parsed if parsed is not None else {}, matched.params, op, bot_login=self.bot_login
+        )
         try:
             if not headers.get("user-agent"):
                 raise GitHubError(
@@ -1788,14 +1949,16 @@ class FakeGitHub:
         except Exception as exc:  # a defect of the fake: fail the test loudly
             import traceback
 
-            self.violations.append(Violation(method, raw_path, "fake-error", "".join(traceback.format_exception(exc)), op.operation_id))
+            self.violations.append(
+                Violation(method, raw_path, "fake-error", "".join(traceback.format_exception(exc)), op.operation_id)
+            )
             status, payload, extra = 500, {"message": f"fake error: {exc!r}"}, None
         if self.check_responses and payload is not None:
             self.violations.extend(self.spec.check_response(op, status, payload))
         if method == "GET" and status == 200 and payload is not None:
             # GitHub answers every GET with an ETag; a conditional request that matches it gets
             # 304 with no body, which does not count against the rate limit
-            etag = 'W/"%s"' % hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+            etag = f'W/"{hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()}"'
             extra = {**(extra or {}), "etag": etag}
             if headers.get("if-none-match") in (etag, etag.removeprefix("W/")):
                 call.status, call.response = 304, None
@@ -1827,7 +1990,9 @@ class FakeGitHub:
         credential = credential.strip()
         if header and scheme.lower() not in ("bearer", "token"):
             raise GitHubError(401, "Bad credentials")
-        is_jwt = credential.count(".") == 2 and not credential.startswith(("ghs_", "ghp_", "gho_", "ghu_", "github_pat_"))
+        is_jwt = credential.count(".") == 2 and not credential.startswith(
+            ("ghs_", "ghp_", "gho_", "ghu_", "github_pat_")
+        )
         if kind == "app":
             if not credential:
                 raise GitHubError(401, "A JSON web token could not be decoded" if header else "Requires authentication")
@@ -1859,16 +2024,27 @@ class FakeGitHub:
                 credential,
                 self.public_key_pem,
                 algorithms=["RS256"],
-                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "verify_aud": False, "verify_iss": False},
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
             )
         except jwt.PyJWTError:
             raise GitHubError(401, "A JSON web token could not be decoded") from None
         now = time.time()
         iat, exp = claims.get("iat"), claims.get("exp")
         if not isinstance(iat, int) or iat > now + 60:
-            raise GitHubError(401, "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued.")
+            raise GitHubError(
+                401, "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued."
+            )
         if not isinstance(exp, int) or exp <= now:
-            raise GitHubError(401, "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires.")
+            raise GitHubError(
+                401,
+                "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires.",
+            )
         if exp - iat > 600:
             raise GitHubError(401, "'Expiration time' claim ('exp') is too far in the future.")
         if str(claims.get("iss")) != str(self.app_id):
@@ -1888,7 +2064,9 @@ class FakeGitHub:
         if repo is None:
             raise _not_found()
         if token.kind == "installation":
-            if repo.installation_id != token.installation_id or (token.repositories is not None and repo.full_name not in token.repositories):
+            if repo.installation_id != token.installation_id or (
+                token.repositories is not None and repo.full_name not in token.repositories
+            ):
                 raise _not_found()
             needed = self._permission_for(ctx.op.template)
             level = "read" if ctx.method in ("GET", "HEAD") else "write"
@@ -1944,9 +2122,19 @@ class FakeGitHub:
         login = ctx.token.login or "octocat"
         user = self.user_json(login, "User")
         user.update(
-            name=None, company=None, blog="", location=None, email=None, hireable=None, bio=None,
-            public_repos=0, public_gists=0, followers=0, following=0,
-            created_at="2020-01-01T00:00:00Z", updated_at="2020-01-01T00:00:00Z",
+            name=None,
+            company=None,
+            blog="",
+            location=None,
+            email=None,
+            hireable=None,
+            bio=None,
+            public_repos=0,
+            public_gists=0,
+            followers=0,
+            following=0,
+            created_at="2020-01-01T00:00:00Z",
+            updated_at="2020-01-01T00:00:00Z",
         )
         return 200, user
 
@@ -1958,9 +2146,14 @@ class FakeGitHub:
         found.converted = True
         manifest = found.manifest
         app_id = self._next_id("app")
-        slug = re.sub(r"[^a-z0-9]+", "-", str(manifest.get("name") or f"app-{app_id}").lower()).strip("-") or f"app-{app_id}"
+        slug = (
+            re.sub(r"[^a-z0-9]+", "-", str(manifest.get("name") or f"app-{app_id}").lower()).strip("-")
+            or f"app-{app_id}"
+        )
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()).decode()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        ).decode()
         data = self.app_json()
         _, now = self._tick()
         data.update(
@@ -2011,16 +2204,24 @@ class FakeGitHub:
             by_id = {r.id: r for r in by_name.values()}
             for name in body.get("repositories", []):
                 if name not in by_name:
-                    raise GitHubError(422, "There is at least one repository that does not exist or is not accessible to the parent installation.")
+                    raise GitHubError(
+                        422,
+                        "There is at least one repository that does not exist or is not accessible to the parent installation.",
+                    )
                 selected.add(by_name[name].full_name)
             for rid in body.get("repository_ids", []):
                 if rid not in by_id:
-                    raise GitHubError(422, "There is at least one repository that does not exist or is not accessible to the parent installation.")
+                    raise GitHubError(
+                        422,
+                        "There is at least one repository that does not exist or is not accessible to the parent installation.",
+                    )
                 selected.add(by_id[rid].full_name)
         permissions = dict(installation.permissions)
         if body.get("permissions"):
             for name, level in body["permissions"].items():
-                if not self._grants(installation.permissions.get(name), level if level in ("read", "write") else "admin"):
+                if not self._grants(
+                    installation.permissions.get(name), level if level in ("read", "write") else "admin"
+                ):
                     raise GitHubError(422, "The permissions requested are not granted to this installation.")
             permissions = dict(body["permissions"])
         token = self.installation_token(installation.id, repositories=selected)
@@ -2103,7 +2304,9 @@ class FakeGitHub:
         self.redelivered.append(again)
         if self.on_redelivery is not None:
             # off the server thread: the callback may well call the fake (or a product that does)
-            threading.Thread(target=self.on_redelivery, args=(again,), name="fake-github-redelivery", daemon=True).start()
+            threading.Thread(
+                target=self.on_redelivery, args=(again,), name="fake-github-redelivery", daemon=True
+            ).start()
         return 202, {}
 
     @route("GET", "/rate_limit", auth="any")
@@ -2148,9 +2351,15 @@ class FakeGitHub:
         return 200, {
             "name": ctx.params["branch"],
             "commit": commit,
-            "_links": {"self": f"{api}/branches/{ctx.params['branch']}", "html": f"{self.html_url}/{repo.full_name}/tree/{ctx.params['branch']}"},
+            "_links": {
+                "self": f"{api}/branches/{ctx.params['branch']}",
+                "html": f"{self.html_url}/{repo.full_name}/tree/{ctx.params['branch']}",
+            },
             "protected": False,
-            "protection": {"enabled": False, "required_status_checks": {"enforcement_level": "off", "contexts": [], "checks": []}},
+            "protection": {
+                "enabled": False,
+                "required_status_checks": {"enforcement_level": "off", "contexts": [], "checks": []},
+            },
             "protection_url": f"{api}/branches/{ctx.params['branch']}/protection",
         }
 
@@ -2167,7 +2376,9 @@ class FakeGitHub:
             "url": f"{api}/contents/{path}?ref={ref}",
             "git_url": f"{api}/git/{kind}/{sha}",
             "html_url": html,
-            "download_url": f"https://raw.githubusercontent.com/{repo.full_name}/{ref}/{path}" if entry_type == "file" else None,
+            "download_url": f"https://raw.githubusercontent.com/{repo.full_name}/{ref}/{path}"
+            if entry_type == "file"
+            else None,
             "_links": {"self": f"{api}/contents/{path}?ref={ref}", "git": f"{api}/git/{kind}/{sha}", "html": html},
         }
 
@@ -2188,7 +2399,9 @@ class FakeGitHub:
                 entry.update(encoding="none", content="")
             else:
                 encoded = base64.b64encode(data).decode()
-                entry.update(encoding="base64", content="".join(encoded[i : i + 60] + "\n" for i in range(0, len(encoded), 60)))
+                entry.update(
+                    encoding="base64", content="".join(encoded[i : i + 60] + "\n" for i in range(0, len(encoded), 60))
+                )
             return 200, entry
         prefix = path + "/" if path else ""
         children: dict[str, tuple[str, str, int]] = {}
@@ -2246,12 +2459,29 @@ class FakeGitHub:
             "node_id": _node_id("Commit", commit.sha),
             "url": f"{api}/git/commits/{commit.sha}",
             "html_url": f"{self.html_url}/{repo.full_name}/commit/{commit.sha}",
-            "author": {"date": commit.date, "name": commit.author, "email": f"{commit.author}@users.noreply.github.com"},
-            "committer": {"date": commit.date, "name": commit.author, "email": f"{commit.author}@users.noreply.github.com"},
+            "author": {
+                "date": commit.date,
+                "name": commit.author,
+                "email": f"{commit.author}@users.noreply.github.com",
+            },
+            "committer": {
+                "date": commit.date,
+                "name": commit.author,
+                "email": f"{commit.author}@users.noreply.github.com",
+            },
             "message": commit.message,
             "tree": {"url": f"{api}/git/trees/{commit.tree_sha}", "sha": commit.tree_sha},
-            "parents": [{"url": f"{api}/git/commits/{p}", "html_url": f"{self.html_url}/{repo.full_name}/commit/{p}", "sha": p} for p in commit.parents],
-            "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None, "verified_at": None},
+            "parents": [
+                {"url": f"{api}/git/commits/{p}", "html_url": f"{self.html_url}/{repo.full_name}/commit/{p}", "sha": p}
+                for p in commit.parents
+            ],
+            "verification": {
+                "verified": False,
+                "reason": "unsigned",
+                "signature": None,
+                "payload": None,
+                "verified_at": None,
+            },
         }
         return (200 if existing is not None else 201), {"content": content, "commit": commit_data}
 
@@ -2269,7 +2499,13 @@ class FakeGitHub:
         api = f"{self.url}/repos/{repo.full_name}"
         entries = []
         for path, e in self.objects.walk(tree_sha, recursive="recursive" in ctx.query):
-            item: dict[str, Any] = {"path": path, "mode": e.mode, "type": e.type, "sha": e.sha, "url": f"{api}/git/{e.type}s/{e.sha}"}
+            item: dict[str, Any] = {
+                "path": path,
+                "mode": e.mode,
+                "type": e.type,
+                "sha": e.sha,
+                "url": f"{api}/git/{e.type}s/{e.sha}",
+            }
             if e.type == "blob":
                 item["size"] = e.size
             entries.append(item)
@@ -2362,7 +2598,9 @@ class FakeGitHub:
             owner, _, branch = ctx.query["head"].partition(":")
             # GitHub wants "owner:branch"; a bare branch name filters nothing (every PR comes back)
             if branch:
-                pulls = [p for p in pulls if self._repo(p.head_repo).owner.lower() == owner.lower() and p.head_ref == branch]
+                pulls = [
+                    p for p in pulls if self._repo(p.head_repo).owner.lower() == owner.lower() and p.head_ref == branch
+                ]
         if "base" in ctx.query:
             pulls = [p for p in pulls if p.base_ref == ctx.query["base"]]
         sort = ctx.query.get("sort", "created")
@@ -2385,7 +2623,14 @@ class FakeGitHub:
         if body.get("head_repo"):
             head_repo = self.repos.get(body["head_repo"].lower())  # type: ignore[assignment]
         elif owner and owner.lower() != repo.owner.lower():
-            head_repo = next((r for r in self.repos.values() if r.owner.lower() == owner.lower() and (r.parent == repo.full_name or r.name == repo.name)), None)  # type: ignore[assignment]
+            head_repo = next(
+                (
+                    r
+                    for r in self.repos.values()
+                    if r.owner.lower() == owner.lower() and (r.parent == repo.full_name or r.name == repo.name)
+                ),
+                None,
+            )  # type: ignore[assignment]
         if head_repo is None or f"heads/{branch}" not in head_repo.refs:
             raise _validation("PullRequest", "head")
         base = body["base"]
@@ -2394,7 +2639,11 @@ class FakeGitHub:
         head_sha = head_repo.refs[f"heads/{branch}"]
         for p in self.pulls_by_repo[repo.full_name.lower()].values():
             if p.state == "open" and p.head_repo == head_repo.full_name and p.head_ref == branch and p.base_ref == base:
-                raise _validation("PullRequest", code="custom", message=f"A pull request already exists for {head_repo.owner}:{branch}.")
+                raise _validation(
+                    "PullRequest",
+                    code="custom",
+                    message=f"A pull request already exists for {head_repo.owner}:{branch}.",
+                )
         if self.objects.is_ancestor(head_sha, repo.refs[f"heads/{base}"]):
             raise _validation("PullRequest", code="custom", message=f"No commits between {base} and {branch}")
         number = self._new_number(repo)
@@ -2445,7 +2694,12 @@ class FakeGitHub:
                 raise _validation("PullRequest", code="custom", message="Cannot reopen a merged pull request")
             head_repo = self._repo(pull.head_repo)
             if f"heads/{pull.head_ref}" not in head_repo.refs:
-                raise _validation("PullRequest", "state", code="custom", message="state cannot be changed. The head branch was deleted.")
+                raise _validation(
+                    "PullRequest",
+                    "state",
+                    code="custom",
+                    message="state cannot be changed. The head branch was deleted.",
+                )
             pull.state, pull.closed_at = "open", None
             pull.head_sha = head_repo.refs[f"heads/{pull.head_ref}"]
         elif body.get("state") == "closed" and pull.state == "open":
@@ -2530,7 +2784,17 @@ class FakeGitHub:
         self._check_comment_body(ctx.body["body"])
         actor = ctx.actor
         _, now = self._tick()
-        comment = Comment(ctx.repo.full_name, number, self._next_id("comment"), ctx.body["body"], actor.login, actor.type, now, now, ctx.via_app)
+        comment = Comment(
+            ctx.repo.full_name,
+            number,
+            self._next_id("comment"),
+            ctx.body["body"],
+            actor.login,
+            actor.type,
+            now,
+            now,
+            ctx.via_app,
+        )
         self.comments_by_id[comment.id] = comment
         return 201, self.comment_json(comment.id)
 
@@ -2554,7 +2818,13 @@ class FakeGitHub:
         return 200, self.comment_json(comment.id)
 
     def _reaction_json(self, r: Reaction) -> dict[str, Any]:
-        return {"id": r.id, "node_id": _node_id("Reaction", r.id), "user": self.user_json(r.user, r.user_type), "content": r.content, "created_at": r.created_at}
+        return {
+            "id": r.id,
+            "node_id": _node_id("Reaction", r.id),
+            "user": self.user_json(r.user, r.user_type),
+            "content": r.content,
+            "created_at": r.created_at,
+        }
 
     @route("POST", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions")
     def _create_reaction(self, ctx: _Ctx) -> tuple[int, Any]:
@@ -2592,14 +2862,15 @@ class FakeGitHub:
             run.status = "completed"
         if run.status == "completed":
             if run.conclusion is None:
-                raise GitHubError(422, "Invalid request.\n\n\"conclusion\" wasn't supplied.")
+                raise GitHubError(422, 'Invalid request.\n\n"conclusion" wasn\'t supplied.')
             run.completed_at = body.get("completed_at") or run.completed_at or _now_iso()
         if "output" in body:
             output = body["output"]
             for a in output.get("annotations", []):
                 if ("start_column" in a or "end_column" in a) and a["start_line"] != a["end_line"]:
                     raise GitHubError(
-                        422, "Invalid request.\n\nAnnotations only support start_column and end_column on the same line."
+                        422,
+                        "Invalid request.\n\nAnnotations only support start_column and end_column on the same line.",
                     )
                 if a["end_line"] < a["start_line"]:
                     raise GitHubError(422, "Invalid request.\n\nend_line must be greater than or equal to start_line.")
@@ -2706,15 +2977,25 @@ class FakeGitHub:
         is_branch = f"heads/{ref}" in repo.refs or ref.startswith("refs/heads/")
         default_sha = repo.refs.get(f"heads/{repo.default_branch}")
         branch = ref.removeprefix("refs/heads/")
-        if body.get("auto_merge", True) and is_branch and default_sha and branch != repo.default_branch and not self.objects.is_ancestor(default_sha, sha):
+        if (
+            body.get("auto_merge", True)
+            and is_branch
+            and default_sha
+            and branch != repo.default_branch
+            and not self.objects.is_ancestor(default_sha, sha)
+        ):
             # GitHub merges the default branch into the ref first (and creates no deployment)
             mb = self.objects.merge_base(default_sha, sha)
             merged, conflicts = three_way(
-                self.objects.commits[mb].files if mb else {}, self.objects.commits[sha].files, self.objects.commits[default_sha].files
+                self.objects.commits[mb].files if mb else {},
+                self.objects.commits[sha].files,
+                self.objects.commits[default_sha].files,
             )
             if conflicts:
                 raise GitHubError(409, f"Conflict merging {repo.default_branch} into {branch}.")
-            commit = self._write_commit(merged, [sha, default_sha], f"Merge {repo.default_branch} into {branch}", ctx.actor.login)
+            commit = self._write_commit(
+                merged, [sha, default_sha], f"Merge {repo.default_branch} into {branch}", ctx.actor.login
+            )
             self._set_ref(repo, f"heads/{branch}", commit.sha)
             return 202, {"message": f"Auto-merged {repo.default_branch} into {branch} on deployment."}
         required = body.get("required_contexts")
@@ -2809,7 +3090,18 @@ class FakeGitHub:
                     and other.state == "success"
                 ):
                     other.statuses.append(
-                        DeploymentStatus(self._next_id("status"), "inactive", "", other.environment, "", "", "", actor.login, actor.type, self._tick()[1])
+                        DeploymentStatus(
+                            self._next_id("status"),
+                            "inactive",
+                            "",
+                            other.environment,
+                            "",
+                            "",
+                            "",
+                            actor.login,
+                            actor.type,
+                            self._tick()[1],
+                        )
                     )
         return 201, self.deployment_status_json(d.id, status.id)
 
@@ -2895,7 +3187,9 @@ def teardown_failure(fake: FakeGitHub) -> str | None:
                 f"{len(fake.violations)} request(s) to the GitHub fake broke GitHub's OpenAPI description "
                 f"(@octokit/openapi api.github.com.json):\n{fake.violation_report()}"
             )
-        unserved = [f"{f.method} {f.pattern.pattern} ({f.times} left)" for f in fake.faults if f.times < PERSISTENT_FAULT]
+        unserved = [
+            f"{f.method} {f.pattern.pattern} ({f.times} left)" for f in fake.faults if f.times < PERSISTENT_FAULT
+        ]
         if unserved:  # a fault the test armed never happened: the test did not exercise what it says
             return "faults armed but never served: " + "; ".join(unserved)
         return None

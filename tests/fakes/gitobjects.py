@@ -69,7 +69,8 @@ class ObjectStore:
         # git sorts tree entries by name, a tree's name compared as if it ended with "/"
         entries.sort(key=lambda e: (e.name + "/" if e.type == "tree" else e.name).encode())
         raw = b"".join(
-            f"{'40000' if e.type == 'tree' else e.mode} {e.name}".encode() + b"\0" + bytes.fromhex(e.sha) for e in entries
+            f"{'40000' if e.type == 'tree' else e.mode} {e.name}".encode() + b"\0" + bytes.fromhex(e.sha)
+            for e in entries
         )
         sha = hashlib.sha1(b"tree %d\0" % len(raw) + raw).hexdigest()
         self.trees[sha] = entries
@@ -82,7 +83,9 @@ class ObjectStore:
         email = f"{author}@users.noreply.github.com"
         text = f"tree {tree}\n"
         text += "".join(f"parent {p}\n" for p in parents)
-        text += f"author {author} <{email}> {timestamp} +0000\ncommitter {author} <{email}> {timestamp} +0000\n\n{message}"
+        text += (
+            f"author {author} <{email}> {timestamp} +0000\ncommitter {author} <{email}> {timestamp} +0000\n\n{message}"
+        )
         raw = text.encode()
         sha = hashlib.sha1(b"commit %d\0" % len(raw) + raw).hexdigest()
         commit = Commit(sha, dict(files), tree, list(parents), message, author, date, timestamp)
@@ -153,7 +156,9 @@ def diff_files(old: dict[str, bytes], new: dict[str, bytes]) -> list[dict[str, o
     return out
 
 
-def three_way(base: dict[str, bytes], ours: dict[str, bytes], theirs: dict[str, bytes]) -> tuple[dict[str, bytes], list[str]]:
+def three_way(
+    base: dict[str, bytes], ours: dict[str, bytes], theirs: dict[str, bytes]
+) -> tuple[dict[str, bytes], list[str]]:
     """Merge by whole files: (merged files, conflicting paths)."""
     merged: dict[str, bytes] = {}
     conflicts: list[str] = []

@@ -42,7 +42,13 @@ from urllib.parse import unquote
 import jsonschema
 
 SPEC_PATH = (
-    Path(__file__).resolve().parent.parent / "npm" / "node_modules" / "@octokit" / "openapi" / "generated" / "api.github.com.json"
+    Path(__file__).resolve().parent.parent
+    / "npm"
+    / "node_modules"
+    / "@octokit"
+    / "openapi"
+    / "generated"
+    / "api.github.com.json"
 )
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -174,9 +180,13 @@ class OpenAPI:
                         operation_id=raw.get("operationId", f"{method} {template}"),
                         raw=raw,
                         parameters=params,
-                        multi_segment=frozenset(p["name"] for p in params if p.get("in") == "path" and p.get("x-multi-segment")),
+                        multi_segment=frozenset(
+                            p["name"] for p in params if p.get("in") == "path" and p.get("x-multi-segment")
+                        ),
                         integer_params=frozenset(
-                            p["name"] for p in params if p.get("in") == "path" and self._resolve(p.get("schema", {})).get("type") == "integer"
+                            p["name"]
+                            for p in params
+                            if p.get("in") == "path" and self._resolve(p.get("schema", {})).get("type") == "integer"
                         ),
                         query={p["name"]: p for p in params if p.get("in") == "query"},
                     )
@@ -219,7 +229,10 @@ class OpenAPI:
             return Match(op, params), None
         allowed = sorted({m for _, t, _ in found for m in t.operations})
         return None, Violation(
-            method, raw_path, "method", f"{found[0][1].template} has no {method} operation (documented: {', '.join(allowed)})"
+            method,
+            raw_path,
+            "method",
+            f"{found[0][1].template} has no {method} operation (documented: {', '.join(allowed)})",
         )
 
     # -- checks ---------------------------------------------------------------------------
@@ -255,7 +268,9 @@ class OpenAPI:
             param = op.query.get(name)
             if param is None:
                 documented = ", ".join(sorted(op.query)) or "none"
-                add("query", f"query parameter {name!r} is not documented for this operation (documented: {documented})")
+                add(
+                    "query", f"query parameter {name!r} is not documented for this operation (documented: {documented})"
+                )
                 continue
             error = self._check_query_value(param, value)
             if error:
@@ -350,7 +365,9 @@ class OpenAPI:
             return None
         return self._validator(("response", op.method, op.template, status), schema, strict=False)
 
-    def _validator(self, key: tuple[Any, ...], schema: dict[str, Any], *, strict: bool) -> jsonschema.protocols.Validator:
+    def _validator(
+        self, key: tuple[Any, ...], schema: dict[str, Any], *, strict: bool
+    ) -> jsonschema.protocols.Validator:
         with self._lock:
             validator = self._validators.get(key)
             if validator is None:
@@ -380,7 +397,7 @@ class _Converter:
             prefix = "#/components/schemas/"
             if not ref.startswith(prefix):
                 raise ValueError(f"unsupported $ref {ref!r}")
-            name = ref[len(prefix):]
+            name = ref[len(prefix) :]
             key = (name, strict)
             if key not in self.done:
                 self.done[key] = None
@@ -388,7 +405,15 @@ class _Converter:
             return {"$ref": f"#/definitions/{'strict' if strict else 'loose'}/{_escape(name)}"}
         out: dict[str, Any] = {}
         for key, value in node.items():
-            if key in ("description", "example", "examples", "externalDocs", "nullable", "discriminator", "xml") or key.startswith("x-"):
+            if key in (
+                "description",
+                "example",
+                "examples",
+                "externalDocs",
+                "nullable",
+                "discriminator",
+                "xml",
+            ) or key.startswith("x-"):
                 continue
             if key == "properties":
                 out[key] = {k: self.convert(v, strict) for k, v in value.items()}
@@ -404,8 +429,11 @@ class _Converter:
                 out[key] = [self.convert(v, False) for v in value]
             else:
                 out[key] = copy.deepcopy(value)
-        if strict and "properties" in out and "additionalProperties" not in out and not any(
-            k in out for k in ("allOf", "oneOf", "anyOf")
+        if (
+            strict
+            and "properties" in out
+            and "additionalProperties" not in out
+            and not any(k in out for k in ("allOf", "oneOf", "anyOf"))
         ):
             out["additionalProperties"] = False
         if node.get("nullable"):

@@ -23,10 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .github import FakeGitHub
+    from fakes.github import FakeGitHub
 
 EXAMPLES_PATH = (
-    Path(__file__).resolve().parent.parent / "npm" / "node_modules" / "@octokit" / "webhooks-examples" / "api.github.com" / "index.json"
+    Path(__file__).resolve().parent.parent
+    / "npm"
+    / "node_modules"
+    / "@octokit"
+    / "webhooks-examples"
+    / "api.github.com"
+    / "index.json"
 )
 ZERO_SHA = "0" * 40
 
@@ -41,13 +47,19 @@ def events() -> list[str]:
     return sorted(_index())
 
 
-def example(event: str, action: str | None = None, index: int = 0, *, with_installation: bool = False) -> dict[str, Any]:
+def example(
+    event: str, action: str | None = None, index: int = 0, *, with_installation: bool = False
+) -> dict[str, Any]:
     """A deep copy of the ``index``-th real example of ``event`` (with ``action``, when given;
     ``with_installation``: only examples that carry an ``installation``)."""
     entry = _index().get(event)
     if entry is None:
         raise KeyError(f"no webhook examples for {event!r}; known: {', '.join(events())}")
-    found = [p for p in entry["examples"] if (action is None or p.get("action") == action) and (not with_installation or "installation" in p)]
+    found = [
+        p
+        for p in entry["examples"]
+        if (action is None or p.get("action") == action) and (not with_installation or "installation" in p)
+    ]
     if not found:
         raise KeyError(f"no {event} example with action={action!r} (actions: {entry['actions']})")
     return copy.deepcopy(found[index])
@@ -66,7 +78,13 @@ def signature(secret: str | bytes, body: bytes) -> str:
 
 
 def signed(
-    event: str, payload: Any, secret: str | bytes, delivery: str | None = None, *, hook_id: int = 1, target_id: int | None = None
+    event: str,
+    payload: Any,
+    secret: str | bytes,
+    delivery: str | None = None,
+    *,
+    hook_id: int = 1,
+    target_id: int | None = None,
 ) -> tuple[dict[str, str], bytes]:
     """(headers, body) of a delivery exactly as GitHub sends it."""
     body = json.dumps(payload, separators=(",", ":")).encode()
@@ -104,7 +122,10 @@ def _user(fake: FakeGitHub, template: dict[str, Any] | None, login: str, type_: 
     """The fake's user, keeping the extra keys of the example's shape (``name``/``email`` in pushes)."""
     user = fake.user_json(login, type_)
     if template:
-        merged = {**template, **{k: v for k, v in user.items() if k in template or k in ("login", "id", "node_id", "type")}}
+        merged = {
+            **template,
+            **{k: v for k, v in user.items() if k in template or k in ("login", "id", "node_id", "type")},
+        }
         if "name" in template:
             merged["name"] = login
         if "email" in template:
@@ -114,7 +135,12 @@ def _user(fake: FakeGitHub, template: dict[str, Any] | None, login: str, type_: 
 
 
 def retarget(
-    fake: FakeGitHub, payload: dict[str, Any], full_name: str | None = None, *, sender: str | None = None, installation: int | None = None
+    fake: FakeGitHub,
+    payload: dict[str, Any],
+    full_name: str | None = None,
+    *,
+    sender: str | None = None,
+    installation: int | None = None,
 ) -> dict[str, Any]:
     """Rewrite a real example in place so it speaks of ``full_name`` in the fake: every URL
     points at the fake, ``repository`` (id, names, owner, private, fork, default branch),
@@ -196,7 +222,12 @@ def for_pull_request(
         payload = example("pull_request", "opened", with_installation=True)
         payload["action"] = action
     pull = fake.pull(full_name, number)
-    retarget(fake, payload, full_name, sender=sender or (pull.merged_by if action == "closed" and pull.merged_by else pull.user))
+    retarget(
+        fake,
+        payload,
+        full_name,
+        sender=sender or (pull.merged_by if action == "closed" and pull.merged_by else pull.user),
+    )
     payload["number"] = number
     payload["pull_request"] = {**payload["pull_request"], **fake.pull_json(full_name, number)}
     if action == "synchronize":
@@ -245,7 +276,9 @@ def for_push(
         base_ref=None,
         compare=f"{fake.html_url}/{repo.full_name}/compare/{short(before)}...{short(after)}",
         commits=commits,
-        head_commit=commits[-1] if commits else (None if after == ZERO_SHA else _push_commit(fake, repo.full_name, after, sender)),
+        head_commit=commits[-1]
+        if commits
+        else (None if after == ZERO_SHA else _push_commit(fake, repo.full_name, after, sender)),
         pusher={"name": sender, "email": f"{sender}@users.noreply.github.com"},
     )
     return payload
@@ -290,7 +323,12 @@ def for_issue_comment(
     if "pull_request" not in issue:
         merged_issue.pop("pull_request", None)
     if "reactions" in payload["issue"]:
-        merged_issue["reactions"] = {**payload["issue"]["reactions"], "url": f"{issue['url']}/reactions", "total_count": 0, **{k: 0 for k in ("+1", "-1", "laugh", "hooray", "confused", "heart", "rocket", "eyes")}}
+        merged_issue["reactions"] = {
+            **payload["issue"]["reactions"],
+            "url": f"{issue['url']}/reactions",
+            "total_count": 0,
+            **{k: 0 for k in ("+1", "-1", "laugh", "hooray", "confused", "heart", "rocket", "eyes")},
+        }
     payload["issue"] = merged_issue
     payload["comment"] = {**payload["comment"], **fake.comment_json(comment_id)}
     if action == "edited":

@@ -418,7 +418,7 @@ ENVIRONMENT = {
     "LEMI_QUEUE": "the job queue: `sqlite:///path.db` (embedded, one host) or `sqs://<fifo-queue-url>?dedupe_table=<table>` (several replicas; see [operations](operations.md#scaling-out-sqs-fifo-and-dynamodb))",
     "PORT": "port `lemi serve` listens on",
     "HOST": "address `lemi serve` binds (the Procfile uses `0.0.0.0`)",
-    "FORWARDED_ALLOW_IPS": "proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` `lemi serve` believes (comma-separated, `*` for any; uvicorn's rule). Only access logs and URLs use them: the setup page decides \"this machine\" on the socket peer and refuses any proxied request",
+    "FORWARDED_ALLOW_IPS": 'proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` `lemi serve` believes (comma-separated, `*` for any; uvicorn\'s rule). Only access logs and URLs use them: the setup page decides "this machine" on the socket peer and refuses any proxied request',
     "LEMI_WORKERS": "workers in the process; `0` only accepts deliveries (another process works them)",
     "LEMI_LEASE_SECONDS": "how long a worker holds a job before another may take it over; extended while the job runs",
     "LEMI_RETRY_DELAYS": "seconds between attempts of a failing job, comma-separated; a job gets one attempt more than there are delays",
@@ -484,7 +484,14 @@ def environment_reads(package: Path = PACKAGE) -> dict[str, EnvRead]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
 
-        def add(name_node: ast.AST, default: str | None, at: ast.AST) -> None:
+        def add(
+            name_node: ast.AST,
+            default: str | None,
+            at: ast.AST,
+            parents: dict[ast.AST, ast.AST] = parents,
+            module: str = module,
+            rel: str = rel,
+        ) -> None:
             if not (isinstance(name_node, ast.Constant) and isinstance(name_node.value, str)):
                 return
             if not _ENV_NAME_RE.fullmatch(name_node.value):
@@ -521,7 +528,9 @@ def environment_table(package: Path = PACKAGE, meanings: Mapping[str, str] = ENV
         raise DocsError(f"environment variables without a meaning: {where}: describe them in ENVIRONMENT in tools/docs")
     unread = sorted(set(meanings) - set(reads))
     if unread:
-        raise DocsError(f"ENVIRONMENT in tools/docs describes variables no code reads: {', '.join(unread)}; remove them")
+        raise DocsError(
+            f"ENVIRONMENT in tools/docs describes variables no code reads: {', '.join(unread)}; remove them"
+        )
     rows = []
     for name in meanings:  # in the order of ENVIRONMENT: grouped by purpose
         read = reads[name]
@@ -656,7 +665,7 @@ resource: {cpu: 1024, memory: 2048}   # optional per-environment override
 
 
 def _memory(values: list[int]) -> str:
-    steps = {b - a for a, b in zip(values, values[1:])}
+    steps = {b - a for a, b in zip(values, values[1:], strict=False)}
     if len(values) > 4 and len(steps) == 1:
         return f"{values[0]} to {values[-1]}, in steps of {steps.pop()}"
     return _words([str(v) for v in values])
@@ -687,7 +696,14 @@ def service_files_md(
     service_model: type[BaseModel] | None = None, environment_model: type[BaseModel] | None = None
 ) -> str:
     from bot.core.schema import json_schema
-    from bot.core.spec import RESERVED_PREFIXES, RESERVED_VARIABLES, EnvironmentFile, ServiceFile, parse_environment, parse_service
+    from bot.core.spec import (
+        RESERVED_PREFIXES,
+        RESERVED_VARIABLES,
+        EnvironmentFile,
+        ServiceFile,
+        parse_environment,
+        parse_service,
+    )
 
     service_model = service_model or ServiceFile
     environment_model = environment_model or EnvironmentFile
@@ -816,7 +832,9 @@ def readme_policy_text(readme: str) -> str:
     section = _POLICY_SECTION_RE.search(readme)
     block = _JSON_BLOCK_RE.search(section.group(1)) if section else None
     if block is None:
-        raise DocsError("README.md has no '## Deployer IAM policy' section with a ```json block: docs/iam.md is made from it")
+        raise DocsError(
+            "README.md has no '## Deployer IAM policy' section with a ```json block: docs/iam.md is made from it"
+        )
     text = block.group(1)
     json.loads(text)
     return text
@@ -835,7 +853,8 @@ def _client_calls(package: Path, services: Mapping[str, tuple[str, ...]]) -> dic
 
     session = botocore.session.get_session()
     operations = {
-        service: {xform_name(op): op for op in session.get_service_model(service).operation_names} for service in services
+        service: {xform_name(op): op for op in session.get_service_model(service).operation_names}
+        for service in services
     }
     found: dict[str, set[str]] = {}
     for path in sorted(package.rglob("*.py")):
@@ -932,7 +951,7 @@ def iam_md(readme: str, package: Path = PACKAGE) -> str:
     if stale:
         raise DocsError(f"ACTION_USES in tools/docs explains actions README's policy no longer has: {', '.join(stale)}")
     queue = queue_policy(package)
-    header = _header("README.md (its \"Deployer IAM policy\")", "the SQS and DynamoDB calls in bot/", "tools/docs")
+    header = _header('README.md (its "Deployer IAM policy")', "the SQS and DynamoDB calls in bot/", "tools/docs")
     return f"""# IAM policies
 
 {header}
@@ -1032,7 +1051,12 @@ organisation's repositories.
 
 # ---- blocks in the hand-written pages ------------------------------------------------------------
 
-METRIC_CLASSES = {"Counter": ("_total",), "Gauge": ("",), "Histogram": ("_bucket", "_sum", "_count"), "Summary": ("_sum", "_count")}
+METRIC_CLASSES = {
+    "Counter": ("_total",),
+    "Gauge": ("",),
+    "Histogram": ("_bucket", "_sum", "_count"),
+    "Summary": ("_sum", "_count"),
+}
 
 
 @dataclass
@@ -1059,8 +1083,10 @@ def metrics_defined(package: Path = PACKAGE) -> list[MetricDoc]:
             name, help_ = node.args[0], node.args[1]
             if not (isinstance(name, ast.Constant) and isinstance(help_, ast.Constant)):
                 continue
-            labels_node = node.args[2] if len(node.args) > 2 else next(
-                (k.value for k in node.keywords if k.arg == "labelnames"), None
+            labels_node = (
+                node.args[2]
+                if len(node.args) > 2
+                else next((k.value for k in node.keywords if k.arg == "labelnames"), None)
             )
             labels = [e.value for e in getattr(labels_node, "elts", []) if isinstance(e, ast.Constant)]
             out.append(MetricDoc(str(name.value), kind, str(help_.value), labels, rel))
@@ -1071,7 +1097,9 @@ def metrics_block(package: Path = PACKAGE) -> str:
     rows = []
     for m in metrics_defined(package):
         series = ", ".join(code(m.name + s) for s in METRIC_CLASSES[m.kind])
-        rows.append([series, m.kind.lower(), ", ".join(code(label) for label in m.labels) or "—", prose(m.help), code(m.file)])
+        rows.append(
+            [series, m.kind.lower(), ", ".join(code(label) for label in m.labels) or "—", prose(m.help), code(m.file)]
+        )
     return table(["series", "type", "labels", "meaning", "defined in"], rows)
 
 
@@ -1086,7 +1114,8 @@ def commands_block() -> str:
 
 
 def arguments_block() -> str:
-    from bot.core import command_parser as commands, names
+    from bot.core import command_parser as commands
+    from bot.core import names
 
     rows = [
         ["`-e/--env`", code(names.ENV_RE.pattern)],
@@ -1138,10 +1167,14 @@ def _end(name: str) -> str:
 
 def fill_blocks(text: str, blocks: Mapping[str, str], file: str) -> str:
     for name, body in blocks.items():
-        pattern = re.compile(rf"^<!-- BEGIN generated:{re.escape(name)}\b[^\n]*-->\n.*?^<!-- END generated:{re.escape(name)} -->$", re.S | re.M)
+        pattern = re.compile(
+            rf"^<!-- BEGIN generated:{re.escape(name)}\b[^\n]*-->\n.*?^<!-- END generated:{re.escape(name)} -->$",
+            re.S | re.M,
+        )
         if not pattern.search(text):
             raise DocsError(f"{file} has no generated:{name} block: put `{_begin(name)}` and `{_end(name)}` back")
-        text = pattern.sub(lambda _: f"{_begin(name)}\n\n{body}\n\n{_end(name)}", text, count=1)
+        replacement = f"{_begin(name)}\n\n{body}\n\n{_end(name)}".replace("\\", "\\\\")  # literal, not a template
+        text = pattern.sub(replacement, text, count=1)
     return text
 
 
@@ -1185,7 +1218,9 @@ def write(root: Path = ROOT) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.docs", description="Regenerate the generated pages of docs/.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.docs", description="Regenerate the generated pages of docs/."
+    )
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 listing the files that differ")
     parser.add_argument("--root", type=Path, default=ROOT, help="the project directory (default: this checkout)")
     args = parser.parse_args(argv)
@@ -1205,4 +1240,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tools.docs: {exc}", file=sys.stderr)
         return 2
     return 0
-
