@@ -44,7 +44,7 @@ from moto.core.exceptions import JsonRESTError
 from moto.ecs.models import EC2ContainerServiceBackend
 
 import bot.aws.clients as clients_module
-from bot.aws.deploy import revision_of
+from bot.aws.ecs import revision_of
 
 REPO = "acme/demo-service"
 ENV = "staging"

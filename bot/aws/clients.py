@@ -5,12 +5,18 @@ with cached credentials that refresh themselves before they expire.
 The standard AWS variables and credential chain apply, ``AWS_ENDPOINT_URL``
 included (botocore reads it), which is how the tests point every client at
 moto on loopback.
+
+A client's calls raise lemi's exceptions, never botocore's: the SDK retries
+throttling and transient errors itself (standard mode, bounded); what still
+fails leaves the call as :class:`~bot.aws.errors.AwsUnavailable` (it may pass)
+or :class:`~bot.aws.errors.AwsRefused` (bot/aws/errors.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiobotocore.config import AioConfig
@@ -21,6 +27,7 @@ from aiobotocore.credentials import (
 from aiobotocore.session import AioSession, get_session
 from botocore.credentials import CredentialProvider
 
+from bot.aws.errors import translate
 from bot.core.config import Config, Environment
 
 # bounded retries with AWS's standard mode (throttling and transient errors)
@@ -35,7 +42,7 @@ ROLE_SESSION_NAME = "lemi"
 CallHook = Callable[[str, str], None]
 
 
-class _AssumeRoleProvider(CredentialProvider):  # type: ignore[misc]
+class _AssumeRoleProvider(CredentialProvider):
     """Credentials from AssumeRole on top of the base session's, refreshed before expiry."""
 
     METHOD = "lemi-assume-role"
@@ -49,12 +56,44 @@ class _AssumeRoleProvider(CredentialProvider):  # type: ignore[misc]
     async def load(self) -> AioDeferredRefreshableCredentials:
         source = await self._base.get_credentials()
         fetcher = AioAssumeRoleCredentialFetcher(
-            client_creator=self._base.create_client,
+            client_creator=self._base.create_client,  # type: ignore[arg-type]  # the stubs expect botocore's sync one
             source_credentials=source,
             role_arn=self._role_arn,
             extra_args={"RoleSessionName": ROLE_SESSION_NAME},
         )
         return AioDeferredRefreshableCredentials(refresh_using=fetcher.fetch_credentials, method=self.METHOD)
+
+
+class Client:
+    """An aiobotocore client whose API calls raise lemi's exceptions (:func:`bot.aws.errors.translate`).
+
+    Every API method (``await ecs.describe_services(...)``) is wrapped; anything else (``meta``,
+    ``get_paginator``, ``get_waiter``) is the client's own, so a paginator's or a waiter's
+    errors are botocore's: call the API methods instead."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._operations: dict[str, str] = client.meta.method_to_api_mapping
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name not in self._operations:
+            return attribute
+        return _translating(attribute)
+
+
+def _translating(call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(call)
+    async def translated(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await call(*args, **kwargs)
+        except Exception as exc:
+            error = translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    return translated
 
 
 class AwsClients:
@@ -104,11 +143,17 @@ class AwsClients:
         if key not in self._clients:
             env = self.environment(env_name)
             session = self._session_for(env)
-            client = await self._stack.enter_async_context(
-                session.create_client(service, region_name=env.region, config=CLIENT_CONFIG)
-            )
+            try:
+                client = await self._stack.enter_async_context(
+                    session.create_client(service, region_name=env.region, config=CLIENT_CONFIG)  # type: ignore[call-overload]  # the service is chosen at run time
+                )
+            except Exception as exc:  # no region, an unreadable profile, ...
+                error = translate(exc)
+                if error is None:
+                    raise
+                raise error from exc
             client.meta.events.register("before-call.*.*", self._before_call)
-            self._clients[key] = client
+            self._clients[key] = Client(client)
         return self._clients[key]
 
     def _before_call(self, model: Any, **kwargs: Any) -> None:

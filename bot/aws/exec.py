@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.aws.clients import AwsClients
-from bot.aws.deploy import describe_service, task_id
+from bot.aws.ecs import describe_service, task_id
 from bot.aws.errors import OperationError
 from bot.core.names import dns_suffix
 

@@ -18,9 +18,8 @@ import json
 import time
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from bot.aws.clients import AwsClients
+from bot.aws.errors import AwsError
 from bot.core.findings import Finding
 from bot.core.references import refuse_parameters, refuse_secrets
 from bot.core.refs import ParameterRef, SecretRef, parse_secret
@@ -33,10 +32,6 @@ __all__ = [
 ]  # fmt: skip
 
 PARAMETER_BATCH = 10  # GetParameters takes at most 10 names
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 async def check_service(aws: AwsClients, env_name: str, service: str) -> list[Finding]:
@@ -85,8 +80,8 @@ async def _check_secret(aws: AwsClients, env_name: str, var: str, ref: SecretRef
     subject = f"{var} ({ref.secret})"
     try:
         described = await sm.describe_secret(SecretId=secret_id)
-    except ClientError as exc:
-        if _code(exc) == "ResourceNotFoundException":
+    except AwsError as exc:
+        if exc.code == "ResourceNotFoundException":
             return Finding(
                 "secret",
                 subject,
@@ -110,15 +105,15 @@ async def _check_secret(aws: AwsClients, env_name: str, var: str, ref: SecretRef
         kwargs["VersionStage"] = ref.version_stage
     try:
         value = await sm.get_secret_value(**kwargs)
-    except ClientError as exc:
-        if _code(exc) == "InvalidRequestException":
+    except AwsError as exc:
+        if exc.code == "InvalidRequestException":
             return Finding(
                 "secret",
                 subject,
-                f"Secrets Manager refused to read it: {exc.response.get('Error', {}).get('Message', '')}",
+                f"Secrets Manager refused to read it: {exc.message}",
                 f"check the secret's state (aws secretsmanager describe-secret --secret-id {ref.secret})",
             )
-        if _code(exc) == "ResourceNotFoundException":
+        if exc.code == "ResourceNotFoundException":
             return Finding(
                 "secret",
                 subject,
@@ -201,8 +196,8 @@ async def check_image(
                 registryId=env.account_id, repositoryName=repository, imageIds=[{"imageTag": tag}]
             )
             return []
-        except ClientError as exc:
-            code = _code(exc)
+        except AwsError as exc:
+            code = exc.code
             if code == "RepositoryNotFoundException":
                 return [
                     Finding(

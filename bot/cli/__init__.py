@@ -1,7 +1,9 @@
 """The ``lemi`` command line: a thin shell over the same core the App uses.
 
-Exit codes: 0 success, 1 validation or operation failure, 2 usage error.
-Errors are printed as readable messages; a traceback only with LEMI_DEBUG=1.
+Exit codes: 0 success, 1 validation or operation failure (a ``UserError``, or a
+``Transient`` one: GitHub or AWS could not answer now), 2 usage error. Errors are
+printed as readable messages; anything else is a bug in lemi, said so, with a
+traceback only with LEMI_DEBUG=1.
 """
 
 from __future__ import annotations
@@ -10,17 +12,20 @@ import os
 import sys
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError
-from gidgethub import HTTPException as GitHubHTTPException
 
-from bot.aws.errors import OperationError
-from bot.aws.errors import describe as describe_aws_error
 from bot.cli import aws_cmds, files, github_cmds, server  # noqa: F401  (register commands)
-from bot.cli.base import LemiError, cli
+from bot.cli.base import cli
+from bot.core.errors import Transient, UserError
 from bot.core.problems import Invalid
-from bot.github.client import error_message
+from bot.github.errors import GitHubError
 
 __all__ = ["cli", "main"]
+
+
+def _message(exc: UserError | Transient) -> str:
+    if isinstance(exc, GitHubError):
+        return f"error: GitHub answered {exc.status_code}: {exc.message}"
+    return f"error: {exc}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,17 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     except Invalid as exc:  # a command that forgot to report its own problems
         click.echo(str(exc), err=True)
         return 1
-    except OperationError as exc:
-        click.echo(f"error: {exc}", err=True)
+    except UserError as exc:  # an operation refused, lemi's own or GitHub's or AWS's
+        click.echo(_message(exc), err=True)
         return 1
-    except GitHubHTTPException as exc:
-        click.echo(f"error: GitHub answered {int(exc.status_code)}: {error_message(exc)}", err=True)
-        return 1
-    except (ClientError, BotoCoreError) as exc:
-        click.echo(f"error: {describe_aws_error(exc)}", err=True)
-        return 1
-    except LemiError as exc:
-        click.echo(f"error: {exc}", err=True)
+    except Transient as exc:  # GitHub or AWS could not answer now, the network failed
+        click.echo(_message(exc), err=True)
         return 1
     except KeyboardInterrupt:
         return 130

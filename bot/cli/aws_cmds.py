@@ -13,9 +13,10 @@ import click
 
 from bot.aws import operate
 from bot.aws.clients import AwsClients
-from bot.aws.deploy import DeployResult, Progress
-from bot.aws.deploy import deploy as deploy_core
+from bot.aws.ecs import Ecs
 from bot.aws.exec import open_session
+from bot.aws.rollout import DeployResult, Progress, RolloutRequest, Wait
+from bot.aws.rollout import deploy as deploy_core
 from bot.aws.verify import verify_provisioned, verify_task_definition
 from bot.cli import render, workspace
 from bot.cli.base import (
@@ -48,10 +49,12 @@ from bot.core.problems import Invalid
 T = TypeVar("T")
 
 
-def _progress(output: str) -> Callable[[Progress], None] | None:
-    if output == "json":
+def _wait(wait: bool, timeout: float, poll: float, output: str) -> Wait | None:
+    """--wait/--no-wait, --timeout and --poll; live progress on stderr unless the output is JSON."""
+    if not wait:
         return None
-    return render.ProgressPrinter()
+    on_progress: Callable[[Progress], None] | None = None if output == "json" else render.ProgressPrinter()
+    return Wait(timeout=timeout, poll=poll, on_progress=on_progress)
 
 
 def _finish_deploy(result: DeployResult, output: str) -> None:
@@ -123,10 +126,8 @@ def deploy(
             findings = await verify_task_definition(aws, env, name, task_definition)
         if findings:
             return findings
-        result = await deploy_core(
-            aws, env, task_definition, service=name, desired_count=desired_count, wait=wait,
-            timeout=timeout, poll=poll, on_progress=_progress(output),
-        )  # fmt: skip
+        request = RolloutRequest(name, task_definition, desired_count=desired_count)
+        result = await deploy_core(await Ecs.open(aws, env), request, _wait(wait, timeout, poll, output))
         if keep and result.ok:
             result.deregistered = (await operate.prune(aws, env, name, keep=keep)).deregistered
         return result
@@ -240,10 +241,7 @@ def _rollout_command(command: str, operation: Callable[..., Awaitable[DeployResu
         config = state.config()
         env = pick_environment(config, env)
         name = service_name(name)
-        result = run_aws(
-            config,
-            lambda aws: operation(aws, env, name, wait=wait, timeout=timeout, poll=poll, on_progress=_progress(output)),
-        )
+        result = run_aws(config, lambda aws: operation(aws, env, name, wait=_wait(wait, timeout, poll, output)))
         _finish_deploy(result, output)
 
     run.__doc__ = summary

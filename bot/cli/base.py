@@ -15,6 +15,7 @@ import click
 from bot.aws.clients import AwsClients
 from bot.cli import workspace
 from bot.core.config import Config, config_path, load_config
+from bot.core.errors import UserError
 from bot.core.names import SERVICE_RE
 from bot.core.problems import Invalid, Problem, problems_text
 from bot.core.spec import ServiceFiles, parse_service_files
@@ -24,7 +25,7 @@ T = TypeVar("T")
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-class LemiError(Exception):
+class LemiError(UserError):
     """A failure to report to the user as one line (exit 1)."""
 
 

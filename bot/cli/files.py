@@ -110,7 +110,7 @@ def verify(
         )
         raise click.exceptions.Exit(1)
     if output == "json":
-        extra = {"environment": env_name, "findings": []} if "provisioned" in selected else {}
+        extra: dict[str, object] = {"environment": env_name, "findings": []} if "provisioned" in selected else {}
         emit_json({"ok": True, "services": services, "checks": selected, "problems": [], **extra})
     else:
         where = f" in {env_name}" if "provisioned" in selected else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bot.aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT
+from bot.aws.rollout import DEFAULT_POLL, DEFAULT_TIMEOUT
 from bot.core.names import IMAGE_TAG_RE
 
 output_option = click.option(

@@ -10,8 +10,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bot.aws.deploy import DeployResult, Progress, revision_of
+from bot.aws.ecs import revision_of
 from bot.aws.operate import ServiceStatus, TaskInfo
+from bot.aws.rollout import DeployResult, Progress
 from bot.aws.verify import Finding
 from bot.cli.base import emit_json
 from bot.core.problems import problems_text

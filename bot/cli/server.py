@@ -14,7 +14,7 @@ def _read_env_file(ctx: click.Context, param: click.Parameter, value: str | None
     """--env-file is eager: its variables are in the environment before --host and --port
     (and the app's settings) read it. The environment wins over the file."""
     if value:
-        from bot.setup import load_env_file
+        from bot.setup.envfile import load_env_file
 
         if loaded := load_env_file(value):
             click.echo(f"lemi: read {', '.join(loaded)} from {value}", err=True)

@@ -15,10 +15,10 @@ from typing import Any
 
 import aiohttp
 from cachetools import TLRUCache, TTLCache
-from gidgethub import BadRequest
 
 from bot.github.client import GitHub
 from bot.github.contents import repo_vars
+from bot.github.errors import GitHubError
 
 REFRESH_MARGIN = 300.0  # seconds before expiry when a cached token is replaced
 
@@ -90,7 +90,7 @@ class AppAuth:
         """Is the App installed on ``owner/name``? (A repository that does not exist is not.)"""
         try:
             await self.installation_for(repository)
-        except BadRequest as exc:
+        except GitHubError as exc:
             if exc.status_code == 404:
                 return False
             raise

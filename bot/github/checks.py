@@ -12,7 +12,7 @@ MAX_ANNOTATIONS = 50  # per request, GitHub's limit
 MAX_TEXT = 65000
 
 
-def annotations(problems: list[Problem]) -> list[dict[str, Any]]:
+def problem_annotations(problems: list[Problem]) -> list[dict[str, Any]]:
     return [
         {
             "path": p.file,
@@ -54,7 +54,7 @@ async def upsert_check_run(
     """Create the check run ``name`` on ``sha``, or update it; ``run_id``, when the caller
     already has the run (it created it), saves looking it up."""
     output: dict[str, Any] = {"title": title[:255], "summary": summary[:MAX_TEXT]}
-    notes = annotations(problems or [])
+    notes = problem_annotations(problems or [])
     if notes:
         output["annotations"] = notes[:MAX_ANNOTATIONS]
     body: dict[str, Any] = {"name": name, "status": status, "output": output}

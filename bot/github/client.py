@@ -6,7 +6,9 @@
 * primary and secondary rate limits (403/429 with ``retry-after`` or
   ``x-ratelimit-remaining: 0``) are retried after the time GitHub asks for,
   up to a bound (longer waits go back to the queue as a job retry);
-* writes are sent one at a time per token, as GitHub asks of integrators.
+* writes are sent one at a time per token, as GitHub asks of integrators;
+* what still fails leaves the client as lemi's exceptions, a user error or a transient
+  one (bot/github/errors.py), never as gidgethub's or aiohttp's.
 
 A client knows whose it is (:meth:`GitHub.login`): the App's bot login for an
 installation token, the token's user for a personal token. lemi finds the
@@ -17,13 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import aiohttp
-from gidgethub import BadRequest, HTTPException
+from gidgethub import HTTPException
+from gidgethub.abc import JSON_CONTENT_TYPE
 from gidgethub.aiohttp import GitHubAPI
+from uritemplate import variable
+
+from bot.github.errors import GitHubError, rate_limit_wait, translate
 
 REQUESTER = "lemi"
 MAX_ATTEMPTS = 4
@@ -31,36 +36,13 @@ MAX_WAIT = 60.0  # seconds: beyond this, give the job back to the queue
 IDEMPOTENT = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD"})
 
 
-def error_message(exc: HTTPException) -> str:
+def error_message(exc: GitHubError) -> str:
     """GitHub's message for a failed call ("Pull Request is not mergeable"), or the status phrase."""
-    text = " ".join(str(a) for a in exc.args if a and not isinstance(a, int)).strip()
-    status = getattr(exc.status_code, "phrase", "") or str(exc.status_code)
-    return text or f"{int(exc.status_code)} {status}"
+    return exc.message
 
 
 def backoff(attempt: int, base: float = 0.5, cap: float = 8.0) -> float:
-    return min(cap, base * 2 ** (attempt - 1))
-
-
-def rate_limit_wait(exc: HTTPException, now: float | None = None) -> float | None:
-    """Seconds GitHub asks us to wait, or None when the error is not a rate limit."""
-    headers = {k.lower(): v for k, v in (getattr(exc, "headers", None) or {}).items()}
-    if exc.status_code not in (403, 429):
-        return None
-    if "retry-after" in headers:
-        try:
-            return max(0.0, float(headers["retry-after"]))
-        except ValueError:
-            return 60.0
-    if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
-        try:
-            return max(0.0, float(headers["x-ratelimit-reset"]) - (now or time.time()))
-        except ValueError:
-            return 60.0
-    message = " ".join(str(a) for a in exc.args).lower()
-    if "secondary rate limit" in message or "abuse" in message:
-        return 60.0
-    return None
+    return min(cap, base * 2.0 ** (attempt - 1))
 
 
 class GitHub(GitHubAPI):
@@ -100,7 +82,7 @@ class GitHub(GitHubAPI):
             else:
                 try:
                     self._login = str((await self.getitem("/user"))["login"])
-                except BadRequest as exc:
+                except GitHubError as exc:
                     if exc.status_code != 403:
                         raise
             self._asked = True
@@ -124,6 +106,31 @@ class GitHub(GitHubAPI):
 
     async def sleep(self, seconds: float) -> None:
         await self._sleep(seconds)
+
+    async def _make_request(
+        self,
+        method: str,
+        url: str,
+        url_vars: Mapping[str, variable.VariableValue] | None,
+        data: Any,
+        accept: str,
+        jwt: str | None = None,
+        oauth_token: str | None = None,
+        content_type: str = JSON_CONTENT_TYPE,
+        extra_headers: dict[str, str] | None = None,
+    ) -> tuple[bytes, str | None, int]:
+        """Every call goes through here: gidgethub's and aiohttp's exceptions leave it as
+        lemi's (bot/github/errors.py), after the retries below."""
+        try:
+            return await super()._make_request(
+                method, url, url_vars, data, accept, jwt=jwt, oauth_token=oauth_token,
+                content_type=content_type, extra_headers=extra_headers,
+            )  # fmt: skip
+        except (HTTPException, aiohttp.ClientError, TimeoutError) as exc:
+            translated = translate(exc)
+            if translated is None:  # pragma: no cover - translate knows every class caught here
+                raise
+            raise translated from exc
 
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""

@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from gidgethub import BadRequest
-
 from bot.core.spec import ENVIRONMENT_DIR, SERVICE_FILE
 from bot.core.yamlsafe import DEFAULT_LIMITS
 from bot.github.client import GitHub
+from bot.github.errors import GitHubError
 
 CONTENTS = "/repos/{owner}/{repo}/contents/{+path}{?ref}"
 
@@ -22,7 +21,7 @@ def repo_vars(repository: str, **more: Any) -> dict[str, Any]:
 async def _contents(gh: GitHub, repository: str, path: str, ref: str | None) -> Any:
     try:
         return await gh.getitem(CONTENTS, repo_vars(repository, path=path, ref=ref))
-    except BadRequest as exc:
+    except GitHubError as exc:
         if exc.status_code == 404:
             return None
         raise
@@ -32,7 +31,7 @@ async def branch_sha(gh: GitHub, repository: str, branch: str) -> str | None:
     """The commit a branch points at, or None when there is no such branch."""
     try:
         ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{+ref}", repo_vars(repository, ref=f"heads/{branch}"))
-    except BadRequest as exc:
+    except GitHubError as exc:
         if exc.status_code == 404:
             return None
         raise
@@ -43,7 +42,7 @@ async def repository_exists(gh: GitHub, repository: str) -> bool:
     """Can this client see ``owner/name``? (GitHub answers 404 for a repository it hides.)"""
     try:
         await gh.getitem("/repos/{owner}/{repo}", repo_vars(repository))
-    except BadRequest as exc:
+    except GitHubError as exc:
         if exc.status_code == 404:
             return False
         raise
