@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 from test_queue import make_sqs
 
-from bot.store.locks import DynamoLockStore, Locks, LockStore, open_locks
+from bot.store.backends import open_locks
+from bot.store.jobs import DeployJob, DeployRequest
+from bot.store.locks import DynamoLockStore, Locks, LockStore
+
+
+def deploy(sha: str) -> DeployJob:
+    return DeployJob(DeployRequest("acme/demo", "demo", "staging", sha, f"tag-{sha}", "octocat"))
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
@@ -36,23 +42,23 @@ async def test_a_lock_is_held_by_one_user(locks: Locks) -> None:
 
 async def test_release_returns_held_deploys_in_order(locks: Locks) -> None:
     await locks.acquire("acme/demo", "staging", "alice")
-    await locks.hold("acme/demo", "staging", {"sha": "1", "service": "demo"})
-    await locks.hold("acme/demo", "staging", {"sha": "2", "service": "demo"})
+    await locks.hold("acme/demo", "staging", deploy("1"))
+    await locks.hold("acme/demo", "staging", deploy("2"))
     released = await locks.release("acme/demo", "staging")
-    assert [r["sha"] for r in released] == ["1", "2"]
-    assert len({r["held_id"] for r in released}) == 2
+    assert [h.job for h in released] == [deploy("1"), deploy("2")]  # held whole, in order
+    assert len({h.id for h in released}) == 2
     assert await locks.get("acme/demo", "staging") is None
     assert await locks.release("acme/demo", "staging") == []
 
 
 async def test_a_release_that_fails_half_way_leaves_the_lock_and_the_store_usable(tmp_path: Path) -> None:
     """Work that raises inside BEGIN ... COMMIT is rolled back: the lock is still held and
-    the next call does not find a transaction left open (bot/sqlitedb.Store)."""
+    the next call does not find a transaction left open (bot/store/sqlitedb.Store)."""
     import sqlite3
 
     store = LockStore(tmp_path / "locks.db")
     await store.acquire("acme/demo", "staging", "alice")
-    await store.hold("acme/demo", "staging", {"sha": "abc"})
+    await store.hold("acme/demo", "staging", deploy("abc"))
 
     def broken(db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
@@ -63,6 +69,6 @@ async def test_a_release_that_fails_half_way_leaves_the_lock_and_the_store_usabl
         await store._run(broken)
     lock = await store.get("acme/demo", "staging")
     assert lock is not None and lock.holder == "alice"
-    assert [h["sha"] for h in await store.release("acme/demo", "staging")] == ["abc"]
+    assert [h.job for h in await store.release("acme/demo", "staging")] == [deploy("abc")]
     assert await store.get("acme/demo", "staging") is None
     await store.close()

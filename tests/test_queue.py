@@ -19,9 +19,12 @@ from pathlib import Path
 import boto3
 import pytest
 from app_harness import stored_document
+from job_harness import document_of, number_of, numbered, unreadable, webhook_job
 
+from bot.store.backends import open_queue
+from bot.store.jobs import WebhookJob, encode_message
 from bot.store.locks import LockStore
-from bot.store.queue import NewJob, Queue, QueueUnavailable, open_queue
+from bot.store.queue import NewJob, Queue, QueueUnavailable
 from bot.store.sqlite_queue import SQLiteQueue
 from bot.store.sqs_queue import SQSQueue, parse_url
 
@@ -91,7 +94,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 def job(n: int | str, key: str = "acme/demo#1", kind: str = "webhook") -> NewJob:
-    return NewJob(dedupe_id=f"delivery-{n}", key=key, kind=kind, payload={"n": n})
+    return numbered(n, key, kind)
 
 
 async def test_a_job_goes_through(backend: Backend) -> None:
@@ -99,7 +102,9 @@ async def test_a_job_goes_through(backend: Backend) -> None:
     assert await q.put(job(1)) is True
     assert await q.depth() == 1
     leased = await q.lease("w1", 30)
-    assert leased is not None and leased.payload == {"n": 1} and leased.attempts == 1 and leased.state == "running"
+    assert (
+        leased is not None and leased.message == job(1).message and leased.attempts == 1 and leased.state == "running"
+    )
     assert leased.key == "acme/demo#1" and leased.kind == "webhook" and leased.dedupe_id == "delivery-1"
     assert await q.lease("w2", 30) is None
     assert await q.complete(leased) is True
@@ -128,13 +133,13 @@ async def test_one_key_runs_one_job_at_a_time_in_order(backend: Backend) -> None
     first = await q.lease("w1", 30)
     other = await q.lease("w2", 30)
     assert first is not None and other is not None
-    assert {first.payload["n"], other.payload["n"]} == {1, 4}
-    if first.payload["n"] == 4:
+    assert {number_of(first), number_of(other)} == {1, 4}
+    if number_of(first) == 4:
         first, other = other, first
     assert await q.lease("w3", 30) is None  # 2 waits for 1
     await q.complete(first)
     second = await q.lease("w3", 30)
-    assert second is not None and second.payload["n"] == 2
+    assert second is not None and number_of(second) == 2
 
 
 async def test_a_retry_waits_and_holds_back_its_key(backend: Backend) -> None:
@@ -147,7 +152,7 @@ async def test_a_retry_waits_and_holds_back_its_key(backend: Backend) -> None:
     assert await q.lease("w1", 30) is None  # 1 is not due, and 2 must not overtake it
     await backend.advance(1.3)
     again = await q.lease("w1", 30)
-    assert again is not None and again.payload["n"] == 1 and again.attempts == 2
+    assert again is not None and number_of(again) == 1 and again.attempts == 2
 
 
 async def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_settle(backend: Backend) -> None:
@@ -179,27 +184,32 @@ async def test_fail_is_terminal_and_kept_for_inspection(backend: Backend) -> Non
         assert stored is not None and stored.state == "failed" and stored.last_error == "boom"
     else:
         [dead] = backend.dead_letters()
-        assert dead["dedupe_id"] == "delivery-1" and dead["error"] == "boom" and dead["payload"] == {"n": 1}
+        assert (
+            dead["dedupe_id"] == "delivery-1"
+            and dead["error"] == "boom"
+            and dead["payload"] == json.loads(encode_message(job(1).message))
+        )
     second = await q.lease("w1", 30)
-    assert second is not None and second.payload["n"] == 2
+    assert second is not None and number_of(second) == 2
 
 
 async def test_a_big_payload(backend: Backend) -> None:
     q = backend.queue
-    bulky = NewJob("d-big", "k", "webhook", {"data": {"commits": ["x" * 1000] * 400, "ref": "refs/heads/main"}})
+    bulky = webhook_job("d-big", "k", {"commits": ["x" * 1000] * 400, "ref": "refs/heads/main"})
     assert await q.put(bulky) is True
     leased = await q.lease("w1", 30)
-    assert leased is not None and leased.payload["data"]["ref"] == "refs/heads/main"
+    assert leased is not None and document_of(leased)["ref"] == "refs/heads/main"
 
 
 async def test_a_webhook_document_is_stored_as_received_and_leased_parsed(backend: Backend) -> None:
     q = backend.queue
     # odd but valid JSON: spacing, key order, escapes, non-ASCII, a big integer
     document = ' {"z": 1,\n  "a": "caf\u00e9 ☕ \\"q\\"", "n": 123456789012345678901234567890, "list": [ ]} '.encode()
-    assert await q.put(NewJob("d-doc", "k", "webhook", {"event": "push"}, data_json=document)) is True
+    assert await q.put(webhook_job("d-doc", "k", document)) is True
     leased = await q.lease("w1", 30)
     assert leased is not None
-    assert leased.payload == {"event": "push", "data": json.loads(document)}
+    assert leased.kind == "webhook" and isinstance(leased.message, WebhookJob) and leased.message.event == "push"
+    assert document_of(leased) == json.loads(document)
     if backend.name == "sqlite":
         assert isinstance(q, SQLiteQueue)
         assert stored_document(Path(q.path), "d-doc") == document  # byte for byte, not re-serialised
@@ -208,12 +218,12 @@ async def test_a_webhook_document_is_stored_as_received_and_leased_parsed(backen
 async def test_a_big_webhook_document_loses_only_bulky_fields_on_sqs(backend: Backend) -> None:
     q = backend.queue
     document = json.dumps({"commits": ["x" * 1000] * 400, "ref": "refs/heads/main", "after": "abc"}).encode()
-    assert await q.put(NewJob("d-big-doc", "k", "webhook", {"event": "push"}, data_json=document)) is True
+    assert await q.put(webhook_job("d-big-doc", "k", document)) is True
     leased = await q.lease("w1", 30)
-    assert leased is not None and leased.payload["event"] == "push"
-    assert leased.payload["data"]["ref"] == "refs/heads/main" and leased.payload["data"]["after"] == "abc"
+    assert leased is not None and isinstance(leased.message, WebhookJob) and leased.message.event == "push"
+    assert document_of(leased)["ref"] == "refs/heads/main" and document_of(leased)["after"] == "abc"
     if backend.name == "sqlite":  # SQLite keeps everything
-        assert leased.payload["data"] == json.loads(document)
+        assert document_of(leased) == json.loads(document)
 
 
 # ---- SQLite specifics ------------------------------------------------------------------------
@@ -229,16 +239,16 @@ async def test_a_damaged_payload_is_handed_out_as_undecodable_not_raised(tmp_pat
     db.close()
     first = await q.lease("w1", 30)
     assert first is not None and first.dedupe_id == "delivery-1"
-    assert set(first.payload) == {"undecodable"}  # the worker fails it and reports it; the queue goes on
+    assert unreadable(first)  # the worker fails it and reports it; the queue goes on
     second = await q.lease("w1", 30)
-    assert second is not None and second.payload == {"n": 2}
+    assert second is not None and second.message == job(2).message
     await q.close()
 
 
 def doc(n: int, size: int = 2000) -> NewJob:
     """A webhook job with a JSON document of about ``size`` bytes."""
     document = json.dumps({"n": n, "pad": "x" * size}).encode()
-    return NewJob(f"doc-{n}", f"k{n}", "webhook", {"event": "push"}, data_json=document)
+    return webhook_job(f"doc-{n}", f"k{n}", document)
 
 
 def body_files(q: SQLiteQueue) -> set[str]:
@@ -262,7 +272,7 @@ async def test_documents_live_in_files_beside_the_database_until_their_jobs_are_
     assert q._bodies.collect(lambda: {r for r in first}) == []
     leased = []
     while (job := await q.lease("w", 30)) is not None:
-        assert job.payload["data"]["n"] == int(job.dedupe_id.split("-")[1])
+        assert document_of(job)["n"] == int(job.dedupe_id.split("-")[1])
         leased.append(job)
     for job in leased:
         assert await q.complete(job)
@@ -280,7 +290,7 @@ async def test_a_job_that_fails_keeps_its_document_in_its_row(tmp_path: Path) ->
     q._bodies.segment_bytes = 1  # type: ignore[union-attr]
     await q.put(doc(2))  # rotation collects the first file: only the failed job used it
     stored = await q.get("doc-1")
-    assert stored is not None and stored.state == "failed" and stored.payload["data"]["n"] == 1
+    assert stored is not None and stored.state == "failed" and document_of(stored)["n"] == 1
     assert len(body_files(q)) == 1
     await q.close()
 
@@ -292,7 +302,7 @@ async def test_a_damaged_document_is_handed_out_as_undecodable(tmp_path: Path) -
         path = Path(q.path + ".bodies") / name
         path.write_bytes(b"#" * path.stat().st_size)  # same length, not JSON any more
     leased = await q.lease("w", 30)
-    assert leased is not None and set(leased.payload) == {"undecodable"}  # not a half-read payload
+    assert leased is not None and unreadable(leased)  # not a half-read payload
     await q.close()
 
 
@@ -301,11 +311,11 @@ async def test_a_lost_document_file_fails_that_job_not_the_queue(tmp_path: Path)
     await q.put(doc(1))
     for name in body_files(q):
         (Path(q.path + ".bodies") / name).unlink()
-    await q.put(job(2, key="other"))
+    await q.put(job(2, key="other", kind="deploy"))  # a job with no document: in its row
     first = await q.lease("w", 30)
-    assert first is not None and first.dedupe_id == "doc-1" and "gone" in first.payload["undecodable"]
+    assert first is not None and first.dedupe_id == "doc-1" and "gone" in unreadable(first)
     second = await q.lease("w", 30)
-    assert second is not None and second.payload == {"n": 2}
+    assert second is not None and second.message == job(2, kind="deploy").message
     await q.close()
 
 
@@ -334,7 +344,7 @@ async def test_a_failed_document_write_is_a_503_and_the_next_ones_read_back_righ
     assert await q.put(doc(3))
     seen = {}
     while (leased := await q.lease("w", 30)) is not None:
-        seen[leased.dedupe_id] = leased.payload["data"]["n"]
+        seen[leased.dedupe_id] = document_of(leased)["n"]
         await q.complete(leased)
     assert seen == {"doc-1": 1, "doc-2": 2, "doc-3": 3}
     await q.close()
@@ -347,11 +357,13 @@ def test_files_of_another_live_process_are_left_alone_and_a_dead_ones_collected(
     script = textwrap.dedent(
         f"""
         import asyncio, json, os, sys
+        import msgspec
+        from bot.store.jobs import WebhookJob
         from bot.store.queue import NewJob
         from bot.store.sqlite_queue import SQLiteQueue
         async def main():
             q = SQLiteQueue({str(path)!r})
-            await q.put(NewJob("orphan", "k", "webhook", {{}}, data_json=b'{{"a": 1}}'))
+            await q.put(NewJob("orphan", "k", WebhookJob("push", "orphan", "acme/demo", msgspec.Raw(b'{{"a": 1}}'))))
             job = await q.lease("w", 30)
             await q.complete(job)  # nothing points at the file any more, but it is still being appended to
             print("ready", flush=True)
@@ -419,7 +431,7 @@ async def test_jobs_survive_a_reopen(tmp_path: Path) -> None:
     await q.close()
     q = SQLiteQueue(path)
     leased = await q.lease("w1", 30)
-    assert leased is not None and leased.payload == {"n": 1}
+    assert leased is not None and leased.message == job(1).message
     await q.close()
 
 
@@ -429,11 +441,13 @@ def test_a_killed_worker_loses_its_job_only_until_the_lease_runs_out(tmp_path: P
     script = textwrap.dedent(
         f"""
         import asyncio, os
+        import msgspec
+        from bot.store.jobs import WebhookJob
         from bot.store.queue import NewJob
         from bot.store.sqlite_queue import SQLiteQueue
         async def main():
             q = SQLiteQueue({str(path)!r})
-            await q.put(NewJob("d-1", "k", "webhook", {{"n": 1}}))
+            await q.put(NewJob("d-1", "k", WebhookJob("push", "d-1", "acme/demo", msgspec.Raw(b'{{"n": 1}}'))))
             job = await q.lease("doomed", 0.5)
             assert job is not None
             os.kill(os.getpid(), 9)
@@ -448,7 +462,7 @@ def test_a_killed_worker_loses_its_job_only_until_the_lease_runs_out(tmp_path: P
         assert await q.lease("survivor", 30) is None  # still leased
         await asyncio.sleep(0.6)
         job = await q.lease("survivor", 30)
-        assert job is not None and job.payload == {"n": 1} and job.attempts == 2
+        assert job is not None and document_of(job) == {"n": 1} and job.attempts == 2
         assert await q.complete(job)
         await q.close()
 

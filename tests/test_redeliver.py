@@ -1,4 +1,4 @@
-"""Missed deliveries are redelivered, once (bot/redeliver.py).
+"""Missed deliveries are redelivered, once (bot/server/redeliver.py).
 
 The decision (``to_redeliver``) table-driven; one check (``recover``) and the
 record of what lemi asked for against the GitHub fake's delivery log; and the
@@ -21,11 +21,11 @@ import aiohttp
 import pytest
 from app_harness import WEBHOOK_SECRET, running_app, setup_repos
 from fakes.webhooks import for_pull_request, signed
+from job_harness import webhook_job
 
 from bot.core.settings import SettingsError, load_settings
 from bot.github.client import GitHub
 from bot.server.redeliver import GITHUB_WINDOW, OVERLAP, WINDOW, Redeliverer, RedeliveryState, recover, to_redeliver
-from bot.store.queue import NewJob
 from bot.store.sqlite_queue import SQLiteQueue
 
 NOW = 1_700_000_000.0
@@ -198,7 +198,7 @@ async def test_outside_the_window_and_already_stored_are_skipped(
     github.add_delivery("push", guid="too-old", status_code=500, delivered_at=ago(4 * 24 * 3600))
     github.add_delivery("push", guid="stored", status_code=0, delivered_at=ago(60))  # lemi stored it, GitHub timed out
     github.add_delivery("push", guid="fine", delivered_at=ago(30))
-    await queue.put(NewJob(dedupe_id="stored", key="acme/svc", kind="webhook", payload={}))
+    await queue.put(webhook_job("stored", "acme/svc", {}))
     report = await recover(app_client, queue, RedeliveryState())
     assert (report.missed, report.stored, report.requested) == (1, 1, 0), report
     assert github.redelivered == [] and not github.calls_to("POST", "*")

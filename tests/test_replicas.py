@@ -20,6 +20,7 @@ from test_queue import make_sqs
 from bot.core.config import parse_config
 from bot.server.app import Handlers, create_app
 from bot.server.worker import WorkerSettings
+from bot.store.jobs import WebhookJob
 from bot.store.queue import Job
 
 DELIVERIES = 500
@@ -40,7 +41,8 @@ class Recorder:
                 self.overlaps += self.running[job.key] > 1  # two jobs of one key at once
             try:
                 time.sleep(0.001)  # hold the key a moment, so a violation would show
-                data = job.payload["data"]
+                assert isinstance(job.message, WebhookJob)
+                data = job.message.data()
                 with self.lock:
                     self.seen.append((job.dedupe_id, job.key, int(data["lemi_sequence"]), replica))
             finally:

@@ -273,7 +273,7 @@ def test_ping_gets_pong_and_no_work(github: Any, tmp_path: Path) -> None:
     assert github.calls == []
 
 
-# events the product contract gives work to (DESIGN.md, "What the App does"); everything
+# events the product contract gives work to (the README, "The GitHub App"); everything
 # else must be acknowledged and ignored with no API call
 PR_ACTIONS = {"opened", "reopened", "synchronize", "closed"}
 
@@ -393,8 +393,9 @@ def test_every_document_intake_accepts_decodes_again_wherever_the_queue_reads_it
     import msgspec
 
     import handlers
-    from bot.store.queue import NewJob, decode_payload, encode_payload
-    from bot.store.sqs_queue import _compact
+    from bot.store.jobs import WebhookJob, encode_message, read_document, read_message
+    from bot.store.queue import NewJob
+    from bot.store.sqs_queue import _compact, _read
 
     decoder = msgspec.json.Decoder(handlers.Summary)
 
@@ -414,11 +415,23 @@ def test_every_document_intake_accepts_decodes_again_wherever_the_queue_reads_it
         middle = (low + high) // 2
         low, high = (middle, high) if accepted(middle) else (low, middle)
     deepest = document(low)
-    job = NewJob("deep", "k", "webhook", {"event": "pull_request", "delivery": "deep"}, data_json=deepest)
+    message = WebhookJob("pull_request", "deep", "acme/demo", msgspec.Raw(deepest))
+    job = NewJob("deep", "k", message)
+
+    def read_back(read: Any) -> Any:
+        leased = read()
+        assert isinstance(leased, WebhookJob), leased
+        return leased.data()
+
     readers = {
-        "the SQLite queue's document file": lambda: decode_payload(deepest),
-        "the SQLite queue's row (in memory)": lambda: decode_payload(encode_payload(job.payload, deepest))["data"],
-        "an SQS message": lambda: json.loads(_compact(job))["payload"]["data"],
+        "the SQLite queue's document file": lambda: read_back(
+            lambda: msgspec.structs.replace(message, document=read_document(deepest))
+        ),
+        "the SQLite queue's row (in memory)": lambda: read_back(
+            lambda: read_message("webhook", encode_message(message))
+        ),
+        "an SQS message": lambda: read_back(lambda: _read(_compact(job, message), "m")[2]),
+        "an SQS message, as JSON": lambda: json.loads(_compact(job, message))["payload"]["data"],
     }
 
     def deeper(frames: int, read: Any) -> Any:

@@ -1,19 +1,25 @@
-"""Workers: done, retried with backoff, failed and reported, never run twice."""
+"""Workers: done, retried with backoff, failed and reported, never run twice.
+
+A failure is classified by the two classes of bot/core/errors.py only: a ``UserError`` fails at
+once; a ``Transient`` is retried, and so is any other exception, as it always was."""
 
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from gidgethub import BadRequest, GitHubBroken
+from job_harness import webhook_job
 
+from bot.aws.errors import AwsRefused, AwsUnavailable, OperationError
+from bot.core.errors import Transient, UserError
+from bot.core.problems import Invalid, Problem
+from bot.github.errors import GitHubBroken, GitHubDenied, GitHubRateLimited, GitHubRefused, GitHubUnreachable
 from bot.server.metrics import Metrics
-from bot.server.worker import REPORT_ATTEMPTS, Permanent, Worker, WorkerSettings
-from bot.store.queue import Job, NewJob
+from bot.server.worker import REPORT_ATTEMPTS, Permanent, Worker, WorkerSettings, retry_delay
+from bot.store.queue import Job, QueueUnavailable
 from bot.store.sqlite_queue import SQLiteQueue
 
 
@@ -33,7 +39,7 @@ def clock() -> Clock:
 @pytest.fixture
 async def queue(tmp_path: Path, clock: Clock) -> AsyncIterator[SQLiteQueue]:
     q = SQLiteQueue(tmp_path / "q.db", clock=clock)
-    await q.put(NewJob("d-1", "k", "webhook", {"n": 1}))
+    await q.put(webhook_job("d-1", "k", {"n": 1}))
     yield q
     await q.close()
 
@@ -66,8 +72,12 @@ async def test_success_completes_the_job(queue: SQLiteQueue) -> None:
     assert rec.runs == [1] and rec.reports == []
 
 
+def bad_gateway() -> GitHubBroken:
+    return GitHubBroken("Bad Gateway", status_code=502)
+
+
 async def test_a_transient_error_is_retried_with_backoff_then_succeeds(queue: SQLiteQueue, clock: Clock) -> None:
-    rec = Recorder(GitHubBroken(http.HTTPStatus.BAD_GATEWAY), ConnectionError("reset"))
+    rec = Recorder(bad_gateway(), GitHubUnreachable("GitHub could not be reached: reset"))
     w = worker(queue, rec, retry_delays=(5.0, 30.0))
     await w.run_once()
     stored = await queue.get("d-1")
@@ -94,7 +104,7 @@ async def test_a_permanent_error_is_reported_and_failed_at_once(queue: SQLiteQue
 
 async def test_a_job_the_queue_cannot_read_back_is_reported_at_once_not_run(tmp_path: Path) -> None:
     q = SQLiteQueue(tmp_path / "q.db")
-    await q.put(NewJob("d-doc", "k", "webhook", {"event": "push"}, data_json=b'{"ref": "refs/heads/main"}'))
+    await q.put(webhook_job("d-doc", "k", b'{"ref": "refs/heads/main"}'))
     for segment in Path(q.path + ".bodies").glob("*.seg"):
         segment.unlink()  # the document file is lost (a volume restored without it, say)
     rec = Recorder()
@@ -106,7 +116,7 @@ async def test_a_job_the_queue_cannot_read_back_is_reported_at_once_not_run(tmp_
 
 
 async def test_a_github_404_is_permanent(queue: SQLiteQueue) -> None:
-    rec = Recorder(BadRequest(http.HTTPStatus.NOT_FOUND, "Not Found"))
+    rec = Recorder(GitHubRefused("Not Found", status_code=404))
     await worker(queue, rec).run_once()
     assert rec.reports and "Not Found" in rec.reports[0][1]
     stored = await queue.get("d-1")
@@ -125,6 +135,58 @@ async def test_errors_that_never_stop_end_reported(queue: SQLiteQueue, clock: Cl
     assert rec.reports == [(3, "RuntimeError: bug")]
 
 
+@pytest.mark.parametrize(
+    "exc",
+    [
+        bad_gateway(),
+        GitHubRateLimited("You have exceeded a secondary rate limit", status_code=403, retry_after=60.0),
+        GitHubDenied("Conflict", status_code=409),
+        GitHubUnreachable("GitHub could not be reached: no answer in time"),
+        AwsUnavailable("AWS refused DescribeServices: ThrottlingException: Rate exceeded", code="ThrottlingException"),
+        QueueUnavailable("the job database failed: disk I/O error"),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+async def test_every_transient_failure_is_retried(queue: SQLiteQueue, clock: Clock, exc: Transient) -> None:
+    rec = Recorder(exc)
+    w = worker(queue, rec, retry_delays=(5.0,))
+    await w.run_once()
+    stored = await queue.get("d-1")
+    assert stored is not None and stored.state == "queued" and type(exc).__name__ in (stored.last_error or "")
+    clock.now += 5
+    await w.run_once()
+    stored = await queue.get("d-1")
+    assert stored is not None and stored.state == "done" and rec.runs == [1, 2] and rec.reports == []
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        Permanent("the infra repository is archived"),
+        GitHubRefused("Validation Failed", status_code=422),
+        AwsRefused("AWS refused DescribeServices: AccessDeniedException: no", code="AccessDeniedException"),
+        OperationError("there is no previous revision", "deploy one first"),
+        Invalid([Problem("deploy/demo-service/service.yaml", "cpu must be one of 256, 512")]),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+async def test_every_user_error_fails_at_once_and_is_reported(queue: SQLiteQueue, exc: UserError) -> None:
+    rec = Recorder(exc)
+    await worker(queue, rec).run_once()
+    stored = await queue.get("d-1")
+    assert stored is not None and stored.state == "failed" and rec.runs == [1]
+    assert len(rec.reports) == 1 and rec.reports[0][1].startswith(type(exc).__name__)
+
+
+def test_retry_delay_is_the_one_question() -> None:
+    delays = (5.0, 30.0)
+    assert [retry_delay(bad_gateway(), n, delays) for n in (1, 2, 3)] == [5.0, 30.0, None]
+    assert retry_delay(Permanent("no"), 1, delays) is None
+    assert retry_delay(RuntimeError("a bug"), 1, delays) == 5.0  # unknown: retried, then failed and reported
+    assert retry_delay(ConnectionError("not translated by an adapter"), 2, delays) == 30.0
+    assert retry_delay(bad_gateway(), 1, ()) is None
+
+
 class FailingReport:
     """A report that raises for its first ``failures`` calls (every call when None)."""
 
@@ -135,7 +197,7 @@ class FailingReport:
     async def __call__(self, job: Job, reason: str) -> None:
         self.calls.append((job.attempts, reason))
         if self.failures is None or len(self.calls) <= self.failures:
-            raise GitHubBroken(http.HTTPStatus.BAD_GATEWAY)
+            raise bad_gateway()
 
 
 def unreported(metrics: Metrics) -> float:
@@ -189,7 +251,7 @@ async def test_a_report_that_fails_once_is_tried_again_and_the_job_failed_report
 
 async def test_the_lease_is_kept_while_a_report_is_tried_again(tmp_path: Path) -> None:
     q = SQLiteQueue(tmp_path / "q.db")  # the real clock: leases run out
-    await q.put(NewJob("d-1", "k", "webhook", {}))
+    await q.put(webhook_job("d-1", "k", {}))
     rec, report = Recorder(Permanent("nope")), FailingReport(failures=1)
     w = Worker(q, rec.process, report, settings=WorkerSettings(lease_seconds=0.3, retry_delays=(0.6,)), name="w")
     run = asyncio.create_task(w.run_once())
@@ -249,7 +311,7 @@ async def test_a_job_whose_report_kept_killing_its_worker_fails_without_another_
 
 async def test_a_worker_that_loses_its_lease_stops_the_job(tmp_path: Path) -> None:
     q = SQLiteQueue(tmp_path / "q.db")
-    await q.put(NewJob("d-1", "k", "webhook", {}))
+    await q.put(webhook_job("d-1", "k", {}))
     started, finished = asyncio.Event(), []
 
     async def slow(job: Job) -> None:

@@ -25,9 +25,9 @@ guid) is *missed* when
 table of the embedded SQLite database (the queue's file), written *before*
 the request (at most once: a guid is claimed with ``INSERT OR IGNORE``, so
 processes sharing the file do not both ask). A request that fails for a
-reason that may pass (5xx, rate limit, network) gives the claim back and the
-check is not counted as done, so the next check tries again; GitHub refusing
-it (4xx: too old, gone) is final.
+reason that may pass (a ``Transient``: 5xx, rate limit, network) gives the claim
+back and the check is not counted as done, so the next check tries again; GitHub
+refusing it (a ``UserError``: 4xx, too old, gone) is final.
 
 "Since" is the start of the last check that completed (persisted, so a
 restart reads only what it has not read yet; a fresh database reads the
@@ -44,10 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-import aiohttp
-from gidgethub import HTTPException
-
-from bot.github.client import rate_limit_wait
+from bot.core.errors import Transient, UserError
 from bot.store.queue import Queue
 from bot.store.redelivery import GITHUB_WINDOW, RedeliveryState
 
@@ -130,12 +127,6 @@ class Report:
         )
 
 
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, HTTPException):
-        return int(exc.status_code) >= 500 or rate_limit_wait(exc) is not None
-    return isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, OSError))
-
-
 async def recover(
     app_client: Any,
     queue: Queue,
@@ -166,12 +157,12 @@ async def recover(
         try:
             await app_client.post(f"/app/hook/deliveries/{delivery_id}/attempts", data=b"")
         except Exception as exc:
-            if isinstance(exc, HTTPException) and not _transient(exc):
+            if isinstance(exc, UserError):
                 report.refused += 1  # too old, gone: asking again would not help
                 log.warning("GitHub refused to redeliver %s (%s): %s", guid, entry.get("event"), exc)
                 continue
             await state.release(guid)
-            if not _transient(exc):
+            if not isinstance(exc, Transient):
                 raise
             report.failed += 1
             report.complete = False

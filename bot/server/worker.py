@@ -1,11 +1,14 @@
 """Workers: lease a job, run it, settle it.
 
-A job that raises a transient error goes back to the queue with a growing
-delay; one that keeps failing, or fails permanently, ends ``failed`` -- and
-the user is told (comment or check run) before that. Telling them is tried
-REPORT_ATTEMPTS times; a job whose report keeps failing too ends ``failed``
-without one, logged as an error and counted (outcome ``unreported``), rather
-than holding its queue key forever.
+A failed job is asked one question (:func:`retry_delay`), answered by the two
+classes of bot/core/errors.py that the adapters translate library errors into:
+a ``UserError`` fails at once (retrying cannot fix it); a ``Transient`` failure,
+and any other exception (a bug in lemi, or a failure no adapter knew), goes back
+to the queue with a growing delay. A job that keeps failing, or fails for good,
+ends ``failed`` -- and the user is told (comment or check run) before that.
+Telling them is tried REPORT_ATTEMPTS times; a job whose report keeps failing
+too ends ``failed`` without one, logged as an error and counted (outcome
+``unreported``), rather than holding its queue key forever.
 While a job runs its lease is extended; a worker that loses its lease (it
 was too slow, or the queue handed the job to another worker after a crash)
 stops the job instead of running it twice in parallel.
@@ -20,15 +23,12 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-import aiohttp
-from botocore.exceptions import ClientError
-from gidgethub import BadRequest, GitHubBroken, RateLimitExceeded
-
-from bot.aws.errors import OperationError
 from bot.core import logs
-from bot.core.problems import Invalid
+from bot.core.errors import UserError, classify
 from bot.server.metrics import Metrics
+from bot.store.jobs import Unreadable
 from bot.store.queue import Job, Queue, QueueUnavailable
 
 log = logging.getLogger("lemi.worker")
@@ -39,26 +39,23 @@ Report = Callable[[Job, str], Awaitable[None]]
 DEFAULT_RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0, 1800.0)
 # tries at telling the user that a job failed, the retry delays apart; then it fails unreported
 REPORT_ATTEMPTS = 3
-AWS_TRANSIENT = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
-                 "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "ServerException"}  # fmt: skip
 
 
-class Permanent(Exception):
+class Permanent(UserError):
     """A failure that retrying cannot fix; the message is shown to the user."""
 
 
-def is_permanent(exc: BaseException) -> bool:
-    if isinstance(exc, (Permanent, Invalid, OperationError)):
-        return True
-    if isinstance(exc, (GitHubBroken, RateLimitExceeded)):
-        return False
-    if isinstance(exc, BadRequest):
-        return exc.status_code not in (401, 403, 409, 429)
-    if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code") not in AWS_TRANSIENT
-    if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, QueueUnavailable, ConnectionError)):
-        return False
-    return False  # unknown: retry, then fail and report
+def retry_delay(exc: BaseException, attempts: int, delays: tuple[float, ...]) -> float | None:
+    """The one question asked of a job that failed its ``attempts``-th attempt: in how many
+    seconds to try it again, or None to fail it now (and tell the user).
+
+    A ``UserError`` fails at once: retrying cannot fix it. Anything else is tried again
+    ``delays[attempts - 1]`` later, ``len(delays) + 1`` attempts in all: a ``Transient``
+    failure may pass, and so may an exception no adapter translated (it is logged as one
+    lemi did not expect when the job fails for good)."""
+    if classify(exc) == "user" or attempts > len(delays):
+        return None
+    return delays[attempts - 1]
 
 
 def describe(exc: BaseException) -> str:
@@ -106,11 +103,7 @@ class Worker:
                 log.exception("worker loop error")
                 worked = False
             if not worked and not stop.is_set():
-                waiter = getattr(self.queue, "wait_for_work", None)
-                if waiter is not None:  # woken at once by a job put in this process
-                    await waiter(self.settings.poll_seconds)
-                else:
-                    await asyncio.sleep(self.settings.poll_seconds)
+                await self.queue.wait_for_work(self.settings.poll_seconds)  # at once for a job put here
 
     async def run_once(self) -> bool:
         """Lease and run one job; False when there was none."""
@@ -153,11 +146,11 @@ class Worker:
         self._observe(job, outcome, started)
 
     async def _process(self, job: Job) -> None:
-        if "undecodable" in job.payload:  # the queue could not read what it stored: retrying will not help
-            raise Permanent(f"lemi could not read this job back from its queue ({job.payload['undecodable']})")
+        if isinstance(job.message, Unreadable):  # the queue could not read what it stored: retrying will not help
+            raise Permanent(f"lemi could not read this job back from its queue ({job.message.reason})")
         await self.process(job)
 
-    async def _heartbeat(self, job: Job, task: asyncio.Task[None]) -> bool:
+    async def _heartbeat(self, job: Job, task: asyncio.Task[Any]) -> bool:
         interval = max(0.05, self.settings.lease_seconds / 3)
         while not task.done():
             await asyncio.sleep(interval)
@@ -171,10 +164,14 @@ class Worker:
     async def _failed(self, job: Job, exc: Exception) -> str:
         reason = describe(exc)
         where = {k: v for k, v in getattr(exc, "lemi_log", {}).items() if k in logs.FIELDS}
-        if is_permanent(exc) or job.attempts >= self.settings.max_attempts:
-            log.error("job %s failed for good: %s", job.id, reason, exc_info=exc, extra=where)
+        delay = retry_delay(exc, job.attempts, self.settings.retry_delays)
+        if delay is None:
+            if classify(exc) == "bug":
+                log.error("job %s failed with an error lemi does not expect (a bug), not retried: %s",
+                          job.id, reason, exc_info=exc, extra=where)  # fmt: skip
+            else:
+                log.error("job %s failed for good: %s", job.id, reason, exc_info=exc, extra=where)
             return await self._give_up(job, reason)
-        delay = self.settings.retry_delays[min(job.attempts - 1, len(self.settings.retry_delays) - 1)]
         log.warning("job %s failed (attempt %s), retrying in %ss: %s", job.id, job.attempts, delay, reason, extra=where)
         await self.queue.retry(job, delay, reason)
         return "retry"
@@ -232,8 +229,7 @@ class Worker:
 
 
 def _labels(job: Job) -> dict[str, str]:
-    payload = job.payload
-    return {k: payload[k] for k in ("event", "repository", "service", "environment") if isinstance(payload.get(k), str)}
+    return job.message.log_fields()
 
 
 class WorkerPool:

@@ -1,20 +1,21 @@
 """Per-environment locks (``/lemi lock``): while an environment of a repository
 is locked, push deploys and commands of anyone but the holder are held.
 
-Held push deploys are remembered and queued again when the lock is released.
-Stored in the embedded SQLite database next to the job queue (one file per
-App); several processes on one host share it.
+Held push deploys are remembered (as their :class:`~bot.store.jobs.DeployJob`) and queued
+again when the lock is released. :class:`Locks` is what both stores do: the embedded SQLite
+database next to the job queue (one file per App; several processes on one host share it),
+or DynamoDB for replicas on SQS.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from bot.store.jobs import DeployJob, encode_message, read_message
 from bot.store.sqlitedb import Store
 
 SCHEMA = """
@@ -43,6 +44,39 @@ class Lock:
     holder: str
     reason: str
     created: float
+
+
+@dataclass(frozen=True)
+class Held:
+    """A deploy a lock held, numbered in the order it was held."""
+
+    id: int
+    job: DeployJob
+
+
+class Locks(Protocol):
+    async def get(self, repository: str, environment: str) -> Lock | None: ...
+
+    async def acquire(self, repository: str, environment: str, holder: str, reason: str = "") -> Lock:
+        """Take the lock, or return the lock someone else already holds."""
+        ...
+
+    async def hold(self, repository: str, environment: str, job: DeployJob) -> None:
+        """Remember a deploy the lock holds back."""
+        ...
+
+    async def release(self, repository: str, environment: str) -> list[Held]:
+        """Drop the lock; returns the held deploys, in order, to be queued again."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def _held(index: int, stored: str) -> Held:
+    """A held deploy as stored: a DeployJob, or the payload an older lemi held (ValueError if neither)."""
+    job = read_message("deploy", stored)
+    assert isinstance(job, DeployJob)  # read_message checks the kind
+    return Held(index, job)
 
 
 class LockStore:
@@ -81,28 +115,29 @@ class LockStore:
         result: Lock = await self._run(work)
         return result
 
-    async def release(self, repository: str, environment: str) -> list[dict[str, Any]]:
+    async def release(self, repository: str, environment: str) -> list[Held]:
         """Drop the lock; returns the held deploys, to be queued again."""
 
-        def work(db: sqlite3.Connection) -> list[dict[str, Any]]:
+        def work(db: sqlite3.Connection) -> list[Held]:
             db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM locks WHERE repository = ? AND environment = ?", (repository, environment))
             rows = db.execute(
                 "SELECT id, payload FROM held WHERE repository = ? AND environment = ? ORDER BY id",
                 (repository, environment),
             ).fetchall()
+            held = [_held(r["id"], r["payload"]) for r in rows]  # unreadable: rolled back, the lock stays
             db.execute("DELETE FROM held WHERE repository = ? AND environment = ?", (repository, environment))
             db.execute("COMMIT")
-            return [{**json.loads(r["payload"]), "held_id": r["id"]} for r in rows]
+            return held
 
-        result: list[dict[str, Any]] = await self._run(work)
+        result: list[Held] = await self._run(work)
         return result
 
-    async def hold(self, repository: str, environment: str, payload: dict[str, Any]) -> None:
+    async def hold(self, repository: str, environment: str, job: DeployJob) -> None:
         def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO held (repository, environment, payload, created) VALUES (?, ?, ?, ?)",
-                (repository, environment, json.dumps(payload), time.time()),
+                (repository, environment, encode_message(job).decode(), time.time()),
             )
 
         await self._run(work)
@@ -163,38 +198,24 @@ class DynamoLockStore:
         assert lock is not None
         return lock
 
-    async def hold(self, repository: str, environment: str, payload: dict[str, Any]) -> None:
+    async def hold(self, repository: str, environment: str, job: DeployJob) -> None:
         ddb = await self._ddb()
         await ddb.update_item(
             TableName=self.table,
             Key=self._key(repository, environment),
             UpdateExpression="SET held = list_append(if_not_exists(held, :empty), :p)",
-            ExpressionAttributeValues={":p": {"L": [{"S": json.dumps(payload)}]}, ":empty": {"L": []}},
+            ExpressionAttributeValues={":p": {"L": [{"S": encode_message(job).decode()}]}, ":empty": {"L": []}},
         )
 
-    async def release(self, repository: str, environment: str) -> list[dict[str, Any]]:
+    async def release(self, repository: str, environment: str) -> list[Held]:
         ddb = await self._ddb()
         gone = await ddb.delete_item(
             TableName=self.table, Key=self._key(repository, environment), ReturnValues="ALL_OLD"
         )
         held = gone.get("Attributes", {}).get("held", {}).get("L", [])
-        return [{**json.loads(entry["S"]), "held_id": index + 1} for index, entry in enumerate(held)]
+        return [_held(index + 1, entry["S"]) for index, entry in enumerate(held)]
 
     async def close(self) -> None:
         if self._stack is not None:
             await self._stack.aclose()
             self._client = self._stack = None
-
-
-def open_locks(queue_url: str, sqlite_path: str) -> LockStore | DynamoLockStore:
-    """Locks next to the queue: DynamoDB when the queue is SQS with a table, else the SQLite file."""
-    if queue_url.startswith("sqs://"):
-        from bot.store.sqs_queue import _region, parse_url
-
-        url, table = parse_url(queue_url)
-        if table:
-            return DynamoLockStore(table, _region(url))
-    return LockStore(sqlite_path)
-
-
-Locks = LockStore | DynamoLockStore

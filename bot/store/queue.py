@@ -14,50 +14,31 @@ Semantics every backend keeps:
   holder of the lease, so a job never runs twice in parallel;
 * ``retry`` puts a job back with a delay; ``fail`` is terminal (the worker
   reports it to the user first);
-* a webhook's document is stored as GitHub sent it (``NewJob.data_json``,
-  never re-serialised: intake stays cheap and what GitHub sent is kept
-  byte for byte) and comes back parsed, as ``payload["data"]``, on ``lease``.
+* a job carries a typed message (bot/store/jobs.py); a webhook's document is stored as
+  GitHub sent it (``WebhookJob.document``, never re-serialised: intake stays cheap and what
+  GitHub sent is kept byte for byte) and comes back the same on ``lease``;
+* a job whose message cannot be read back (a damaged store) is handed out with an
+  :class:`~bot.store.jobs.Unreadable` message, which the worker fails and reports at once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
-import msgspec
+from bot.core.errors import Transient
+from bot.store.jobs import Message, Unreadable, kind_of
 
 
 @dataclass(frozen=True)
 class NewJob:
     dedupe_id: str
     key: str
-    kind: str  # "webhook", "command", ...
-    payload: dict[str, Any] = field(default_factory=dict)
-    # the webhook's JSON document as received (already checked to be a JSON object);
-    # the leased Job has it parsed as payload["data"]
-    data_json: bytes | None = None
+    message: Message
 
-
-def encode_payload(payload: dict[str, Any], data_json: bytes | None = None) -> bytes:
-    """The payload as stored: JSON, with ``data_json`` embedded verbatim as ``data``."""
-    if data_json is not None:
-        payload = {**payload, "data": msgspec.Raw(data_json)}
-    return _encoder.encode(payload)
-
-
-def decode_payload(stored: bytes | str) -> dict[str, Any]:
-    """A stored payload. One that cannot be read (intake checks every document, so only a
-    damaged store) raises ValueError; a backend then hands the job out as
-    ``{"undecodable": reason}``, which the worker fails and reports at once instead of the
-    queue failing on every lease."""
-    try:
-        return _payload_decoder.decode(stored)
-    except msgspec.DecodeError as exc:
-        raise ValueError(f"a stored payload is not JSON: {exc}") from None
-
-
-_encoder = msgspec.json.Encoder()
-_payload_decoder = msgspec.json.Decoder(dict[str, Any])
+    @property
+    def kind(self) -> str:
+        return kind_of(self.message)
 
 
 @dataclass(frozen=True)
@@ -65,17 +46,29 @@ class Job:
     id: int
     dedupe_id: str
     key: str
-    kind: str
-    payload: dict[str, Any]
+    message: Message | Unreadable
     attempts: int  # leases so far, this one included
     state: str
     worker: str | None = None
     last_error: str | None = None
 
+    @property
+    def kind(self) -> str:
+        return kind_of(self.message)
+
 
 class Queue(Protocol):
+    @property
+    def searchable(self) -> bool:
+        """Whether ``newer_in_key`` can look into the queue (SQS cannot: it answers False)."""
+        ...
+
     async def put(self, job: NewJob) -> bool: ...
     async def lease(self, worker: str, lease_seconds: float) -> Job | None: ...
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return once a job may be waiting: at once when one was put in this process, else after ``timeout``."""
+        ...
+
     async def extend(self, job: Job, lease_seconds: float) -> bool: ...
     async def complete(self, job: Job) -> bool: ...
     async def retry(self, job: Job, delay: float, error: str) -> bool: ...
@@ -86,18 +79,5 @@ class Queue(Protocol):
     async def close(self) -> None: ...
 
 
-class QueueUnavailable(Exception):
+class QueueUnavailable(Transient):
     """The queue could not store or hand out a job (disk, database, network)."""
-
-
-def open_queue(url: str) -> Queue:
-    """``sqlite:///path.db`` (embedded, the default) or ``sqs://<fifo-queue-url>[?dedupe_table=T]``."""
-    if url.startswith("sqlite:///"):
-        from bot.store.sqlite_queue import SQLiteQueue
-
-        return SQLiteQueue(url.removeprefix("sqlite:///") or "lemi-queue.db")
-    if url.startswith("sqs://"):
-        from bot.store.sqs_queue import SQSQueue
-
-        return SQSQueue(url)
-    raise ValueError(f"LEMI_QUEUE={url!r}: use sqlite:///path.db or sqs://<queue-url>")

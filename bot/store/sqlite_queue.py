@@ -20,11 +20,15 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
+
 from bot.store.bodies import Bodies, BodyError
-from bot.store.queue import Job, NewJob, QueueUnavailable, decode_payload, encode_payload
+from bot.store.jobs import NO_DOCUMENT, Message, Unreadable, WebhookJob, encode_message, read_document, read_message
+from bot.store.queue import Job, NewJob, QueueUnavailable
 from bot.store.sqlitedb import Store
 
 T = TypeVar("T")
@@ -69,6 +73,16 @@ def _chunks(values: list[T], size: int) -> list[list[T]]:
     return [values[i : i + size] for i in range(0, len(values), size)]
 
 
+@dataclass
+class _Pending:
+    """A put waiting for the next commit: the row's payload and the document for the file beside it."""
+
+    job: NewJob
+    payload: bytes
+    document: bytes | None
+    future: asyncio.Future[bool]
+
+
 class SQLiteQueue:
     searchable = True
 
@@ -80,7 +94,7 @@ class SQLiteQueue:
         self._bodies = Bodies(self.path + ".bodies") if self.path != ":memory:" else None
         self._collected = 0.0
         # group commit: puts that arrive while a commit is on disk share the next one
-        self._pending: list[tuple[NewJob, bytes, asyncio.Future[bool]]] = []
+        self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
         self._work: asyncio.Event | None = None
         self._work_loop: asyncio.AbstractEventLoop | None = None
@@ -116,20 +130,27 @@ class SQLiteQueue:
             return None
         return self._bodies.read(row["body_file"], row["body_offset"], row["body_length"])
 
+    def _message(self, row: sqlite3.Row) -> Message:
+        """The row's message, with its document if it is kept in a file (ValueError, BodyError)."""
+        message = read_message(row["kind"], row["payload"])
+        document = self._document(row)
+        if document is not None:
+            if not isinstance(message, WebhookJob):
+                raise ValueError(f"a {row['kind']} job points at a document")
+            message = msgspec.structs.replace(message, document=read_document(document))
+        return message
+
     def _job(self, row: sqlite3.Row) -> Job:
+        message: Message | Unreadable
         try:
-            payload = decode_payload(row["payload"])
-            document = self._document(row)
-            if document is not None:
-                payload["data"] = decode_payload(document)
+            message = self._message(row)
         except (BodyError, ValueError) as exc:  # the worker fails the job and reports it; the queue goes on
-            payload = {"undecodable": str(exc)}
+            message = Unreadable(row["kind"], str(exc))
         return Job(
             id=row["id"],
             dedupe_id=row["dedupe_id"],
             key=row["key"],
-            kind=row["kind"],
-            payload=payload,
+            message=message,
             attempts=row["attempts"],
             state=row["state"],
             worker=row["worker"],
@@ -142,9 +163,12 @@ class SQLiteQueue:
         Puts that arrive while a commit is in progress are written together in
         the next transaction: one fsync for many deliveries, each answered only
         after its row is durable."""
-        payload = encode_payload(job.payload, job.data_json if self._bodies is None else None)
+        message, document = job.message, None
+        if isinstance(message, WebhookJob) and message.document and self._bodies is not None:
+            # the document goes to a file beside the database; the row keeps the rest
+            message, document = msgspec.structs.replace(message, document=NO_DOCUMENT), bytes(message.document)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((job, payload, future))
+        self._pending.append(_Pending(job, encode_message(message), document, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         stored = await future
@@ -157,10 +181,10 @@ class SQLiteQueue:
             batch, self._pending = self._pending, []
             now = self._clock()
 
-            def work(db: sqlite3.Connection, batch: list[Any] = batch, now: float = now) -> list[bool]:
+            def work(db: sqlite3.Connection, batch: list[_Pending] = batch, now: float = now) -> list[bool]:
                 # the documents first, synced: every committed row can read its own
                 where: dict[int, tuple[str, int, int]] = {}
-                with_document = [(i, job.data_json) for i, (job, _, _) in enumerate(batch) if job.data_json is not None]
+                with_document = [(i, p.document) for i, p in enumerate(batch) if p.document is not None]
                 if self._bodies is not None and with_document:
                     rotated_from = self._bodies.active
                     where = dict(
@@ -175,19 +199,21 @@ class SQLiteQueue:
                 # then the rows, with a few statements per batch, not one per job: after every
                 # statement the thread has to take the GIL back from the event loop
                 db.execute("BEGIN IMMEDIATE")
-                seen = set()
-                for chunk in _chunks([job.dedupe_id for job, _, _ in batch], 500):
-                    marks = ", ".join("?" * len(chunk))
+                seen: set[str] = set()
+                for ids in _chunks([p.job.dedupe_id for p in batch], 500):
+                    marks = ", ".join("?" * len(ids))
                     seen.update(
-                        row[0] for row in db.execute(f"SELECT dedupe_id FROM jobs WHERE dedupe_id IN ({marks})", chunk)
+                        row[0] for row in db.execute(f"SELECT dedupe_id FROM jobs WHERE dedupe_id IN ({marks})", ids)
                     )
-                stored, rows = [], []
-                for i, (job, payload, _) in enumerate(batch):
+                stored: list[bool] = []
+                rows: list[tuple[Any, ...]] = []
+                for i, p in enumerate(batch):
+                    job = p.job
                     stored.append(job.dedupe_id not in seen)  # stored before, or earlier in this batch
                     if stored[-1]:
                         seen.add(job.dedupe_id)
                         rows.append(
-                            (job.dedupe_id, job.key, job.kind, payload, now, now, *where.get(i, (None, None, None)))
+                            (job.dedupe_id, job.key, job.kind, p.payload, now, now, *where.get(i, (None, None, None)))
                         )
                 for chunk in _chunks(rows, 100):  # SQLite binds at most 999 values before 3.32
                     db.execute(
@@ -201,15 +227,15 @@ class SQLiteQueue:
             try:
                 results = await self._run(work)
             except BaseException as exc:  # noqa: BLE001 - every waiting put learns of it
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc if isinstance(exc, Exception) else QueueUnavailable(str(exc)))
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(exc if isinstance(exc, Exception) else QueueUnavailable(str(exc)))
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for (_, _, future), stored in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(stored)
+            for p, stored in zip(batch, results, strict=True):
+                if not p.future.done():
+                    p.future.set_result(stored)
 
     def _event(self) -> asyncio.Event:
         loop = asyncio.get_running_loop()
@@ -295,12 +321,11 @@ class SQLiteQueue:
             if row is None:
                 return False
             payload, where = row["payload"], (row["body_file"], row["body_offset"], row["body_length"])
-            try:
-                document = self._document(row)
-                if document is not None:
-                    payload, where = encode_payload(decode_payload(payload), document), (None, None, None)
-            except (BodyError, ValueError):
-                pass  # keep pointing at it: what is left can still be looked at
+            if row["body_file"] is not None:
+                try:
+                    payload, where = encode_message(self._message(row)), (None, None, None)
+                except (BodyError, ValueError):
+                    pass  # keep pointing at it: what is left can still be looked at
             return self._held(
                 db, job,
                 "UPDATE jobs SET state = 'failed', lease_until = NULL, last_error = ?, payload = ?, body_file = ?, "

@@ -10,8 +10,8 @@
 * ``fail`` copies the message, with the reason, to the queue's dead-letter
   queue (from its RedrivePolicy) for inspection, then deletes it.
 
-SQS cannot be searched, so ``newer_in_key`` answers False; deploys also check
-the branch head on GitHub to notice a newer push (see bot/deploys.py). SQS has
+SQS cannot be searched, so ``newer_in_key`` answers False (``searchable`` says so); deploys
+also check the branch head on GitHub to notice a newer push (handlers/deploy.py). SQS has
 no fencing: a replica that stalls past its visibility timeout without
 extending it can still delete the message with its old receipt (within one
 process lemi refuses that); keep LEMI_LEASE_SECONDS well above a stall.
@@ -19,6 +19,7 @@ process lemi refuses that); keep LEMI_LEASE_SECONDS well above a stall.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
@@ -34,7 +35,8 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bot.store.queue import Job, NewJob, QueueUnavailable, decode_payload, encode_payload
+from bot.store.jobs import Message, Unreadable, WebhookJob, encode_message, read_message
+from bot.store.queue import Job, NewJob, QueueUnavailable
 
 MAX_BODY = 250_000  # SQS takes 256 KiB per message
 DEDUPE_DAYS = 30
@@ -47,14 +49,15 @@ def parse_url(url: str) -> tuple[str, str | None]:
     """'sqs://https://sqs.../q.fifo?dedupe_table=t' -> (queue URL, table)."""
     rest = url.removeprefix("sqs://")
     parts = urlsplit(rest)
-    table = (parse_qs(parts.query).get("dedupe_table") or [None])[0]
+    tables = parse_qs(parts.query).get("dedupe_table")
+    table = tables[0] if tables else None
     queue_url = rest.split("?", 1)[0]
     if not queue_url.startswith(("https://", "http://")) or not queue_url.endswith(".fifo"):
         raise ValueError(f"LEMI_QUEUE=sqs://{rest}: give the URL of an SQS FIFO queue (ending in .fifo)")
     return queue_url, table
 
 
-def _region(queue_url: str) -> str | None:
+def region_of(queue_url: str) -> str | None:
     match = re.match(r"https?://sqs[.-]([a-z0-9-]+)\.amazonaws\.com", queue_url)
     if match:
         return match.group(1)
@@ -72,26 +75,49 @@ def _dedupe(dedupe_id: str) -> str:
     return hashlib.sha256(dedupe_id.encode()).hexdigest()
 
 
+class _Envelope(msgspec.Struct):
+    """An SQS message's body: the job's identity and its message (``payload``)."""
+
+    dedupe_id: str
+    key: str
+    kind: str
+    payload: msgspec.Raw
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+
+
 def _message(job: NewJob | Job, payload: bytes, **extra: Any) -> bytes:
     fields = {"dedupe_id": job.dedupe_id, "key": job.key, "kind": job.kind, **extra, "payload": msgspec.Raw(payload)}
     return msgspec.json.encode(fields)
 
 
-def _compact(job: NewJob | Job, **extra: Any) -> str:
+def _compact(job: NewJob | Job, message: Message, **extra: Any) -> str:
     """The message body; a webhook too big for SQS loses the fields lemi never reads."""
-    data_json = job.data_json if isinstance(job, NewJob) else None
-    body = _message(job, encode_payload(job.payload, data_json), **extra)
+    body = _message(job, encode_message(message), **extra)
     if len(body) <= MAX_BODY:
         return body.decode()
-    payload = dict(job.payload)
-    if data_json is not None:
-        payload["data"] = decode_payload(data_json)
-    if isinstance(payload.get("data"), dict):
-        payload["data"] = {k: v for k, v in payload["data"].items() if k not in _BULKY}
-    body = _message(job, encode_payload(payload), **extra)
+    if isinstance(message, WebhookJob) and message.document:
+        data = msgspec.json.decode(message.document)
+        if isinstance(data, dict):
+            slim = {k: v for k, v in data.items() if k not in _BULKY}
+            message = msgspec.structs.replace(message, document=msgspec.Raw(msgspec.json.encode(slim)))
+            body = _message(job, encode_message(message), **extra)
     if len(body) > MAX_BODY:
         raise QueueUnavailable(f"delivery {job.dedupe_id} is too large for SQS ({len(body):,} bytes)")
     return body.decode()
+
+
+def _read(body: str, message_id: str) -> tuple[str, str, Message | Unreadable]:
+    """(dedupe id, key, message) of a message's body; a body lemi cannot read is Unreadable."""
+    try:
+        envelope = _envelope.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return message_id, "", Unreadable("", f"an SQS message is not a lemi job: {exc}", body)
+    try:
+        return envelope.dedupe_id, envelope.key, read_message(envelope.kind, envelope.payload)
+    except ValueError as exc:
+        return envelope.dedupe_id, envelope.key, Unreadable(envelope.kind, str(exc), bytes(envelope.payload).decode())
 
 
 class SQSQueue:
@@ -99,7 +125,7 @@ class SQSQueue:
 
     def __init__(self, url: str) -> None:
         self.queue_url, self.dedupe_table = parse_url(url)
-        self._region = _region(self.queue_url)
+        self._region = region_of(self.queue_url)
         self._stack = AsyncExitStack()
         self._sqs: Any = None
         self._ddb: Any = None
@@ -119,7 +145,7 @@ class SQSQueue:
         return self._sqs, self._ddb
 
     async def put(self, job: NewJob) -> bool:
-        body = _compact(job)
+        body = _compact(job, job.message)
         try:
             sqs, ddb = await self._clients()
             if ddb is not None:
@@ -167,7 +193,7 @@ class SQSQueue:
         if not messages:
             return None
         message = messages[0]
-        data = json.loads(message["Body"])
+        dedupe_id, key, job_message = _read(message["Body"], message["MessageId"])
         attributes = message.get("Attributes", {})
         job_id = int(
             attributes.get("SequenceNumber") or int(hashlib.sha256(message["MessageId"].encode()).hexdigest()[:15], 16)
@@ -178,10 +204,9 @@ class SQSQueue:
             del self._receipts[stale]  # an older lease of ours on this message is over
         return Job(
             id=job_id,
-            dedupe_id=data["dedupe_id"],
-            key=data["key"],
-            kind=data["kind"],
-            payload=data["payload"],
+            dedupe_id=dedupe_id,
+            key=key,
+            message=job_message,
             attempts=attempts,
             state="running",
             worker=worker,
@@ -200,6 +225,10 @@ class SQSQueue:
             self._receipts.pop((job.id, job.attempts), None)  # the lease is gone (expired and taken, or deleted)
             return False
         return True
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Every replica puts work on the queue: wait ``timeout``, then look again."""
+        await asyncio.sleep(timeout)
 
     async def extend(self, job: Job, lease_seconds: float) -> bool:
         return await self._visibility(job, lease_seconds)
@@ -229,7 +258,7 @@ class SQSQueue:
             if policy:
                 name = json.loads(policy)["deadLetterTargetArn"].rsplit(":", 1)[-1]
                 self._dlq_url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
-        return self._dlq_url or None
+        return self._dlq_url if isinstance(self._dlq_url, str) and self._dlq_url else None
 
     async def fail(self, job: Job, error: str) -> bool:
         if (job.id, job.attempts) not in self._receipts:
@@ -237,15 +266,23 @@ class SQSQueue:
         dlq = await self._dead_letter_url()
         if dlq is not None:
             sqs, _ = await self._clients()
-            try:
-                body = _compact(job, error=error[:2000], attempts=job.attempts)
-            except QueueUnavailable:  # too big even without the bulky fields: keep what identifies it
-                body = _message(job, b"{}", error=error[:2000], attempts=job.attempts, truncated=True).decode()
+            body = self._dead_letter(job, error[:2000])
             await sqs.send_message(
                 QueueUrl=dlq, MessageBody=body, MessageGroupId=_group(job.key),
                 MessageDeduplicationId=_dedupe(f"failed:{job.dedupe_id}:{job.attempts}"),
             )  # fmt: skip
         return await self.complete(job)
+
+    @staticmethod
+    def _dead_letter(job: Job, error: str) -> str:
+        """The body copied to the dead-letter queue: the job as it came, the reason, the attempts."""
+        if isinstance(job.message, Unreadable):  # what the queue held, as text, for inspection
+            payload = msgspec.json.encode(job.message.stored)
+            return _message(job, payload, error=error, attempts=job.attempts, unreadable=job.message.reason).decode()
+        try:
+            return _compact(job, job.message, error=error, attempts=job.attempts)
+        except QueueUnavailable:  # too big even without the bulky fields: keep what identifies it
+            return _message(job, b"{}", error=error, attempts=job.attempts, truncated=True).decode()
 
     async def newer_in_key(self, job: Job, kind: str | None = None) -> bool:
         return False  # SQS cannot be searched; see the module docstring
@@ -258,7 +295,8 @@ class SQSQueue:
         item = await ddb.get_item(TableName=self.dedupe_table, Key={"id": {"S": dedupe_id}})
         if "Item" not in item:
             return None
-        return Job(id=0, dedupe_id=dedupe_id, key="", kind="", payload={}, attempts=0, state="stored")
+        kept = Unreadable("", "the dedupe table keeps only the delivery id")
+        return Job(id=0, dedupe_id=dedupe_id, key="", message=kept, attempts=0, state="stored")
 
     async def depth(self) -> int:
         sqs, _ = await self._clients()
