@@ -21,14 +21,11 @@ from bot.flows.deploy import (
 )
 from bot.flows.runtime import Runtime
 from bot.github.contents import list_services
+from bot.store.jobs import DeployJob, service_key
 from bot.store.queue import Job, NewJob
 
 router = Router()
 ZERO_SHA = "0" * 40
-
-
-def deploy_key(repository: str, service: str, environment: str) -> str:
-    return f"{repository}:{service}:{environment}"
 
 
 @router.register("push")
@@ -53,15 +50,15 @@ async def push(event: sansio.Event, ctx: Runtime) -> None:
         await ctx.queue.put(
             NewJob(
                 dedupe_id=f"{event.delivery_id}:{service}:{environment}",
-                key=deploy_key(repository, service, environment),
-                kind="deploy",
-                payload=req.as_payload(),
+                key=service_key(repository, service, environment),
+                message=DeployJob(req),
             )
         )
 
 
-async def run_job(job: Job, ctx: Runtime) -> None:
-    req = DeployRequest.from_payload(job.payload)
+async def run_job(job: Job, deploy: DeployJob, ctx: Runtime) -> None:
+    """``deploy`` is ``job``'s message."""
+    req = deploy.request
     with logs.bind(repository=req.repository, service=req.service, environment=req.environment):
         gh = await ctx.github_for_installation(req.installation, req.repository)
         lock = await ctx.locks.get(req.repository, req.environment)
@@ -71,26 +68,26 @@ async def run_job(job: Job, ctx: Runtime) -> None:
                 gh, req, deployment["id"], "queued",
                 f"held: {req.environment} is locked by @{lock.holder}; it deploys when unlocked",
             )  # fmt: skip
-            await ctx.locks.hold(req.repository, req.environment, job.payload)
+            await ctx.locks.hold(req.repository, req.environment, deploy)
             return
 
         async def superseded() -> bool:
             if await ctx.queue.newer_in_key(job, kind="deploy"):
                 return True
             # a queue that cannot be searched (SQS): a newer push has moved the branch
-            return not getattr(ctx.queue, "searchable", True) and await branch_moved(gh, req)
+            return not ctx.queue.searchable and await branch_moved(gh, req)
 
         await run_deploy(
             gh, ctx.aws(), ctx.config, req,
             owners=ctx.owners,
             superseded=superseded,
             poll=ctx.settings.deploy_poll_seconds, timeout=ctx.settings.deploy_timeout_seconds,
-            released=bool(job.payload.get("released")),
+            released=deploy.released,
             resumed=job.attempts > 1,
         )  # fmt: skip
 
 
-async def report(job: Job, ctx: Runtime, reason: str) -> None:
-    req = DeployRequest.from_payload(job.payload)
+async def report(job: Job, deploy: DeployJob, ctx: Runtime, reason: str) -> None:
+    req = deploy.request
     gh = await ctx.github_for_installation(req.installation, req.repository)
     await report_gave_up(gh, ctx.config, req, reason)

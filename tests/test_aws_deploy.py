@@ -7,7 +7,7 @@ with the reason and the stoppedReason of the tasks that stopped; the CLI shows
 live progress while it waits. An identical task definition reuses the current
 revision instead of registering a new one.
 
-Every scenario is checked through the core API (bot.aws.deploy / operate) and
+Every scenario is checked through the core API (bot.aws.rollout / operate) and
 through the CLI (bot.cli.main) in a git checkout of acme/demo-service.
 """
 
@@ -25,11 +25,12 @@ import pytest
 from aws_world import CLUSTER, SERVICE
 from checkout import make_checkout, write
 
-import bot.aws.deploy as deploy_module
+import bot.aws.rollout as rollout_module
 from bot.aws import operate
 from bot.aws.clients import AwsClients
-from bot.aws.deploy import DeployResult, Progress, deploy, register, revision_of
+from bot.aws.ecs import Ecs, revision_of
 from bot.aws.errors import OperationError
+from bot.aws.rollout import DeployResult, Progress, RolloutRequest, Wait, deploy, execute, plan, survey
 from bot.cli import main
 from bot.core.compile import compile_for
 
@@ -67,12 +68,20 @@ def compiled(world: aws_world.World, tag: str) -> Any:
     return compile_for(world.config, world.files, ENV, tag)
 
 
-async def core_deploy(world: aws_world.World, tag: str, **kwargs: Any) -> DeployResult:
+async def core_deploy(
+    world: aws_world.World, tag: str, *, wait: bool = True, timeout: float = TIMEOUT, on_progress: Any = None
+) -> DeployResult:
     c = compiled(world, tag)
-    kwargs.setdefault("poll", POLL)
-    kwargs.setdefault("timeout", TIMEOUT)
+    request = RolloutRequest(SERVICE, c.task_definition, desired_count=c.desired_count)
     async with AwsClients(world.config) as aws:
-        return await deploy(aws, ENV, c.task_definition, service=SERVICE, desired_count=c.desired_count, **kwargs)
+        return await deploy(await Ecs.open(aws, ENV), request, Wait(timeout, POLL, on_progress) if wait else None)
+
+
+async def register(aws: AwsClients, task_definition: dict[str, Any]) -> tuple[str, bool]:
+    """The revision a deploy of ``task_definition`` rolls out, and whether an existing one was reused."""
+    ecs = await Ecs.open(aws, ENV)
+    arn = await ecs.identical_revision(task_definition)
+    return (arn, True) if arn is not None else (await ecs.register(task_definition), False)
 
 
 def described(world: aws_world.World) -> dict[str, Any]:
@@ -100,7 +109,7 @@ def play(sim: ecs_sim.Sim, name: str, step: Any, after: int = 1, stop_reason: st
 
 
 class FastClock:
-    """``time`` for bot.aws.deploy whose monotonic clock runs ``factor`` times faster,
+    """``time`` for bot.aws.rollout whose monotonic clock runs ``factor`` times faster,
     so the CLI's smallest --timeout (1 s) passes in a fraction of a second."""
 
     def __init__(self, factor: float) -> None:
@@ -373,7 +382,7 @@ def test_cli_stuck_rollout_exits_1_with_timeout(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(deploy_module, "time", FastClock(5))  # --timeout 1 (the least) in ~0.2 s
+    monkeypatch.setattr(rollout_module, "time", FastClock(5))  # --timeout 1 (the least) in ~0.2 s
     aws_world.push_image(world.endpoint, "v2")
     sim.stuck()
     assert lemi("deploy", "-e", ENV, "-t", "v2", "--poll", "0.01", "--timeout", "1") == 1
@@ -429,12 +438,15 @@ async def test_a_deploy_the_caller_found_unchanged_registers_nothing_and_describ
     assert first.ok and sim.updates == 1
     c = compiled(world, "v2")
     calls: list[str] = []
+    request = RolloutRequest(SERVICE, c.task_definition, desired_count=c.desired_count)
     async with AwsClients(world.config) as aws:
-        current = await operate.describe_service(aws, ENV, SERVICE)
-        assert (await operate.diff(aws, ENV, SERVICE, c.task_definition, current=current)).text == ""
         aws.on_call(lambda service, operation: calls.append(operation))
-        again = await deploy(aws, ENV, c.task_definition, service=SERVICE, desired_count=c.desired_count,
-                             poll=POLL, timeout=TIMEOUT, current=current, unchanged=True)  # fmt: skip
+        ecs = await Ecs.open(aws, ENV)
+        situation = await survey(ecs, request, compare_running=True)
+        assert situation.running == c.task_definition  # the diff is empty
+        assert calls == ["DescribeServices", "DescribeTaskDefinition"]  # the service described once, and diffed
+        calls.clear()
+        again = await execute(ecs, plan(request, situation), Wait(TIMEOUT, POLL))
     assert again.ok and again.reused and again.task_definition == first.task_definition
     assert not {"ListTaskDefinitions", "DescribeTaskDefinition", "RegisterTaskDefinition", "UpdateService"} & set(calls)
     assert revisions(world) == [f"{FAMILY}:1", f"{FAMILY}:2"] and sim.updates == 1
@@ -477,7 +489,7 @@ async def test_failed_deploys_revision_is_reused_when_identical(world: aws_world
     assert described(world)["taskDefinition"] == world.first_revision  # rolled back
 
     async with AwsClients(world.config) as aws:
-        arn, reused = await register(aws, ENV, compiled(world, "v2").task_definition)
+        arn, reused = await register(aws, compiled(world, "v2").task_definition)
     assert (revision_of(arn), reused) == (f"{FAMILY}:2", True)
 
     sim.complete(after=2)
@@ -491,9 +503,9 @@ async def test_failed_deploys_revision_is_reused_when_identical(world: aws_world
 
 async def test_register_registers_when_the_definition_differs(world: aws_world.World, sim: ecs_sim.Sim) -> None:
     async with AwsClients(world.config) as aws:
-        arn, reused = await register(aws, ENV, compiled(world, "v1").task_definition)
+        arn, reused = await register(aws, compiled(world, "v1").task_definition)
         assert (arn, reused) == (world.first_revision, True)
-        arn, reused = await register(aws, ENV, compiled(world, "v3").task_definition)
+        arn, reused = await register(aws, compiled(world, "v3").task_definition)
         assert (revision_of(arn), reused) == (f"{FAMILY}:2", False)
     image = world.ecs().describe_task_definition(taskDefinition=arn)["taskDefinition"]["containerDefinitions"][0]
     assert image["image"].endswith("/demo-service:v3")
@@ -655,7 +667,7 @@ async def test_restart_forces_a_new_deployment_of_the_same_revision(world: aws_w
     original = described(world)["deployments"][0]["id"]
     sim.complete(after=2)
     async with AwsClients(world.config) as aws:
-        result = await operate.restart(aws, ENV, SERVICE, poll=POLL, timeout=TIMEOUT)
+        result = await operate.restart(aws, ENV, SERVICE, wait=Wait(TIMEOUT, POLL))
     assert result.ok and result.rollout is not None and result.rollout.outcome == "completed"
     assert result.task_definition == world.first_revision
     assert sim.updates == 1
@@ -668,7 +680,7 @@ async def test_restart_forces_a_new_deployment_of_the_same_revision(world: aws_w
 async def test_restart_circuit_breaker_is_a_failure(world: aws_world.World, sim: ecs_sim.Sim) -> None:
     sim.circuit_breaker(after=2, reason=CB_REASON)
     async with AwsClients(world.config) as aws:
-        result = await operate.restart(aws, ENV, SERVICE, poll=POLL, timeout=TIMEOUT)
+        result = await operate.restart(aws, ENV, SERVICE, wait=Wait(TIMEOUT, POLL))
     assert not result.ok and result.rollout is not None
     assert result.rollout.outcome == "failed" and "circuit breaker" in result.rollout.reason
     assert [t.stopped_reason for t in result.rollout.stopped_tasks] == [CB_REASON] * 2
@@ -684,7 +696,7 @@ async def test_restart_circuit_breaker_before_the_first_poll_is_a_failure(
 
     play(sim, "breaker_then_rollback_done", breaker_then_rollback_done)
     async with AwsClients(world.config) as aws:
-        result = await operate.restart(aws, ENV, SERVICE, poll=POLL, timeout=TIMEOUT)
+        result = await operate.restart(aws, ENV, SERVICE, wait=Wait(TIMEOUT, POLL))
     assert result.rollout is not None
     assert result.rollout.outcome == "failed", result.rollout
     assert not result.ok
@@ -711,7 +723,7 @@ async def test_rollback_moves_the_service_to_the_previous_revision(world: aws_wo
     assert (await core_deploy(world, "v2")).ok
     assert described(world)["taskDefinition"] == arn_of(f"{FAMILY}:2")
     async with AwsClients(world.config) as aws:
-        result = await operate.rollback(aws, ENV, SERVICE, poll=POLL, timeout=TIMEOUT)
+        result = await operate.rollback(aws, ENV, SERVICE, wait=Wait(TIMEOUT, POLL))
     assert result.ok and result.rollout is not None and result.rollout.outcome == "completed"
     assert result.task_definition == world.first_revision
     assert described(world)["taskDefinition"] == world.first_revision
@@ -724,7 +736,7 @@ async def test_rollback_that_fails_is_reported(world: aws_world.World, sim: ecs_
     assert (await core_deploy(world, "v2")).ok
     sim.failed(after=2)
     async with AwsClients(world.config) as aws:
-        result = await operate.rollback(aws, ENV, SERVICE, poll=POLL, timeout=TIMEOUT)
+        result = await operate.rollback(aws, ENV, SERVICE, wait=Wait(TIMEOUT, POLL))
     assert not result.ok and result.rollout is not None and result.rollout.outcome == "failed"
     assert result.task_definition == world.first_revision
 
@@ -745,7 +757,7 @@ def test_cli_rollback(
 async def test_rollback_without_an_earlier_revision_is_a_clear_error(world: aws_world.World, sim: ecs_sim.Sim) -> None:
     async with AwsClients(world.config) as aws:
         with pytest.raises(operate.OperationError) as caught:
-            await operate.rollback(aws, ENV, SERVICE, poll=POLL, timeout=TIMEOUT)
+            await operate.rollback(aws, ENV, SERVICE, wait=Wait(TIMEOUT, POLL))
     assert caught.value.message == f"{FAMILY}:1 has no earlier active revision to roll back to"
     assert "lemi deploy -t" in caught.value.hint
     assert sim.updates == 0

@@ -36,8 +36,9 @@ from moto.moto_api import state_manager
 import bot.aws.clients as clients_module
 from bot.aws import operate
 from bot.aws.clients import AwsClients
-from bot.aws.deploy import deploy, revision_of
+from bot.aws.ecs import Ecs, revision_of
 from bot.aws.exec import PLUGIN, open_session
+from bot.aws.rollout import RolloutRequest, Wait, deploy
 from bot.aws.verify import verify_provisioned
 from bot.cli import main
 from bot.core.compile import compile_for
@@ -46,6 +47,7 @@ ENV = "staging"
 FAMILY = "demo-service-staging"
 POLL = "0.01"
 TIMEOUT = 5.0  # never reached by a scenario that ends; keeps a broken test from hanging
+WAIT = Wait(TIMEOUT, float(POLL))
 OTHER = "other"
 README = Path(__file__).parent.parent / "README.md"
 
@@ -943,11 +945,11 @@ async def test_restart_and_rollback_describe_the_service_once_before_updating_it
     calls: list[str] = []
     async with AwsClients(world.config) as aws:
         c = compiled(world, "v2")
-        assert (await deploy(aws, ENV, c.task_definition, service=SERVICE, poll=float(POLL), timeout=TIMEOUT)).ok
+        assert (await deploy(await Ecs.open(aws, ENV), RolloutRequest(SERVICE, c.task_definition), WAIT)).ok
         aws.on_call(lambda service, operation: calls.append(operation))
         for run in (operate.restart, operate.rollback):
             calls.clear()
-            assert (await run(aws, ENV, SERVICE, poll=float(POLL), timeout=TIMEOUT)).ok
+            assert (await run(aws, ENV, SERVICE, wait=WAIT)).ok
             before_update = calls[: calls.index("UpdateService")]
             assert before_update.count("DescribeServices") == 1, (run.__name__, calls)
 
@@ -962,11 +964,11 @@ async def test_readme_policy_allows_exactly_what_lemi_calls(world: aws_world.Wor
         aws.on_call(lambda service, operation: calls.add((service, operation)))
         assert await verify_provisioned(aws, ENV, world.files, tag="v2") == []  # DB_USER is a json-key secret
         c = compiled(world, "v2")
-        result = await deploy(aws, ENV, c.task_definition, service=SERVICE, desired_count=c.desired_count,
-                              poll=float(POLL), timeout=TIMEOUT)  # fmt: skip
+        request = RolloutRequest(SERVICE, c.task_definition, desired_count=c.desired_count)
+        result = await deploy(await Ecs.open(aws, ENV), request, WAIT)
         assert result.ok and not result.reused
-        assert (await operate.restart(aws, ENV, SERVICE, poll=float(POLL), timeout=TIMEOUT)).ok
-        assert (await operate.rollback(aws, ENV, SERVICE, poll=float(POLL), timeout=TIMEOUT)).ok
+        assert (await operate.restart(aws, ENV, SERVICE, wait=WAIT)).ok
+        assert (await operate.rollback(aws, ENV, SERVICE, wait=WAIT)).ok
         assert (await operate.status(aws, ENV, SERVICE)).revision == f"{FAMILY}:1"
         tasks = await operate.list_tasks(aws, ENV, SERVICE)
         await operate.stop_task(aws, ENV, SERVICE, tasks[0].task_id, reason="iam test")

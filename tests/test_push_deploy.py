@@ -1,4 +1,4 @@
-"""Push deploys end to end (DESIGN.md, the ``push`` row).
+"""Push deploys end to end (the README, "The GitHub App": the ``push`` row).
 
 Every scenario goes through POST /webhook with real example push payloads
 (``fakes.webhooks.for_push``) into lemi's real app, queue and workers, against
@@ -19,7 +19,7 @@ from app_harness import RunningApp, running_app
 from aws_world import CLUSTER, SERVICE
 from fakes.webhooks import ZERO_SHA, for_issue_comment, for_push
 
-from bot.aws.deploy import revision_of
+from bot.aws.ecs import revision_of
 from bot.core.compile import compile_for
 
 REPO = "acme/demo-service"

@@ -8,27 +8,22 @@ tables, the App renders comments.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.aws.clients import AwsClients
-from bot.aws.deploy import (
-    DEFAULT_POLL,
-    DEFAULT_TIMEOUT,
-    DeployResult,
-    comparable,
-    describe_service,
-    describe_task_definition,
-    family_of,
-    revision_number,
-    revision_of,
-    roll_out,
-    task_id,
-)
+from bot.aws.ecs import Ecs, family_of, revision_number, revision_of, task_id
 from bot.aws.errors import OperationError
+from bot.aws.rollout import DeployResult, RolloutRequest, Situation, Wait, deploy, execute, plan
 from bot.core.compile import render
 from bot.core.conventions import family
+
+if TYPE_CHECKING:  # the stubs are a development dependency
+    from types_aiobotocore_ecs.type_defs import ServiceTypeDef, TaskDefinitionTypeDef, TaskTypeDef
+
+DEFAULT_WAIT = Wait()
 
 
 def _when(value: Any) -> str:
@@ -67,7 +62,7 @@ class ServiceStatus:
         return asdict(self)
 
 
-def _service_image(task_definition: dict[str, Any], service: str) -> str:
+def _service_image(task_definition: TaskDefinitionTypeDef, service: str) -> str:
     for container in task_definition.get("containerDefinitions", []):
         if container.get("name") == service:
             return str(container.get("image", ""))
@@ -83,8 +78,9 @@ def _tag_of(image: str) -> str:
 
 
 async def status(aws: AwsClients, env_name: str, service: str, *, events: int = 10) -> ServiceStatus:
-    current = await describe_service(aws, env_name, service)
-    described, _ = await describe_task_definition(aws, env_name, current["taskDefinition"])
+    ecs = await Ecs.open(aws, env_name)
+    current = await ecs.describe_service(service)
+    described, _ = await ecs.describe_task_definition(current["taskDefinition"])
     image = _service_image(described, service)
     deployments = [
         DeploymentInfo(
@@ -103,7 +99,7 @@ async def status(aws: AwsClients, env_name: str, service: str, *, events: int = 
     return ServiceStatus(
         service,
         env_name,
-        aws.environment(env_name).cluster,
+        ecs.cluster,
         current.get("status", ""),
         int(current.get("desiredCount", 0)),
         int(current.get("runningCount", 0)),
@@ -129,24 +125,23 @@ class TaskInfo:
 
 
 async def list_tasks(aws: AwsClients, env_name: str, service: str, *, stopped: bool = False) -> list[TaskInfo]:
-    await describe_service(aws, env_name, service)
-    env = aws.environment(env_name)
-    ecs = await aws.client(env_name, "ecs")
-    listed = await ecs.list_tasks(
-        cluster=env.cluster, serviceName=service, desiredStatus="STOPPED" if stopped else "RUNNING"
+    ecs = await Ecs.open(aws, env_name)
+    await ecs.describe_service(service)
+    listed = await ecs.client.list_tasks(
+        cluster=ecs.cluster, serviceName=service, desiredStatus="STOPPED" if stopped else "RUNNING"
     )
     arns = listed.get("taskArns", [])
     if not arns:
         return []
-    tasks: list[dict[str, Any]] = []
+    tasks: list[TaskTypeDef] = []
     for i in range(0, len(arns), 100):  # DescribeTasks takes at most 100
-        described = await ecs.describe_tasks(cluster=env.cluster, tasks=arns[i : i + 100])
+        described = await ecs.client.describe_tasks(cluster=ecs.cluster, tasks=arns[i : i + 100])
         tasks.extend(described.get("tasks", []))
     return sorted((_task_info(t, _when(t.get("startedAt") or t.get("createdAt"))) for t in tasks),
                   key=lambda t: (t.started, t.task_id))  # fmt: skip
 
 
-def _task_info(t: dict[str, Any], started: str, stopped_reason: str = "") -> TaskInfo:
+def _task_info(t: TaskTypeDef, started: str, stopped_reason: str = "") -> TaskInfo:
     return TaskInfo(
         task_id(t["taskArn"]),
         t.get("lastStatus", ""),
@@ -161,14 +156,13 @@ def _task_info(t: dict[str, Any], started: str, stopped_reason: str = "") -> Tas
 
 async def stop_task(aws: AwsClients, env_name: str, service: str, task: str, *, reason: str) -> TaskInfo:
     """Stop one task of ``service``; a task of another service is refused."""
-    env = aws.environment(env_name)
-    ecs = await aws.client(env_name, "ecs")
+    ecs = await Ecs.open(aws, env_name)
     wanted = task_id(task)
-    described = await ecs.describe_tasks(cluster=env.cluster, tasks=[wanted])
+    described = await ecs.client.describe_tasks(cluster=ecs.cluster, tasks=[wanted])
     found = described.get("tasks", [])
     if not found:
         raise OperationError(
-            f"there is no task {wanted} in cluster {env.cluster} ({env_name})",
+            f"there is no task {wanted} in cluster {ecs.cluster} ({env_name})",
             "list the service's tasks with `lemi service list-tasks`",
         )
     if found[0].get("group") != f"service:{service}":
@@ -176,50 +170,28 @@ async def stop_task(aws: AwsClients, env_name: str, service: str, task: str, *, 
             f"task {wanted} does not belong to service {service}",
             "you can only stop tasks of the service you operate; list them with `lemi service list-tasks`",
         )
-    stopped = await ecs.stop_task(cluster=env.cluster, task=found[0]["taskArn"], reason=reason[:255])
+    stopped = await ecs.client.stop_task(cluster=ecs.cluster, task=found[0]["taskArn"], reason=reason[:255])
     return _task_info(stopped["task"], _when(stopped["task"].get("startedAt")), reason)
 
 
-async def restart(
-    aws: AwsClients, env_name: str, service: str, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT,
-    poll: float = DEFAULT_POLL, on_progress: Any = None,
-) -> DeployResult:  # fmt: skip
+async def restart(aws: AwsClients, env_name: str, service: str, *, wait: Wait | None = DEFAULT_WAIT) -> DeployResult:
     """Replace every task with a fresh one of the same revision (a forced new deployment)."""
-    current = await describe_service(aws, env_name, service)
-    return await roll_out(
-        aws, env_name, service, current["taskDefinition"], force_new_deployment=True,
-        wait=wait, timeout=timeout, poll=poll, on_progress=on_progress, current=current,
-    )  # fmt: skip
-
-
-async def _revisions(aws: AwsClients, env_name: str, family_name: str) -> list[str]:
-    """ACTIVE revisions of a family, newest first."""
-    ecs = await aws.client(env_name, "ecs")
-    arns: list[str] = []
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {"familyPrefix": family_name, "status": "ACTIVE", "sort": "DESC"}
-        if token:
-            kwargs["nextToken"] = token
-        page = await ecs.list_task_definitions(**kwargs)
-        arns += [a for a in page.get("taskDefinitionArns", []) if family_of(a) == family_name]
-        token = page.get("nextToken")
-        if not token:
-            return sorted(arns, key=revision_number, reverse=True)
+    ecs = await Ecs.open(aws, env_name)
+    return await deploy(ecs, RolloutRequest(service, force_new_deployment=True), wait)
 
 
 async def previous_revision(aws: AwsClients, env_name: str, service: str) -> tuple[str, str]:
     """(current ARN, the newest ACTIVE revision older than it)."""
-    current, previous = await _previous(aws, env_name, service)
+    current, previous = await _previous(await Ecs.open(aws, env_name), service)
     return current["taskDefinition"], previous
 
 
-async def _previous(aws: AwsClients, env_name: str, service: str) -> tuple[dict[str, Any], str]:
+async def _previous(ecs: Ecs, service: str) -> tuple[ServiceTypeDef, str]:
     """(the service as described, the newest ACTIVE revision older than the one it runs)."""
-    current = await describe_service(aws, env_name, service)
+    current = await ecs.describe_service(service)
     current_arn = current["taskDefinition"]
     number = revision_number(current_arn)
-    older = [a for a in await _revisions(aws, env_name, family_of(current_arn)) if revision_number(a) < number]
+    older = [a for a in await ecs.revisions(family_of(current_arn)) if revision_number(a) < number]
     if not older:
         raise OperationError(
             f"{revision_of(current_arn)} has no earlier active revision to roll back to",
@@ -229,14 +201,15 @@ async def _previous(aws: AwsClients, env_name: str, service: str) -> tuple[dict[
 
 
 async def rollback(
-    aws: AwsClients, env_name: str, service: str, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT,
-    poll: float = DEFAULT_POLL, on_progress: Any = None,
-) -> DeployResult:  # fmt: skip
-    current, previous = await _previous(aws, env_name, service)
-    return await roll_out(
-        aws, env_name, service, previous, wait=wait, timeout=timeout, poll=poll, on_progress=on_progress,
-        current=current,
-    )  # fmt: skip
+    aws: AwsClients, env_name: str, service: str, *, to: str | None = None, wait: Wait | None = DEFAULT_WAIT
+) -> DeployResult:
+    """Roll back to the revision before the running one, or to ``to`` (an ARN chosen earlier)."""
+    ecs = await Ecs.open(aws, env_name)
+    if to is not None:
+        return await deploy(ecs, RolloutRequest(service, to), wait)
+    current, previous = await _previous(ecs, service)  # the service described once: it is the situation
+    request = RolloutRequest(service, previous)
+    return await execute(ecs, plan(request, Situation(current, previous)), wait)
 
 
 @dataclass
@@ -254,23 +227,25 @@ class Diff:
         return {**asdict(self), "different": self.different}
 
 
-async def diff(
-    aws: AwsClients, env_name: str, service: str, compiled: dict[str, Any], *, current: dict[str, Any] | None = None
-) -> Diff:
-    """The running task definition against a compiled one, as a unified diff.
-    ``current``: the service as just described by the caller (saves a DescribeServices)."""
-    if current is None:
-        current = await describe_service(aws, env_name, service)
-    described, tags = await describe_task_definition(aws, env_name, current["taskDefinition"])
-    running = comparable(described, tags, compiled)
+async def diff(aws: AwsClients, env_name: str, service: str, compiled: dict[str, Any]) -> Diff:
+    """The running task definition against a compiled one, as a unified diff."""
+    ecs = await Ecs.open(aws, env_name)
+    current = await ecs.describe_service(service)
+    running = await ecs.running_definition(current, compiled)
     revision = revision_of(current["taskDefinition"])
+    return Diff(service, env_name, revision, definition_diff(running, compiled, revision))
+
+
+def definition_diff(running: Mapping[str, Any], compiled: Mapping[str, Any], revision: str) -> str:
+    """The unified diff of ``running`` (revision ``revision``, in the compiled shape) against
+    ``compiled``; empty when they are identical."""
     lines = difflib.unified_diff(
-        render(running).splitlines(keepends=True),
-        render(compiled).splitlines(keepends=True),
+        render(dict(running)).splitlines(keepends=True),
+        render(dict(compiled)).splitlines(keepends=True),
         fromfile=f"running ({revision})",
         tofile="compiled",
     )
-    return Diff(service, env_name, revision, "".join(lines))
+    return "".join(lines)
 
 
 @dataclass
@@ -286,15 +261,15 @@ async def prune(aws: AwsClients, env_name: str, service: str, *, keep: int) -> P
     """Deregister all but the newest ``keep`` revisions; never one a deployment uses."""
     if keep < 1:
         raise OperationError("--keep must be at least 1", "keep the running revision and a few to roll back to")
-    current = await describe_service(aws, env_name, service)
+    ecs = await Ecs.open(aws, env_name)
+    current = await ecs.describe_service(service)
     in_use = {d.get("taskDefinition") for d in current.get("deployments", [])} | {current["taskDefinition"]}
-    revisions = await _revisions(aws, env_name, family(service, env_name))
+    revisions = await ecs.revisions(family(service, env_name))
     kept = revisions[:keep] + [a for a in revisions[keep:] if a in in_use]
-    ecs = await aws.client(env_name, "ecs")
     gone = []
     for arn in revisions[keep:]:
         if arn in in_use:
             continue
-        await ecs.deregister_task_definition(taskDefinition=arn)
+        await ecs.client.deregister_task_definition(taskDefinition=arn)
         gone.append(revision_of(arn))
     return Pruned([revision_of(a) for a in kept], gone)

@@ -1,6 +1,6 @@
 """A deploy as the App runs it: on a push, or for ``/lemi deploy``.
 
-verify -> compile -> deploy -> wait, reported on a GitHub Deployment (with the
+verify -> compile -> plan -> execute (deploy, wait), reported on a GitHub Deployment (with the
 environment URL) and a check run. Every step finds what an earlier attempt
 made (the Deployment, the check run, the registered revision), so a retried
 job picks up where it was instead of doing things twice.
@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from gidgethub import BadRequest
-
 from bot.aws.clients import AwsClients
-from bot.aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, deploy, describe_service, revision_of
-from bot.aws.errors import OperationError
-from bot.aws.operate import diff as running_diff
+from bot.aws.ecs import Ecs, revision_of
+from bot.aws.operate import definition_diff
+from bot.aws.rollout import (
+    DEFAULT_POLL,
+    DEFAULT_TIMEOUT,
+    DeployResult,
+    RolloutRequest,
+    Situation,
+    Wait,
+    execute,
+    plan,
+    survey,
+)
 from bot.aws.verify import Finding, verify_provisioned
 from bot.core.compile import compile_for
 from bot.core.config import Config
@@ -29,28 +37,9 @@ from bot.core.templating import render
 from bot.github import checks
 from bot.github.client import GitHub
 from bot.github.contents import read_service_files, repo_vars
+from bot.github.errors import GitHubError
 from bot.github.owners import Owners
-
-
-@dataclass(frozen=True)
-class DeployRequest:
-    repository: str
-    service: str
-    environment: str
-    sha: str
-    tag: str
-    requested_by: str
-    source: str = "push"  # "push" | "command"
-    delivery: str = ""
-    installation: int | None = None
-    branch: str = ""  # the environment branch a push deploy came from
-
-    def as_payload(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_payload(cls, data: dict[str, Any]) -> DeployRequest:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+from bot.store.jobs import DeployRequest as DeployRequest  # what a deploy job asks for
 
 
 def check_name(repository: str, service: str, env: str) -> str:
@@ -125,7 +114,9 @@ async def branch_moved(gh: GitHub, req: DeployRequest) -> bool:
         ref = await gh.getitem(
             "/repos/{owner}/{repo}/git/ref/{+ref}", repo_vars(req.repository, ref=f"heads/{req.branch}")
         )
-    except BadRequest:
+    except GitHubError as exc:
+        if exc.status_code >= 500:
+            raise
         return False
     return str(ref["object"]["sha"]) != req.sha
 
@@ -250,21 +241,16 @@ async def run_deploy(
     compiled = compile_for(config, files, req.environment, req.tag)
     if (stop := await if_superseded()) is not None:
         return stop
-    try:  # the service, described once: for the report's diff and for the rollout
-        current: dict[str, Any] | None = await describe_service(aws, req.environment, req.service)
-        changes = (
-            await running_diff(aws, req.environment, req.service, compiled.task_definition, current=current)
-        ).text
-    except OperationError:
-        current, changes = None, ""
-    watch_only = resumed and await _rollout_started(gh, req, int(deployment["id"]))
-    if not watch_only:
-        await deployment_status(gh, req, deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12], log_url=log_url)
-    result = await deploy(
-        aws, req.environment, compiled.task_definition, service=req.service,
-        desired_count=compiled.desired_count, wait=True, timeout=timeout, poll=poll, watch_only=watch_only,
-        current=current, unchanged=current is not None and not changes,
+    ecs = await Ecs.open(aws, req.environment)
+    request = RolloutRequest(
+        req.service, compiled.task_definition, desired_count=compiled.desired_count,
+        already_sent=resumed and await _rollout_started(gh, req, int(deployment["id"])),
     )  # fmt: skip
+    situation = await survey(ecs, request, compare_running=True)  # the service, described once
+    changes = _changes(situation, compiled.task_definition)
+    if not request.already_sent:
+        await deployment_status(gh, req, deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12], log_url=log_url)
+    result = await execute(ecs, plan(request, situation), Wait(timeout=timeout, poll=poll))
     rollout = result.rollout
     revision = revision_of(result.task_definition)
     if result.ok:
@@ -277,6 +263,13 @@ async def run_deploy(
         "failure", f"rollout {rollout.outcome}: {rollout.reason}"[:255], "failure", f"{rollout.outcome}: {rollout.reason}",
         result=result, revision=revision, image=compiled.image, changes=changes, rollout=rollout,
     )  # fmt: skip
+
+
+def _changes(situation: Situation, compiled: dict[str, Any]) -> str:
+    """How the running task definition differs from the compiled one, for the report ('' when identical)."""
+    if situation.running is None:
+        return ""
+    return definition_diff(situation.running, compiled, revision_of(situation.service["taskDefinition"]))
 
 
 async def _fail_spec(finish: Callable[..., Awaitable[DeployReport]], problems: list[Problem]) -> DeployReport:
