@@ -17,17 +17,13 @@ from bot.core.templating import render
 from bot.flows.provision import parse_service_pr_marker
 from bot.flows.runtime import Runtime
 from bot.github import comments
+from bot.store.jobs import CommandJob, DeployJob, WebhookJob
 from bot.store.queue import Job
 from handlers import commands, deploy, provision
 
 log = logging.getLogger("lemi.handlers")
 
 router = Router(provision.router, deploy.router, commands.router)
-# jobs the handlers put on the queue themselves: kind -> (run, report)
-JOBS = {
-    "deploy": (deploy.run_job, deploy.report),
-    "command": (commands.run_job, commands.report),
-}
 
 
 class _Repository(TypedDict, total=False):
@@ -111,28 +107,39 @@ def job_key(event: str, data: dict[str, Any], ctx: Runtime | None = None) -> str
 
 
 async def process(job: Job, ctx: Runtime) -> None:
-    if job.kind in JOBS:
-        await JOBS[job.kind][0](job, ctx)
-        return
-    payload = job.payload
-    event = sansio.Event(payload["data"], event=payload["event"], delivery_id=payload["delivery"])
-    errors: list[Exception] = []
-    for callback in sorted(router.fetch(event), key=lambda c: c.__qualname__):
-        try:
-            await callback(event, ctx)
-        except Exception as exc:  # noqa: BLE001 - run every callback, then fail the job
-            errors.append(exc)
-    if errors:
-        raise errors[0]
+    """Run a leased job: a delivery through the routers, or a job the handlers queued themselves."""
+    message = job.message
+    if isinstance(message, DeployJob):
+        await deploy.run_job(job, message, ctx)
+    elif isinstance(message, CommandJob):
+        await commands.run_job(job, message, ctx)
+    elif isinstance(message, WebhookJob):
+        event = sansio.Event(message.data(), event=message.event, delivery_id=message.delivery)
+        errors: list[Exception] = []
+        for callback in sorted(router.fetch(event), key=lambda c: c.__qualname__):
+            try:
+                await callback(event, ctx)
+            except Exception as exc:  # noqa: BLE001 - run every callback, then fail the job
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+    else:  # the worker fails an unreadable job before it gets here
+        raise TypeError(f"lemi has no handler for a {job.kind} job")
 
 
 async def report(job: Job, ctx: Runtime, reason: str) -> None:
-    """Tell the people on the pull request that lemi gave up on this delivery."""
-    if job.kind in JOBS:
-        await JOBS[job.kind][1](job, ctx, reason)
+    """Tell the people on the pull request that lemi gave up on this job."""
+    message = job.message
+    if isinstance(message, DeployJob):
+        await deploy.report(job, message, ctx, reason)
         return
-    payload = job.payload
-    data = payload.get("data") or {}
+    if isinstance(message, CommandJob):
+        await commands.report(job, message, ctx, reason)
+        return
+    if not isinstance(message, WebhookJob):
+        log.error("job %s (%s) failed and has no pull request to report to: %s", job.id, job.kind, reason)
+        return
+    data = message.data()
     number = (data.get("pull_request") or data.get("issue") or {}).get("number")
     if number is None or "repository" not in data:
         log.error("job %s failed and has no pull request to report to: %s", job.id, reason)
@@ -143,7 +150,7 @@ async def report(job: Job, ctx: Runtime, reason: str) -> None:
         gh,
         repository,
         int(number),
-        f"failed-{payload.get('delivery')}",
-        render("comments/job_failed.md.j2", event=payload.get("event"), action=data.get("action"),
-               delivery=payload.get("delivery"), attempts=job.attempts, reason=reason),
+        f"failed-{message.delivery}",
+        render("comments/job_failed.md.j2", event=message.event, action=data.get("action"),
+               delivery=message.delivery, attempts=job.attempts, reason=reason),
     )  # fmt: skip

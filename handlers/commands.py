@@ -1,4 +1,9 @@
-"""issue_comment events: ``/lemi`` slash commands on pull requests."""
+"""issue_comment events: ``/lemi`` slash commands on pull requests.
+
+Routing only: parse the comment, check the commenter's permission, and dispatch to the
+command's runner (:data:`bot.flows.runners.RUNNERS`): answered at once, or queued as a
+``command`` job in the service's concurrency key and answered when that job ends.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,12 @@ from gidgethub import sansio
 from gidgethub.routing import Router
 
 from bot.aws.errors import OperationError
-from bot.aws.operate import previous_revision
 from bot.core import logs
-from bot.core.command_parser import Command, Ignore, Reply, parse
+from bot.core.command_parser import Command, Ignore, parse
+from bot.flows.answers import Answer, Failed, NotDone
 from bot.flows.commands import (
     Invocation,
     Refused,
-    Target,
     authorize,
     earlier_reply,
     react,
@@ -23,14 +27,12 @@ from bot.flows.commands import (
     require,
     resolve,
     role_of,
-    run_long,
-    run_short,
 )
-from bot.flows.deploy import DeployRequest, run_deploy
-from bot.flows.provision import PullRequest, get_pull, provision_pull_request
+from bot.flows.provision import get_pull
+from bot.flows.runners import RUNNERS, Call, PullRequestRunner, QueuedRunner, runner_for
 from bot.flows.runtime import Runtime
+from bot.store.jobs import CommandJob, Target, service_key
 from bot.store.queue import Job, NewJob
-from handlers.deploy import deploy_key
 
 router = Router()
 
@@ -54,6 +56,8 @@ async def comment_created(event: sansio.Event, ctx: Runtime) -> None:
         return
     issue, comment = data["issue"], data["comment"]
     parsed = parse(comment.get("body"))
+    if isinstance(parsed, Ignore):  # wanted() said it is not
+        return
     repository = data["repository"]["full_name"]
     gh = await ctx.github(data)
     pull = await get_pull(gh, repository, int(issue["number"]))
@@ -68,21 +72,35 @@ async def comment_created(event: sansio.Event, ctx: Runtime) -> None:
             await react(gh, inv, "success" if answered else "failure")
             return
         await react(gh, inv, "start")
-        heading = _heading(comment.get("body"))
+        typed = _heading(comment.get("body"))
+        runner = runner_for(parsed)
+        target: Target | None = None
+        answer: Answer
         try:
             role = await role_of(gh, repository, inv.user)
-            if isinstance(parsed, Reply):
-                require(role, "write", inv, "using lemi here")
-                await reply(gh, inv, heading=heading, message=parsed.text, ok=not parsed.error)
-                await react(gh, inv, "failure" if parsed.error else "success")
-                return
-            await _run(gh, ctx, inv, pull, role)
+            call = Call(gh, ctx, inv, role)
+            if isinstance(runner, PullRequestRunner):
+                require(role, runner.role, inv, runner.what)
+                answer = await runner.run(call, pull)
+            else:
+                target = await resolve(gh, ctx.config, inv, ctx.owners)
+                await authorize(
+                    ctx.config, inv, target, ctx.locks, role, needs=runner.role,
+                    open_when_locked=runner.open_when_locked,
+                )  # fmt: skip
+                with logs.bind(service=target.service, environment=target.environment):
+                    if isinstance(runner, QueuedRunner):  # answered when its job ends (run_job)
+                        job = await runner.accept(call, target)
+                        key = service_key(repository, target.service, target.environment)
+                        await ctx.queue.put(NewJob(f"{inv.delivery}:command", key, job))
+                        return
+                    answer = await runner.run(call, target)
         except Refused as exc:
-            await reply(gh, inv, heading=heading, refused=str(exc), ok=False)
-            await react(gh, inv, "failure")
+            answer = NotDone(str(exc))
         except OperationError as exc:
-            await reply(gh, inv, error=str(exc), ok=False)
-            await react(gh, inv, "failure")
+            answer = Failed(str(exc))
+        await reply(gh, inv, answer, typed=typed, target=target)
+        await react(gh, inv, "success" if answer.ok else "failure")
 
 
 def _heading(body: str | None) -> str:
@@ -91,87 +109,30 @@ def _heading(body: str | None) -> str:
     return first if re.fullmatch(r"/lemi[A-Za-z0-9 _.:/=+-]{0,80}", first) else "/lemi"
 
 
-async def _run(gh: Any, ctx: Runtime, inv: Invocation, pull: PullRequest, role: str) -> None:
-    if inv.command.name == "provision":
-        require(role, "write", inv, "provisioning")
-        infra_gh = await ctx.github_for_repo(ctx.config.infra.repository)
-        outcome = await provision_pull_request(gh, infra_gh, ctx.config, pull, owners=ctx.owners)
-        await reply(gh, inv, provision=outcome, ok=not outcome.problems)
-        await react(gh, inv, "failure" if outcome.problems else "success")
-        return
-    target = await resolve(gh, ctx.config, inv, ctx.owners)
-    await authorize(ctx.config, inv, target, ctx.locks, role)
-    with logs.bind(service=target.service, environment=target.environment):
-        if inv.command.spec.long:
-            extra: dict[str, Any] = {}
-            if inv.command.name == "rollback":  # pinned now: a retried job must not go back twice
-                _, extra["rollback_to"] = await previous_revision(ctx.aws(), target.environment, target.service)
-            await ctx.queue.put(
-                NewJob(
-                    dedupe_id=f"{inv.delivery}:command",
-                    key=deploy_key(inv.repository, target.service, target.environment),
-                    kind="command",
-                    payload={**inv.as_payload(), **target.as_payload(), **extra},
-                )
-            )
-            return
-        values = await run_short(gh, ctx.aws(), ctx.config, ctx.locks, inv, target, role)
-        for held in values.get("released", []):
-            await ctx.queue.put(
-                NewJob(
-                    dedupe_id=f"{held.get('delivery')}:released:{held['held_id']}",
-                    key=deploy_key(inv.repository, held["service"], held["environment"]),
-                    kind="deploy",
-                    payload={**{k: v for k, v in held.items() if k != "held_id"}, "released": True},
-                )
-            )
-        await reply(gh, inv, **values)
-        await react(gh, inv, "success" if values.get("ok", True) else "failure")
-
-
-async def run_job(job: Job, ctx: Runtime) -> None:
-    """A long command (restart, rollback, deploy <tag>) in its service's concurrency key."""
-    inv = Invocation.from_payload(job.payload)
-    target = Target.from_payload(job.payload, inv.head_sha)
+async def run_job(job: Job, command: CommandJob, ctx: Runtime) -> None:
+    """A long command (restart, rollback, deploy <tag>) in its service's concurrency key;
+    ``command`` is ``job``'s message."""
+    inv, target = command.invocation, command.target
     gh = await ctx.github_for_installation(inv.installation, inv.repository)
-    poll, timeout = ctx.settings.deploy_poll_seconds, ctx.settings.deploy_timeout_seconds
     with logs.bind(repository=inv.repository, service=target.service, environment=target.environment):
         answered = await earlier_reply(gh, inv)
         if answered is not None:  # the rollout ran and was answered before this retry
             await react(gh, inv, "success" if answered else "failure")
             return
+        runner = RUNNERS[inv.command.name]
+        answer: Answer
         try:
-            if inv.command.name == "deploy":
-                assert inv.command.argument is not None
-                # the service files of the commit pinned when the command was accepted: the
-                # environment branch's for a protected environment, the pull request's otherwise
-                req = DeployRequest(
-                    inv.repository, target.service, target.environment, target.ref, inv.command.argument,
-                    inv.user, "command", inv.delivery, inv.installation,
-                )  # fmt: skip
-                report = await run_deploy(
-                    gh, ctx.aws(), ctx.config, req, owners=ctx.owners, superseded=_never, poll=poll, timeout=timeout
-                )
-                ok = report.outcome == "success"
-                await reply(gh, inv, target=target, files_at=target, deploy_report=report, ok=ok)
-            else:
-                result = await run_long(
-                    ctx.aws(), inv, target, rollback_to=job.payload.get("rollback_to"), poll=poll, timeout=timeout
-                )
-                ok = result.ok
-                await reply(gh, inv, target=target, result=result, ok=ok)
+            if not isinstance(runner, QueuedRunner):
+                raise OperationError(f"`{inv.command.name}` is not a long command")
+            answer = await runner.run(Call(gh, ctx, inv), command)
         except OperationError as exc:
-            await reply(gh, inv, error=str(exc), ok=False)
-            ok = False
-        await react(gh, inv, "success" if ok else "failure")
+            answer = Failed(str(exc))
+        await reply(gh, inv, answer, target=target)
+        await react(gh, inv, "success" if answer.ok else "failure")
 
 
-async def _never() -> bool:
-    return False
-
-
-async def report(job: Job, ctx: Runtime, reason: str) -> None:
-    inv = Invocation.from_payload(job.payload)
+async def report(job: Job, command: CommandJob, ctx: Runtime, reason: str) -> None:
+    inv = command.invocation
     gh = await ctx.github_for_installation(inv.installation, inv.repository)
-    await reply(gh, inv, error=f"lemi gave up after {job.attempts} attempts: {reason}", ok=False)
+    await reply(gh, inv, Failed(f"lemi gave up after {job.attempts} attempts: {reason}"))
     await react(gh, inv, "failure")

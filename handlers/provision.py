@@ -8,13 +8,8 @@ from gidgethub import sansio
 from gidgethub.routing import Router
 
 from bot.core import logs
-from bot.flows.provision import (
-    PullRequest,
-    on_infra_pr_closed,
-    on_service_pr_closed,
-    parse_service_pr_marker,
-    provision_pull_request,
-)
+from bot.flows.merge import on_infra_pr_closed, on_service_pr_closed
+from bot.flows.provision import PullRequest, parse_service_pr_marker, provision_pull_request
 from bot.flows.runtime import Runtime
 
 router = Router()

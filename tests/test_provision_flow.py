@@ -1,4 +1,4 @@
-"""Provisioning end to end (DESIGN.md, the ``pull_request`` rows).
+"""Provisioning end to end (the README, "The GitHub App": the ``pull_request`` rows).
 
 Every scenario goes through POST /webhook with real example payloads
 (``fakes.webhooks.for_pull_request``) into lemi's real app, queue and workers,

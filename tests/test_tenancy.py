@@ -24,9 +24,11 @@ from fakes.webhooks import for_pull_request
 from slash_world import REPO, SERVICE_FILES, Env
 
 import handlers
+from bot.core.findings import Finding
 from bot.core.markdown import ZWSP, code, fence, inert
 from bot.core.problems import Problem
 from bot.core.templating import render
+from bot.flows.answers import CommandReply, Verified
 
 PROD_YAML = """\
 variables:
@@ -164,11 +166,11 @@ def test_problems_and_findings_quote_user_values_inertly() -> None:
     ]
     summary = render("checks/spec.md.j2", services=["@team"], problems=problems)
     assert _live(summary) == [], summary
-    findings = [SimpleNamespace(check="secret", subject=f"DB ({HOSTILE})", message=HOSTILE, hint=HOSTILE)]
-    reply = render(
-        "comments/command.md.j2", inv=SimpleNamespace(text="/lemi verify", user="alice"), findings=findings, ok=False
-    )
+    findings = [Finding(check="secret", subject=f"DB ({HOSTILE})", message=HOSTILE, hint=HOSTILE)]
+    inv = SimpleNamespace(text="/lemi verify", user="alice")  # the template reads only these of an Invocation
+    reply = render("comments/command.md.j2", reply=CommandReply(inv, Verified(findings), "/lemi verify"))  # type: ignore[arg-type]
     body = reply.split("\n", 1)[1]  # the heading mentions the commenter on purpose
+    assert "DB (" in body and "❌" in body  # the finding is shown, as a failure
     assert _live(body) == [], body
 
 

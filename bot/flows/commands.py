@@ -1,9 +1,10 @@
-"""Running slash commands: who may, where, and what each one does.
+"""Slash commands: who may run one, where, and the one reply that answers it.
 
-The parser (:mod:`bot.core.command_parser`) decides what was asked; this module checks
-the commenter's permission with GitHub at the time of the command, resolves
-the service and environment, runs the command through the same core the CLI
-uses, and renders one reply from ``templates/comments/command.md.j2``.
+The parser (:mod:`bot.core.command_parser`) decides what was asked; the runners
+(:mod:`bot.flows.runners`, one per command) say what each one does. This module checks
+the commenter's permission with GitHub at the time of the command, resolves the service
+and environment, and renders the reply from ``templates/comments/command.md.j2``
+(:mod:`bot.flows.answers`).
 
 Which service files a command reads (``deploy``, ``verify``, ``diff``): for a
 protected environment, the environment branch's (reviewed, merged) files, so
@@ -17,65 +18,27 @@ repository owns is refused (:mod:`bot.core.ownership`).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass
-from typing import Any
 
-from gidgethub import BadRequest
-
-from bot.aws import operate
-from bot.aws.clients import AwsClients
-from bot.aws.deploy import DEFAULT_POLL, DEFAULT_TIMEOUT, DeployResult, roll_out
-from bot.aws.errors import OperationError
-from bot.aws.verify import verify_provisioned
-from bot.core.command_parser import Command
-from bot.core.compile import compile_for
 from bot.core.config import Config
+from bot.core.errors import UserError
 from bot.core.markdown import code
-from bot.core.problems import Invalid
 from bot.core.spec import ServiceFiles, parse_service_files
 from bot.core.templating import render
+from bot.flows.answers import Answer, CommandReply
 from bot.github import comments
 from bot.github.client import GitHub
 from bot.github.contents import branch_sha, list_services, read_service_files, repo_vars
+from bot.github.errors import GitHubError
 from bot.github.owners import Owners
+from bot.store.jobs import Invocation as Invocation  # a command as asked (queued with long ones)
+from bot.store.jobs import Target as Target  # where it acts
 from bot.store.locks import Lock, Locks
 
 RANKS = {"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
 REACTIONS = {"start": "eyes", "success": "rocket", "failure": "confused"}
 
 
-@dataclass(frozen=True)
-class Invocation:
-    repository: str
-    number: int  # the pull request
-    comment_id: int
-    user: str
-    head_sha: str
-    command: Command
-    installation: int | None = None
-    delivery: str = ""
-
-    def as_payload(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["command"] = asdict(self.command)
-        return data
-
-    @classmethod
-    def from_payload(cls, data: dict[str, Any]) -> Invocation:
-        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        values["command"] = Command(**data["command"])
-        return cls(**values)
-
-    @property
-    def text(self) -> str:
-        c = self.command
-        parts = ["/lemi", c.name] + ([c.argument] if c.argument else [])
-        parts += ["-e", c.env] if c.env else []
-        parts += ["-s", c.service] if c.service else []
-        return " ".join(parts)
-
-
-class Refused(Exception):
+class Refused(UserError):
     """The command will not run; the message says why (shown to the user)."""
 
 
@@ -84,7 +47,7 @@ async def role_of(gh: GitHub, repository: str, user: str) -> str:
         data = await gh.getitem(
             "/repos/{owner}/{repo}/collaborators/{username}/permission", repo_vars(repository, username=user)
         )
-    except BadRequest as exc:
+    except GitHubError as exc:
         if exc.status_code == 404:
             return "none"
         raise
@@ -104,11 +67,13 @@ def _reply_kind(inv: Invocation) -> str:
     return f"reply {inv.delivery}"
 
 
-async def reply(gh: GitHub, inv: Invocation, **values: Any) -> None:
-    """The one answer to a command. Its hidden marker names the delivery and the outcome,
-    so a retried job finds it and does not run (or answer) twice."""
-    outcome = "ok" if values.get("ok", True) else "failed"
-    body = render("comments/command.md.j2", inv=inv, **values)
+async def reply(
+    gh: GitHub, inv: Invocation, answer: Answer, *, typed: str | None = None, target: Target | None = None
+) -> None:
+    """The one answer to a command (headed as :meth:`CommandReply.of` says). Its hidden marker
+    names the delivery and the outcome, so a retried job finds it and does not run (or answer) twice."""
+    outcome = "ok" if answer.ok else "failed"
+    body = render("comments/command.md.j2", reply=CommandReply.of(inv, answer, typed=typed, target=target))
     marked = f"{body[:64000]}\n{comments.marker(_reply_kind(inv))}<!-- lemi:outcome {outcome} -->"
     await comments.comment(gh, inv.repository, inv.number, marked)
 
@@ -119,30 +84,6 @@ async def earlier_reply(gh: GitHub, inv: Invocation) -> bool | None:
     if found is None:
         return None
     return "<!-- lemi:outcome ok -->" in (found.get("body") or "")
-
-
-@dataclass(frozen=True)
-class Target:
-    service: str
-    environment: str
-    ref: str = ""  # the commit whose service files the command reads
-    source: str = "this pull request"  # where that commit comes from, for the reply
-    named_after: bool = True  # the files follow the naming rule (not when the infra file gave it here)
-
-    def as_payload(self) -> dict[str, str]:
-        return {"service": self.service, "environment": self.environment, "ref": self.ref, "source": self.source,
-                "named_after": self.named_after}  # fmt: skip
-
-    @classmethod
-    def from_payload(cls, data: dict[str, Any], head_sha: str) -> Target:
-        # jobs queued before `ref` existed read the pull request's head, as they did then
-        return cls(
-            data["service"],
-            data["environment"],
-            data.get("ref") or head_sha,
-            data.get("source") or "this pull request",
-            bool(data.get("named_after", True)),
-        )
 
 
 def _names(items: list[str]) -> str:
@@ -191,22 +132,28 @@ def require(role: str, needed: str, inv: Invocation, what: str) -> None:
         raise Refused(f"@{inv.user} has `{role}` permission on {inv.repository}; {what} needs `{needed}` or higher")
 
 
-async def authorize(config: Config, inv: Invocation, target: Target, locks: Locks, role: str) -> None:
-    """:class:`Refused` saying what is missing: the environment named, the role, the lock."""
+async def authorize(
+    config: Config, inv: Invocation, target: Target, locks: Locks, role: str, *, needs: str = "write",
+    open_when_locked: bool = False,
+) -> None:  # fmt: skip
+    """:class:`Refused` saying what is missing: the environment named, the role, the lock.
+
+    ``needs`` is the role the command asks for; a protected environment asks for ``maintain``
+    at least. Another user's lock on the environment refuses it unless ``open_when_locked``."""
     protected = config.environment(target.environment).protected
     if protected and inv.command.env is None:
         raise Refused(f"`{target.environment}` is protected: spell it out with `-e {target.environment}`")
-    needed = "maintain" if protected else "write"
+    needed = max(needs, "maintain" if protected else "write", key=RANKS.__getitem__)
     where = f"the protected environment `{target.environment}`" if protected else f"`{target.environment}`"
     require(role, needed, inv, f"operating {where}")
     lock = await locks.get(inv.repository, target.environment)
-    if lock is not None and lock.holder != inv.user and inv.command.name not in ("help", "status", "unlock"):
+    if lock is not None and lock.holder != inv.user and not open_when_locked:
         raise Refused(
-            f"`{target.environment}` is locked by @{lock.holder}{_reason(lock)}; ask them to `/lemi unlock -e {target.environment}`"
+            f"`{target.environment}` is locked by @{lock.holder}{lock_reason(lock)}; ask them to `/lemi unlock -e {target.environment}`"
         )
 
 
-def _reason(lock: Lock) -> str:
+def lock_reason(lock: Lock) -> str:
     return f" ({lock.reason})" if lock.reason else ""
 
 
@@ -220,68 +167,3 @@ async def load_files(gh: GitHub, config: Config, inv: Invocation, target: Target
         repository=inv.repository if target.named_after else None,
         known_environments=list(config.environments),
     )
-
-
-async def run_short(
-    gh: GitHub, aws: AwsClients, config: Config, locks: Locks, inv: Invocation, target: Target, role: str
-) -> dict[str, Any]:
-    """Commands answered at once; returns the values of the reply."""
-    name, env, service = inv.command.name, target.environment, target.service
-    values: dict[str, Any] = {"target": target, "ok": True}
-    if name == "status":
-        values["status"] = await operate.status(aws, env, service)
-        values["lock"] = await locks.get(inv.repository, env)
-    elif name == "tasks":
-        values["tasks"] = await operate.list_tasks(aws, env, service)
-    elif name == "stop-task":
-        assert inv.command.argument is not None
-        values["task"] = await operate.stop_task(
-            aws, env, service, inv.command.argument, reason=f"stopped by @{inv.user} via lemi"
-        )
-    elif name == "verify":
-        values["files_at"] = target
-        try:
-            files = await load_files(gh, config, inv, target)
-        except Invalid as exc:
-            return {**values, "ok": False, "problems": exc.problems}
-        findings = await verify_provisioned(aws, env, files)
-        values.update(ok=not findings, findings=findings)
-    elif name == "diff":
-        values["files_at"] = target
-        try:
-            files = await load_files(gh, config, inv, target)
-        except Invalid as exc:
-            return {**values, "ok": False, "problems": exc.problems}
-        running = await operate.status(aws, env, service)
-        compiled = compile_for(config, files, env, running.image_tag)
-        values["diff"] = await operate.diff(aws, env, service, compiled.task_definition)
-    elif name == "lock":
-        lock = await locks.acquire(inv.repository, env, inv.user, f"locked from #{inv.number}")
-        if lock.holder != inv.user:
-            raise Refused(f"`{env}` is already locked by @{lock.holder}{_reason(lock)}")
-        values["lock"] = lock
-    elif name == "unlock":
-        lock = await locks.get(inv.repository, env)
-        if lock is None:
-            values["released"] = []
-            values["lock"] = None
-        elif lock.holder != inv.user and RANKS.get(role, 0) < RANKS["maintain"]:
-            raise Refused(f"`{env}` is locked by @{lock.holder}; only they, or a maintainer, can unlock it")
-        else:
-            values["released"] = await locks.release(inv.repository, env)
-            values["lock"] = lock
-    return values
-
-
-async def run_long(
-    aws: AwsClients, inv: Invocation, target: Target, *, rollback_to: str | None = None,
-    poll: float = DEFAULT_POLL, timeout: float = DEFAULT_TIMEOUT,
-) -> DeployResult:  # fmt: skip
-    """restart and rollback: wait for the rollout, truthfully. A rollback goes to the
-    revision chosen when the command was accepted, so a retried job cannot go back twice."""
-    name, env, service = inv.command.name, target.environment, target.service
-    if name == "restart":
-        return await operate.restart(aws, env, service, poll=poll, timeout=timeout)
-    if name == "rollback" and rollback_to is not None:
-        return await roll_out(aws, env, service, rollback_to, poll=poll, timeout=timeout)
-    raise OperationError(f"`{name}` is not a long command")
