@@ -13,7 +13,7 @@ from bot.core.problems import Invalid, Problem
 
 FILE = "lemi.yml"
 
-EXAMPLE = LEMI_YML  # DESIGN.md's lemi.yml
+EXAMPLE = LEMI_YML  # the README's lemi.yml
 # value positions in EXAMPLE: repository 2:15, path 3:9, merge_method 4:17, domain 5:9,
 # staging 8..12 (branch 8:13, region 9:13, account_id 10:17), prod 14..18 (branch 14:13)
 

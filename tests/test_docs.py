@@ -1,6 +1,6 @@
 """docs/: the generated pages match the code, and say what they must.
 
-The generated pages (bot/docs.py) are compared with what the code produces
+The generated pages (tools/docs) are compared with what the code produces
 today, so a changed model, default, environment variable, metric or policy
 fails here until `make docs` is run. The other checks enumerate the models,
 settings and metrics independently of the generator, so a generator that
@@ -21,7 +21,7 @@ import pytest
 from pydantic import BaseModel, Field, create_model
 
 from bot.core.config import Config
-from bot.core.settings import load_settings
+from bot.core.settings import CommandSettings, Settings, load_settings
 from bot.core.spec import EnvironmentFile, ServiceFile
 from bot.server.metrics import Metrics
 from tools import docs
@@ -100,8 +100,35 @@ def test_an_undocumented_environment_variable_stops_the_generator(tmp_path: Path
     (package / "extra.py").write_text('import os\nX = os.environ.get("LEMI_NEW_KNOB", "3")\n', encoding="utf-8")
     with pytest.raises(docs.DocsError, match="LEMI_NEW_KNOB \\(read in bot/extra.py\\)"):
         docs.environment_table(package)
+    gone = create_model(
+        "CommandSettings",
+        __base__=CommandSettings,
+        gone=(str | None, Field(None, validation_alias="LEMI_GONE", description="removed")),
+    )
     with pytest.raises(docs.DocsError, match="no code reads: LEMI_GONE"):
-        docs.environment_table(docs.PACKAGE, {**docs.ENVIRONMENT, "LEMI_GONE": "removed"})
+        docs.environment_table(docs.PACKAGE, read_where_used=[gone])
+
+
+def test_an_undescribed_variable_stops_the_generator() -> None:
+    drifted = create_model("Settings", __base__=Settings, canary=(int, Field(7, validation_alias="LEMI_CANARY")))
+    with pytest.raises(docs.DocsError, match="LEMI_CANARY \\(Settings.canary\\) has no description"):
+        docs.environment_table(docs.PACKAGE, read_whole=[drifted])
+    # declared in the model, it is documented with its default, read where the model is
+    described = create_model(
+        "Settings", __base__=Settings, canary=(int, Field(7, validation_alias="LEMI_CANARY", description="a knob"))
+    )
+    page = docs.environment_table(docs.PACKAGE, read_whole=[described])
+    assert "| `LEMI_CANARY` | `7` | a knob |" in page
+
+
+def test_a_default_that_differs_from_the_declared_one_stops_the_generator(tmp_path: Path) -> None:
+    package = tmp_path / "bot"
+    shutil.copytree(docs.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "extra.py").write_text('import os\nHOST = os.environ.get("HOST", "0.0.0.0")\n', encoding="utf-8")
+    with pytest.raises(
+        docs.DocsError, match="HOST is read with the default 0.0.0.0 in .*bot/extra.py.*declares 127.0.0.1"
+    ):
+        docs.environment_table(package)
 
 
 # ---- configuration.md --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The first-run setup page (bot/setup.py): GitHub's App manifest flow against the GitHub fake.
+"""The first-run setup page (bot/setup/): GitHub's App manifest flow against the GitHub fake.
 
 Unit tests drive lemi's real app (no credentials) with Starlette's TestClient; the fake plays
 GitHub's side: ``register_manifest_code`` is what GitHub does when the user clicks "Create
@@ -42,6 +42,7 @@ from bot.cli.server import served_app
 from bot.core.settings import load_settings
 from bot.server import peer
 from bot.server.app import create_app
+from bot.setup import access
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_YML = setup.app_manifest()
@@ -277,7 +278,7 @@ def test_x_forwarded_for_does_not_make_another_machine_local(first_run: Path, mo
         assert {route: r.status_code for route, r in answers.items()} == dict.fromkeys(answers, 403)
         assert all(FROM_ELSEWHERE in r.text and "ssh -L 8080:localhost:8080" in r.text for r in answers.values())
         # the socket alone decides: without the proxy-header check, still refused
-        monkeypatch.setattr(setup, "PROXY_HEADERS", ())
+        monkeypatch.setattr(access, "PROXY_HEADERS", ())
         answers = _setup_routes(remote, setup_token(first_run))
         assert {route: r.status_code for route, r in answers.items()} == dict.fromkeys(answers, 403)
     assert app.state.setup.pending == {} and not (first_run / ".env").exists()

@@ -3,42 +3,39 @@
 ``POST /webhook`` checks the signature first (constant time), stores the
 delivery durably, and answers; workers do the work from the queue.
 ``GET /healthz`` and ``GET /metrics`` are for operators. Configuration,
-the HTTP session, the queue and the workers are opened in the lifespan,
-never at import.
+the HTTP session, the queue and the workers are opened in the lifespan
+(bot/server/lifespan.py), never at import.
 """
 
 from __future__ import annotations
 
 import functools
-import gc
 import hashlib
 import hmac
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-import aiohttp
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Mount, Route
+from starlette.types import Scope
 
 from bot.core import logs
-from bot.core.config import Config, load_config
-from bot.core.problems import Invalid
-from bot.core.settings import Settings, SettingsError, load_settings
-from bot.github.auth import AppAuth
-from bot.server.context import Context
-from bot.server.metrics import CONTENT_TYPE, Metrics
-from bot.server.redeliver import Redeliverer, RedeliveryState
-from bot.server.worker import Worker, WorkerPool, WorkerSettings
-from bot.store.locks import open_locks
-from bot.store.queue import NewJob, Queue, QueueUnavailable, open_queue
+from bot.core.config import Config
+from bot.core.settings import Settings
+from bot.server.lifespan import Configured, State, Unconfigured, decide, running
+from bot.server.metrics import CONTENT_TYPE
+from bot.server.worker import WorkerSettings
+from bot.setup import create_setup_app
+from bot.store.jobs import WebhookJob
+from bot.store.queue import NewJob, Queue, QueueUnavailable
 
 log = logging.getLogger("lemi.app")
 
@@ -61,7 +58,7 @@ class Handlers:
     At intake a delivery is decoded only into ``summary`` (a TypedDict of the fields
     ``accepts`` and ``job_key`` read: the rest of the document is checked to be JSON,
     not built), so ``accepts`` and ``job_key`` see that summary. The whole document
-    is stored as received; ``process`` gets it parsed, as ``job.payload["data"]``."""
+    is stored as received; ``process`` gets it in a WebhookJob, parsed by ``WebhookJob.data()``."""
 
     accepts: Callable[[str, Any], bool]
     job_key: Callable[[str, dict[str, Any], Any], str]  # (event, summary, the Context)
@@ -72,17 +69,6 @@ class Handlers:
 
     def __post_init__(self) -> None:
         self.decoder = msgspec.json.Decoder(self.summary)
-
-
-@dataclass
-class State:
-    settings: Settings
-    metrics: Metrics = field(default_factory=Metrics)
-    config: Config | None = None
-    queue: Queue | None = None
-    context: Context | None = None
-    status: str = "starting"  # ready | unconfigured
-    problem: str = ""
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -105,7 +91,8 @@ async def _read_body(request: Request) -> bytes | None:
         message = await request.receive()
         if message["type"] != "http.request":  # the client went away
             return body
-        body += message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
+        body += chunk
         if len(body) > MAX_BODY:
             return None
         if not message.get("more_body", False):
@@ -153,13 +140,8 @@ async def webhook(request: Request) -> Response:
     except (KeyError, TypeError, AttributeError):
         count(event, "bad_request")
         return _error(400, "malformed payload: no repository.full_name")
-    job = NewJob(
-        dedupe_id=delivery,
-        key=key,
-        kind="webhook",
-        payload={"event": event, "delivery": delivery, "repository": repository},
-        data_json=document,  # stored as received, not re-serialised
-    )
+    # the document is stored as received, not re-serialised
+    job = NewJob(dedupe_id=delivery, key=key, message=WebhookJob(event, delivery, repository, msgspec.Raw(document)))
     where = {"delivery": delivery, "event": event, "repository": repository}
     try:
         stored = await state.queue.put(job)
@@ -186,8 +168,13 @@ _SPARE_OPEN, _SPARE_CLOSE = b"[" * JSON_SPARE_LEVELS, b"]" * JSON_SPARE_LEVELS
 def _spared(shape: Any) -> msgspec.json.Decoder[Any]:
     """A decoder of ``shape`` inside JSON_SPARE_LEVELS arrays of exactly one item."""
     for _ in range(JSON_SPARE_LEVELS):
-        shape = tuple[shape]  # type: ignore[valid-type]
+        shape = tuple[shape]
     return msgspec.json.Decoder(shape)
+
+
+def _shape(decoder: msgspec.json.Decoder[Any]) -> Any:
+    shape: Any = decoder.type
+    return shape
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], body: bytes, content_type: str) -> tuple[Any, bytes]:
@@ -208,7 +195,7 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes, content_type: str) 
             body.decode("utf-8")
         padded = _SPARE_OPEN + body + _SPARE_CLOSE
         try:
-            data = _spared(decoder.type).decode(padded)
+            data = _spared(_shape(decoder)).decode(padded)
         except msgspec.ValidationError:  # JSON, shaped unlike the summary: read it all, as before
             data = _spared(Any).decode(padded)
         for _ in range(JSON_SPARE_LEVELS):
@@ -257,86 +244,28 @@ def create_app(
     workers: int | None = None,
     worker_settings: WorkerSettings | None = None,
 ) -> Starlette:
+    """The App's server. What it serves is decided when it starts (:func:`decide`), from
+    ``settings`` and ``config`` or, when not given, the environment and lemi.yml: the running
+    App, the setup page (no credentials at all), or health only (saying why)."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         logs.setup()
         chosen = handlers or default_handlers()
         app.state.handlers = chosen
-        try:
-            loaded = settings or load_settings()
-        except SettingsError as exc:
-            app.state.lemi = State(Settings(), status="unconfigured", problem=str(exc))
-            log.error("settings: %s", exc)
+        start = decide(settings, config)
+        serving: AbstractAsyncContextManager[State]
+        if isinstance(start, Configured):
+            serving = running(
+                start.settings, start.config, chosen, queue=queue, workers=workers, worker_settings=worker_settings
+            )
+        elif start.setup:
+            serving = _with_setup_page(app, start)
+        else:
+            serving = nullcontext(start.state())
+        async with serving as state:
+            app.state.lemi = state
             yield
-            return
-        state = State(loaded)
-        app.state.lemi = state
-        state.config = config
-        if state.config is None:
-            try:
-                state.config = load_config(loaded.config_path)
-            except Invalid as exc:
-                state.problem = str(exc)
-        if not loaded.has_app_credentials:
-            state.problem = state.problem or "GITHUB_APP_ID, the private key and GITHUB_WEBHOOK_SECRET are not set"
-        if state.problem or state.config is None:
-            state.status = "unconfigured"
-            # --- first-run setup page (bot/setup.py): only while the App has no credentials at all ---
-            if not (loaded.app_id or loaded.private_key or loaded.webhook_secret):
-                from bot import setup
-
-                setup.mount(app, loaded)
-            # --- end of the setup page ---
-            log.warning("serving health only: %s", state.problem)
-            yield
-            return
-        assert loaded.app_id and loaded.private_key
-        state.queue = queue or open_queue(loaded.queue_url)
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        auth = AppAuth(
-            session,
-            app_id=loaded.app_id,
-            private_key=loaded.private_key,
-            base_url=loaded.api_url,
-            on_response=state.metrics.github_response,
-        )
-        ctx = Context(
-            state.config, loaded, auth, state.queue, open_locks(loaded.queue_url, loaded.locks_path), state.metrics
-        )
-        state.context = ctx
-        tuning = worker_settings or WorkerSettings(lease_seconds=loaded.lease_seconds, retry_delays=loaded.retry_delays)
-        pool = WorkerPool(
-            [
-                Worker(
-                    state.queue,
-                    lambda job: chosen.process(job, ctx),
-                    lambda job, reason: chosen.report(job, ctx, reason),
-                    settings=tuning,
-                    metrics=state.metrics,
-                )
-                for _ in range(loaded.workers if workers is None else workers)
-            ]
-        )
-        pool.start()
-        # missed deliveries: ask GitHub to redeliver them, at start and periodically (bot/redeliver.py)
-        redeliverer = Redeliverer(
-            auth.app,
-            state.queue,
-            RedeliveryState(loaded.locks_path),
-            interval=loaded.redeliver_interval_seconds,
-            metrics=state.metrics,
-        )
-        redeliverer.start()
-        state.status = "ready"
-        _freeze_start_up()
-        try:
-            yield
-        finally:
-            await redeliverer.stop()
-            await pool.stop()
-            await ctx.close()
-            await session.close()
-            await state.queue.close()
 
     return Starlette(
         routes=[
@@ -348,17 +277,30 @@ def create_app(
     )
 
 
-_frozen = False
+@asynccontextmanager
+async def _with_setup_page(app: Starlette, start: Unconfigured) -> AsyncIterator[State]:
+    """Unconfigured, with the first-run setup app (bot/setup/) mounted behind the App's routes
+    while the server runs; ``app.state.setup`` is its flow."""
+    setup = create_setup_app(start.settings)
+    mount = _Behind("", app=setup, name="setup")
+    app.state.setup = setup.state.setup
+    app.router.routes.append(mount)
+    try:
+        async with setup.router.lifespan_context(setup):
+            yield start.state()
+    finally:
+        app.router.routes.remove(mount)
 
 
-def _freeze_start_up() -> None:
-    """What start-up built (modules, botocore's models, ...) lives as long as the process:
-    leave it out of the cyclic GC, whose full passes over it were lemi's p99 (BENCHMARKS.md).
-    Once per process: an app started again in the same process (tests) freezes nothing more."""
-    global _frozen
-    if not _frozen:
-        _frozen = True
-        gc.freeze()
+class _Behind(Mount):
+    """An app mounted at the root behind the App's own routes, taking only the paths it has
+    routes for: any other path is answered as without it (404, or 405 from the App's route)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is Match.FULL and all(route.matches({**scope, **child})[0] is Match.NONE for route in self.routes):
+            return Match.NONE, {}
+        return match, child
 
 
 def default_handlers() -> Handlers:

@@ -4,7 +4,8 @@ Writes, from the code, so the pages cannot drift from it:
 
 * ``docs/configuration.md``: every key of lemi.yml (the ``Config`` model and
   its JSON Schema: type, default, description, rules) and every environment
-  variable the code reads (found in the source, with the default it uses);
+  variable (declared, with its default and description, by the settings models
+  of ``bot/core/settings.py``; the source is searched for variables read by name);
 * ``docs/service-files.md``: every field of ``service.yaml`` and of the
   environment files (their JSON Schemas), the Fargate sizes, the YAML limits;
 * ``docs/iam.md``: the deployer policy, copied from README.md's "Deployer IAM
@@ -18,7 +19,7 @@ Writes, from the code, so the pages cannot drift from it:
 
 ``python -m tools.docs --check`` writes nothing and exits 1 naming the files
 that differ; tests/test_docs.py fails the same way. Anything the code cannot
-say (what an environment variable means, why an IAM action is needed) is kept
+say (what a lemi.yml key is for, why an IAM action is needed) is kept
 here, next to the generator, and the generator refuses to run when the code
 has something this file does not describe, or describes something the code
 no longer has.
@@ -405,32 +406,6 @@ references:                         # optional: which secrets and parameters ser
 
 # ---- environment variables -----------------------------------------------------------------------
 
-# What each variable the code reads means. The names and defaults are found in the source
-# (environment_reads); a variable read there and missing here, or listed here and read nowhere,
-# stops the generator.
-ENVIRONMENT = {
-    "GITHUB_APP_ID": "the GitHub App's id (the App's settings page, \"About\"); required by `lemi serve`",
-    "GITHUB_APP_PRIVATE_KEY": "**secret.** The App's private key (PEM), inline; a one-line value may write newlines as `\\n`",
-    "GITHUB_APP_PRIVATE_KEY_PATH": "a file holding the App's PEM key, read when `GITHUB_APP_PRIVATE_KEY` is not set",
-    "GITHUB_WEBHOOK_SECRET": "**secret.** The App's webhook secret: every delivery's `X-Hub-Signature-256` is checked with it",
-    "GITHUB_API_URL": "GitHub's REST API; set it for GitHub Enterprise Server (`https://HOST/api/v3`)",
-    "LEMI_CONFIG": "path of lemi.yml (the CLI's `--config` wins over it)",
-    "LEMI_QUEUE": "the job queue: `sqlite:///path.db` (embedded, one host) or `sqs://<fifo-queue-url>?dedupe_table=<table>` (several replicas; see [operations](operations.md#scaling-out-sqs-fifo-and-dynamodb))",
-    "PORT": "port `lemi serve` listens on",
-    "HOST": "address `lemi serve` binds (the Procfile uses `0.0.0.0`)",
-    "FORWARDED_ALLOW_IPS": 'proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` `lemi serve` believes (comma-separated, `*` for any; uvicorn\'s rule). Only access logs and URLs use them: the setup page decides "this machine" on the socket peer and refuses any proxied request',
-    "LEMI_WORKERS": "workers in the process; `0` only accepts deliveries (another process works them)",
-    "LEMI_LEASE_SECONDS": "how long a worker holds a job before another may take it over; extended while the job runs",
-    "LEMI_RETRY_DELAYS": "seconds between attempts of a failing job, comma-separated; a job gets one attempt more than there are delays",
-    "LEMI_DEPLOY_POLL_SECONDS": "how often a deploy polls ECS for its rollout",
-    "LEMI_DEPLOY_TIMEOUT_SECONDS": "how long a deploy waits for its rollout before it reports failure",
-    "LEMI_REDELIVER_INTERVAL_SECONDS": "how often to look for missed webhook deliveries and ask GitHub to redeliver them; `0` turns it off",
-    "LEMI_DEBUG": "any value: the CLI prints the traceback of an unexpected failure",
-    "GH_AUTH_TOKEN": "**secret.** The GitHub token `lemi provision` acts with (the App uses its own installation tokens)",
-    "AWS_REGION": "region of the SQS queue and DynamoDB table when the queue URL does not name one (also read by the AWS SDK)",
-    "AWS_DEFAULT_REGION": "as `AWS_REGION`, when that is not set",
-}
-
 # read by libraries, not by lemi's own code
 LIBRARY_ENVIRONMENT = [
     (
@@ -472,10 +447,11 @@ def _literal(node: ast.AST | None, module: str) -> str | None:
 
 
 def environment_reads(package: Path = PACKAGE) -> dict[str, EnvRead]:
-    """Every environment variable the package reads, with the defaults it falls back to.
+    """Every environment variable the package reads by name, with the defaults it falls back to.
 
     Recognised: ``os.environ.get("X"[, d])``, ``env.get("X")`` (a mapping named env/environ),
-    ``os.environ["X"]``, ``"X" in os.environ``, ``_number(env, "X", d)`` and ``env.get("X") or d``.
+    ``os.environ["X"]``, ``"X" in os.environ`` and ``env.get("X") or d``. (The variables of
+    ``bot/core/settings.py``'s models are read through the model, by their declared names.)
     """
     found: dict[str, EnvRead] = {}
     for path in sorted(package.rglob("*.py")):
@@ -510,8 +486,6 @@ def environment_reads(package: Path = PACKAGE) -> dict[str, EnvRead]:
                 func = node.func
                 if isinstance(func, ast.Attribute) and func.attr == "get" and _is_environ(func.value):
                     add(node.args[0], _literal(node.args[1], module) if len(node.args) > 1 else None, node)
-                elif isinstance(func, ast.Name) and func.id == "_number" and len(node.args) >= 2:
-                    add(node.args[1], _literal(node.args[2], module) if len(node.args) > 2 else None, node)
             elif isinstance(node, ast.Subscript) and _is_environ(node.value):
                 add(node.slice, None, node)
             elif isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn)):
@@ -520,22 +494,75 @@ def environment_reads(package: Path = PACKAGE) -> dict[str, EnvRead]:
     return found
 
 
-def environment_table(package: Path = PACKAGE, meanings: Mapping[str, str] = ENVIRONMENT) -> str:
+@dataclass(frozen=True)
+class Variable:
+    """An environment variable as a settings model declares it."""
+
+    name: str
+    default: str | None  # as written in the environment; None: none
+    description: str
+    secret: bool
+    model: type[BaseModel]
+
+
+def declared_variables(*models: type[BaseModel]) -> list[Variable]:
+    """The variables of pydantic-settings models (bot/core/settings.py), in declaration order."""
+    from bot.core.settings import as_written, environment_default, is_secret, variable_name
+
+    found = []
+    for model in models:
+        for field_name, info in model.model_fields.items():
+            name = variable_name(info, field_name)
+            if not info.description:
+                raise DocsError(
+                    f"{name} ({model.__name__}.{field_name}) has no description: add Field(description=...)"
+                )
+            default = environment_default(info)
+            written = None if default is None else as_written(default)
+            found.append(Variable(name, written, info.description, is_secret(info), model))
+    return found
+
+
+def environment_table(
+    package: Path = PACKAGE,
+    *,
+    read_whole: Iterable[type[BaseModel]] | None = None,
+    read_where_used: Iterable[type[BaseModel]] | None = None,
+) -> str:
+    """The variables of ``read_whole`` (models whose module reads every variable: the App's
+    Settings) and of ``read_where_used`` (each variable read by name where it is used: the
+    CommandSettings), with where each is read. A variable read in ``package`` but declared by
+    no model, a ``read_where_used`` variable read nowhere, and a read whose default differs
+    from the declared one stop the generator."""
+    from bot.core.settings import CommandSettings, Settings
+
+    whole = list(read_whole if read_whole is not None else (Settings,))
+    where_used = list(read_where_used if read_where_used is not None else (CommandSettings,))
+    declared = declared_variables(*whole, *where_used)
     reads = environment_reads(package)
-    missing = sorted(set(reads) - set(meanings))
+    names = {v.name for v in declared}
+    missing = sorted(set(reads) - names)
     if missing:
         where = "; ".join(f"{n} (read in {', '.join(sorted(reads[n].files))})" for n in missing)
-        raise DocsError(f"environment variables without a meaning: {where}: describe them in ENVIRONMENT in tools/docs")
-    unread = sorted(set(meanings) - set(reads))
+        raise DocsError(f"environment variables declared nowhere: {where}: declare them in bot/core/settings.py")
+    unread = [v.name for v in declared if v.model in where_used and v.name not in reads]
     if unread:
-        raise DocsError(
-            f"ENVIRONMENT in tools/docs describes variables no code reads: {', '.join(unread)}; remove them"
-        )
+        raise DocsError(f"bot/core/settings.py declares variables no code reads: {', '.join(unread)}; remove them")
     rows = []
-    for name in meanings:  # in the order of ENVIRONMENT: grouped by purpose
-        read = reads[name]
-        default = " or ".join(code(d) for d in sorted(read.defaults)) or "—"
-        rows.append([code(name), default, prose(meanings[name]), ", ".join(code(f) for f in sorted(read.files))])
+    for var in declared:
+        read = reads.get(var.name, EnvRead(var.name))
+        differ = sorted(d for d in read.defaults if d != var.default)
+        if differ:
+            raise DocsError(
+                f"{var.name} is read with the default {' or '.join(differ)} in {', '.join(sorted(read.files))}, "
+                f"but bot/core/settings.py declares {var.default or 'none'}: make them agree"
+            )
+        files = set(read.files)
+        if var.model in whole:
+            files.add(var.model.__module__.replace(".", "/") + ".py")  # bot/core/settings.py
+        meaning = f"**secret.** {var.description[:1].upper()}{var.description[1:]}" if var.secret else var.description
+        default = code(var.default) if var.default is not None else "—"
+        rows.append([code(var.name), default, prose(meaning), ", ".join(code(f) for f in sorted(files))])
     rows += [[names, "—", meaning, where] for names, meaning, where in LIBRARY_ENVIRONMENT]
     return table(["variable", "default", "meaning", "read in"], rows)
 
@@ -550,7 +577,7 @@ def configuration_md(config_model: type[BaseModel] | None = None, package: Path 
     fields = document_fields(schema, model, CONFIG_DESCRIPTIONS, CONFIG_RULES, "lemi.yml")
     return f"""# Configuration reference
 
-{_header("bot/core/config.py", "the environment variables read in bot/", "tools/docs")}
+{_header("bot/core/config.py", "bot/core/settings.py", "tools/docs")}
 
 lemi is configured in two places, both read once when it starts:
 
@@ -603,8 +630,9 @@ shows.
 
 ## Environment variables
 
-The names and defaults below are found in lemi's source; a variable that lemi
-reads and this page does not describe fails `make docs`.
+Each variable below is declared once, with its type, default and description,
+in `bot/core/settings.py`; a variable that lemi reads and does not declare
+there fails `make docs`.
 
 {environment_table(package)}
 
