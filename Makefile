@@ -57,6 +57,7 @@ test: $(STAMP) $(NPM_STAMP) browser
 	$(BIN)/ruff check bot handlers tools tests bench
 	$(BIN)/ruff format --check bot handlers tools tests bench
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (bench/, results in BENCHMARKS.md): GitHub and AWS calls per flow against the

@@ -9,7 +9,7 @@ review the diff before committing it:
     git diff tests/golden/
 
 A new case gets its golden file the same way. test_conventions re-checks the
-DESIGN.md conventions on every case, so a regenerated golden cannot quietly
+conventions of the README ("Conventions lemi enforces") on every case, so a regenerated golden cannot quietly
 drift away from them.
 """
 
@@ -45,7 +45,7 @@ REPOSITORY = "acme/demo-service"
 TAG = "4f1c2d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e"  # a commit SHA, as the build workflow tags images
 OTHER_TAG = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
 
-# DESIGN.md's lemi.yml, plus an environment in the China partition
+# the README's lemi.yml, plus an environment in the China partition
 LEMI_YML = (
     CHECKOUT_LEMI_YML
     + """\
@@ -67,8 +67,8 @@ spec:
     memory: 512
 """
 
-# DESIGN.md's service.yaml
-DESIGN_SERVICE = """\
+# the README's service.yaml
+EXAMPLE_SERVICE = """\
 name: demo-service          # must match the repo name (or <repo>-<suffix>)
 owner: infra                # team; used for cost/ownership tags
 spec:
@@ -79,8 +79,8 @@ spec:
     memory: 1024
 """
 
-# DESIGN.md's environment file, with every kind of reference
-DESIGN_STAGING = """\
+# the README's environment file, with every kind of reference
+EXAMPLE_STAGING = """\
 variables:                  # plain environment variables
   LOG_LEVEL: info
   APP_MODE: api
@@ -98,7 +98,7 @@ resource: {cpu: 1024, memory: 2048}   # optional per-environment override
 """
 
 # the same settings, sections and keys in another order
-DESIGN_STAGING_REORDERED = """\
+EXAMPLE_STAGING_REORDERED = """\
 resource:
   memory: 2048
   cpu: 1024
@@ -118,14 +118,14 @@ variables:
 """
 
 # no overrides: desiredCount and resource come from service.yaml
-DESIGN_PROD = """\
+EXAMPLE_PROD = """\
 variables:
   LOG_LEVEL: warn
 secrets:
   DB_PASSWORD: demo-service/db-password
 """
 
-DESIGN_CHINA = """\
+EXAMPLE_CHINA = """\
 variables:
   LOG_LEVEL: info
 secrets:
@@ -168,9 +168,9 @@ class Case:
 
 CASES = {
     "minimal-staging": Case(MINIMAL_SERVICE, "staging", "", "demo-service", "demo-service", 1, 256, 512),
-    "design-staging": Case(DESIGN_SERVICE, "staging", DESIGN_STAGING, "demo-service", "demo-service", 3, 1024, 2048),
-    "design-prod": Case(DESIGN_SERVICE, "prod", DESIGN_PROD, "demo-service", "demo-service", 1, 512, 1024),
-    "design-china": Case(DESIGN_SERVICE, "china", DESIGN_CHINA, "demo-service", "demo-service", 1, 512, 1024),
+    "design-staging": Case(EXAMPLE_SERVICE, "staging", EXAMPLE_STAGING, "demo-service", "demo-service", 3, 1024, 2048),
+    "design-prod": Case(EXAMPLE_SERVICE, "prod", EXAMPLE_PROD, "demo-service", "demo-service", 1, 512, 1024),
+    "design-china": Case(EXAMPLE_SERVICE, "china", EXAMPLE_CHINA, "demo-service", "demo-service", 1, 512, 1024),
     "worker-staging": Case(
         WORKER_SERVICE, "staging", WORKER_STAGING, "demo-service-worker", "demo-service/worker", 2, 256, 1024
     ),
@@ -244,7 +244,7 @@ def test_golden(case_name: str) -> None:
 
 @case_names
 def test_conventions(case_name: str) -> None:
-    """DESIGN.md, "Compiled task definition", checked on the output itself."""
+    """The README's conventions for a compiled task definition, checked on the output itself."""
     case = CASES[case_name]
     env = CONFIG.environment(case.env)
     part, suffix = ("aws-cn", "amazonaws.com.cn") if env.region.startswith("cn-") else ("aws", "amazonaws.com")
@@ -345,7 +345,7 @@ def test_compiling_twice_is_byte_identical() -> None:
 
 def test_key_order_in_the_environment_file_does_not_matter() -> None:
     case = CASES["design-staging"]
-    assert compile_case(case, env_file=DESIGN_STAGING_REORDERED).render() == compile_case(case).render()
+    assert compile_case(case, env_file=EXAMPLE_STAGING_REORDERED).render() == compile_case(case).render()
 
 
 _COMPILE_IN_A_CHILD = """\
@@ -468,11 +468,11 @@ def test_valid_tags(tag: str) -> None:
 @pytest.mark.parametrize(
     ("service", "env_file"),
     [
-        (DESIGN_SERVICE, 'secrets:\n  DB_PASSWORD: "demo-service/db-password\\n"\n'),
-        (DESIGN_SERVICE, 'parameters:\n  FEATURE_X: "/demo-service/feature-x\\n"\n'),
-        (DESIGN_SERVICE, 'variables:\n  "LOG_LEVEL\\n": info\n'),
-        (DESIGN_SERVICE.replace("owner: infra ", 'owner: "infra\\n"'), ""),
-        (DESIGN_SERVICE.replace("image: demo-service ", 'image: "demo-service\\n"'), ""),
+        (EXAMPLE_SERVICE, 'secrets:\n  DB_PASSWORD: "demo-service/db-password\\n"\n'),
+        (EXAMPLE_SERVICE, 'parameters:\n  FEATURE_X: "/demo-service/feature-x\\n"\n'),
+        (EXAMPLE_SERVICE, 'variables:\n  "LOG_LEVEL\\n": info\n'),
+        (EXAMPLE_SERVICE.replace("owner: infra ", 'owner: "infra\\n"'), ""),
+        (EXAMPLE_SERVICE.replace("image: demo-service ", 'image: "demo-service\\n"'), ""),
     ],
     ids=["secret", "parameter", "variable-name", "owner", "image"],
 )
@@ -603,7 +603,7 @@ def test_cli_bad_tag(checkout: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 def test_cli_invalid_service_yaml(checkout: Path, capsys: pytest.CaptureFixture[str]) -> None:
     add_case(checkout, CASES["design-staging"])
-    write(checkout, "deploy/demo-service/service.yaml", DESIGN_SERVICE.replace("cpu: 512 ", "cpu: 300 "))
+    write(checkout, "deploy/demo-service/service.yaml", EXAMPLE_SERVICE.replace("cpu: 512 ", "cpu: 300 "))
     assert lemi(checkout, "compile", "-e", "staging", "-t", TAG) == 1
     out, err = capsys.readouterr()
     assert out == ""

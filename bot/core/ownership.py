@@ -42,6 +42,7 @@ from typing import Any
 import hcl2
 from hcl2.utils import SerializationOptions
 
+from bot.core.errors import UserError
 from bot.core.names import GITHUB_REPO_RE
 
 MAX_INFRA_FILE = 256 * 1024
@@ -75,7 +76,7 @@ class Verdict:
         return not (self.allowed and self.by_file)
 
 
-class NotOwner(Exception):
+class NotOwner(UserError):
     """Raised by :meth:`bot.github.owners.Owners.require`; the message is the refusal shown to the user."""
 
     def __init__(self, verdict: Verdict) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bot.core.errors import UserError
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -33,8 +35,9 @@ class Problem:
 
 
 @dataclass
-class Invalid(Exception):
-    """Raised when a file (or several) cannot be accepted; carries every problem found."""
+class Invalid(UserError):
+    """Raised when a file (or several) cannot be accepted; carries every problem found (a
+    :class:`UserError`: the files must change before trying again helps)."""
 
     problems: list[Problem] = field(default_factory=list)
 

@@ -157,7 +157,7 @@ def _references(
             out.findings.append(Finding(kind, f"{label} ({value})", where, again))
             continue
         if exempt:
-            _group(out.secrets, label, parse_secret(value))  # still checked to exist
+            _group(out.secrets, label, parse_secret(str(value)))  # still checked to exist
         elif isinstance(ref, SecretRef):
             secrets[label] = ref
         else:

@@ -137,13 +137,17 @@ class _BoundedLoader(yaml.SafeLoader):
             )
         super().fetch_flow_collection_start(TokenClass)
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+    def _mark(self) -> Any:
+        """Where the next event starts (PyYAML's parser is untyped)."""
+        return self.peek_event().start_mark  # type: ignore[no-untyped-call]
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > self._limits.max_aliases:
                 raise _Refused(
                     f"more than {self._limits.max_aliases} YAML aliases (*name)",
-                    self.peek_event().start_mark,
+                    self._mark(),
                     "write the values out instead of repeating them through anchors and aliases",
                 )
             return super().compose_node(parent, index)
@@ -151,7 +155,7 @@ class _BoundedLoader(yaml.SafeLoader):
         if self._nodes > self._limits.max_nodes:
             raise _Refused(
                 f"the document has more than {self._limits.max_nodes} values",
-                self.peek_event().start_mark,
+                self._mark(),
                 "lemi files are a few dozen lines; check that the right file is named",
             )
         self._depth += 1
@@ -161,7 +165,7 @@ class _BoundedLoader(yaml.SafeLoader):
             if self._depth > self._limits.max_depth:
                 raise _Refused(
                     f"nested deeper than {self._limits.max_depth} levels",
-                    self.peek_event().start_mark,
+                    self._mark(),
                     "lemi files are shallow; check the indentation",
                 )
             node = super().compose_node(parent, index)
@@ -321,6 +325,7 @@ class _Builder:
             if node.tag != SEQ:
                 raise _bad_tag(node)
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
         return self._scalar(node, path)
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
@@ -424,9 +429,9 @@ def load(source: str | bytes, file: str, limits: Limits = DEFAULT_LIMITS) -> Doc
         line, column = _pos(exc.mark)
         raise Invalid([Problem(file, exc.message, line, column, dotted(exc.path), exc.hint)]) from None
     except yaml.reader.ReaderError as exc:
-        before = text[: exc.position]
-        line = before.count("\n") + 1
-        column = exc.position - (before.rfind("\n") + 1) + 1
+        read = text[: exc.position]
+        line = read.count("\n") + 1
+        column = exc.position - (read.rfind("\n") + 1) + 1
         raise Invalid(
             [
                 Problem(
