@@ -114,15 +114,27 @@ class RunningApp:
         finally:
             db.close()
 
-    def drain(self, timeout: float = 15.0) -> list[dict[str, Any]]:
-        """Wait until no job is queued or running; returns every job row."""
+    def watches(self) -> list[dict[str, Any]]:
+        """The rollouts being watched (bot/store/watches.py), in the queue's file."""
+        db = sqlite3.connect(self.queue_path)
+        db.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in db.execute("SELECT id, key, due, replaced_by, owner FROM watches")]
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            db.close()
+
+    def drain(self, timeout: float = 15.0, *, watches: bool = True) -> list[dict[str, Any]]:
+        """Wait until no job is queued or running and (``watches``) every watched rollout has
+        been reported; returns every job row."""
         deadline = time.monotonic() + timeout
         while True:
             rows = self.jobs()
-            if all(r["state"] in ("done", "failed") for r in rows):
+            if all(r["state"] in ("done", "failed") for r in rows) and not (watches and self.watches()):
                 return rows
             if time.monotonic() > deadline:
-                raise AssertionError(f"jobs did not settle in {timeout} s: {rows}")
+                raise AssertionError(f"jobs did not settle in {timeout} s: {rows} (watches: {self.watches()})")
             time.sleep(0.02)
 
 

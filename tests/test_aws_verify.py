@@ -543,12 +543,14 @@ async def test_clients_are_created_once_even_when_asked_concurrently(moto_reset:
         assert await aws.client("dev", "secretsmanager") is not clients[0]
 
 
-async def test_client_config_standard_bounded_retries_and_region_per_environment(moto_reset: str) -> None:
+async def test_client_config_adaptive_bounded_retries_and_region_per_environment(moto_reset: str) -> None:
+    """Adaptive mode: the standard retries, plus a client-side rate that slows down when ECS
+    throttles (a push starts the rollouts of every service at once)."""
     async with AwsClients(parse_config(LEMI_YML_ROLES)) as aws:
         for env in ("staging", "dev", "eu"):
             client = await aws.client(env, "ecs")
             retries = client.meta.config.retries
-            assert retries["mode"] == "standard"
+            assert retries["mode"] == "adaptive"
             assert 2 <= retries["total_max_attempts"] <= 10
             assert client.meta.config.connect_timeout and client.meta.config.read_timeout
         assert (await aws.client("dev", "ecs")).meta.region_name == REGION

@@ -541,9 +541,10 @@ def test_retried_deploy_picks_up_where_it_was(
 ) -> None:
     sha = github.commit(REPO, "develop", SERVICE_FILES)
     aws_world.push_image(world.endpoint, sha)
-    # the first PATCH is the completed check run, after the rollout: a secondary rate limit longer
-    # than lemi waits in place gives the job back to the queue, and the job runs again
-    github.secondary_rate_limit("PATCH", r"/check-runs/\d+$", retry_after=120)
+    # the first Deployment status ("verifying") is refused with a secondary rate limit longer than
+    # lemi waits in place: the job learns it after UpdateService (the AWS work does not wait for
+    # GitHub's writes), gives itself back to the queue and runs again
+    github.secondary_rate_limit("POST", r"/deployments/\d+/statuses$", retry_after=120)
     with app_for(github, tmp_path) as app:
         push(app, github, "develop", ZERO_SHA, sha)
         deploy_job = next(j for j in app.jobs() if j["kind"] == "deploy")

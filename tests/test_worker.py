@@ -11,15 +11,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from job_harness import webhook_job
+from job_harness import numbered_message, webhook_job
 
 from bot.aws.errors import AwsRefused, AwsUnavailable, OperationError
 from bot.core.errors import Transient, UserError
 from bot.core.problems import Invalid, Problem
 from bot.github.errors import GitHubBroken, GitHubDenied, GitHubRateLimited, GitHubRefused, GitHubUnreachable
 from bot.server.metrics import Metrics
-from bot.server.worker import REPORT_ATTEMPTS, Permanent, Worker, WorkerSettings, retry_delay
-from bot.store.queue import Job, QueueUnavailable
+from bot.server.worker import REPORT_ATTEMPTS, Background, Permanent, Worker, WorkerSettings, retry_delay
+from bot.store.queue import Job, NewJob, QueueUnavailable
 from bot.store.sqlite_queue import SQLiteQueue
 
 
@@ -337,3 +337,38 @@ async def test_a_worker_that_loses_its_lease_stops_the_job(tmp_path: Path) -> No
     await asyncio.wait_for(run, timeout=3)
     assert finished == []
     await q.close()
+
+
+async def test_a_long_job_runs_in_the_background_and_the_worker_takes_the_next_delivery(tmp_path: Path) -> None:
+    """A deploy (a job of a background kind) is handed over: the one worker leases and runs the
+    delivery queued behind it while the deploy still runs; a full background runs jobs in place."""
+    queue = SQLiteQueue(tmp_path / "q.db")
+    release = asyncio.Event()
+    ran: list[str] = []
+
+    async def process(job: Job) -> None:
+        ran.append(job.dedupe_id)
+        if job.kind == "deploy":
+            await release.wait()
+
+    async def report(job: Job, reason: str) -> None:
+        raise AssertionError(reason)
+
+    try:
+        deploy = numbered_message(1, kind="deploy")
+        await queue.put(NewJob("deploy-1", "acme/demo:svc:staging", deploy))
+        await queue.put(webhook_job("d-2", "acme/demo#2", {"n": 2}))
+        background = Background(frozenset({"deploy"}), limit=1)
+        w = Worker(queue, process, report, settings=WorkerSettings(), name="w", background=background)
+        assert await w.run_once() and await w.run_once()  # the deploy handed over, then the delivery run
+        await asyncio.sleep(0)
+        assert ran == ["deploy-1", "d-2"]
+        delivery, deploying = await queue.get("d-2"), await queue.get("deploy-1")
+        assert delivery is not None and delivery.state == "done"
+        assert deploying is not None and deploying.state == "running" and len(background.tasks) == 1
+        release.set()
+        await background.drain(5)
+        deploying = await queue.get("deploy-1")
+        assert deploying is not None and deploying.state == "done"
+    finally:
+        await queue.close()

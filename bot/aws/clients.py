@@ -30,9 +30,11 @@ from botocore.credentials import CredentialProvider
 from bot.aws.errors import translate
 from bot.core.config import Config, Environment
 
-# bounded retries with AWS's standard mode (throttling and transient errors)
+# bounded retries in AWS's adaptive mode: the standard retries (throttling and transient errors)
+# plus a client-side rate that backs off when AWS throttles, so a push that starts the rollouts
+# of many services at once slows to what ECS accepts instead of failing
 CLIENT_CONFIG = AioConfig(
-    retries={"mode": "standard", "max_attempts": 5},
+    retries={"mode": "adaptive", "max_attempts": 8},
     connect_timeout=5,
     read_timeout=30,
     user_agent_extra="lemi",

@@ -64,6 +64,8 @@ def comparable(described: Mapping[str, Any], tags: Sequence[TagTypeDef], wanted:
 
 # ---- the calls -------------------------------------------------------------------------------
 
+DESCRIBE_BATCH = 10  # services per DescribeServices call
+
 
 @dataclass(frozen=True, slots=True)
 class StoppedTask:
@@ -97,6 +99,20 @@ class Ecs:
             f"there is no active ECS service {service!r} in cluster {self.cluster} ({self.environment})",
             "check -s and -e, or provision the service first (merge its infra pull request)",
         )
+
+    async def describe_services(self, services: Sequence[str]) -> dict[str, ServiceTypeDef]:
+        """The ACTIVE services among ``services``, by name, described 10 to a call (ECS's limit).
+        A service that is gone (or not ACTIVE) is absent from the answer."""
+        found: dict[str, ServiceTypeDef] = {}
+        names = list(dict.fromkeys(services))
+        for start in range(0, len(names), DESCRIBE_BATCH):
+            response = await self.client.describe_services(
+                cluster=self.cluster, services=names[start : start + DESCRIBE_BATCH]
+            )
+            for item in response.get("services", []):
+                if item.get("status") == "ACTIVE" and item.get("serviceName"):
+                    found[item["serviceName"]] = item
+        return found
 
     async def describe_task_definition(self, arn: str) -> tuple[TaskDefinitionTypeDef, list[TagTypeDef]]:
         response = await self.client.describe_task_definition(taskDefinition=arn, include=["TAGS"])

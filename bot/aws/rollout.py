@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -414,29 +414,48 @@ async def survey(ecs: Ecs, request: RolloutRequest, *, compare_running: bool = F
     return Situation(service, await ecs.identical_revision(target, compared=compared), running)
 
 
-async def execute(ecs: Ecs, plan: Plan, wait: Wait | None) -> DeployResult:
-    """Carry ``plan`` out, then watch the rollout unless ``wait`` is None (a report is always read)."""
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A plan carried out up to the wait: the result so far, and what to watch (None: the result
+    is final, as for an earlier attempt's rollout that ended while lemi was not watching)."""
+
+    result: DeployResult
+    watching: Watching | None
+
+
+BeforeUpdate = Callable[[str, Watching], Awaitable[None]]
+
+
+async def start(ecs: Ecs, plan: Plan, before_update: BeforeUpdate | None = None) -> Started:
+    """Carry ``plan`` out without waiting: register, then UpdateService. ``before_update(revision,
+    watching)`` runs just before UpdateService is sent (a caller makes the watch durable there)."""
     if isinstance(plan.revision, NewRevision):
         revision = await ecs.register(plan.revision.task_definition)
     else:
         revision = plan.revision
-    rollout: Rollout | None = None
+    result = DeployResult(plan.service, ecs.environment, revision, plan.reused, None)
     if isinstance(plan, ReportReplaced):
-        rollout = Rollout("failed", plan.service, ecs.environment, ecs.cluster, revision, None, plan.reason(revision),
-                          events=list(plan.events))  # fmt: skip
-    elif isinstance(plan, ReportFailed):
-        rollout = await watch(ecs, plan.service, watching(plan, revision), wait or Wait())
-    elif isinstance(plan, WatchCurrent):
-        if wait is not None:
-            rollout = await watch(ecs, plan.service, watching(plan, revision), wait)
-    else:
-        answer = await ecs.update_service(
-            plan.service, task_definition=revision, desired_count=plan.desired_count,
-            force_new_deployment=plan.force_new_deployment,
-        )  # fmt: skip
-        if wait is not None:
-            rollout = await watch(ecs, plan.service, watching(plan, revision, created_deployment(plan, answer)), wait)
-    return DeployResult(plan.service, ecs.environment, revision, plan.reused, rollout)
+        result.rollout = Rollout("failed", plan.service, ecs.environment, ecs.cluster, revision, None,
+                                 plan.reason(revision), events=list(plan.events))  # fmt: skip
+        return Started(result, None)
+    if not isinstance(plan, Update):
+        return Started(result, watching(plan, revision))
+    if before_update is not None:
+        await before_update(revision, watching(plan, revision))
+    answer = await ecs.update_service(
+        plan.service, task_definition=revision, desired_count=plan.desired_count,
+        force_new_deployment=plan.force_new_deployment,
+    )  # fmt: skip
+    return Started(result, watching(plan, revision, created_deployment(plan, answer)))
+
+
+async def execute(ecs: Ecs, plan: Plan, wait: Wait | None) -> DeployResult:
+    """Carry ``plan`` out, then watch the rollout unless ``wait`` is None (a report is always read)."""
+    started = await start(ecs, plan)
+    result = started.result
+    if started.watching is not None and (wait is not None or isinstance(plan, ReportFailed)):
+        result.rollout = await watch(ecs, plan.service, started.watching, wait or Wait())
+    return result
 
 
 async def watch(ecs: Ecs, service: str, watching: Watching, wait: Wait) -> Rollout:
@@ -450,17 +469,24 @@ async def watch(ecs: Ecs, service: str, watching: Watching, wait: Wait) -> Rollo
         if seen.progress is not None and wait.on_progress is not None:
             wait.on_progress(seen.progress)
         if seen.verdict is not None:
-            last: Mapping[str, Any] = watching.last or {}
-            rollout = Rollout(
-                seen.verdict.outcome, service, ecs.environment, ecs.cluster, watching.task_definition,
-                watching.deployment_id, seen.verdict.reason, running=int(last.get("runningCount", 0)),
-                desired=int(last.get("desiredCount", 0)), elapsed=round(time.monotonic() - started, 1),
-                events=event_lines(described, watching.seen_events),
-            )  # fmt: skip
+            rollout = concluded(ecs, service, watching, seen.verdict, described, time.monotonic() - started)
             if not rollout.ok and rollout.deployment_id:
                 rollout.stopped_tasks = await ecs.stopped_tasks(rollout.deployment_id)
             return rollout
         await asyncio.sleep(min(wait.poll, max(0.0, wait.timeout - elapsed)) or wait.poll)
+
+
+def concluded(
+    ecs: Ecs, service: str, watching: Watching, verdict: Verdict, described: ServiceTypeDef | None, elapsed: float
+) -> Rollout:
+    """The :class:`Rollout` a verdict ends with (``described``: the service's last description,
+    for its events since the update; the caller adds the stopped tasks of a failure)."""
+    last: Mapping[str, Any] = watching.last or {}
+    return Rollout(
+        verdict.outcome, service, ecs.environment, ecs.cluster, watching.task_definition, watching.deployment_id,
+        verdict.reason, running=int(last.get("runningCount", 0)), desired=int(last.get("desiredCount", 0)),
+        elapsed=round(elapsed, 1), events=event_lines(described, watching.seen_events) if described else [],
+    )  # fmt: skip
 
 
 async def deploy(ecs: Ecs, request: RolloutRequest, wait: Wait | None) -> DeployResult:

@@ -176,6 +176,13 @@ class Settings(_Variables):
         validation_alias="LEMI_WORKERS",
         description="workers in the process; `0` only accepts deliveries (another process works them)",
     )
+    background_jobs: Whole = Field(
+        64,
+        ge=1,
+        validation_alias="LEMI_BACKGROUND_JOBS",
+        description="deploys and long commands run beside the workers, up to this many at once "
+        "(a worker hands them over and takes the next delivery at once)",
+    )
     lease_seconds: float = Field(
         60.0,
         gt=0,
@@ -190,12 +197,12 @@ class Settings(_Variables):
         "a job gets one attempt more than there are delays",
     )
     deploy_poll_seconds: float = Field(
-        5.0, validation_alias="LEMI_DEPLOY_POLL_SECONDS", description="how often a deploy polls ECS for its rollout"
+        5.0, validation_alias="LEMI_DEPLOY_POLL_SECONDS", description="how often the watcher polls ECS for a rollout"
     )
     deploy_timeout_seconds: float = Field(
         900.0,
         validation_alias="LEMI_DEPLOY_TIMEOUT_SECONDS",
-        description="how long a deploy waits for its rollout before it reports failure",
+        description="how long a rollout is watched before it is reported as timed out (a failure)",
     )
     # 300 s from the environment; a Settings built in code (tests, embedding) has it off (0), so
     # the App makes no GitHub call it was not asked for

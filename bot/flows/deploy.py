@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bot.aws.clients import AwsClients
 from bot.aws.ecs import Ecs, revision_of
@@ -20,8 +20,10 @@ from bot.aws.rollout import (
     DEFAULT_POLL,
     DEFAULT_TIMEOUT,
     DeployResult,
+    Plan,
     RolloutRequest,
     Situation,
+    Started,
     Wait,
     execute,
     plan,
@@ -154,9 +156,88 @@ async def retire_previous(gh: GitHub, req: DeployRequest, deployment_id: int) ->
 
 @dataclass
 class DeployReport:
-    outcome: str  # success | failure | superseded | held | refused
+    outcome: str  # success | failure | superseded | held | refused | watching
     summary: str
     result: DeployResult | None = None
+
+
+@dataclass(frozen=True)
+class Announced:
+    """The GitHub side of a deploy: its Deployment and its check run."""
+
+    deployment: dict[str, Any]
+    run: dict[str, Any]
+
+    @property
+    def log_url(self) -> str | None:
+        url = self.run.get("html_url")
+        return str(url) if url else None
+
+
+async def announce(gh: GitHub, config: Config, req: DeployRequest) -> Announced:
+    """Find or create the Deployment and the check run, and say the deploy is verifying."""
+    deployment = await find_or_create_deployment(gh, req, config)
+    run = await checks.upsert_check_run(
+        gh, req.repository, req.sha, check_name(req.repository, req.service, req.environment), status="in_progress",
+        title=f"deploying {req.service} to {req.environment}", summary=render("checks/deploy_started.md.j2", req=req),
+    )  # fmt: skip
+    announced = Announced(deployment, run)
+    await deployment_status(
+        gh, req, deployment["id"], "in_progress", f"verifying {req.service}", log_url=announced.log_url
+    )
+    return announced
+
+
+async def finish(
+    gh: GitHub, config: Config, req: DeployRequest, announced: Announced,
+    conclusion: str, title: str, state: str, description: str, **values: Any,
+) -> DeployReport:  # fmt: skip
+    """End the check run and the Deployment (retiring the service's previous one on success)."""
+    url = internal_url(req.service, req.environment, config.domain)
+    summary = render("checks/deploy.md.j2", req=req, conclusion=conclusion, url=url, **values)
+    await checks.upsert_check_run(
+        gh, req.repository, req.sha, check_name(req.repository, req.service, req.environment), status="completed",
+        conclusion=conclusion, title=title, summary=summary, problems=values.get("problems"),
+        run_id=announced.run["id"],
+    )  # fmt: skip
+    deployment_id = int(announced.deployment["id"])
+    await deployment_status(
+        gh, req, deployment_id, state, description,
+        environment_url=url if state == "success" else None, log_url=announced.log_url,
+    )  # fmt: skip
+    if state == "success":
+        await retire_previous(gh, req, deployment_id)
+    outcome = {"success": "success", "inactive": "superseded"}.get(state, "failure")
+    return DeployReport(outcome, summary, values.get("result"))
+
+
+async def finish_rollout(
+    gh: GitHub, config: Config, req: DeployRequest, announced: Announced, result: DeployResult, image: str, changes: str
+) -> DeployReport:
+    """Report a rollout that ended (``result.rollout``), truthfully: only a completed one succeeds."""
+    rollout = result.rollout
+    revision = revision_of(result.task_definition)
+    values = dict(result=result, revision=revision, image=image, changes=changes, rollout=rollout)
+    if result.ok:
+        return await finish(
+            gh, config, req, announced, "success", f"deployed {revision}", "success",
+            f"{revision} running ({image.rsplit('/', 1)[-1]})", **values,
+        )  # fmt: skip
+    assert rollout is not None
+    return await finish(
+        gh, config, req, announced, "failure", f"rollout {rollout.outcome}: {rollout.reason}"[:255], "failure",
+        f"{rollout.outcome}: {rollout.reason}", **values,
+    )  # fmt: skip
+
+
+async def finish_replaced(
+    gh: GitHub, config: Config, req: DeployRequest, announced: Announced, by: str
+) -> DeployReport:
+    """A rollout a newer one replaced in ECS before it ended: neither success nor failure."""
+    return await finish(
+        gh, config, req, announced, "cancelled", f"replaced by a newer deploy ({by})", "inactive",
+        f"replaced by a newer deploy ({by}) while it rolled out", superseded=True, replaced_by=by,
+    )  # fmt: skip
 
 
 async def run_deploy(
@@ -171,16 +252,21 @@ async def run_deploy(
     timeout: float = DEFAULT_TIMEOUT,
     released: bool = False,
     resumed: bool = False,
+    watch: Watcher | None = None,
 ) -> DeployReport:
     """``released``: a deploy that was held by a lock; a later deploy of the service wins.
     ``resumed``: a retried job; if an earlier attempt already started the rollout (its
-    Deployment says so), the rollout is watched or reported, never sent again.
+    Deployment says so, or its watch exists), the rollout is watched or reported, never sent again.
+    ``watch``: hand the rollout to the watcher once UpdateService is sent (the report comes when
+    it ends: outcome "watching"); without it the rollout is waited for here.
+
+    The AWS work (verify, register, UpdateService) does not wait for the GitHub writes that
+    announce the deploy: they run beside it, and the deploy waits for them only to report.
 
     A service another repository owns (:mod:`bot.core.ownership`) is not deployed: the check run
     says who owns it, and no Deployment is created and nothing is asked of AWS."""
     env = config.environment(req.environment)
     name = check_name(req.repository, req.service, req.environment)
-    url = internal_url(req.service, req.environment, config.domain)
     verdict = await owners.verdict(req.service, req.repository)
     if not verdict.allowed:
         summary = render("checks/deploy_refused.md.j2", req=req, why=verdict.why)
@@ -189,80 +275,94 @@ async def run_deploy(
             title=f"not deployed: {req.service} belongs to {verdict.owner or 'another repository'}", summary=summary,
         )  # fmt: skip
         return DeployReport("refused", summary)
-    deployment = await find_or_create_deployment(gh, req, config)
-    run = await checks.upsert_check_run(
-        gh, req.repository, req.sha, name, status="in_progress", title=f"deploying {req.service} to {req.environment}",
-        summary=render("checks/deploy_started.md.j2", req=req),
-    )  # fmt: skip
-    log_url = run.get("html_url")
-
-    async def finish(conclusion: str, title: str, state: str, description: str, **values: Any) -> DeployReport:
-        summary = render("checks/deploy.md.j2", req=req, conclusion=conclusion, url=url, **values)
-        await checks.upsert_check_run(
-            gh, req.repository, req.sha, name, status="completed", conclusion=conclusion, title=title,
-            summary=summary, problems=values.get("problems"), run_id=run["id"],
+    announcing = asyncio.ensure_future(announce(gh, config, req))
+    try:
+        return await _deploy(
+            gh, aws, config, req, env.image_wait_seconds, verdict.named_after, announcing,
+            superseded=superseded, wait=Wait(timeout=timeout, poll=poll), released=released, resumed=resumed,
+            watch=watch,
         )  # fmt: skip
-        await deployment_status(
-            gh, req, deployment["id"], state, description,
-            environment_url=url if state == "success" else None, log_url=log_url,
-        )  # fmt: skip
-        if state == "success":
-            await retire_previous(gh, req, int(deployment["id"]))
-        outcome = {"success": "success", "inactive": "superseded"}.get(state, "failure")
-        return DeployReport(outcome, summary, values.get("result"))
+    finally:
+        if not announcing.done():  # the deploy failed before it needed it: let the job's retry do it again
+            announcing.cancel()
 
-    async def if_superseded() -> DeployReport | None:
-        if await superseded() or (released and await newer_deployment_exists(gh, req, int(deployment["id"]))):
+
+async def _deploy(
+    gh: GitHub, aws: AwsClients, config: Config, req: DeployRequest, image_wait: float, named_after: bool,
+    announcing: asyncio.Future[Announced], *, superseded: Callable[[], Awaitable[bool]], wait: Wait,
+    released: bool, resumed: bool, watch: Watcher | None,
+) -> DeployReport:  # fmt: skip
+    async def stop_if_superseded() -> DeployReport | None:
+        if await superseded() or (
+            released and await newer_deployment_exists(gh, req, int((await announcing).deployment["id"]))
+        ):
             return await finish(
-                "cancelled", "superseded by a newer push", "inactive",
+                gh, config, req, await announcing, "cancelled", "superseded by a newer push", "inactive",
                 "superseded by a newer push before it started rolling out", superseded=True,
             )  # fmt: skip
         return None
 
-    await deployment_status(gh, req, deployment["id"], "in_progress", f"verifying {req.service}", log_url=log_url)
-    if (stop := await if_superseded()) is not None:
+    if (stop := await stop_if_superseded()) is not None:
         return stop
     files_raw = await read_service_files(gh, req.repository, req.service, req.sha)
     try:  # CPU work, off the event loop
         files = await asyncio.to_thread(
-            parse_service_files, req.service, files_raw, repository=req.repository if verdict.named_after else None,
+            parse_service_files, req.service, files_raw, repository=req.repository if named_after else None,
             known_environments=list(config.environments),
         )  # fmt: skip
     except Invalid as exc:
-        return await _fail_spec(finish, exc.problems)
+        return await _fail_spec(gh, config, req, await announcing, exc.problems)
     findings: list[Finding] = await verify_provisioned(
-        aws, req.environment, files, tag=req.tag, image_wait_seconds=env.image_wait_seconds
+        aws, req.environment, files, tag=req.tag, image_wait_seconds=image_wait
     )
     if findings:
         return await finish(
-            "failure", f"{problems_text(len(findings))} before deploying", "failure",
+            gh, config, req, await announcing, "failure", f"{problems_text(len(findings))} before deploying", "failure",
             "; ".join(f"{f.check} {f.subject}" for f in findings), findings=findings,
         )  # fmt: skip
     compiled = compile_for(config, files, req.environment, req.tag)
-    if (stop := await if_superseded()) is not None:
+    if (stop := await stop_if_superseded()) is not None:
         return stop
     ecs = await Ecs.open(aws, req.environment)
+    already_sent = resumed and (
+        (watch is not None and await watch.exists(req))
+        or await _rollout_started(gh, req, int((await announcing).deployment["id"]))
+    )
     request = RolloutRequest(
-        req.service, compiled.task_definition, desired_count=compiled.desired_count,
-        already_sent=resumed and await _rollout_started(gh, req, int(deployment["id"])),
-    )  # fmt: skip
+        req.service, compiled.task_definition, desired_count=compiled.desired_count, already_sent=already_sent
+    )
     situation = await survey(ecs, request, compare_running=True)  # the service, described once
     changes = _changes(situation, compiled.task_definition)
+    the_plan = plan(request, situation)
+    image = compiled.image
+    if watch is None:
+        if not request.already_sent:
+            announced = await announcing
+            await deployment_status(gh, req, announced.deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12],
+                                    log_url=announced.log_url)  # fmt: skip
+        result = await execute(ecs, the_plan, wait)
+        return await finish_rollout(gh, config, req, await announcing, result, image, changes)
+    started = await watch.start(ecs, req, the_plan, image=image, changes=changes, wait=wait)
+    announced = await announcing
+    if started.watching is None:  # an earlier attempt's rollout ended while lemi was not watching
+        return await finish_rollout(gh, config, req, announced, started.result, image, changes)
+    await watch.announced(req, announced)
     if not request.already_sent:
-        await deployment_status(gh, req, deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12], log_url=log_url)
-    result = await execute(ecs, plan(request, situation), Wait(timeout=timeout, poll=poll))
-    rollout = result.rollout
-    revision = revision_of(result.task_definition)
-    if result.ok:
-        return await finish(
-            "success", f"deployed {revision}", "success", f"{revision} running ({compiled.image.rsplit('/', 1)[-1]})",
-            result=result, revision=revision, image=compiled.image, changes=changes, rollout=rollout,
-        )  # fmt: skip
-    assert rollout is not None
-    return await finish(
-        "failure", f"rollout {rollout.outcome}: {rollout.reason}"[:255], "failure", f"{rollout.outcome}: {rollout.reason}",
-        result=result, revision=revision, image=compiled.image, changes=changes, rollout=rollout,
-    )  # fmt: skip
+        await deployment_status(gh, req, announced.deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12],
+                                log_url=announced.log_url)  # fmt: skip
+    return DeployReport("watching", "", started.result)
+
+
+class Watcher(Protocol):
+    """Where a deploy hands its rollout (bot/flows/watching.py)."""
+
+    async def exists(self, req: DeployRequest) -> bool: ...
+
+    async def start(
+        self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: str, wait: Wait
+    ) -> Started: ...
+
+    async def announced(self, req: DeployRequest, announced: Announced) -> None: ...
 
 
 def _changes(situation: Situation, compiled: dict[str, Any]) -> str:
@@ -272,9 +372,11 @@ def _changes(situation: Situation, compiled: dict[str, Any]) -> str:
     return definition_diff(situation.running, compiled, revision_of(situation.service["taskDefinition"]))
 
 
-async def _fail_spec(finish: Callable[..., Awaitable[DeployReport]], problems: list[Problem]) -> DeployReport:
+async def _fail_spec(
+    gh: GitHub, config: Config, req: DeployRequest, announced: Announced, problems: list[Problem]
+) -> DeployReport:
     return await finish(
-        "failure", "the service files are invalid", "failure",
+        gh, config, req, announced, "failure", "the service files are invalid", "failure",
         f"{problems_text(len(problems))} in the service files", problems=problems,
     )  # fmt: skip
 

@@ -16,6 +16,7 @@ from bot.github.client import GitHub
 from bot.github.owners import Owners
 from bot.store.locks import Locks
 from bot.store.queue import Queue
+from bot.store.watches import Watches
 
 
 class Runtime(Protocol):
@@ -24,6 +25,11 @@ class Runtime(Protocol):
     auth: AppAuth
     queue: Queue
     locks: Locks
+    watches: Watches
+
+    def wake_watcher(self) -> None:
+        """A watch was added or changed: the watcher of this process looks at once."""
+        ...
 
     @property
     def owners(self) -> Owners:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,8 +13,10 @@ from bot.github.auth import AppAuth
 from bot.github.client import GitHub
 from bot.github.owners import Owners
 from bot.server.metrics import Metrics
+from bot.store.backends import open_watches
 from bot.store.locks import Locks
 from bot.store.queue import Queue
+from bot.store.watches import Watches
 
 
 @dataclass
@@ -24,8 +27,17 @@ class Context:
     queue: Queue
     locks: Locks
     metrics: Metrics = field(default_factory=Metrics)
+    watches: Watches = field(default=None)  # type: ignore[assignment]  # set in __post_init__ when not given
+    watch_added: asyncio.Event = field(default_factory=asyncio.Event)
     _aws: AwsClients | None = None
     _owners: Owners | None = None
+
+    def __post_init__(self) -> None:
+        if self.watches is None:
+            self.watches = open_watches(self.settings.queue_url, self.settings.locks_path)
+
+    def wake_watcher(self) -> None:
+        self.watch_added.set()
 
     async def github(self, event_data: dict[str, Any]) -> GitHub:
         """The installation client of the repository an event came from."""
@@ -58,3 +70,4 @@ class Context:
         if self._aws is not None:
             await self._aws.close()
         await self.locks.close()
+        await self.watches.close()

@@ -26,13 +26,16 @@ from bot.github.auth import AppAuth
 from bot.server.context import Context
 from bot.server.metrics import Metrics
 from bot.server.redeliver import Redeliverer
-from bot.server.worker import Worker, WorkerPool, WorkerSettings
+from bot.server.watcher import RolloutWatcher
+from bot.server.worker import Background, Worker, WorkerPool, WorkerSettings
 from bot.store.backends import open_locks, open_queue
 from bot.store.queue import Queue
 from bot.store.redelivery import RedeliveryState
 
 log = logging.getLogger("lemi.app")
 
+# jobs that may take a while run in the background, so deliveries never wait behind them
+BACKGROUND_KINDS = frozenset({"deploy", "command"})
 NO_CREDENTIALS = "GITHUB_APP_ID, the private key and GITHUB_WEBHOOK_SECRET are not set"
 
 
@@ -139,6 +142,7 @@ async def running(
         tuning = worker_settings or WorkerSettings(
             lease_seconds=settings.lease_seconds, retry_delays=settings.retry_delays
         )
+        background = Background(BACKGROUND_KINDS, settings.background_jobs)
         pool = WorkerPool(
             [
                 Worker(
@@ -147,12 +151,19 @@ async def running(
                     lambda job, reason: handlers.report(job, ctx, reason),
                     settings=tuning,
                     metrics=state.metrics,
+                    background=background,
                 )
                 for _ in range(settings.workers if workers is None else workers)
-            ]
+            ],
+            background,
         )
         pool.start()
         opened.push_async_callback(pool.stop)
+        # rollouts are watched here, not by a worker (bot/server/watcher.py)
+        if (settings.workers if workers is None else workers) > 0:
+            watcher = RolloutWatcher(ctx, lease_seconds=tuning.lease_seconds)
+            watcher.start()
+            opened.push_async_callback(watcher.stop)
         # missed deliveries: ask GitHub to redeliver them, at start and periodically (bot/server/redeliver.py)
         redeliverer = Redeliverer(
             auth.app,

@@ -74,6 +74,32 @@ class WorkerSettings:
         return len(self.retry_delays) + 1
 
 
+class Background:
+    """Jobs that may take a while (a deploy that waits for its image, a long command) run here,
+    beside the workers, up to ``limit`` at once: a worker that leases one hands it over and
+    leases the next job at once, so deliveries and short commands never wait behind them."""
+
+    def __init__(self, kinds: frozenset[str], limit: int) -> None:
+        self.kinds = kinds
+        self.limit = limit
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def takes(self, job: Job) -> bool:
+        return job.kind in self.kinds and len(self.tasks) < self.limit
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def drain(self, grace: float) -> None:
+        if self.tasks:
+            done, pending = await asyncio.wait(set(self.tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
 class Worker:
     def __init__(
         self,
@@ -84,6 +110,7 @@ class Worker:
         settings: WorkerSettings | None = None,
         metrics: Metrics | None = None,
         name: str | None = None,
+        background: Background | None = None,
     ) -> None:
         self.queue = queue
         self.process = process
@@ -91,6 +118,7 @@ class Worker:
         self.settings = settings or WorkerSettings()
         self.metrics = metrics
         self.name = name or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.background = background
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -106,13 +134,24 @@ class Worker:
                 await self.queue.wait_for_work(self.settings.poll_seconds)  # at once for a job put here
 
     async def run_once(self) -> bool:
-        """Lease and run one job; False when there was none."""
+        """Lease and run one job (or hand it to the background); False when there was none."""
         job = await self.queue.lease(self.name, self.settings.lease_seconds)
         if job is None:
             return False
-        with logs.bind(job=job.id, delivery=job.dedupe_id, **_labels(job)):
-            await self._run(job)
+        if self.background is not None and self.background.takes(job):
+            self.background.spawn(self._settle(job))
+        else:
+            await self._settle(job)
         return True
+
+    async def _settle(self, job: Job) -> None:
+        with logs.bind(job=job.id, delivery=job.dedupe_id, **_labels(job)):
+            try:
+                await self._run(job)
+            except Exception:  # noqa: BLE001 - a background job has nobody else to tell
+                if self.background is None:
+                    raise
+                log.exception("job %s: the worker could not settle it (its lease runs out, and it runs again)", job.id)
 
     async def _run(self, job: Job) -> None:
         started = time.monotonic()
@@ -233,8 +272,9 @@ def _labels(job: Job) -> dict[str, str]:
 
 
 class WorkerPool:
-    def __init__(self, workers: list[Worker]) -> None:
+    def __init__(self, workers: list[Worker], background: Background | None = None) -> None:
         self.workers = workers
+        self.background = background
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -250,3 +290,5 @@ class WorkerPool:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._tasks = []
+        if self.background is not None:
+            await self.background.drain(grace)
