@@ -39,9 +39,11 @@ lock:
 	  --extra test --group build --custom-compile-command 'make lock' $(LOCK_ARGS) \
 	  pyproject.toml -o $(LOCK)
 
-# the App's server; ./.env (the setup page writes it on the first run) fills in unset variables
+# the App: intake, and the work in a `lemi worker` process beside it at a lower priority (the
+# Procfile's two lines, one command; Ctrl-C or SIGTERM stops both); ./.env (the setup page writes
+# it on the first run) fills in unset variables, and a worker started before it waits for it
 run: $(STAMP)
-	$(BIN)/lemi serve --env-file .env
+	$(BIN)/lemi serve --with-worker --env-file .env
 
 # GitHub's OpenAPI description and webhook examples, pinned by tests/npm/package-lock.json
 $(NPM_STAMP): tests/npm/package.json tests/npm/package-lock.json $(STAMP)

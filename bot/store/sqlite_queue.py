@@ -28,6 +28,7 @@ import msgspec
 
 from bot.store.bodies import Bodies, BodyError
 from bot.store.jobs import NO_DOCUMENT, Message, Unreadable, WebhookJob, encode_message, read_document, read_message
+from bot.store.notice import Notice
 from bot.store.queue import Job, NewJob, QueueUnavailable
 from bot.store.sqlitedb import Store
 
@@ -98,6 +99,8 @@ class SQLiteQueue:
         self._flusher: asyncio.Task[None] | None = None
         self._work: asyncio.Event | None = None
         self._work_loop: asyncio.AbstractEventLoop | None = None
+        self._notice: Notice | None = None  # jobs other processes put (started by the first wait_for_work)
+        self._notice_loop: asyncio.AbstractEventLoop | None = None
 
     def _prepare(self, db: sqlite3.Connection) -> None:
         columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
@@ -247,8 +250,16 @@ class SQLiteQueue:
         self._event().set()
 
     async def wait_for_work(self, timeout: float) -> None:
-        """Return when a job was put in this process, or after ``timeout`` (other processes)."""
+        """Return when a job was put: in this process at once, by another process (``lemi serve``
+        beside ``lemi worker``) within notice.INTERVAL; else after ``timeout`` (retries coming due)."""
         event = self._event()
+        loop = asyncio.get_running_loop()
+        if self._bodies is not None and (self._notice is None or self._notice_loop is not loop):
+            if self._notice is not None:  # the queue moved to another event loop (tests)
+                self._notice.stop()
+            # a file other processes may share: notice the jobs they put
+            self._notice, self._notice_loop = Notice(self.path, lambda: _call_in(loop, self._signal)), loop
+            self._notice.start()
         try:
             await asyncio.wait_for(event.wait(), timeout=timeout)
         except TimeoutError:
@@ -362,4 +373,15 @@ class SQLiteQueue:
         return await self._run(work)
 
     async def close(self) -> None:
+        if self._notice is not None:
+            notice, self._notice = self._notice, None
+            await asyncio.to_thread(notice.stop)
         await self._store.close(also=self._bodies.close if self._bodies is not None else None)
+
+
+def _call_in(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """``callback`` in ``loop``, from another thread (nothing once the loop is closed)."""
+    try:
+        loop.call_soon_threadsafe(callback)
+    except RuntimeError:
+        pass
