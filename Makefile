@@ -63,10 +63,11 @@ test: $(STAMP) $(NPM_STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (bench/, results in BENCHMARKS.md): GitHub and AWS calls per flow against the
-# test fakes; webhook acknowledgement against a bare endpoint; push-to-UpdateService overhead
+# test fakes; webhook intake under wrk against Probot and a bare endpoint, idle and with its worker
+# busy (needs wrk: it says how to install it and goes on without); push-to-UpdateService overhead
 bench: $(STAMP) $(NPM_STAMP)
 	$(BIN)/python bench/calls.py
-	$(BIN)/python bench/ack.py
+	$(BIN)/python bench/intake.py
 	$(BIN)/python bench/deploy_overhead.py
 
 # regenerate the generated pages of docs/ from the code (tests/test_docs.py fails when they drift)
