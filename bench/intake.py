@@ -192,11 +192,11 @@ def _die_with_parent() -> None:
         pass
 
 
-def start(name: str, argv: list[str], env: dict[str, str], tmp: Path, core: str) -> Proc:
+def start(name: str, argv: list[str], env: dict[str, str], tmp: Path, core: str, cwd: Path | None = None) -> Proc:
     log = tmp / f"{name}.log"
     with open(log, "ab") as out:
         process = subprocess.Popen(["taskset", "-c", core, *argv], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, cwd=tmp, preexec_fn=_die_with_parent)  # fmt: skip
+                                   stdin=subprocess.DEVNULL, cwd=cwd or tmp, preexec_fn=_die_with_parent)  # fmt: skip
     return Proc(name, process, log)
 
 
@@ -331,7 +331,7 @@ def start_targets(tmp: Path, names: list[str], core: str) -> list[Target]:
             env = {**os.environ, "PATH": f"{node}{os.pathsep}{os.environ['PATH']}", "APP_ID": "1",
                    "PRIVATE_KEY": rsa_pem(), "WEBHOOK_SECRET": WEBHOOK_SECRET, "PORT": str(port), "HOST": HOST,
                    "NODE_ENV": "production"}  # fmt: skip
-            proc = start(name, [str(node / "node"), str(install_probot()), "run", "./app.js"], env, PROBOT, core)
+            proc = start(name, [str(node / "node"), str(install_probot()), "run", "./app.js"], env, tmp, core, PROBOT)
             wait_for(proc, lambda port=port: answers(f"http://{HOST}:{port}/ping"))
             targets.append(Target(name, f"http://{HOST}:{port}/api/github/webhooks", proc))
         else:
