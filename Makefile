@@ -39,9 +39,11 @@ lock:
 	  --extra test --group build --custom-compile-command 'make lock' $(LOCK_ARGS) \
 	  pyproject.toml -o $(LOCK)
 
-# the App's server; ./.env (the setup page writes it on the first run) fills in unset variables
+# the App: intake, and the work in a `lemi worker` process beside it at a lower priority (the
+# Procfile's two lines, one command; Ctrl-C or SIGTERM stops both); ./.env (the setup page writes
+# it on the first run) fills in unset variables, and a worker started before it waits for it
 run: $(STAMP)
-	$(BIN)/lemi serve --env-file .env
+	$(BIN)/lemi serve --with-worker --env-file .env
 
 # GitHub's OpenAPI description and webhook examples, pinned by tests/npm/package-lock.json
 $(NPM_STAMP): tests/npm/package.json tests/npm/package-lock.json $(STAMP)
@@ -61,10 +63,11 @@ test: $(STAMP) $(NPM_STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (bench/, results in BENCHMARKS.md): GitHub and AWS calls per flow against the
-# test fakes; webhook acknowledgement against a bare endpoint; push-to-UpdateService overhead
+# test fakes; webhook intake under wrk against Probot and a bare endpoint, idle and with its worker
+# busy (needs wrk: it says how to install it and goes on without); push-to-UpdateService overhead
 bench: $(STAMP) $(NPM_STAMP)
 	$(BIN)/python bench/calls.py
-	$(BIN)/python bench/ack.py
+	$(BIN)/python bench/intake.py
 	$(BIN)/python bench/deploy_overhead.py
 
 # regenerate the generated pages of docs/ from the code (tests/test_docs.py fails when they drift)

@@ -1,4 +1,4 @@
-"""The ceiling for bench/ack.py: a bare Starlette endpoint on the same stack as lemi.
+"""The ceiling for bench/intake.py: a bare Starlette endpoint on the same stack as lemi.
 
 One ``POST /webhook`` that reads the body, checks ``X-Hub-Signature-256`` with
 ``hmac.compare_digest`` and answers 202 -- nothing else (no JSON parse, no

@@ -1,5 +1,5 @@
-"""`lemi serve` as a real process for the tests that SIGKILL it (test_webhook, test_faults),
-with the helpers they share: a free loopback port, a proxy-free HTTP client, the queue's
+"""`lemi serve` and `lemi worker` as real processes for the tests that SIGKILL them (test_webhook,
+test_faults, test_work_process), with the helpers they share: a free loopback port, a proxy-free HTTP client, the queue's
 rows read straight from SQLite, and a bounded wait."""
 
 from __future__ import annotations
@@ -57,7 +57,12 @@ class Server:
     """`lemi serve` (the venv's console script) as a real process on a free loopback port,
     its output read through a pipe (so a file-size limit on the process spares its logs)."""
 
-    def __init__(self, github: Any, tmp_path: Path, db: Path, *, lemi_yml: str, **env: str) -> None:
+    args = ("serve",)
+
+    def __init__(
+        self, github: Any, tmp_path: Path, db: Path, *, lemi_yml: str, args: tuple[str, ...] = (), **env: str
+    ) -> None:
+        self.args = args or self.args
         config = tmp_path / "lemi.yml"
         config.write_text(lemi_yml)
         self.port = free_port()
@@ -85,7 +90,7 @@ class Server:
     def start(self) -> Server:
         lemi = Path(sys.executable).parent / "lemi"
         self.proc = subprocess.Popen(
-            [str(lemi), "serve"],
+            [str(lemi), *self.args],
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -93,12 +98,16 @@ class Server:
         )
         self._reader = threading.Thread(target=self._copy, args=(self.proc,), daemon=True)
         self._reader.start()
+        self.ready()
+        return self
+
+    def ready(self) -> None:
         deadline = time.monotonic() + 20
         while True:
             try:
                 body = LOOPBACK.get(f"{self.url}/healthz", timeout=1).json()
                 assert body.get("app") == "ready", f"lemi serve is not ready: {body}\n{self.output()}"
-                return self
+                return
             except httpx.TransportError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(f"lemi serve did not answer /healthz\n{self.output()}") from None
@@ -132,5 +141,25 @@ class Server:
         if self._reader is not None:
             self._reader.join(timeout=5)  # the pipe ends with the process
 
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        """Stop it as a supervisor would (SIGTERM: the lifespan closes everything); its exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        code = self.proc.wait(timeout=timeout)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        return code
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
+
+
+class Worker(Server):
+    """`lemi worker` (no HTTP): ready once it says it runs its workers."""
+
+    args = ("worker",)
+
+    def ready(self) -> None:
+        wait_until(lambda: "workers on" in self.output() or not self.alive(), 20, "lemi worker started", self.output)
+        assert self.alive(), f"lemi worker stopped\n{self.output()}"

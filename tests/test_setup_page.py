@@ -915,7 +915,7 @@ def test_lemi_serve_reads_env_file_only_when_asked(
     assert main(["serve", "--help"]) == 0
     assert "--env-file" in capsys.readouterr().out
     makefile = (ROOT / "Makefile").read_text()
-    assert "\t$(BIN)/lemi serve --env-file .env\n" in makefile
+    assert "\t$(BIN)/lemi serve --with-worker --env-file .env\n" in makefile
 
 
 def test_conversion_answers_are_checked() -> None:
@@ -1052,7 +1052,7 @@ def _free_port() -> int:
 
 
 class Server:
-    """`lemi serve --env-file .env` (what `make run` starts) in ``cwd``, on <host>:<free port>
+    """`lemi serve --with-worker --env-file .env` (what `make run` starts) in ``cwd``, on <host>:<free port>
     (127.0.0.1 unless told), its stdout (uvicorn's access log) and stderr (the JSON log, the
     setup token) in two files."""
 
@@ -1067,7 +1067,7 @@ class Server:
         self.output = open(self.log, "wb")  # noqa: SIM115
         self.errors = open(self.err, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "lemi"), "serve", "--env-file", ".env"],
+            [str(Path(sys.executable).parent / "lemi"), "serve", "--with-worker", "--env-file", ".env"],
             cwd=cwd,
             env=environ,
             stdout=self.output,

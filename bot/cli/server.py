@@ -1,16 +1,40 @@
-"""``lemi serve``: the App's web server (uvicorn), serving :func:`served_app`."""
+"""``lemi serve`` and ``lemi worker``: the App's web server (uvicorn, serving :func:`served_app`)
+and the process that does its work.
+
+Three ways to run the App on one embedded queue:
+
+* ``lemi serve``: one process, intake and ``LEMI_WORKERS`` workers together;
+* ``lemi serve --intake-only`` and ``lemi worker``: the Procfile's ``web`` and ``worker``;
+* ``lemi serve --with-worker`` (``make run``): the two of them, the worker started, watched and
+  stopped by ``lemi serve``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
-from typing import Any
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from bot.cli.base import cli
 
+log = logging.getLogger("lemi.serve")
 
-def _read_env_file(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+FC = TypeVar("FC", bound=Callable[..., Any])
+
+WORKER_NICE = 10  # `lemi worker` lowers its priority by this much: intake first on a shared core
+RESTART_SECONDS = 1.0  # a `--with-worker` worker that exits is started again after this
+
+
+def _read_env_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """--env-file is eager: its variables are in the environment before --host and --port
     (and the app's settings) read it. The environment wins over the file."""
     if value:
@@ -18,26 +42,181 @@ def _read_env_file(ctx: click.Context, param: click.Parameter, value: str | None
 
         if loaded := load_env_file(value):
             click.echo(f"lemi: read {', '.join(loaded)} from {value}", err=True)
+    return value
+
+
+def env_file_option(help: str) -> Callable[[FC], FC]:
+    return click.option(
+        "--env-file", type=click.Path(dir_okay=False), is_eager=True, callback=_read_env_file, help=help
+    )
 
 
 @cli.command()
-@click.option(
-    "--env-file",
-    type=click.Path(dir_okay=False),
-    is_eager=True,
-    expose_value=False,
-    callback=_read_env_file,
-    help="Set the variables of this file (KEY=value lines) that the environment does not set. "
-    "`make run` passes ./.env, where the setup page writes the App's credentials; a missing file is fine.",
+@env_file_option(
+    "Set the variables of this file (KEY=value lines) that the environment does not set. "
+    "`make run` passes ./.env, where the setup page writes the App's credentials; a missing file is fine."
 )
 @click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"), show_default="$HOST or 127.0.0.1")
 @click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", "8080")), show_default="$PORT or 8080")
-def serve(host: str, port: int) -> None:
-    """Run the GitHub App's server (webhooks, health, metrics; without credentials, the setup page)."""
+@click.option(
+    "--intake-only",
+    is_flag=True,
+    help="Only accept deliveries (check, store, answer); a `lemi worker` process does the work. "
+    "The Procfile's web line.",
+)
+@click.option(
+    "--with-worker",
+    is_flag=True,
+    help="Intake here, and the work in a `lemi worker` process that this one starts, starts again if it "
+    "exits, and stops with it (`make run`).",
+)
+def serve(env_file: str | None, host: str, port: int, intake_only: bool, with_worker: bool) -> None:
+    """Run the GitHub App's server (webhooks, health, metrics; without credentials, the setup page).
+
+    Without --intake-only or --with-worker it also runs LEMI_WORKERS workers in this process."""
     import uvicorn
 
     os.environ["PORT"] = str(port)  # the settings (and the setup page's address on the console) see --port too
-    uvicorn.run(served_app(), host=host, port=port, log_level="info", proxy_headers=False)
+    app = None
+    if intake_only or with_worker:
+        from bot.server.app import create_app
+
+        app = create_app(workers=0)
+    if not with_worker:
+        uvicorn.run(served_app(app), host=host, port=port, log_level="info", proxy_headers=False)
+        return
+    companion = Companion(env_file)
+    # uvicorn shuts down on SIGTERM, then raises it again: here, so that the worker is stopped too
+    signal.signal(signal.SIGTERM, _terminated)
+    companion.start()
+    try:
+        uvicorn.run(served_app(app), host=host, port=port, log_level="info", proxy_headers=False)
+    except Terminated:
+        companion.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)  # the exit a supervisor expects
+    finally:
+        companion.stop()
+
+
+class Terminated(Exception):
+    """SIGTERM, once uvicorn has shut down."""
+
+
+def _terminated(sig: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@cli.command()
+@env_file_option(
+    "As `lemi serve --env-file`; read again while the App's credentials are missing, so a worker "
+    "started before the setup page wrote them starts once they are there."
+)
+@click.option(
+    "--nice",
+    type=click.IntRange(0, 19),
+    default=WORKER_NICE,
+    show_default=True,
+    help="Lower this process's scheduling priority by this much (os.nice), so that intake, in the web "
+    "process, comes first on a shared core; 0 keeps it.",
+)
+@click.option("--parent", type=int, hidden=True, help="Stop when this process is gone (`lemi serve --with-worker`).")
+def worker(env_file: str | None, nice: int, parent: int | None) -> None:
+    """Run the App's work: LEMI_WORKERS workers on the queue and the redelivery of missed webhooks,
+    without intake (the Procfile's worker line, beside `lemi serve --intake-only`)."""
+    from bot.server.work import work
+
+    if nice:
+        os.nice(nice)
+    reread = _rereader(env_file)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await work(stop, reread=reread, parent=parent)
+
+    code = asyncio.run(main())
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def _rereader(env_file: str | None) -> Any:
+    """Read ``env_file`` again when it changed (the setup page wrote it): unset variables only."""
+    if not env_file:
+        return lambda: None
+    from bot.setup.envfile import load_env_file
+
+    seen: list[float | None] = [_mtime(env_file)]
+
+    def reread() -> None:
+        now = _mtime(env_file)
+        if now != seen[0]:
+            seen[0] = now
+            if loaded := load_env_file(env_file):
+                log.info("read %s from %s", ", ".join(loaded), env_file)
+
+    return reread
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return None
+
+
+class Companion:
+    """The `lemi worker` process of `lemi serve --with-worker`: started in a session of its own (a
+    Ctrl-C reaches this process, which stops it), started again when it exits, stopped (SIGTERM,
+    then SIGKILL after ``grace`` seconds) when this one stops. It stops by itself if this
+    process is killed."""
+
+    def __init__(self, env_file: str | None, *, grace: float = 15.0) -> None:
+        self.argv = [sys.executable, "-c", "from bot.cli import entrypoint; entrypoint()", "worker"]
+        self.argv += ["--parent", str(os.getpid())] + (["--env-file", env_file] if env_file else [])
+        self.grace = grace
+        self._stopping = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._keep, name="lemi-worker-companion", daemon=True)
+
+    def start(self) -> None:
+        self._spawn()
+        self._thread.start()
+
+    def _spawn(self) -> None:
+        with self._lock:
+            if not self._stopping.is_set():
+                self._proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, start_new_session=True)
+                click.echo(f"lemi: started `lemi worker` (pid {self._proc.pid})", err=True)
+
+    def _keep(self) -> None:
+        while not self._stopping.is_set():
+            proc = self._proc
+            assert proc is not None
+            code = proc.wait()
+            if self._stopping.wait(RESTART_SECONDS):
+                return
+            if code == 2:  # its configuration says it cannot run (it said why): starting it again cannot help
+                click.echo("lemi: `lemi worker` cannot run (above); fix that and start lemi again", err=True)
+                return
+            click.echo(f"lemi: `lemi worker` (pid {proc.pid}) exited with {code}; starting it again", err=True)
+            self._spawn()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(self.grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def served_app(app: Any = None, *, trusted: str | list[str] | None = None) -> Any:

@@ -3,9 +3,11 @@
 :func:`decide` reads the settings and lemi.yml (unless given) and answers :class:`Configured`
 or :class:`Unconfigured` (health, metrics and a 503 at ``/webhook``, saying why; the setup page
 too while the process has none of the App's credentials). :func:`running` starts a configured
-App: the queue, the HTTP session, the App's authentication, the handlers' Context (with the
-locks), the workers and the redelivery of missed webhooks, in that order; it yields the ready
-:class:`State` and closes them, last opened first.
+App: what intake and the work share (:func:`opened`: the queue, the HTTP session, the App's
+authentication, the handlers' Context with the locks) and, in a process that does the work,
+:func:`background` (the workers and the redelivery of missed webhooks), in that order; it
+yields the ready :class:`State` and closes them, last opened first. ``lemi worker`` runs
+:func:`opened` and :func:`background` without intake (bot/server/work.py).
 """
 
 from __future__ import annotations
@@ -73,15 +75,19 @@ class Unconfigured:
         return State(self.settings, config=self.config, status="unconfigured", problem=self.problem)
 
 
-def decide(settings: Settings | None = None, config: Config | None = None) -> Configured | Unconfigured:
+def decide(
+    settings: Settings | None = None, config: Config | None = None, *, quiet: bool = False
+) -> Configured | Unconfigured:
     """What this start serves, from ``settings`` and ``config`` or, when not given, the environment
     and lemi.yml. Settings that are invalid must be fixed first (no setup page); a process with none
     of the App's credentials gets the setup page, whatever lemi.yml says; one with only some of
-    them, or without a valid lemi.yml, is unconfigured. lemi.yml's problem is the one reported."""
+    them, or without a valid lemi.yml, is unconfigured. lemi.yml's problem is the one reported
+    (logged, unless ``quiet``: the caller says it)."""
     try:
         loaded = settings or load_settings()
     except SettingsError as exc:
-        log.error("settings: %s", exc)
+        if not quiet:
+            log.error("settings: %s", exc)
         return Unconfigured(Settings(), str(exc))
     problem = ""
     if config is None:
@@ -92,7 +98,8 @@ def decide(settings: Settings | None = None, config: Config | None = None) -> Co
     if not loaded.has_app_credentials:
         problem = problem or NO_CREDENTIALS
     if problem or config is None:
-        log.warning("serving health only: %s", problem)
+        if not quiet:
+            log.warning("serving health only: %s", problem)
         none_at_all = not (loaded.app_id or loaded.private_key or loaded.webhook_secret)
         return Unconfigured(loaded, problem, config, setup=none_at_all)
     return Configured(loaded, config)
@@ -120,15 +127,33 @@ async def running(
     worker_settings: WorkerSettings | None = None,
 ) -> AsyncIterator[State]:
     """The configured App, started; everything opened is closed on exit, last opened first.
-    ``queue``, ``workers`` and ``worker_settings`` replace what the settings say (tests)."""
+
+    With ``workers`` (default ``LEMI_WORKERS``) above 0 the process also does the work
+    (:func:`background`): one process for everything. With 0 it only accepts deliveries and
+    a ``lemi worker`` process does the work. ``queue`` and ``worker_settings`` replace what
+    the settings say (tests)."""
+    count = settings.workers if workers is None else workers
+    async with opened(settings, config, queue=queue) as state, AsyncExitStack() as work:
+        if count:
+            assert state.context is not None
+            await work.enter_async_context(background(state.context, handlers, count, worker_settings))
+        state.status = "ready"
+        freeze_start_up()
+        yield state
+
+
+@asynccontextmanager
+async def opened(settings: Settings, config: Config, *, queue: Queue | None = None) -> AsyncIterator[State]:
+    """What intake and the work both use, opened in this order and closed in reverse: the queue,
+    the HTTP session, the App's authentication, the handlers' Context (with the locks)."""
     app_id, private_key = settings.app_id, settings.private_key
-    assert app_id and private_key, "running() needs the App's credentials (decide() checks them)"
+    assert app_id and private_key, "the App needs its credentials (decide() checks them)"
     state = State(settings, config=config)
-    async with AsyncExitStack() as opened:
+    async with AsyncExitStack() as stack:
         state.queue = jobs = queue or open_queue(settings.queue_url)
-        opened.push_async_callback(jobs.close)
+        stack.push_async_callback(jobs.close)
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        opened.push_async_callback(session.close)
+        stack.push_async_callback(session.close)
         auth = AppAuth(
             session,
             app_id=app_id,
@@ -138,51 +163,60 @@ async def running(
         )
         locks = open_locks(settings.queue_url, settings.locks_path)
         state.context = ctx = Context(config, settings, auth, jobs, locks, state.metrics)
-        opened.push_async_callback(ctx.close)
-        tuning = worker_settings or WorkerSettings(
-            lease_seconds=settings.lease_seconds, retry_delays=settings.retry_delays
-        )
-        background = Background(BACKGROUND_KINDS, settings.background_jobs)
+        stack.push_async_callback(ctx.close)
+        yield state
+
+
+@asynccontextmanager
+async def background(
+    ctx: Context, handlers: JobHandlers, workers: int, tuning: WorkerSettings | None = None
+) -> AsyncIterator[None]:
+    """The work, apart from intake, started in this order and stopped in reverse: ``workers``
+    workers on the queue (deploys and long commands beside them, up to ``LEMI_BACKGROUND_JOBS``),
+    the rollout watcher (bot/server/watcher.py) and the redelivery of missed webhooks
+    (bot/server/redeliver.py). ``lemi worker`` runs it in a process of its own; ``lemi serve``
+    runs it beside intake when it has workers (``LEMI_WORKERS`` > 0 without ``--intake-only``)."""
+    settings = ctx.settings
+    tuning = tuning or WorkerSettings(lease_seconds=settings.lease_seconds, retry_delays=settings.retry_delays)
+    async with AsyncExitStack() as started:
+        beside = Background(BACKGROUND_KINDS, settings.background_jobs)
         pool = WorkerPool(
             [
                 Worker(
-                    jobs,
+                    ctx.queue,
                     lambda job: handlers.process(job, ctx),
                     lambda job, reason: handlers.report(job, ctx, reason),
                     settings=tuning,
-                    metrics=state.metrics,
-                    background=background,
+                    metrics=ctx.metrics,
+                    background=beside,
                 )
-                for _ in range(settings.workers if workers is None else workers)
+                for _ in range(workers)
             ],
-            background,
+            beside,
         )
         pool.start()
-        opened.push_async_callback(pool.stop)
-        # rollouts are watched here, not by a worker (bot/server/watcher.py)
-        if (settings.workers if workers is None else workers) > 0:
-            watcher = RolloutWatcher(ctx, lease_seconds=tuning.lease_seconds)
-            watcher.start()
-            opened.push_async_callback(watcher.stop)
-        # missed deliveries: ask GitHub to redeliver them, at start and periodically (bot/server/redeliver.py)
+        started.push_async_callback(pool.stop)
+        # rollouts are watched here, not by a worker
+        watcher = RolloutWatcher(ctx, lease_seconds=tuning.lease_seconds)
+        watcher.start()
+        started.push_async_callback(watcher.stop)
+        # missed deliveries: ask GitHub to redeliver them, at start and periodically
         redeliverer = Redeliverer(
-            auth.app,
-            jobs,
+            ctx.auth.app,
+            ctx.queue,
             RedeliveryState(settings.locks_path),
             interval=settings.redeliver_interval_seconds,
-            metrics=state.metrics,
+            metrics=ctx.metrics,
         )
         redeliverer.start()
-        opened.push_async_callback(redeliverer.stop)
-        state.status = "ready"
-        _freeze_start_up()
-        yield state
+        started.push_async_callback(redeliverer.stop)
+        yield
 
 
 _frozen = False
 
 
-def _freeze_start_up() -> None:
+def freeze_start_up() -> None:
     """What start-up built (modules, botocore's models, ...) lives as long as the process:
     leave it out of the cyclic GC, whose full passes over it were lemi's p99 (BENCHMARKS.md).
     Once per process: an app started again in the same process (tests) freezes nothing more."""

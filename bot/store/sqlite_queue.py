@@ -28,6 +28,7 @@ import msgspec
 
 from bot.store.bodies import Bodies, BodyError
 from bot.store.jobs import NO_DOCUMENT, Message, Unreadable, WebhookJob, encode_message, read_document, read_message
+from bot.store.notice import Notice
 from bot.store.queue import Job, NewJob, QueueUnavailable
 from bot.store.sqlitedb import Store
 
@@ -58,15 +59,22 @@ CREATE INDEX IF NOT EXISTS jobs_open ON jobs (key, id) WHERE state IN ('queued',
 INDEXES = "CREATE INDEX IF NOT EXISTS jobs_body_file ON jobs (body_file) WHERE body_file IS NOT NULL;"
 COLLECT_EVERY = 60.0  # seconds: how often complete() looks for document files nothing needs
 
-# the first open job of each key, if it is ready (queued and due, or its lease ran out)
+# the first open job of each key (one pass over the open-jobs index), if it is ready
 LEASABLE = """
-SELECT j.* FROM jobs j
-WHERE j.state IN ('queued', 'running')
-  AND j.id = (SELECT MIN(k.id) FROM jobs k WHERE k.key = j.key AND k.state IN ('queued', 'running'))
-  AND ((j.state = 'queued' AND j.run_after <= :now) OR (j.state = 'running' AND j.lease_until < :now))
+SELECT j.* FROM (SELECT MIN(id) AS id FROM jobs WHERE state IN ('queued', 'running') GROUP BY key) AS head
+JOIN jobs j ON j.id = head.id
+WHERE (j.state = 'queued' AND j.run_after <= :now) OR (j.state = 'running' AND j.lease_until < :now)
 ORDER BY j.run_after, j.id
 LIMIT 1
 """
+# the same question about one job, inside the transaction that leases it (index lookups only)
+STILL_LEASABLE = """
+SELECT j.* FROM jobs j
+WHERE j.id = :id AND j.state IN ('queued', 'running')
+  AND j.id = (SELECT MIN(k.id) FROM jobs k WHERE k.key = j.key AND k.state IN ('queued', 'running'))
+  AND ((j.state = 'queued' AND j.run_after <= :now) OR (j.state = 'running' AND j.lease_until < :now))
+"""
+LEASE_TRIES = 3  # another worker took the job found: look again this many times
 
 
 def _chunks(values: list[T], size: int) -> list[list[T]]:
@@ -98,6 +106,8 @@ class SQLiteQueue:
         self._flusher: asyncio.Task[None] | None = None
         self._work: asyncio.Event | None = None
         self._work_loop: asyncio.AbstractEventLoop | None = None
+        self._notice: Notice | None = None  # jobs other processes put (started by the first wait_for_work)
+        self._notice_loop: asyncio.AbstractEventLoop | None = None
 
     def _prepare(self, db: sqlite3.Connection) -> None:
         columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
@@ -247,8 +257,16 @@ class SQLiteQueue:
         self._event().set()
 
     async def wait_for_work(self, timeout: float) -> None:
-        """Return when a job was put in this process, or after ``timeout`` (other processes)."""
+        """Return when a job was put: in this process at once, by another process (``lemi serve``
+        beside ``lemi worker``) within notice.INTERVAL; else after ``timeout`` (retries coming due)."""
         event = self._event()
+        loop = asyncio.get_running_loop()
+        if self._bodies is not None and (self._notice is None or self._notice_loop is not loop):
+            if self._notice is not None:  # the queue moved to another event loop (tests)
+                self._notice.stop()
+            # a file other processes may share: notice the jobs they put
+            self._notice, self._notice_loop = Notice(self.path, lambda: _call_in(loop, self._signal)), loop
+            self._notice.start()
         try:
             await asyncio.wait_for(event.wait(), timeout=timeout)
         except TimeoutError:
@@ -256,21 +274,32 @@ class SQLiteQueue:
         event.clear()
 
     async def lease(self, worker: str, lease_seconds: float) -> Job | None:
+        """The oldest ready job at the head of its key, leased to ``worker``.
+
+        The search reads a snapshot, outside any transaction: with many jobs waiting it is the
+        long part, and it does not hold the write lock intake's commits need (WAL: readers do
+        not block the writer). Only the lease itself is written under ``BEGIN IMMEDIATE``, after
+        checking that the job found is still ready (another worker may have taken it)."""
+
         def work(db: sqlite3.Connection) -> Job | None:
-            now = self._clock()
-            db.execute("BEGIN IMMEDIATE")
-            row = db.execute(LEASABLE, {"now": now}).fetchone()
-            if row is None:
+            for _ in range(LEASE_TRIES):
+                now = self._clock()
+                row = db.execute(LEASABLE, {"now": now}).fetchone()
+                if row is None:
+                    return None
+                db.execute("BEGIN IMMEDIATE")
+                if db.execute(STILL_LEASABLE, {"id": row["id"], "now": now}).fetchone() is None:
+                    db.execute("COMMIT")
+                    continue
+                db.execute(
+                    "UPDATE jobs SET state = 'running', worker = ?, lease_until = ?, attempts = attempts + 1, "
+                    "updated = ? WHERE id = ?",
+                    (worker, now + lease_seconds, now, row["id"]),
+                )
+                leased = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
                 db.execute("COMMIT")
-                return None
-            db.execute(
-                "UPDATE jobs SET state = 'running', worker = ?, lease_until = ?, attempts = attempts + 1, updated = ? "
-                "WHERE id = ?",
-                (worker, now + lease_seconds, now, row["id"]),
-            )
-            leased = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
-            db.execute("COMMIT")
-            return self._job(leased)
+                return self._job(leased)
+            return None
 
         return await self._run(work)
 
@@ -362,4 +391,15 @@ class SQLiteQueue:
         return await self._run(work)
 
     async def close(self) -> None:
+        if self._notice is not None:
+            notice, self._notice = self._notice, None
+            await asyncio.to_thread(notice.stop)
         await self._store.close(also=self._bodies.close if self._bodies is not None else None)
+
+
+def _call_in(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """``callback`` in ``loop``, from another thread (nothing once the loop is closed)."""
+    try:
+        loop.call_soon_threadsafe(callback)
+    except RuntimeError:
+        pass

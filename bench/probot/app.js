@@ -1,0 +1,2 @@
+// Probot's no-op app: Probot verifies the signature and dispatches the event to no handler.
+export default () => {};
