@@ -16,7 +16,7 @@ from gidgethub.routing import Router
 from bot.aws.errors import OperationError
 from bot.core import logs
 from bot.core.command_parser import Command, Ignore, parse
-from bot.flows.answers import Answer, Failed, NotDone
+from bot.flows.answers import Answer, Failed, NotDone, Watched
 from bot.flows.commands import (
     Invocation,
     Refused,
@@ -120,13 +120,15 @@ async def run_job(job: Job, command: CommandJob, ctx: Runtime) -> None:
             await react(gh, inv, "success" if answered else "failure")
             return
         runner = RUNNERS[inv.command.name]
-        answer: Answer
+        answer: Answer | Watched
         try:
             if not isinstance(runner, QueuedRunner):
                 raise OperationError(f"`{inv.command.name}` is not a long command")
-            answer = await runner.run(Call(gh, ctx, inv), command)
+            answer = await runner.run(Call(gh, ctx, inv, resumed=job.attempts > 1), command)
         except OperationError as exc:
             answer = Failed(str(exc))
+        if isinstance(answer, Watched):  # the watcher answers when the rollout ends
+            return
         await reply(gh, inv, answer, target=target)
         await react(gh, inv, "success" if answer.ok else "failure")
 

@@ -20,7 +20,7 @@ from bot.flows.deploy import (
     run_deploy,
 )
 from bot.flows.runtime import Runtime
-from bot.flows.watching import DeployWatches
+from bot.flows.watching import DeployWatches, RolloutWatches
 from bot.github.contents import list_services
 from bot.store.jobs import DeployJob, service_key
 from bot.store.queue import Job, NewJob
@@ -85,7 +85,7 @@ async def run_job(job: Job, deploy: DeployJob, ctx: Runtime) -> None:
             poll=ctx.settings.deploy_poll_seconds, timeout=ctx.settings.deploy_timeout_seconds,
             released=deploy.released,
             resumed=job.attempts > 1,
-            watch=DeployWatches(ctx.watches, ctx.wake_watcher),
+            watch=DeployWatches(RolloutWatches(ctx.watches, ctx.wake_watcher)),
         )  # fmt: skip
 
 

@@ -166,7 +166,7 @@ def test_a_newer_push_starts_at_once_and_the_older_rollout_is_reported_replaced(
     older, newer = deployment_of(github, "demo-service", first), deployment_of(github, "demo-service", second)
     assert newer.statuses[-1].state == "success", newer.statuses
     assert older.statuses[-1].state == "inactive", older.statuses
-    assert "replaced by a newer deploy" in older.statuses[-1].description
+    assert "replaced by a newer rollout" in older.statuses[-1].description
     assert "failure" not in [s.state for s in older.statuses]  # replaced is not a rollback
     run = check_of(github, first, "demo-service")
     assert run.conclusion == "cancelled" and second[:12] in run.output["title"]
@@ -188,6 +188,36 @@ def test_a_circuit_breaker_rollback_seen_by_the_watcher_is_a_failure(
     run = check_of(github, sha, "demo-service")
     assert run.conclusion == "failure"
     assert "Essential container in task exited" in run.output["summary"]
+
+
+def test_a_restart_while_a_deploy_rolls_out_replaces_it_and_is_answered_when_its_rollout_ends(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, tmp_path: Path
+) -> None:
+    sha = github.commit(REPO, "develop", files_of(["demo-service"]))
+    aws_world.push_image(world.endpoint, sha)
+    github.set_permission(REPO, "alice", "write")
+    number = github.open_pull_request(REPO, "feature/r", files_of(["demo-service"]), user="alice")
+    sim.stuck()
+    with app_for(github, tmp_path) as app:
+        push(app, github, sha)
+        settled_jobs(app)
+        comment_id = github.add_comment(REPO, number, "/lemi restart -s demo-service", user="alice")
+        response = app.deliver("issue_comment", for_issue_comment(github, REPO, number, comment_id))
+        assert response.status_code == 202, response.text
+        rows = settled_jobs(app)  # the restart job ended once its rollout was sent: no worker waits
+        said = [c.body for c in github.comments(REPO, number) if c.via_app and c.id > comment_id]
+        assert [r["kind"] for r in rows].count("command") == 1 and sim.updates == 2, said
+        wait_until(lambda: deployment_of(github, "demo-service", sha).statuses[-1].state == "inactive", 10,
+                   "the deploy reported replaced by the restart")  # fmt: skip
+        assert [c for c in github.comments(REPO, number) if c.via_app and c.id > comment_id] == []  # not yet
+        sim.complete()
+        app.drain(timeout=30)
+    (answer,) = [c for c in github.comments(REPO, number) if c.via_app and c.id > comment_id]
+    assert "completed" in answer.body.lower(), answer.body
+    assert [r.content for r in github.comments_by_id[comment_id].reactions][-1:] == ["rocket"]
+    assert (
+        "replaced by a newer rollout (restart)" in deployment_of(github, "demo-service", sha).statuses[-1].description
+    )
 
 
 def test_on_sqs_a_watch_resumes_on_another_replica_when_its_replica_dies(

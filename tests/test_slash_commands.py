@@ -598,8 +598,9 @@ def _roll_out(env: Env, *tags: str) -> None:
 def test_a_rollback_retried_after_its_reply_failed_goes_to_the_revision_pinned_at_intake(
     start: Callable[..., Env],
 ) -> None:
-    """The reply is lost, so the retry runs the rollback again: it goes to the revision chosen
-    when the command was accepted (v2), not to the one before the service's new current (v1)."""
+    """The reply is lost, so the watcher, which answers when the rollout ends, sends it again:
+    the service stays on the revision chosen when the command was accepted (v2), not the one
+    before the service's new current (v1), and nothing is rolled back again."""
     env = start()
     _roll_out(env, "v2", "v3")
     env.sim.complete(after=30)
@@ -609,13 +610,13 @@ def test_a_rollback_retried_after_its_reply_failed_goes_to_the_revision_pinned_a
     env.github.fail_next("POST", rf"/repos/{REPO}/issues/{env.number}/comments$", status=502)  # the reply
     env.app.drain()
     (job,) = env.command_jobs()
-    assert job["state"] == "done" and job["attempts"] == 2 and env.github.faults == []
+    assert job["state"] == "done" and job["attempts"] == 1 and env.github.faults == []  # the 502 was served
     assert env.image_of_service().endswith(":v2"), env.image_of_service()
-    assert env.sim.updates == 3  # v2, v3, one rollback; the retry found v2 running and sent nothing
+    assert env.sim.updates == 3  # v2, v3, one rollback; the reply sent again sent no rollout again
     assert len(env.replies()) == 1
 
 
-def test_a_retried_rollback_job_does_not_roll_back_twice(start: Callable[..., Env]) -> None:
+def test_a_rollback_whose_last_reaction_failed_does_not_roll_back_twice(start: Callable[..., Env]) -> None:
     env = start()
     _roll_out(env, "v2", "v3")
     assert env.image_of_service().endswith(":v3")
@@ -627,8 +628,9 @@ def test_a_retried_rollback_job_does_not_roll_back_twice(start: Callable[..., En
     env.app.drain()
     (job,) = env.command_jobs()
     assert job["state"] == "done"
-    assert env.github.faults == [] and job["attempts"] == 2  # the 502 was served and the job ran again
-    assert env.reactions(cid) == ["eyes", "rocket"]  # the retry only reacted
+    # the 502 was served; the watcher, which answers, found its reply and only reacted again
+    assert env.github.faults == [] and job["attempts"] == 1
+    assert env.reactions(cid) == ["eyes", "rocket"]
     assert env.image_of_service().endswith(":v2"), env.image_of_service()  # one step back, not two
     assert env.sim.updates == 3  # v2, v3, then one rollback
     assert len(env.replies()) == 1

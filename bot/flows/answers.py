@@ -146,6 +146,14 @@ class RolledOut:
         return self.result.ok
 
 
+@dataclass(frozen=True)
+class Watched:
+    """A long command whose rollout was handed to the watcher: it is answered when that ends."""
+
+    kind: ClassVar[str] = "watched"
+    ok: ClassVar[bool] = True
+
+
 Answer = (
     Said | NotDone | Failed | StatusShown | TasksListed | TaskStopped | InvalidFiles | Verified | Diffed | Locked
     | Unlocked | Provisioned | Deployed | RolledOut

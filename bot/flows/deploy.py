@@ -233,10 +233,11 @@ async def finish_rollout(
 async def finish_replaced(
     gh: GitHub, config: Config, req: DeployRequest, announced: Announced, by: str
 ) -> DeployReport:
-    """A rollout a newer one replaced in ECS before it ended: neither success nor failure."""
+    """A rollout a newer one (a deploy, a restart, a rollback) replaced in ECS before it ended:
+    neither success nor failure."""
     return await finish(
-        gh, config, req, announced, "cancelled", f"replaced by a newer deploy ({by})", "inactive",
-        f"replaced by a newer deploy ({by}) while it rolled out", superseded=True, replaced_by=by,
+        gh, config, req, announced, "cancelled", f"replaced by a newer rollout ({by})", "inactive",
+        f"replaced by a newer rollout ({by}) while it rolled out", superseded=True, replaced_by=by,
     )  # fmt: skip
 
 

@@ -23,8 +23,9 @@ import msgspec
 
 from bot.aws import operate
 from bot.aws.clients import AwsClients
+from bot.aws.ecs import Ecs
 from bot.aws.errors import OperationError
-from bot.aws.rollout import Wait
+from bot.aws.rollout import RolloutRequest, Wait, plan, survey
 from bot.aws.verify import verify_provisioned
 from bot.core.command_parser import Command, Reply, usage
 from bot.core.compile import compile_for
@@ -36,18 +37,19 @@ from bot.flows.answers import (
     InvalidFiles,
     Locked,
     Provisioned,
-    RolledOut,
     Said,
     StatusShown,
     TasksListed,
     TaskStopped,
     Unlocked,
     Verified,
+    Watched,
 )
 from bot.flows.commands import RANKS, Invocation, Refused, Target, load_files, lock_reason
 from bot.flows.deploy import DeployRequest, run_deploy
 from bot.flows.provision import PullRequest, provision_pull_request
 from bot.flows.runtime import Runtime
+from bot.flows.watching import DeployWatches, RolloutWatches, command_watch_id, watch_command
 from bot.github.client import GitHub
 from bot.store.jobs import CommandJob, service_key
 from bot.store.queue import NewJob
@@ -61,9 +63,14 @@ class Call:
     ctx: Runtime
     inv: Invocation
     role: str = ""  # the commenter's role, read when the command was accepted (not again for a queued job)
+    resumed: bool = False  # a queued job run again: what it started before is found, not sent again
 
     def aws(self) -> AwsClients:
         return self.ctx.aws()
+
+    def rollouts(self) -> RolloutWatches:
+        """Where a long command hands its rollout."""
+        return RolloutWatches(self.ctx.watches, self.ctx.wake_watcher)
 
     def wait(self) -> Wait:
         """How a long command waits for its rollout."""
@@ -97,7 +104,9 @@ class ServiceRunner(Runner):
 
 
 class QueuedRunner(Runner):
-    """A command on one service in one environment that waits for a rollout: queued."""
+    """A command on one service in one environment that starts a rollout: queued, and answered
+    when the rollout ends (by the watcher: ``run`` answers :class:`Watched`), or at once when it
+    could not start one."""
 
     long = True
 
@@ -105,7 +114,7 @@ class QueuedRunner(Runner):
         """The job, made when the command is accepted."""
         return CommandJob(call.inv, target)
 
-    async def run(self, call: Call, job: CommandJob) -> Answer:
+    async def run(self, call: Call, job: CommandJob) -> Answer | Watched:
         raise NotImplementedError
 
 
@@ -232,12 +241,24 @@ class UnlockEnvironment(ServiceRunner):
 # ---- queued: answered when the rollout ended ----------------------------------------------------
 
 
+async def _watched(call: Call, job: CommandJob, request: RolloutRequest, ecs: Ecs | None = None) -> Watched:
+    """Send the rollout of a restart or rollback and leave it to the watcher, which answers the
+    command when it ends; a retried job whose rollout was already sent sends nothing again."""
+    rollouts = call.rollouts()
+    if await rollouts.watches.get(command_watch_id(job)) is not None:
+        return Watched()
+    ecs = ecs or await Ecs.open(call.aws(), job.target.environment)
+    started = await watch_command(rollouts, ecs, job, plan(request, await survey(ecs, request)), call.wait())
+    if started.watching is None:  # pragma: no cover - a fresh request never plans a report of an old rollout
+        raise OperationError(f"the rollout of {job.target.service} could not be started")
+    return Watched()
+
+
 class Restart(QueuedRunner):
     name = "restart"
 
-    async def run(self, call: Call, job: CommandJob) -> Answer:
-        target = job.target
-        return RolledOut(await operate.restart(call.aws(), target.environment, target.service, wait=call.wait()))
+    async def run(self, call: Call, job: CommandJob) -> Answer | Watched:
+        return await _watched(call, job, RolloutRequest(job.target.service, force_new_deployment=True))
 
 
 class Rollback(QueuedRunner):
@@ -250,13 +271,10 @@ class Rollback(QueuedRunner):
         _, previous = await operate.previous_revision(call.aws(), target.environment, target.service)
         return CommandJob(call.inv, target, rollback_to=previous)
 
-    async def run(self, call: Call, job: CommandJob) -> Answer:
+    async def run(self, call: Call, job: CommandJob) -> Answer | Watched:
         if job.rollback_to is None:
             raise OperationError("this rollback was queued without the revision to go back to")
-        target = job.target
-        return RolledOut(
-            await operate.rollback(call.aws(), target.environment, target.service, to=job.rollback_to, wait=call.wait())
-        )
+        return await _watched(call, job, RolloutRequest(job.target.service, job.rollback_to))
 
 
 class Deploy(QueuedRunner):
@@ -265,7 +283,7 @@ class Deploy(QueuedRunner):
 
     name = "deploy"
 
-    async def run(self, call: Call, job: CommandJob) -> Answer:
+    async def run(self, call: Call, job: CommandJob) -> Answer | Watched:
         inv, target, ctx = job.invocation, job.target, call.ctx
         assert inv.command.argument is not None  # the parser requires the image tag
         req = DeployRequest(
@@ -276,8 +294,9 @@ class Deploy(QueuedRunner):
         report = await run_deploy(
             call.gh, call.aws(), ctx.config, req, owners=ctx.owners, superseded=_never,
             poll=settings.deploy_poll_seconds, timeout=settings.deploy_timeout_seconds,
+            resumed=call.resumed, watch=DeployWatches(call.rollouts(), job),
         )  # fmt: skip
-        return Deployed(report)
+        return Watched() if report.outcome == "watching" else Deployed(report)
 
 
 async def _never() -> bool:

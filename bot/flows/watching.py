@@ -1,5 +1,6 @@
-"""Rollouts watched without holding a worker: a deploy hands its rollout over here once
-UpdateService is sent, and the watcher (bot/server/watcher.py) ends it.
+"""Rollouts watched without holding a worker: a deploy, a restart or a rollback hands its
+rollout over here once UpdateService is sent, and the watcher (bot/server/watcher.py, with
+bot/flows/watch_poll.py) ends it.
 
 A deploy job records a durable watch (bot/store/watches.py) just before it sends
 UpdateService, and completes: its queue key (and its SQS message group) is free at once, so a
@@ -17,46 +18,25 @@ deployment, and lemi reports them as replaced (neither success nor failure), not
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import msgspec
-from msgspec.structs import replace
 
-from bot.aws.ecs import Ecs, StoppedTask, revision_of
+from bot.aws.ecs import Ecs
 from bot.aws.rollout import (
-    DeployResult,
     Plan,
-    Rollout,
     Started,
-    Verdict,
     Wait,
     Watching,
-    concluded,
-    observe,
     start,
 )
-from bot.core import logs
-from bot.core.errors import classify
-from bot.flows.deploy import Announced, announce, finish_replaced, finish_rollout
-from bot.flows.runtime import Runtime
-from bot.store.jobs import DeployRequest, service_key
+from bot.flows.deploy import Announced
+from bot.store.jobs import CommandJob, DeployRequest, service_key
 from bot.store.watches import Watch, Watches
 
-if TYPE_CHECKING:  # the stubs are a development dependency
-    from types_aiobotocore_ecs.type_defs import ServiceTypeDef
-
 log = logging.getLogger("lemi.watcher")
-
-# how long a finished rollout waits for its deploy job to record the Deployment and check run it
-# announced (GitHub writes may queue behind the installation's limits) before the watcher makes them
-ANNOUNCE_GRACE = 900.0
-REPORT_ATTEMPTS = 8  # a rollout's end that GitHub keeps refusing is logged and dropped after these
-PROGRESS_EVERY = 15.0  # seconds between progress updates of one check run (only when it changed)
 
 
 class WatchState(msgspec.Struct, frozen=True):
@@ -112,14 +92,32 @@ class Announcement(msgspec.Struct, frozen=True):
     log_url: str | None = None
 
 
-class DeployWatch(msgspec.Struct, frozen=True):
-    """What a deploy's watch holds: enough to judge its rollout and to report its end."""
+class ReportDeploy(msgspec.Struct, frozen=True, tag="deploy"):
+    """At the end: the deploy's check run and Deployment (and, for ``/lemi deploy``, its reply)."""
 
     request: DeployRequest
-    revision: str  # the task definition ARN rolled out
-    reused: bool
     image: str
     changes: str
+    command: CommandJob | None = None
+
+
+class ReplyCommand(msgspec.Struct, frozen=True, tag="command"):
+    """At the end: the reply to a restart or rollback."""
+
+    job: CommandJob
+
+
+Then = ReportDeploy | ReplyCommand
+
+
+class RolloutWatch(msgspec.Struct, frozen=True):
+    """What a watch holds: enough to judge its rollout and to report its end (``then``)."""
+
+    then: Then
+    service: str
+    environment: str
+    revision: str  # the task definition ARN rolled out
+    reused: bool
     state: WatchState
     started: float  # epoch seconds: a watch outlives the process that started it
     timeout: float
@@ -131,7 +129,7 @@ class DeployWatch(msgspec.Struct, frozen=True):
 
 
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(DeployWatch).decode
+_decode = msgspec.json.Decoder(RolloutWatch).decode
 _decode_note = msgspec.json.Decoder(Announcement).decode
 
 
@@ -139,8 +137,21 @@ def announcement(watch: Watch) -> Announcement | None:
     return _decode_note(watch.note) if watch.note else None
 
 
+def decode(body: bytes) -> RolloutWatch:
+    return _decode(body)
+
+
+def encode(value: RolloutWatch | Announcement) -> bytes:
+    return _encode(value)
+
+
 def watch_id(req: DeployRequest) -> str:
     return f"deploy:{service_key(req.repository, req.service, req.environment)}:{req.sha}:{req.tag}"
+
+
+def command_watch_id(job: CommandJob) -> str:
+    inv, t = job.invocation, job.target
+    return f"command:{service_key(inv.repository, t.service, t.environment)}:{inv.comment_id}:{inv.command.name}"
 
 
 def replacer(ident: str) -> str:
@@ -148,38 +159,33 @@ def replacer(ident: str) -> str:
     return ident.rsplit(":", 1)[-1][:12]
 
 
-class DeployWatches:
-    """Where a push deploy hands its rollout (the ``Watcher`` of bot/flows/deploy.py)."""
+class RolloutWatches:
+    """Hands rollouts to the watcher: the watch is durable before UpdateService is sent, and the
+    service's older watches are marked replaced by it (bot/store/watches.py)."""
 
     def __init__(self, watches: Watches, wake: Callable[[], None], clock: Callable[[], float] = time.time) -> None:
         self.watches = watches
         self.wake = wake
         self.clock = clock
 
-    async def exists(self, req: DeployRequest) -> bool:
-        return await self.watches.get(watch_id(req)) is not None
-
-    async def start(self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: str, wait: Wait) -> Started:
-        """Carry ``plan`` out; the watch is durable before UpdateService is sent, and replaces the
-        service's older watches once it is sent."""
-        key = service_key(req.repository, req.service, req.environment)
-        ident = watch_id(req)
+    async def start(self, ecs: Ecs, plan: Plan, *, ident: str, key: str, then: Then, wait: Wait) -> Started:
+        """Carry ``plan`` out and leave its rollout to the watcher (``then``: what to report at the end)."""
         recorded = False
 
         def body(revision: str, watching: Watching) -> bytes:
-            return _encode(DeployWatch(req, revision, plan.reused, image, changes, WatchState.of(watching),
-                                       self.clock(), wait.timeout, wait.poll))  # fmt: skip
+            return _encode(RolloutWatch(then, plan.service, ecs.environment, revision, plan.reused,
+                                        WatchState.of(watching), self.clock(), wait.timeout, wait.poll))  # fmt: skip
 
         async def before_update(revision: str, watching: Watching) -> None:
             """The watch is durable, and the service's older rollouts are marked replaced, before
             UpdateService: the watcher never judges an older rollout by the deployment that
             replaces it (that would read as a rollback)."""
             nonlocal recorded
-            await self.watches.add(ident, key, req.environment, body(revision, watching), self.clock() + wait.poll)
+            await self.watches.add(ident, key, ecs.environment, body(revision, watching), self.clock() + wait.poll)
             recorded = True
             replaced = await self.watches.replace_others(key, ident, ident)
             if replaced:
-                log.info("%s older rollout(s) of %s replaced by %s", replaced, req.service, req.tag[:12])
+                log.info("%s older rollout(s) of %s replaced by %s", replaced, plan.service, replacer(ident))
 
         try:
             started = await start(ecs, plan, before_update)
@@ -190,155 +196,36 @@ class DeployWatches:
             raise
         if started.watching is not None:
             revision = started.result.task_definition
-            await self.watches.add(ident, key, req.environment, body(revision, started.watching), self.clock())
+            await self.watches.add(ident, key, ecs.environment, body(revision, started.watching), self.clock())
             self.wake()
         return started
+
+
+class DeployWatches:
+    """Where a deploy hands its rollout (the ``Watcher`` of bot/flows/deploy.py); ``command``: the
+    ``/lemi deploy`` job to answer when it ends."""
+
+    def __init__(self, rollouts: RolloutWatches, command: CommandJob | None = None) -> None:
+        self.rollouts = rollouts
+        self.command = command
+
+    async def exists(self, req: DeployRequest) -> bool:
+        return await self.rollouts.watches.get(watch_id(req)) is not None
+
+    async def start(self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: str, wait: Wait) -> Started:
+        key = service_key(req.repository, req.service, req.environment)
+        then = ReportDeploy(req, image, changes, self.command)
+        return await self.rollouts.start(ecs, plan, ident=watch_id(req), key=key, then=then, wait=wait)
 
     async def announced(self, req: DeployRequest, announced: Announced) -> None:
         """The deploy job has its Deployment and check run: the watcher reports on them."""
         note = Announcement(int(announced.deployment["id"]), int(announced.run["id"]), announced.log_url)
-        if await self.watches.annotate(watch_id(req), _encode(note)):  # else: already reported
-            self.wake()
+        if await self.rollouts.watches.annotate(watch_id(req), _encode(note)):  # else: already reported
+            self.rollouts.wake()
 
 
-# ---- the watcher's poll ------------------------------------------------------------------------
-
-
-async def poll(rt: Runtime, owner: str, claimed: list[Watch], *, clock: Callable[[], float] = time.time) -> None:
-    """Look at every claimed watch once: describe their services (ten to a call, per
-    environment), judge each, report the ended ones and keep the others for their next poll."""
-    bodies: dict[str, list[tuple[Watch, DeployWatch]]] = defaultdict(list)
-    for watch in claimed:
-        try:
-            bodies[watch.group].append((watch, _decode(watch.body)))
-        except msgspec.DecodeError as exc:
-            log.error("dropping watch %s: lemi cannot read it back (%s)", watch.id, exc)
-            await rt.watches.remove(watch, owner)
-    await asyncio.gather(*(_poll_group(rt, owner, env, items, clock) for env, items in bodies.items()))
-
-
-async def _poll_group(
-    rt: Runtime, owner: str, environment: str, items: list[tuple[Watch, DeployWatch]], clock: Callable[[], float]
-) -> None:
-    try:
-        ecs = await Ecs.open(rt.aws(), environment)
-        described = await ecs.describe_services([b.request.service for _, b in items if b.ended is None])
-    except Exception as exc:  # noqa: BLE001 - every watch of the group is looked at again later
-        log.warning("could not describe the services of %s (%s); trying again", environment, exc)
-        now = clock()
-        for watch, body in items:
-            await rt.watches.update(watch, owner, watch.body, now + max(body.poll, 1.0))
-        return
-    await asyncio.gather(*(_guarded(rt, owner, ecs, watch, body, described, clock) for watch, body in items))
-
-
-async def _guarded(
-    rt: Runtime, owner: str, ecs: Ecs, watch: Watch, body: DeployWatch, described: dict[str, ServiceTypeDef],
-    clock: Callable[[], float],
-) -> None:  # fmt: skip
-    """One watch; whatever goes wrong with it, the others of the round go on (it is looked at again
-    when its lease runs out)."""
-    try:
-        await _one(rt, owner, ecs, watch, body, described, clock)
-    except Exception:  # noqa: BLE001
-        log.exception("watch %s: lemi could not look at it; trying again later", watch.id)
-
-
-async def _one(
-    rt: Runtime, owner: str, ecs: Ecs, watch: Watch, body: DeployWatch, described: dict[str, ServiceTypeDef],
-    clock: Callable[[], float],
-) -> None:  # fmt: skip
-    req = body.request
-    with logs.bind(repository=req.repository, service=req.service, environment=req.environment):
-        now = clock()
-        if body.ended is None and not watch.replaced_by:
-            body = await _judge(ecs, body, described.get(req.service), now)
-        if body.ended is None and not watch.replaced_by:
-            body = await _show_progress(rt, body, announcement(watch), now)
-            await rt.watches.update(watch, owner, _encode(body), now + body.poll)
-            return
-        if not watch.note and now - watch.created < ANNOUNCE_GRACE:  # the deploy job is still announcing
-            await rt.watches.update(watch, owner, _encode(body), now + max(body.poll, 0.5))
-            return
-        try:
-            await _report(rt, watch, body)
-        except Exception as exc:  # noqa: BLE001 - reported again at the next poll
-            attempts = body.report_attempts + 1
-            if classify(exc) == "user" or attempts >= REPORT_ATTEMPTS:
-                log.error("could not report the end of the rollout of %s; giving up: %s", req.service, exc)
-                await rt.watches.remove(watch, owner)
-                return
-            log.warning("could not report the end of the rollout of %s (attempt %s): %s", req.service, attempts, exc)
-            retry = replace(body, report_attempts=attempts)
-            await rt.watches.update(watch, owner, _encode(retry), now + min(60.0, 2.0**attempts))
-            return
-        await rt.watches.remove(watch, owner)
-
-
-async def _judge(ecs: Ecs, body: DeployWatch, service: ServiceTypeDef | None, now: float) -> DeployWatch:
-    """One DescribeServices answer judged; the verdict kept in the body once there is one."""
-    watching = body.state.watching()
-    elapsed = now - body.started
-    if service is None:
-        verdict: Verdict | None = Verdict("failed", "the ECS service is gone (deleted, or no longer ACTIVE)")
-        seen = None
-    else:
-        observation = observe(watching, service, elapsed, body.timeout)
-        watching, verdict, seen = observation.watching, observation.verdict, service
-    body = replace(body, state=WatchState.of(watching))
-    if verdict is None:
-        return body
-    rollout = concluded(ecs, body.request.service, watching, verdict, seen, elapsed)
-    if not rollout.ok and rollout.deployment_id:
-        try:
-            rollout.stopped_tasks = await ecs.stopped_tasks(rollout.deployment_id)
-        except Exception as exc:  # noqa: BLE001 - the report goes out without them
-            log.warning("could not list the stopped tasks of %s: %s", rollout.deployment_id, exc)
-    stopped = [Stopped(t.task_id, t.stopped_reason, list(t.containers)) for t in rollout.stopped_tasks]
-    ended = Ended(rollout.outcome, rollout.reason, rollout.running, rollout.desired, rollout.elapsed,
-                  rollout.deployment_id, rollout.events, stopped)  # fmt: skip
-    log.info("rollout of %s ended: %s (%s)", body.request.service, rollout.outcome, rollout.reason)
-    return replace(body, ended=ended)
-
-
-async def _show_progress(rt: Runtime, body: DeployWatch, note: Announcement | None, now: float) -> DeployWatch:
-    """Update the check run's title when the rollout's counts changed (at most every PROGRESS_EVERY s)."""
-    state = body.state
-    text = f"rolling out {revision_of(body.revision)}: {state.running}/{state.desired} running"
-    if note is None or text == body.progress or now - body.progress_at < PROGRESS_EVERY:
-        return body
-    req = body.request
-    try:
-        gh = await rt.github_for_installation(req.installation, req.repository)
-        await gh.patch(
-            "/repos/{owner}/{repo}/check-runs/{check_run_id}",
-            {"owner": req.repository.split("/")[0], "repo": req.repository.split("/")[1], "check_run_id": note.run_id},
-            data={"status": "in_progress", "output": {"title": text, "summary": f"{text} ({state.deployment_id})"}},
-        )
-    except Exception as exc:  # noqa: BLE001 - progress is best effort
-        log.info("could not show the progress of %s: %s", req.service, exc)
-        return body
-    return replace(body, progress=text, progress_at=now)
-
-
-async def _report(rt: Runtime, watch: Watch, body: DeployWatch) -> None:
-    req = body.request
-    gh = await rt.github_for_installation(req.installation, req.repository)
-    note = announcement(watch)
-    if note is not None:
-        announced = Announced({"id": note.deployment_id}, {"id": note.run_id, "html_url": note.log_url})
-    else:  # the deploy job never recorded them (it stopped): find or make them now
-        announced = await announce(gh, rt.config, req)
-    if watch.replaced_by and body.ended is None:
-        await finish_replaced(gh, rt.config, req, announced, replacer(watch.replaced_by))
-        return
-    ended = body.ended
-    assert ended is not None
-    env = rt.config.environment(req.environment)
-    rollout = Rollout(
-        ended.outcome, req.service, req.environment, env.cluster, body.revision, ended.deployment_id,  # type: ignore[arg-type]
-        ended.reason, running=ended.running, desired=ended.desired, elapsed=ended.elapsed, events=list(ended.events),
-        stopped_tasks=[StoppedTask(s.task_id, s.stopped_reason, list(s.containers)) for s in ended.stopped],
-    )  # fmt: skip
-    result = DeployResult(req.service, req.environment, body.revision, body.reused, rollout)
-    await finish_rollout(gh, rt.config, req, announced, result, body.image, body.changes)
+async def watch_command(rollouts: RolloutWatches, ecs: Ecs, job: CommandJob, plan: Plan, wait: Wait) -> Started:
+    """A restart or rollback: carry ``plan`` out and answer the command when its rollout ends."""
+    inv, target = job.invocation, job.target
+    key = service_key(inv.repository, target.service, target.environment)
+    return await rollouts.start(ecs, plan, ident=command_watch_id(job), key=key, then=ReplyCommand(job), wait=wait)

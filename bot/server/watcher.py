@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from bot.flows.watching import poll
+from bot.flows.watch_poll import poll
 from bot.server.context import Context
 
 log = logging.getLogger("lemi.watcher")

@@ -1,0 +1,235 @@
+"""The watcher's poll: every claimed watch looked at once, judged, and reported when it ends.
+
+Watches are grouped by environment (one cluster in one account) and their services described
+ten to a DescribeServices call. Each answer is judged by :func:`bot.aws.rollout.observe`, with
+the truthfulness rules of a deploy that waits: only the deployment lemi started reaching
+COMPLETED with running = desired is a success; a circuit-breaker rollback, a FAILED rollout, a
+service that is gone or a timeout is a failure, with ECS's events and the stopped tasks. The
+verdict is kept on the watch until it is reported, so a report GitHub refuses is sent again,
+never judged again. A watch a newer rollout replaced is reported as replaced.
+
+What is reported (bot/flows/watching.py ``then``): a deploy's check run and Deployment, as
+bot/flows/deploy.py reports them (and ``/lemi deploy``'s reply), or the reply to a restart or
+a rollback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import msgspec
+from msgspec.structs import replace
+
+from bot.aws.ecs import Ecs, StoppedTask, revision_of
+from bot.aws.rollout import DeployResult, Rollout, Verdict, concluded, observe
+from bot.core import logs
+from bot.core.errors import classify
+from bot.flows.answers import Answer, Deployed, Failed, RolledOut
+from bot.flows.commands import earlier_reply, react, reply
+from bot.flows.deploy import Announced, announce, finish_replaced, finish_rollout
+from bot.flows.runtime import Runtime
+from bot.flows.watching import (
+    Announcement,
+    Ended,
+    ReportDeploy,
+    RolloutWatch,
+    Stopped,
+    WatchState,
+    announcement,
+    decode,
+    encode,
+    replacer,
+)
+from bot.github.client import GitHub
+from bot.store.jobs import Invocation, Target
+from bot.store.watches import Watch
+
+if TYPE_CHECKING:  # the stubs are a development dependency
+    from types_aiobotocore_ecs.type_defs import ServiceTypeDef
+
+log = logging.getLogger("lemi.watcher")
+
+# how long a finished rollout waits for its deploy job to record the Deployment and check run it
+# announced (GitHub writes may queue behind the installation's limits) before the watcher makes them
+ANNOUNCE_GRACE = 900.0
+REPORT_ATTEMPTS = 8  # a rollout's end that GitHub keeps refusing is logged and dropped after these
+PROGRESS_EVERY = 15.0  # seconds between progress updates of one check run (only when it changed)
+
+Clock = Callable[[], float]
+
+
+async def poll(rt: Runtime, owner: str, claimed: list[Watch], *, clock: Clock = time.time) -> None:
+    """Look at every claimed watch once: describe their services (ten to a call, per
+    environment), judge each, report the ended ones and keep the others for their next poll."""
+    groups: dict[str, list[tuple[Watch, RolloutWatch]]] = defaultdict(list)
+    for watch in claimed:
+        try:
+            groups[watch.group].append((watch, decode(watch.body)))
+        except msgspec.DecodeError as exc:
+            log.error("dropping watch %s: lemi cannot read it back (%s)", watch.id, exc)
+            await rt.watches.remove(watch, owner)
+    await asyncio.gather(*(_poll_group(rt, owner, env, items, clock) for env, items in groups.items()))
+
+
+async def _poll_group(
+    rt: Runtime, owner: str, environment: str, items: list[tuple[Watch, RolloutWatch]], clock: Clock
+) -> None:
+    try:
+        ecs = await Ecs.open(rt.aws(), environment)
+        described = await ecs.describe_services([b.service for w, b in items if b.ended is None and not w.replaced_by])
+    except Exception as exc:  # noqa: BLE001 - every watch of the group is looked at again later
+        log.warning("could not describe the services of %s (%s); trying again", environment, exc)
+        now = clock()
+        for watch, body in items:
+            await rt.watches.update(watch, owner, watch.body, now + max(body.poll, 1.0))
+        return
+    await asyncio.gather(*(_guarded(rt, owner, ecs, watch, body, described, clock) for watch, body in items))
+
+
+async def _guarded(
+    rt: Runtime, owner: str, ecs: Ecs, watch: Watch, body: RolloutWatch, described: dict[str, ServiceTypeDef],
+    clock: Clock,
+) -> None:  # fmt: skip
+    """One watch; whatever goes wrong with it, the others of the round go on (it is looked at again
+    when its lease runs out)."""
+    try:
+        with logs.bind(repository=_repository(body), service=body.service, environment=body.environment):
+            await _one(rt, owner, ecs, watch, body, described, clock)
+    except Exception:  # noqa: BLE001
+        log.exception("watch %s: lemi could not look at it; trying again later", watch.id)
+
+
+def _repository(body: RolloutWatch) -> str:
+    then = body.then
+    return then.request.repository if isinstance(then, ReportDeploy) else then.job.invocation.repository
+
+
+async def _one(
+    rt: Runtime, owner: str, ecs: Ecs, watch: Watch, body: RolloutWatch, described: dict[str, ServiceTypeDef],
+    clock: Clock,
+) -> None:  # fmt: skip
+    now = clock()
+    if body.ended is None and not watch.replaced_by:
+        body = await _judge(ecs, body, described.get(body.service), now)
+    if body.ended is None and not watch.replaced_by:
+        body = await _show_progress(rt, body, announcement(watch), now)
+        await rt.watches.update(watch, owner, encode(body), now + body.poll)
+        return
+    waiting = isinstance(body.then, ReportDeploy) and not watch.note
+    if waiting and now - watch.created < ANNOUNCE_GRACE:  # the deploy job is still announcing
+        await rt.watches.update(watch, owner, encode(body), now + max(body.poll, 0.5))
+        return
+    try:
+        await _report(rt, watch, body)
+    except Exception as exc:  # noqa: BLE001 - reported again at the next poll
+        attempts = body.report_attempts + 1
+        if classify(exc) == "user" or attempts >= REPORT_ATTEMPTS:
+            log.error("could not report the end of the rollout of %s; giving up: %s", body.service, exc)
+            await rt.watches.remove(watch, owner)
+            return
+        log.warning("could not report the end of the rollout of %s (attempt %s): %s", body.service, attempts, exc)
+        retry = replace(body, report_attempts=attempts)
+        await rt.watches.update(watch, owner, encode(retry), now + min(60.0, 2.0**attempts))
+        return
+    await rt.watches.remove(watch, owner)
+
+
+async def _judge(ecs: Ecs, body: RolloutWatch, service: ServiceTypeDef | None, now: float) -> RolloutWatch:
+    """One DescribeServices answer judged; the verdict kept in the body once there is one."""
+    watching = body.state.watching()
+    elapsed = now - body.started
+    if service is None:
+        verdict: Verdict | None = Verdict("failed", "the ECS service is gone (deleted, or no longer ACTIVE)")
+        seen = None
+    else:
+        observation = observe(watching, service, elapsed, body.timeout)
+        watching, verdict, seen = observation.watching, observation.verdict, service
+    body = replace(body, state=WatchState.of(watching))
+    if verdict is None:
+        return body
+    rollout = concluded(ecs, body.service, watching, verdict, seen, elapsed)
+    if not rollout.ok and rollout.deployment_id:
+        try:
+            rollout.stopped_tasks = await ecs.stopped_tasks(rollout.deployment_id)
+        except Exception as exc:  # noqa: BLE001 - the report goes out without them
+            log.warning("could not list the stopped tasks of %s: %s", rollout.deployment_id, exc)
+    stopped = [Stopped(t.task_id, t.stopped_reason, list(t.containers)) for t in rollout.stopped_tasks]
+    ended = Ended(rollout.outcome, rollout.reason, rollout.running, rollout.desired, rollout.elapsed,
+                  rollout.deployment_id, rollout.events, stopped)  # fmt: skip
+    log.info("rollout of %s ended: %s (%s)", body.service, rollout.outcome, rollout.reason)
+    return replace(body, ended=ended)
+
+
+async def _show_progress(rt: Runtime, body: RolloutWatch, note: Announcement | None, now: float) -> RolloutWatch:
+    """Update a deploy's check run title when the rollout's counts changed (at most every PROGRESS_EVERY s)."""
+    state, then = body.state, body.then
+    text = f"rolling out {revision_of(body.revision)}: {state.running}/{state.desired} running"
+    if not isinstance(then, ReportDeploy) or note is None:
+        return body
+    if text == body.progress or now - body.progress_at < PROGRESS_EVERY:
+        return body
+    req = then.request
+    owner, repo = req.repository.split("/", 1)
+    try:
+        gh = await rt.github_for_installation(req.installation, req.repository)
+        await gh.patch(
+            "/repos/{owner}/{repo}/check-runs/{check_run_id}",
+            {"owner": owner, "repo": repo, "check_run_id": note.run_id},
+            data={"status": "in_progress", "output": {"title": text, "summary": f"{text} ({state.deployment_id})"}},
+        )
+    except Exception as exc:  # noqa: BLE001 - progress is best effort
+        log.info("could not show the progress of %s: %s", body.service, exc)
+        return body
+    return replace(body, progress=text, progress_at=now)
+
+
+def _result(rt: Runtime, body: RolloutWatch) -> DeployResult:
+    ended = body.ended
+    assert ended is not None
+    cluster = rt.config.environment(body.environment).cluster
+    rollout = Rollout(
+        ended.outcome, body.service, body.environment, cluster, body.revision, ended.deployment_id,  # type: ignore[arg-type]
+        ended.reason, running=ended.running, desired=ended.desired, elapsed=ended.elapsed, events=list(ended.events),
+        stopped_tasks=[StoppedTask(s.task_id, s.stopped_reason, list(s.containers)) for s in ended.stopped],
+    )  # fmt: skip
+    return DeployResult(body.service, body.environment, body.revision, body.reused, rollout)
+
+
+async def _report(rt: Runtime, watch: Watch, body: RolloutWatch) -> None:
+    then = body.then
+    replaced = replacer(watch.replaced_by) if watch.replaced_by and body.ended is None else ""
+    if isinstance(then, ReportDeploy):
+        req = then.request
+        gh = await rt.github_for_installation(req.installation, req.repository)
+        note = announcement(watch)
+        if note is not None:
+            announced = Announced({"id": note.deployment_id}, {"id": note.run_id, "html_url": note.log_url})
+        else:  # the deploy job never recorded them (it stopped): find or make them now
+            announced = await announce(gh, rt.config, req)
+        if replaced:
+            report = await finish_replaced(gh, rt.config, req, announced, replaced)
+        else:
+            report = await finish_rollout(gh, rt.config, req, announced, _result(rt, body), then.image, then.changes)
+        if then.command is not None:
+            await _answer(gh, then.command.invocation, Deployed(report), then.command.target)
+        return
+    inv = then.job.invocation
+    gh = await rt.github_for_installation(inv.installation, inv.repository)
+    answer: Answer
+    if replaced:
+        answer = Failed(f"the rollout was replaced by a newer one ({replaced}) before it ended")
+    else:
+        answer = RolledOut(_result(rt, body))
+    await _answer(gh, inv, answer, then.job.target)
+
+
+async def _answer(gh: GitHub, inv: Invocation, answer: Answer, target: Target) -> None:
+    """Reply to the command once (a report sent again finds the reply it made)."""
+    if await earlier_reply(gh, inv) is None:
+        await reply(gh, inv, answer, target=target)
+    await react(gh, inv, "success" if answer.ok else "failure")
