@@ -9,7 +9,7 @@ job picks up where it was instead of doing things twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -283,9 +283,10 @@ async def run_deploy(
             superseded=superseded, wait=Wait(timeout=timeout, poll=poll), released=released, resumed=resumed,
             watch=watch,
         )  # fmt: skip
-    finally:
+    except BaseException:
         if not announcing.done():  # the deploy failed before it needed it: let the job's retry do it again
             announcing.cancel()
+        raise
 
 
 async def _deploy(
@@ -344,13 +345,19 @@ async def _deploy(
         result = await execute(ecs, the_plan, wait)
         return await finish_rollout(gh, config, req, await announcing, result, image, changes)
     started = await watch.start(ecs, req, the_plan, image=image, changes=changes, wait=wait)
-    announced = await announcing
     if started.watching is None:  # an earlier attempt's rollout ended while lemi was not watching
-        return await finish_rollout(gh, config, req, announced, started.result, image, changes)
-    await watch.announced(req, announced)
-    if not request.already_sent:
-        await deployment_status(gh, req, announced.deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12],
-                                log_url=announced.log_url)  # fmt: skip
+        return await finish_rollout(gh, config, req, await announcing, started.result, image, changes)
+
+    async def announced_then_rolling_out() -> None:
+        announced = await announcing
+        await watch.announced(req, announced)
+        if not request.already_sent:
+            await deployment_status(gh, req, announced.deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12],
+                                    log_url=announced.log_url)  # fmt: skip
+
+    # the job ends here: its GitHub writes may wait behind the installation's limits (a push of
+    # many services), and nothing of the rollout waits for them; the watcher reports on them
+    watch.detach(req, announced_then_rolling_out())
     return DeployReport("watching", "", started.result)
 
 
@@ -364,6 +371,10 @@ class Watcher(Protocol):
     ) -> Started: ...
 
     async def announced(self, req: DeployRequest, announced: Announced) -> None: ...
+
+    def detach(self, req: DeployRequest, announcing: Coroutine[Any, Any, None]) -> None:
+        """Finish announcing the deploy after its job ended (the watcher waits for it)."""
+        ...
 
 
 def _changes(situation: Situation, compiled: dict[str, Any]) -> str:

@@ -40,7 +40,9 @@ from bot.flows.watching import (
     RolloutWatch,
     Stopped,
     WatchState,
+    announce_failed,
     announcement,
+    announcing,
     decode,
     encode,
     replacer,
@@ -120,8 +122,7 @@ async def _one(
         body = await _show_progress(rt, body, announcement(watch), now)
         await rt.watches.update(watch, owner, encode(body), now + body.poll)
         return
-    waiting = isinstance(body.then, ReportDeploy) and not watch.note
-    if waiting and now - watch.created < ANNOUNCE_GRACE:  # the deploy job is still announcing
+    if isinstance(body.then, ReportDeploy) and not watch.note and _still_announcing(watch, now):
         await rt.watches.update(watch, owner, encode(body), now + max(body.poll, 0.5))
         return
     try:
@@ -137,6 +138,16 @@ async def _one(
         await rt.watches.update(watch, owner, encode(retry), now + min(60.0, 2.0**attempts))
         return
     await rt.watches.remove(watch, owner)
+    announce_failed.discard(watch.id)
+
+
+def _still_announcing(watch: Watch, now: float) -> bool:
+    """Is the deploy job that made ``watch`` still creating its Deployment and check run? In this
+    process it is known (and a failed announcement is made here at once); one made elsewhere (a
+    replica, a process that stopped mid-announcement) is given ANNOUNCE_GRACE."""
+    if watch.id in announcing:
+        return True
+    return watch.id not in announce_failed and now - watch.created < ANNOUNCE_GRACE
 
 
 async def _judge(ecs: Ecs, body: RolloutWatch, service: ServiceTypeDef | None, now: float) -> RolloutWatch:

@@ -18,9 +18,11 @@ deployment, and lemi reports them as replaced (neither success nor failure), not
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import msgspec
 
@@ -201,6 +203,18 @@ class RolloutWatches:
         return started
 
 
+# announcements a deploy job left to finish in this process, by watch id: the watcher waits for
+# them instead of announcing a second time (bot/flows/watch_poll.py)
+announcing: dict[str, asyncio.Task[None]] = {}
+announce_failed: set[str] = set()  # ... and those whose announcement failed: the watcher makes it
+
+
+async def announcements_done(timeout: float) -> None:
+    """Let the announcements still running finish (a process that stops), for at most ``timeout``."""
+    if announcing:
+        await asyncio.wait(list(announcing.values()), timeout=timeout)
+
+
 class DeployWatches:
     """Where a deploy hands its rollout (the ``Watcher`` of bot/flows/deploy.py); ``command``: the
     ``/lemi deploy`` job to answer when it ends."""
@@ -216,6 +230,21 @@ class DeployWatches:
         key = service_key(req.repository, req.service, req.environment)
         then = ReportDeploy(req, image, changes, self.command)
         return await self.rollouts.start(ecs, plan, ident=watch_id(req), key=key, then=then, wait=wait)
+
+    def detach(self, req: DeployRequest, work: Coroutine[Any, Any, None]) -> None:
+        ident = watch_id(req)
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception as exc:  # noqa: BLE001 - the watcher announces the deploy itself
+                log.warning("could not announce the deploy of %s; the watcher will: %s", req.service, exc)
+                announce_failed.add(ident)
+            finally:
+                announcing.pop(ident, None)
+                self.rollouts.wake()
+
+        announcing[ident] = asyncio.ensure_future(run())
 
     async def announced(self, req: DeployRequest, announced: Announced) -> None:
         """The deploy job has its Deployment and check run: the watcher reports on them."""

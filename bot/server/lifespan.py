@@ -171,14 +171,19 @@ async def opened(settings: Settings, config: Config, *, queue: Queue | None = No
 async def background(
     ctx: Context, handlers: JobHandlers, workers: int, tuning: WorkerSettings | None = None
 ) -> AsyncIterator[None]:
-    """The work, apart from intake, started in this order and stopped in reverse: ``workers``
-    workers on the queue (deploys and long commands beside them, up to ``LEMI_BACKGROUND_JOBS``),
-    the rollout watcher (bot/server/watcher.py) and the redelivery of missed webhooks
+    """The work, apart from intake, started in this order and stopped in reverse: the rollout
+    watcher (bot/server/watcher.py), ``workers`` workers on the queue (deploys and long commands
+    beside them, up to ``LEMI_BACKGROUND_JOBS``) and the redelivery of missed webhooks
     (bot/server/redeliver.py). ``lemi worker`` runs it in a process of its own; ``lemi serve``
     runs it beside intake when it has workers (``LEMI_WORKERS`` > 0 without ``--intake-only``)."""
     settings = ctx.settings
     tuning = tuning or WorkerSettings(lease_seconds=settings.lease_seconds, retry_delays=settings.retry_delays)
     async with AsyncExitStack() as started:
+        # rollouts are watched here, not by a worker; stopped after the workers (their deploys
+        # leave it rollouts, and GitHub writes to finish)
+        watcher = RolloutWatcher(ctx, lease_seconds=tuning.lease_seconds)
+        watcher.start()
+        started.push_async_callback(watcher.stop)
         beside = Background(BACKGROUND_KINDS, settings.background_jobs)
         pool = WorkerPool(
             [
@@ -196,10 +201,6 @@ async def background(
         )
         pool.start()
         started.push_async_callback(pool.stop)
-        # rollouts are watched here, not by a worker
-        watcher = RolloutWatcher(ctx, lease_seconds=tuning.lease_seconds)
-        watcher.start()
-        started.push_async_callback(watcher.stop)
         # missed deliveries: ask GitHub to redeliver them, at start and periodically
         redeliverer = Redeliverer(
             ctx.auth.app,

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 
 from bot.flows.watch_poll import poll
+from bot.flows.watching import announcements_done
 from bot.server.context import Context
 
 log = logging.getLogger("lemi.watcher")
@@ -46,6 +47,7 @@ class RolloutWatcher:
         self._task = asyncio.create_task(self.run())
 
     async def stop(self, grace: float = 10.0) -> None:
+        await announcements_done(grace)  # the deploys' GitHub writes the jobs left running
         self._stop.set()
         self.ctx.wake_watcher()
         if self._task is not None:
