@@ -541,9 +541,11 @@ def test_retried_deploy_picks_up_where_it_was(
 ) -> None:
     sha = github.commit(REPO, "develop", SERVICE_FILES)
     aws_world.push_image(world.endpoint, sha)
-    # the first PATCH is the completed check run, after the rollout: a secondary rate limit longer
-    # than lemi waits in place gives the job back to the queue, and the job runs again
-    github.secondary_rate_limit("PATCH", r"/check-runs/\d+$", retry_after=120)
+    # the first PATCH is the completed check run, after the rollout: a failure the client does not
+    # retry in place (409, a concurrent change) gives the job back to the queue, and the job runs
+    # again. (A secondary limit longer than lemi waits in place gives it back too, but then every
+    # write waits out GitHub's pause: tests/test_writer.py.)
+    github.fail_next("PATCH", r"/check-runs/\d+$", 409)
     with app_for(github, tmp_path) as app:
         push(app, github, "develop", ZERO_SHA, sha)
         deploy_job = next(j for j in app.jobs() if j["kind"] == "deploy")

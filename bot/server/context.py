@@ -11,6 +11,7 @@ from bot.core.settings import Settings
 from bot.github.auth import AppAuth
 from bot.github.client import GitHub
 from bot.github.owners import Owners
+from bot.github.schedule import Limits
 from bot.server.metrics import Metrics
 from bot.store.locks import Locks
 from bot.store.queue import Queue
@@ -26,6 +27,11 @@ class Context:
     metrics: Metrics = field(default_factory=Metrics)
     _aws: AwsClients | None = None
     _owners: Owners | None = None
+
+    def __post_init__(self) -> None:
+        # the installation clients of this process share one writer per installation (AppAuth);
+        # here they get the budget the settings give (bot/github/writer.py)
+        self.auth.writers.use(Limits(self.settings.github_writes_per_minute, self.settings.github_writes_per_hour))
 
     async def github(self, event_data: dict[str, Any]) -> GitHub:
         """The installation client of the repository an event came from."""
