@@ -80,6 +80,11 @@ class GitHub(GitHubAPI):
         self._login: str | None = None
         self._asked = False
 
+    @property
+    def writer(self) -> Writer:
+        """Where this client's writes wait their turn (shared by every client of its identity)."""
+        return self._writer
+
     async def login(self) -> str | None:
         """Whose this client is: the App's ``<slug>[bot]`` (given by :class:`AppAuth`), or the
         user of a personal token (``GET /user``, once). None for an installation token that is
