@@ -306,3 +306,46 @@ async def test_the_apps_clients_of_one_installation_share_one_writer_with_the_se
         # a client of its own (the CLI's personal token) keeps its own writer, GitHub's limits
         mine = GitHub(session, base_url=github.url, oauth_token="ghp_x")
         assert mine.writer is not one.writer and mine.writer.limits == Limits(80, 500)
+
+
+# ---- the writer alone ----------------------------------------------------------------------------
+
+
+async def test_a_write_that_got_no_answer_fails_for_its_caller_alone() -> None:
+    clock = Clock()
+    w = writer.Writer(clock=clock.now, sleep=clock.sleep)
+
+    async def cut() -> writer.Response:
+        raise aiohttp.ServerDisconnectedError()
+
+    async def fine() -> writer.Response:
+        return 201, {}, b"{}"
+
+    lost, sent = await asyncio.gather(
+        w.send("POST", f"https://api.github.com/repos/{REPO}/issues/1/comments", b"{}", cut),
+        w.send("POST", f"https://api.github.com/repos/{REPO}/issues/2/comments", b"{}", fine),
+        return_exceptions=True,
+    )
+    assert isinstance(lost, aiohttp.ServerDisconnectedError)  # the client retries it, or not (a POST)
+    assert sent == (201, {}, b"{}")
+
+
+async def test_writes_waiting_when_the_writer_stops_are_cancelled_not_left_waiting() -> None:
+    clock = Clock(auto=False)
+    w = writer.Writer(Limits(per_minute=1, per_hour=500), clock=clock.now, sleep=clock.sleep)
+
+    async def fine() -> writer.Response:
+        return 201, {}, b"{}"
+
+    await w.send("POST", f"https://api.github.com/repos/{REPO}/issues/1/comments", b"{}", fine)
+    waiting = asyncio.ensure_future(
+        w.send("POST", f"https://api.github.com/repos/{REPO}/issues/2/comments", b"{}", fine)
+    )
+    while w.waiting < 1:
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert w._task is not None
+    w._task.cancel()  # the loop shuts down
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert w.waiting == 0

@@ -166,6 +166,14 @@ def _fail(write: _Write, exc: BaseException) -> None:
         write.future.set_exception(exc)
 
 
+def _abandon(write: _Write, exc: BaseException) -> None:
+    """The write will not be answered: its caller gets ``exc``, or is cancelled with the sender."""
+    if isinstance(exc, Exception):
+        _fail(write, exc)
+    elif not write.future.done():
+        write.future.cancel()
+
+
 def _paused_error(seconds: float) -> GitHubRateLimited:
     return GitHubRateLimited(
         f"GitHub asked lemi to pause its writes for {seconds:.0f} s (secondary rate limit); "
@@ -225,8 +233,9 @@ class Writer:
     def _wake(self) -> None:
         if self._arrived is not None:
             self._arrived.set()
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="lemi-github-writer")
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._run(), name="lemi-github-writer")
 
     async def _run(self) -> None:
         """Send what waits, one at a time, then end (the next write starts it again)."""
@@ -240,6 +249,11 @@ class Writer:
                 pending = self.schedule.pop()
                 assert pending is not None
                 await self._send(pending)
+        except BaseException as exc:  # cancelled with the loop, or a defect: no caller waits forever
+            for waiting in self.schedule.drain():
+                for write in waiting.items:
+                    _abandon(write, exc)
+            raise
         finally:
             self._arrived = None
 
@@ -256,11 +270,13 @@ class Writer:
     async def _send(self, pending: Pending[_Write]) -> None:
         try:
             response = await pending.item.send()
-        except Exception as exc:  # no answer: the caller's client decides (bot/github/client.py)
+        except BaseException as exc:  # no answer: the caller's client decides (bot/github/client.py)
             self.schedule.sent()
             for write in pending.items:
-                _fail(write, exc)
-            return
+                _abandon(write, exc)
+            if isinstance(exc, Exception):
+                return
+            raise
         self.schedule.sent()
         refusal = secondary_limit(*response)
         if refusal is None:
