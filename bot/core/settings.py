@@ -213,6 +213,21 @@ class Settings(_Variables):
         description="how often to look for missed webhook deliveries and ask GitHub to redeliver them; "
         "`0` turns it off",
     )
+    github_writes_per_minute: Whole = Field(
+        80,
+        ge=1,
+        validation_alias="LEMI_GITHUB_WRITES_PER_MINUTE",
+        description="content-creating GitHub requests (comments, check runs, Deployments, statuses...) per "
+        "installation per minute, GitHub's documented secondary limit; with several processes writing for "
+        "one installation, give each a share",
+    )
+    github_writes_per_hour: Whole = Field(
+        500,
+        ge=1,
+        validation_alias="LEMI_GITHUB_WRITES_PER_HOUR",
+        description="the same per hour (GitHub's documented limit is 500); beyond it, writes wait, "
+        "slash-command replies and pull-request checks first",
+    )
 
     @model_validator(mode="before")
     @classmethod

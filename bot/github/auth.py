@@ -19,6 +19,7 @@ from cachetools import TLRUCache, TTLCache
 from bot.github.client import GitHub
 from bot.github.contents import repo_vars
 from bot.github.errors import GitHubError
+from bot.github.writer import Writers
 
 REFRESH_MARGIN = 300.0  # seconds before expiry when a cached token is replaced
 
@@ -41,19 +42,27 @@ class AppAuth:
         base_url: str,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         on_response: Callable[[str, str, int, Mapping[str, str]], None] | None = None,
+        writers: Writers | None = None,
     ) -> None:
         self._session = session
         self._base_url = base_url
         self._sleep = sleep
         self._on_response = on_response
+        # one writer per installation, shared by all its clients (bot/github/writer.py)
+        self.writers = writers or Writers()
         self.app = GitHub(
-            session, base_url=base_url, app_id=app_id, private_key=private_key, sleep=sleep, on_response=on_response
+            session,
+            base_url=base_url,
+            app_id=app_id,
+            private_key=private_key,
+            sleep=sleep,
+            on_response=on_response,
+            writer=self.writers.of("app"),
         )
         self._tokens: TLRUCache[int, tuple[str, float]] = TLRUCache(maxsize=4096, ttu=_token_ttu, timer=_wall)
         self._installations: TTLCache[str, int] = TTLCache(maxsize=4096, ttl=3600)
         self._locks: dict[int, asyncio.Lock] = {}
         self._bot_login: str | None = None
-        self._write_locks: dict[int, asyncio.Lock] = {}
 
     async def installation_token(self, installation_id: int) -> str:
         cached = self._tokens.get(installation_id)
@@ -75,7 +84,7 @@ class AppAuth:
             self._session,
             base_url=self._base_url,
             oauth_token=token,
-            write_lock=self._write_locks.setdefault(installation_id, asyncio.Lock()),
+            writer=self.writers.of(installation_id),
             sleep=self._sleep,
             on_response=self._on_response,
             identity=self.bot_login,

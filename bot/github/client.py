@@ -6,7 +6,9 @@
 * primary and secondary rate limits (403/429 with ``retry-after`` or
   ``x-ratelimit-remaining: 0``) are retried after the time GitHub asks for,
   up to a bound (longer waits go back to the queue as a job retry);
-* writes are sent one at a time per token, as GitHub asks of integrators;
+* writes (POST, PATCH, PUT, DELETE) go through the identity's writer (bot/github/writer.py):
+  one at a time, within GitHub's secondary limits, the urgent first; it also waits out a
+  secondary-limit answer to a write, so the client retries only the primary limit of a write;
 * what still fails leaves the client as lemi's exceptions, a user error or a transient
   one (bot/github/errors.py), never as gidgethub's or aiohttp's.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -29,6 +32,7 @@ from gidgethub.aiohttp import GitHubAPI
 from uritemplate import variable
 
 from bot.github.errors import GitHubError, rate_limit_wait, translate
+from bot.github.writer import READS, Writer
 
 REQUESTER = "lemi"
 MAX_ATTEMPTS = 4
@@ -39,6 +43,11 @@ IDEMPOTENT = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD"})
 def error_message(exc: GitHubError) -> str:
     """GitHub's message for a failed call ("Pull Request is not mergeable"), or the status phrase."""
     return exc.message
+
+
+def _primary(exc: HTTPException) -> bool:
+    """Is this the primary rate limit (the hourly request quota)?"""
+    return {k.lower(): v for k, v in (exc.headers or {}).items()}.get("x-ratelimit-remaining") == "0"
 
 
 def backoff(attempt: int, base: float = 0.5, cap: float = 8.0) -> float:
@@ -56,7 +65,7 @@ class GitHub(GitHubAPI):
         oauth_token: str | None = None,
         app_id: str | None = None,
         private_key: str | None = None,
-        write_lock: asyncio.Lock | None = None,
+        writer: Writer | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         on_response: Callable[[str, str, int, Mapping[str, str]], None] | None = None,
         identity: Callable[[], Awaitable[str]] | None = None,
@@ -64,12 +73,17 @@ class GitHub(GitHubAPI):
         super().__init__(
             session, REQUESTER, oauth_token=oauth_token, app_id=app_id, private_key=private_key, base_url=base_url
         )
-        self._write_lock = write_lock or asyncio.Lock()
+        self._writer = writer or Writer()  # a client of its own (the CLI's token) keeps its own budget
         self._sleep = sleep or asyncio.sleep
         self._on_response = on_response
         self._identity = identity
         self._login: str | None = None
         self._asked = False
+
+    @property
+    def writer(self) -> Writer:
+        """Where this client's writes wait their turn (shared by every client of its identity)."""
+        return self._writer
 
     async def login(self) -> str | None:
         """Whose this client is: the App's ``<slug>[bot]`` (given by :class:`AppAuth`), or the
@@ -139,11 +153,12 @@ class GitHub(GitHubAPI):
         while True:
             attempt += 1
             try:
-                if method in ("GET", "HEAD"):
+                if method in READS:
                     response = await super()._request(method, url, headers, body)
                 else:
-                    async with self._write_lock:
-                        response = await super()._request(method, url, headers, body)
+                    response = await self._writer.send(
+                        method, url, body, functools.partial(super()._request, method, url, headers, body)
+                    )
             except (TimeoutError, aiohttp.ClientConnectionError):
                 # nothing reached GitHub, or a read that can be repeated
                 if attempt >= MAX_ATTEMPTS or (method not in IDEMPOTENT and attempt > 1):
@@ -157,6 +172,8 @@ class GitHub(GitHubAPI):
     async def handle_rate_limit_error(self, *, method: str, url: str, exception: HTTPException, attempt: int) -> bool:
         if attempt >= MAX_ATTEMPTS:
             return False
+        if method not in READS and exception.status_code in (403, 429) and not _primary(exception):
+            return False  # the writer has waited for GitHub's secondary limit already
         wait = rate_limit_wait(exception)
         if wait is None:
             if exception.status_code >= 500 and method in IDEMPOTENT:

@@ -12,6 +12,7 @@ from bot.core.settings import Settings
 from bot.github.auth import AppAuth
 from bot.github.client import GitHub
 from bot.github.owners import Owners
+from bot.github.schedule import Limits
 from bot.server.metrics import Metrics
 from bot.store.backends import open_watches
 from bot.store.locks import Locks
@@ -35,6 +36,9 @@ class Context:
     def __post_init__(self) -> None:
         if self.watches is None:
             self.watches = open_watches(self.settings.queue_url, self.settings.locks_path)
+        # the installation clients of this process share one writer per installation (AppAuth);
+        # here they get the budget the settings give (bot/github/writer.py)
+        self.auth.writers.use(Limits(self.settings.github_writes_per_minute, self.settings.github_writes_per_hour))
 
     def wake_watcher(self) -> None:
         self.watch_added.set()

@@ -51,6 +51,12 @@ Faults: ``fail_next(method, path_regex, status=502, times=1, headers=None, body=
 path_regex, times=1, retry_after=1)`` (403 + retry-after) · ``primary_rate_limit(...)``
 (403 + x-ratelimit-remaining: 0).
 
+Secondary limits (always on): per installation (or user), more than ``secondary_limits``
+((80, 500): a minute, an hour) POST/PATCH/PUT/DELETE requests get 403 + ``retry-after`` +
+"You have exceeded a secondary rate limit..."; ``secondary_limited()`` lists those calls
+(``Call.limited``). Time: ``fake.clock`` (``time.monotonic``); ``Clock()`` (``fakes.github``)
+is one a test moves: ``fake.clock = clock.now``, ``clock.advance(s)``, ``await clock.sleep(s)``.
+
 Reading: ``calls`` [Call(method, path, query, body, auth, token, installation_id, login,
 operation, template, params, status, response)] · ``writes()`` · ``calls_to(method, glob)`` ·
 ``describe_calls()`` · ``pull(full_name, n)`` / ``pulls(full_name, state="all")`` ·

@@ -20,8 +20,13 @@ b. authentication like GitHub's: App JWTs (RS256, ``iss`` = app id, ``iat`` at
    tokens (:meth:`FakeGitHub.add_user_token`) elsewhere -- 401 otherwise, 404
    for a repository outside the token's installation;
 c. recording in ``fake.calls`` (:class:`Call`);
-d. fault injection (:meth:`FakeGitHub.fail_next`);
-e. a stateful handler answering GitHub-shaped JSON built from the documented
+d. GitHub's secondary limits on content-creating requests: per installation (or user, for a
+   personal token), a POST, PATCH, PUT or DELETE beyond ``secondary_limits`` (80 in any
+   minute, 500 in any hour) is answered 403 with ``retry-after`` and GitHub's "You have
+   exceeded a secondary rate limit" message, as GitHub answers it; the windows are read from
+   ``fake.clock`` (``time.monotonic``; a test moves time with a :class:`Clock`);
+e. fault injection (:meth:`FakeGitHub.fail_next`);
+f. a stateful handler answering GitHub-shaped JSON built from the documented
    examples, with GitHub's status codes; the answer is itself validated
    against the documented response schema (``kind="response"`` violations
    are defects of the fake).
@@ -59,7 +64,8 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html import escape as _escape_html
@@ -89,6 +95,49 @@ DEFAULT_PERMISSIONS = {
 }
 DEFAULT_EVENTS = ["pull_request", "push", "issue_comment"]
 EPOCH = 1_700_000_000  # commit timestamps: deterministic shas
+SECONDARY_LIMITS = (80, 500)  # content-creating requests a minute, an hour (GitHub's documented limits)
+CONTENT_CREATING = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+SECONDARY_MESSAGE = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+SECONDARY_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"
+
+
+class Clock:
+    """A clock a test moves: ``fake.clock = clock.now`` for the fake's limits, and ``clock.sleep``
+    for whatever would wait (lemi's writer), so minutes pass without waiting. ``auto`` (the
+    default): a sleep moves the clock itself; otherwise a sleep lasts until the test
+    :meth:`advance` moves the clock past its end."""
+
+    def __init__(self, start: float = 1_000_000.0, *, auto: bool = True) -> None:
+        self.time = start
+        self.auto = auto
+        self.slept = 0.0  # seconds the sleeps moved the clock (auto)
+        self._moved: asyncio.Event | None = None
+
+    def now(self) -> float:
+        return self.time
+
+    def advance(self, seconds: float) -> None:
+        self.time += max(0.0, seconds)
+        if self._moved is not None:
+            self._moved.set()
+            self._moved = None
+
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        """Sleep until ``seconds`` after now: the end is fixed when it is called, not when
+        the sleeping task first runs."""
+        return self._until(self.time + max(0.0, seconds))
+
+    async def _until(self, deadline: float) -> None:
+        if self.auto:
+            if deadline > self.time:
+                self.slept += deadline - self.time
+                self.advance(deadline - self.time)
+            await asyncio.sleep(0)
+            return
+        while self.time < deadline:
+            if self._moved is None:
+                self._moved = asyncio.Event()
+            await self._moved.wait()
 
 
 class GitHubError(Exception):
@@ -382,6 +431,7 @@ class Call:
     params: dict[str, str]
     status: int = 0
     response: Any = None
+    limited: bool = False  # refused for the secondary limits
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} -> {self.status}"
@@ -630,6 +680,9 @@ class FakeGitHub:
             self.web_login = "octocat"  # who is signed in on the web side
             self._violations_expected = False
             self._clock = 0
+            self.clock: Callable[[], float] = time.monotonic
+            self.secondary_limits = SECONDARY_LIMITS
+            self._content_writes: dict[str, deque[float]] = {}  # identity -> when each was accepted
             self._ids = {
                 "installation": 10_000,
                 "repo": 700_000_000,
@@ -697,11 +750,32 @@ class FakeGitHub:
             403,
             times,
             {"retry-after": str(retry_after)},
-            {
-                "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
-                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
-            },
+            {"message": SECONDARY_MESSAGE, "documentation_url": SECONDARY_DOCS},
         )
+
+    def secondary_limited(self) -> list[Call]:
+        """The requests refused for the secondary limits (not the injected refusals)."""
+        return [c for c in self.calls if c.status == 403 and c.limited]
+
+    def _over_secondary_limits(self, token: Token) -> int | None:
+        """Seconds until one more content-creating request of ``token``'s identity is accepted
+        (None: accepted now, and counted). GitHub counts per installation, or per user."""
+        identity = f"installation:{token.installation_id}" if token.kind == "installation" else f"user:{token.login}"
+        now = self.clock()
+        accepted = self._content_writes.setdefault(identity, deque())
+        while accepted and accepted[0] <= now - 3600:
+            accepted.popleft()
+        per_minute, per_hour = self.secondary_limits
+        in_minute = [t for t in accepted if t > now - 60]
+        wait = 0.0
+        if len(in_minute) >= per_minute:
+            wait = in_minute[-per_minute] + 60 - now
+        if len(accepted) >= per_hour:
+            wait = max(wait, accepted[-per_hour] + 3600 - now)
+        if wait > 0:
+            return max(1, int(-(-wait // 1)))
+        accepted.append(now)
+        return None
 
     def primary_rate_limit(self, method: str, path_regex: str, times: int = 1, reset_in: int = 1) -> None:
         self.fail_next(
@@ -1936,6 +2010,12 @@ class FakeGitHub:
             call.token = ctx.token.token if ctx.token else None
             call.installation_id = ctx.token.installation_id if ctx.token else None
             call.login = ctx.actor.login if ctx.token else None
+            if method in CONTENT_CREATING and ctx.token is not None:
+                retry_after = self._over_secondary_limits(ctx.token)
+                if retry_after is not None:
+                    call.limited = True
+                    body = {"message": SECONDARY_MESSAGE, "documentation_url": SECONDARY_DOCS}
+                    return answer(403, body, {"retry-after": str(retry_after)})
             for fault in self.faults:
                 if fault.method in ("*", method) and fault.pattern.search(path):
                     fault.times -= 1
