@@ -153,7 +153,7 @@ async def test_every_transient_failure_is_retried(queue: SQLiteQueue, clock: Clo
     await w.run_once()
     stored = await queue.get("d-1")
     assert stored is not None and stored.state == "queued" and type(exc).__name__ in (stored.last_error or "")
-    clock.now += 5
+    clock.now += max(5.0, exc.retry_after or 0.0)  # a rate limit is not tried before GitHub's pause ends
     await w.run_once()
     stored = await queue.get("d-1")
     assert stored is not None and stored.state == "done" and rec.runs == [1, 2] and rec.reports == []
@@ -183,6 +183,9 @@ def test_retry_delay_is_the_one_question() -> None:
     assert [retry_delay(bad_gateway(), n, delays) for n in (1, 2, 3)] == [5.0, 30.0, None]
     assert retry_delay(Permanent("no"), 1, delays) is None
     assert retry_delay(RuntimeError("a bug"), 1, delays) == 5.0  # unknown: retried, then failed and reported
+    # a rate limit that says how long GitHub pauses: not sooner than that
+    limited = GitHubRateLimited("secondary rate limit", status_code=403, retry_after=90.0)
+    assert [retry_delay(limited, n, delays) for n in (1, 2, 3)] == [90.0, 90.0, None]
     assert retry_delay(ConnectionError("not translated by an adapter"), 2, delays) == 30.0
     assert retry_delay(bad_gateway(), 1, ()) is None
 

@@ -19,6 +19,10 @@ class Metrics:
         )  # fmt: skip
         self._deliveries: dict[tuple[str, str], Any] = {}
         self.queue_depth = Gauge("lemi_queue_depth", "Jobs queued or running", registry=self.registry)
+        self.watched = Gauge(
+            "lemi_rollouts_watched", "Rollouts (and other long waits) the watcher of this process polled last round",
+            registry=self.registry,
+        )  # fmt: skip
         self.jobs = Histogram(
             "lemi_job_duration_seconds", "Time to process a job, by kind and outcome", ["kind", "outcome"],
             registry=self.registry, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),

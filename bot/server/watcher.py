@@ -65,6 +65,7 @@ class RolloutWatcher:
     async def run_once(self) -> int:
         """One round: claim the due watches and poll them; how many there were."""
         claimed = await self.ctx.watches.claim(self.owner, self.clock(), self.lease_seconds)
+        self.ctx.metrics.watched.set(len(claimed))
         if claimed:
             await poll(self.ctx, self.owner, claimed, clock=self.clock)
         return len(claimed)

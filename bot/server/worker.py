@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.core import logs
-from bot.core.errors import UserError, classify
+from bot.core.errors import Transient, UserError, classify
 from bot.server.metrics import Metrics
 from bot.store.jobs import Unreadable
 from bot.store.queue import Job, Queue, QueueUnavailable
@@ -52,10 +52,13 @@ def retry_delay(exc: BaseException, attempts: int, delays: tuple[float, ...]) ->
     A ``UserError`` fails at once: retrying cannot fix it. Anything else is tried again
     ``delays[attempts - 1]`` later, ``len(delays) + 1`` attempts in all: a ``Transient``
     failure may pass, and so may an exception no adapter translated (it is logged as one
-    lemi did not expect when the job fails for good)."""
+    lemi did not expect when the job fails for good). A transient failure that says how long to
+    wait (GitHub's ``Retry-After``) is not tried again sooner."""
     if classify(exc) == "user" or attempts > len(delays):
         return None
-    return delays[attempts - 1]
+    delay = delays[attempts - 1]
+    asked = exc.retry_after if isinstance(exc, Transient) else None
+    return max(delay, asked) if asked else delay  # not before the service asked (a rate limit's pause)
 
 
 def describe(exc: BaseException) -> str:
