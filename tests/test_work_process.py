@@ -19,7 +19,7 @@ from urllib.parse import unquote
 from app_harness import LEMI_YML, SERVICE_YAML, setup_repos
 from fakes.github import serving
 from fakes.webhooks import for_pull_request
-from lemi_process import LOOPBACK, Server, Worker, db_jobs, wait_until
+from lemi_process import LOOPBACK, Server, Worker, db_jobs, free_port, wait_until
 
 from bot.store.jobs import WebhookJob
 from bot.store.queue import NewJob
@@ -122,7 +122,9 @@ async def test_a_settled_job_wakes_nobody_but_a_new_one_does(tmp_path: Path) -> 
 def test_a_delivery_the_web_process_accepts_is_run_by_the_worker_process(github: Any, tmp_path: Path) -> None:
     number = open_service_pr(github)
     db = tmp_path / "queue.db"
-    intake, work = web(github, tmp_path, db, "--intake-only"), worker(github, tmp_path, db)
+    metrics_port = free_port()
+    intake = web(github, tmp_path, db, "--intake-only")
+    work = worker(github, tmp_path, db, LEMI_WORKER_METRICS_PORT=str(metrics_port))
     try:
         intake.start()
         work.start()
@@ -133,6 +135,10 @@ def test_a_delivery_the_web_process_accepts_is_run_by_the_worker_process(github:
         [job] = db_jobs(db)
         assert job["worker"].startswith(f"{work.pid}-")  # the worker process ran it, not the web process
         provisioned_once(github, number)
+        # the work's own metrics, from the worker process
+        metrics = LOOPBACK.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert 'lemi_job_duration_seconds_count{kind="webhook",outcome="done"} 1.0' in metrics, metrics
+        assert "lemi_rollouts_watched 0.0" in metrics
         assert (work.stop(), intake.stop()) == (0, -signal.SIGTERM)  # both close cleanly (uvicorn: as signalled)
     finally:
         work.kill()

@@ -176,6 +176,14 @@ class Settings(_Variables):
         validation_alias="LEMI_WORKERS",
         description="workers in the process; `0` only accepts deliveries (another process works them)",
     )
+    worker_metrics_port: Whole = Field(
+        0,
+        ge=0,
+        le=65535,
+        validation_alias="LEMI_WORKER_METRICS_PORT",
+        description="`lemi worker` serves its own Prometheus metrics (jobs, rollouts watched, GitHub calls) "
+        "on 127.0.0.1 at this port; 0 (the default): not served",
+    )
     background_jobs: Whole = Field(
         64,
         ge=1,

@@ -49,6 +49,11 @@ async def work(
         async with opened(settings, start.config) as state:
             assert state.context is not None
             async with background(state.context, default_handlers(), settings.workers):
+                if settings.worker_metrics_port:  # the work's own metrics: jobs, rollouts watched, GitHub calls
+                    from prometheus_client import start_http_server
+
+                    start_http_server(settings.worker_metrics_port, "127.0.0.1", registry=state.metrics.registry)
+                    log.info("lemi worker: metrics on http://127.0.0.1:%s/metrics", settings.worker_metrics_port)
                 freeze_start_up()
                 log.info(
                     "lemi worker: %s workers on %s (pid %s)", settings.workers, _where(settings.queue_url), os.getpid()
