@@ -10,9 +10,9 @@ the others when their leases run out.
 from __future__ import annotations
 
 import time
-from contextlib import AsyncExitStack
 from typing import Any
 
+from bot.store.dynamo import DynamoTable
 from bot.store.watches import Watch
 
 INDEX = {"id": {"S": "watches"}}
@@ -36,23 +36,10 @@ def _failed_condition(exc: Exception) -> bool:
     return _CONDITION_FAILED in type(exc).__name__ + str(exc)
 
 
-class DynamoWatches:
+class DynamoWatches(DynamoTable):
     def __init__(self, table: str, region: str | None, *, clock: Any = time.time) -> None:
-        self.table = table
-        self.region = region
+        super().__init__(table, region)
         self._clock = clock
-        self._client: Any = None
-        self._stack: AsyncExitStack | None = None
-
-    async def _ddb(self) -> Any:
-        if self._client is None:
-            from aiobotocore.session import get_session
-
-            self._stack = AsyncExitStack()
-            self._client = await self._stack.enter_async_context(
-                get_session().create_client("dynamodb", region_name=self.region)
-            )
-        return self._client
 
     async def add(self, id: str, key: str, group: str, body: bytes, due: float) -> None:
         ddb = await self._ddb()
@@ -209,8 +196,3 @@ class DynamoWatches:
 
     async def count(self) -> int:
         return len(await self._ids())
-
-    async def close(self) -> None:
-        if self._stack is not None:
-            await self._stack.aclose()
-            self._client = self._stack = None

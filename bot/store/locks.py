@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot.store.dynamo import DynamoTable
 from bot.store.jobs import DeployJob, encode_message, read_message
 from bot.store.sqlitedb import Store
 
@@ -146,30 +147,12 @@ class LockStore:
         await self._store.close()
 
 
-class DynamoLockStore:
+class DynamoLockStore(DynamoTable):
     """The same locks in DynamoDB, shared by every replica (with ``LEMI_QUEUE=sqs://...?dedupe_table=T``).
 
     One item per lock (``lock#<repository>#<environment>``) in the delivery table;
     held deploys are a list on the lock item, so releasing returns them atomically.
     """
-
-    def __init__(self, table: str, region: str | None) -> None:
-        self.table = table
-        self.region = region
-        self._client: Any = None
-        self._stack: Any = None
-
-    async def _ddb(self) -> Any:
-        if self._client is None:
-            from contextlib import AsyncExitStack
-
-            from aiobotocore.session import get_session
-
-            self._stack = AsyncExitStack()
-            self._client = await self._stack.enter_async_context(
-                get_session().create_client("dynamodb", region_name=self.region)
-            )
-        return self._client
 
     @staticmethod
     def _key(repository: str, environment: str) -> dict[str, Any]:
@@ -214,8 +197,3 @@ class DynamoLockStore:
         )
         held = gone.get("Attributes", {}).get("held", {}).get("L", [])
         return [_held(index + 1, entry["S"]) for index, entry in enumerate(held)]
-
-    async def close(self) -> None:
-        if self._stack is not None:
-            await self._stack.aclose()
-            self._client = self._stack = None
