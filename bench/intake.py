@@ -345,7 +345,7 @@ def start_targets(tmp: Path, names: list[str], core: str) -> list[Target]:
             db = Path(env["LEMI_QUEUE"].removeprefix("sqlite:///"))
 
             def worker(env: dict[str, str] = env, name: str = name) -> Proc:
-                proc = start(f"{name}-worker", [lemi_bin, "worker"], env, tmp, core)
+                proc = start(f"{name}-worker", [lemi_bin, "worker", "--idle"], env, tmp, core)
                 wait_for(proc, lambda: "workers on" in proc.log.read_text(errors="replace"))
                 return proc
 

@@ -48,8 +48,8 @@ def web(github: Any, tmp_path: Path, db: Path, *args: str, **env: str) -> Server
     return Server(github, tmp_path, db, lemi_yml=LEMI_YML, args=("serve", *args), **env)
 
 
-def worker(github: Any, tmp_path: Path, db: Path, **env: str) -> Worker:
-    return Worker(github, tmp_path, db, lemi_yml=LEMI_YML, **{"LEMI_WORKERS": "2", **env})
+def worker(github: Any, tmp_path: Path, db: Path, *args: str, **env: str) -> Worker:
+    return Worker(github, tmp_path, db, lemi_yml=LEMI_YML, args=("worker", *args), **{"LEMI_WORKERS": "2", **env})
 
 
 def provisioned_once(github: Any, number: int) -> None:
@@ -140,11 +140,11 @@ async def test_a_new_job_wakes_one_waiting_worker_and_a_lease_wakes_the_next(tmp
 def test_a_delivery_the_web_process_accepts_is_run_by_the_worker_process(github: Any, tmp_path: Path) -> None:
     number = open_service_pr(github)
     db = tmp_path / "queue.db"
-    intake, work = web(github, tmp_path, db, "--intake-only"), worker(github, tmp_path, db)
+    intake, work = web(github, tmp_path, db, "--intake-only"), worker(github, tmp_path, db, "--idle")
     try:
         intake.start()
         work.start()
-        if hasattr(os, "SCHED_IDLE"):  # the work runs only when intake leaves the core idle, every thread of it
+        if hasattr(os, "SCHED_IDLE"):  # --idle: the work runs only when intake leaves the core idle, every thread
             tasks = os.listdir(f"/proc/{work.pid}/task")
             assert {os.sched_getscheduler(int(t)) for t in tasks} == {os.SCHED_IDLE}, tasks
             assert os.sched_getscheduler(intake.pid) == os.SCHED_OTHER

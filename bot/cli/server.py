@@ -122,10 +122,12 @@ def _terminated(sig: int, frame: Any) -> None:
 )
 @click.option(
     "--idle/--no-idle",
-    default=True,
+    default=False,
     show_default=True,
-    help="On Linux, run at the idle scheduling class (SCHED_IDLE): on a core that intake keeps busy the "
-    "work runs only when intake waits, rather than taking a share of the core as --nice alone does.",
+    help="On Linux, also run at the idle scheduling class (SCHED_IDLE): on a core that intake keeps busy "
+    "the work runs only when intake waits, rather than taking a share of it as --nice alone does. Only "
+    "where nothing else keeps the core busy for long: the work then gets no CPU at all and its leases "
+    "run out (LEMI_LEASE_SECONDS).",
 )
 @click.option("--parent", type=int, hidden=True, help="Stop when this process is gone (`lemi serve --with-worker`).")
 def worker(env_file: str | None, nice: int, idle: bool, parent: int | None) -> None:
