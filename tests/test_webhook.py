@@ -766,6 +766,33 @@ def test_logs_are_json_lines_with_delivery_and_repository(
     assert any(lg == "lemi.worker" and lvl == "info" and m.endswith(" done") for lg, lvl, m in messages), messages
 
 
+def test_serve_logs_each_delivery_once_and_keeps_the_access_log_of_everything_else(github: Any, tmp_path: Path) -> None:
+    """A delivery answered 2xx has lemi's JSON line, not uvicorn's access line as well; a refused
+    delivery and every other request keep their access line."""
+    number = open_service_pr(github)
+    payload = for_pull_request(github, SERVICE, number, "opened")
+    queued, ignored = str(uuid.uuid4()), str(uuid.uuid4())
+    server = LemiServe(github, tmp_path, tmp_path / "queue.db", lemi_yml=LEMI_YML, args=("serve", "--intake-only"))
+    try:
+        server.start()
+        assert server.deliver("pull_request", payload, queued).status_code == 202
+        assert server.deliver("watch", example("watch", "started"), ignored).status_code == 200
+        headers, body = signed("pull_request", payload, "not the secret")
+        assert httpx.post(f"{server.url}/webhook", content=body, headers=headers).status_code == 401
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+    finally:
+        server.stop()
+    lines = server.output().splitlines()
+    logged = [e for e in json_lines("\n".join(lines)) if e.get("logger") == "lemi.app"]
+    assert {(e["delivery"], e["event"], e["message"]) for e in logged} >= {
+        (queued, "pull_request", f"delivery {queued} queued"),
+        (ignored, "watch", f"delivery {ignored} ignored"),
+    }, logged
+    access = [line for line in lines if '"POST /webhook HTTP/1.1"' in line]
+    assert [line.split('" ')[-1].split()[0] for line in access] == ["401"], access
+    assert sum('"GET /healthz HTTP/1.1" 200' in line for line in lines) >= 2  # the harness's readiness look, and ours
+
+
 def test_logs_of_a_provisioning_job_name_the_service(
     github: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,6 +5,7 @@ against the shared GitHub fake. And the queue's notice of a job another process 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import subprocess
@@ -47,8 +48,8 @@ def web(github: Any, tmp_path: Path, db: Path, *args: str, **env: str) -> Server
     return Server(github, tmp_path, db, lemi_yml=LEMI_YML, args=("serve", *args), **env)
 
 
-def worker(github: Any, tmp_path: Path, db: Path, **env: str) -> Worker:
-    return Worker(github, tmp_path, db, lemi_yml=LEMI_YML, **{"LEMI_WORKERS": "2", **env})
+def worker(github: Any, tmp_path: Path, db: Path, *args: str, **env: str) -> Worker:
+    return Worker(github, tmp_path, db, lemi_yml=LEMI_YML, args=("worker", *args), **{"LEMI_WORKERS": "2", **env})
 
 
 def provisioned_once(github: Any, number: int) -> None:
@@ -119,15 +120,36 @@ async def test_a_settled_job_wakes_nobody_but_a_new_one_does(tmp_path: Path) -> 
 # ---- lemi serve --intake-only beside lemi worker ----------------------------------------------------
 
 
+async def test_a_new_job_wakes_one_waiting_worker_and_a_lease_wakes_the_next(tmp_path: Path) -> None:
+    """Every woken worker searches the queue: one job wakes one of them; the worker that leases a
+    job wakes the next, which finds the second job."""
+    queue = SQLiteQueue(":memory:")  # no other process: only this one's puts wake
+    waiting = [asyncio.create_task(queue.wait_for_work(3600)) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    await queue.put(NewJob("a", "ka", WebhookJob("ping", "a", "acme/x")))
+    await queue.put(NewJob("b", "kb", WebhookJob("ping", "b", "acme/x")))
+    await asyncio.sleep(0.1)
+    assert sum(w.done() for w in waiting) == 2  # one wake each
+    assert (await queue.lease("w", 60)) is not None  # wakes the third
+    await asyncio.wait_for(asyncio.gather(*waiting), timeout=10)
+    assert (await queue.lease("w", 60)) is not None
+    assert (await queue.lease("w", 60)) is None
+    await queue.close()
+
+
 def test_a_delivery_the_web_process_accepts_is_run_by_the_worker_process(github: Any, tmp_path: Path) -> None:
     number = open_service_pr(github)
     db = tmp_path / "queue.db"
     metrics_port = free_port()
     intake = web(github, tmp_path, db, "--intake-only")
-    work = worker(github, tmp_path, db, LEMI_WORKER_METRICS_PORT=str(metrics_port))
+    work = worker(github, tmp_path, db, "--idle", LEMI_WORKER_METRICS_PORT=str(metrics_port))
     try:
         intake.start()
         work.start()
+        if hasattr(os, "SCHED_IDLE"):  # --idle: the work runs only when intake leaves the core idle, every thread
+            tasks = os.listdir(f"/proc/{work.pid}/task")
+            assert {os.sched_getscheduler(int(t)) for t in tasks} == {os.SCHED_IDLE}, tasks
+            assert os.sched_getscheduler(intake.pid) == os.SCHED_OTHER
         delivery = str(uuid.uuid4())
         response = intake.deliver("pull_request", for_pull_request(github, SERVICE, number, "opened"), delivery)
         assert (response.status_code, response.json()) == (202, {"status": "queued"})

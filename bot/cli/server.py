@@ -120,14 +120,22 @@ def _terminated(sig: int, frame: Any) -> None:
     help="Lower this process's scheduling priority by this much (os.nice), so that intake, in the web "
     "process, comes first on a shared core; 0 keeps it.",
 )
+@click.option(
+    "--idle/--no-idle",
+    default=False,
+    show_default=True,
+    help="On Linux, also run at the idle scheduling class (SCHED_IDLE): on a core that intake keeps busy "
+    "the work runs only when intake waits, rather than taking a share of it as --nice alone does. Only "
+    "where nothing else keeps the core busy for long: the work then gets no CPU at all and its leases "
+    "run out (LEMI_LEASE_SECONDS).",
+)
 @click.option("--parent", type=int, hidden=True, help="Stop when this process is gone (`lemi serve --with-worker`).")
-def worker(env_file: str | None, nice: int, parent: int | None) -> None:
+def worker(env_file: str | None, nice: int, idle: bool, parent: int | None) -> None:
     """Run the App's work: LEMI_WORKERS workers on the queue and the redelivery of missed webhooks,
     without intake (the Procfile's worker line, beside `lemi serve --intake-only`)."""
     from bot.server.work import work
 
-    if nice:
-        os.nice(nice)
+    lower_priority(nice, idle)
     reread = _rereader(env_file)
 
     async def main() -> int:
@@ -140,6 +148,19 @@ def worker(env_file: str | None, nice: int, parent: int | None) -> None:
     code = asyncio.run(main())
     if code:
         raise click.exceptions.Exit(code)
+
+
+def lower_priority(nice: int, idle: bool) -> None:
+    """This process (and the threads it starts after) below intake: ``nice``, and the idle
+    scheduling class where the system has one. The idle class alone would do on Linux; the nice
+    value is what remains where it is missing or refused (a container without the permission)."""
+    if nice:
+        os.nice(nice)
+    if idle and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError as exc:
+            log.warning("lemi worker: cannot use the idle scheduling class (%s); running at nice %s", exc, nice)
 
 
 def _rereader(env_file: str | None) -> Any:

@@ -45,10 +45,32 @@ _EVENT_RE = re.compile(r"^[a-z0-9_]{1,64}$")
 
 
 def signature_ok(body: bytes, header: str | None, secret: str) -> bool:
+    """``X-Hub-Signature-256`` is ``sha256=`` and the body's HMAC-SHA256 under ``secret``, compared
+    in constant time (one-shot ``hmac.digest``: no HMAC object per delivery)."""
     if not header or not header.startswith("sha256="):
         return False
-    expected = "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected.encode("ascii"), header.encode("ascii", errors="replace"))
+    expected = b"sha256=" + hmac.digest(secret.encode("utf-8"), body, hashlib.sha256).hex().encode("ascii")
+    return hmac.compare_digest(expected, header.encode("ascii", errors="replace"))
+
+
+class QuietDeliveries(logging.Filter):
+    """Leaves out uvicorn's access-log line of a ``POST /webhook`` answered 2xx: lemi's own JSON
+    line of that delivery (its id, event, repository and outcome) says it already, and a second
+    line per delivery was a tenth of intake's cost. Every other request (a refused delivery,
+    health, metrics, the setup page) keeps its access-log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args  # uvicorn's: (client, method, path with query, HTTP version, status)
+        if isinstance(args, tuple) and len(args) == 5 and args[1] == "POST" and isinstance(args[4], int):
+            return not (200 <= args[4] < 300 and str(args[2]).split("?", 1)[0] == "/webhook")
+        return True
+
+
+def quiet_deliveries() -> None:
+    """Install :class:`QuietDeliveries` on uvicorn's access log, once per process."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, QuietDeliveries) for f in access.filters):
+        access.addFilter(QuietDeliveries())
 
 
 @dataclass
@@ -129,11 +151,9 @@ async def webhook(request: Request) -> Response:
         count(event, "bad_request")
         return _error(400, f"malformed payload: {exc}")
     if event == "ping":
-        count(event, "pong")
-        return _answer("pong")
+        return _answered(count, event, delivery, "pong")
     if not handlers.accepts(event, data):
-        count(event, "ignored")
-        return _answer("ignored")
+        return _answered(count, event, delivery, "ignored")
     try:
         repository = str(data["repository"]["full_name"])
         key = handlers.job_key(event, data, state.context)
@@ -149,9 +169,16 @@ async def webhook(request: Request) -> Response:
         log.error("could not store delivery %s: %s", delivery, exc, extra=where)
         count(event, "store_failed")
         return _error(503, "could not store the delivery; redeliver it from the App's settings")
-    outcome = "queued" if stored else "duplicate"
+    return _answered(count, event, delivery, "queued" if stored else "duplicate", where)
+
+
+def _answered(
+    count: Callable[[str, str], None], event: str, delivery: str, outcome: str, where: dict[str, str] | None = None
+) -> Response:
+    """The answer to a delivery that was read, counted and logged: one JSON line per delivery
+    (uvicorn's access log leaves these out, :class:`QuietDeliveries`)."""
     count(event, outcome)
-    log.info("delivery %s %s", delivery, outcome, extra=where)
+    log.info("delivery %s %s", delivery, outcome, extra=where or {"delivery": delivery, "event": event})
     return _answer(outcome)
 
 
@@ -251,6 +278,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         logs.setup()
+        quiet_deliveries()
         chosen = handlers or default_handlers()
         app.state.handlers = chosen
         start = decide(settings, config)

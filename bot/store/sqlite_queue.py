@@ -17,6 +17,8 @@ users could open are tightened when the queue opens (privatefiles.py).
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable
@@ -59,10 +61,19 @@ CREATE INDEX IF NOT EXISTS jobs_open ON jobs (key, id) WHERE state IN ('queued',
 INDEXES = "CREATE INDEX IF NOT EXISTS jobs_body_file ON jobs (body_file) WHERE body_file IS NOT NULL;"
 COLLECT_EVERY = 60.0  # seconds: how often complete() looks for document files nothing needs
 
-# the first open job of each key (one pass over the open-jobs index), if it is ready
+# the first open job of each key, if it is ready. The keys are walked in the open-jobs index one
+# seek at a time (a skip-scan: each key's successor, then its first job), so the search grows
+# with the keys that have open jobs, not with the jobs waiting behind them (GROUP BY key read
+# every open job: 8.5 ms against 1.6 ms at 20,000 open jobs in 256 keys)
 LEASABLE = """
-SELECT j.* FROM (SELECT MIN(id) AS id FROM jobs WHERE state IN ('queued', 'running') GROUP BY key) AS head
-JOIN jobs j ON j.id = head.id
+WITH RECURSIVE keys(key) AS (
+  SELECT (SELECT key FROM jobs WHERE state IN ('queued', 'running') ORDER BY key LIMIT 1)
+  UNION ALL
+  SELECT (SELECT k.key FROM jobs k WHERE k.state IN ('queued', 'running') AND k.key > keys.key ORDER BY k.key LIMIT 1)
+  FROM keys WHERE keys.key IS NOT NULL
+)
+SELECT j.* FROM keys JOIN jobs j
+  ON j.id = (SELECT h.id FROM jobs h WHERE h.key = keys.key AND h.state IN ('queued', 'running') ORDER BY h.id LIMIT 1)
 WHERE (j.state = 'queued' AND j.run_after <= :now) OR (j.state = 'running' AND j.lease_until < :now)
 ORDER BY j.run_after, j.id
 LIMIT 1
@@ -104,7 +115,9 @@ class SQLiteQueue:
         # group commit: puts that arrive while a commit is on disk share the next one
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._work: asyncio.Event | None = None
+        # waiting workers, woken one at a time (a wake with nobody waiting is kept for the next one)
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._woken = False
         self._work_loop: asyncio.AbstractEventLoop | None = None
         self._notice: Notice | None = None  # jobs other processes put (started by the first wait_for_work)
         self._notice_loop: asyncio.AbstractEventLoop | None = None
@@ -247,31 +260,47 @@ class SQLiteQueue:
                 if not p.future.done():
                     p.future.set_result(stored)
 
-    def _event(self) -> asyncio.Event:
-        loop = asyncio.get_running_loop()
-        if self._work is None or self._work_loop is not loop:
-            self._work, self._work_loop = asyncio.Event(), loop
-        return self._work
-
     def _signal(self) -> None:
-        self._event().set()
+        """Wake one waiting worker (or the next to wait). One, not all: each woken worker searches the
+        queue, and a worker that leases a job wakes the next (``lease``), so a burst of jobs still
+        reaches every worker while a single new job costs one search, not one per worker."""
+        loop = asyncio.get_running_loop()
+        if self._work_loop is not loop:  # the queue moved to another event loop (tests)
+            self._waiters.clear()
+            self._work_loop = loop
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._woken = True
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when a job was put: in this process at once, by another process (``lemi serve``
         beside ``lemi worker``) within notice.INTERVAL; else after ``timeout`` (retries coming due)."""
-        event = self._event()
         loop = asyncio.get_running_loop()
+        if self._work_loop is not loop:
+            self._waiters.clear()
+            self._woken, self._work_loop = False, loop
         if self._bodies is not None and (self._notice is None or self._notice_loop is not loop):
             if self._notice is not None:  # the queue moved to another event loop (tests)
                 self._notice.stop()
             # a file other processes may share: notice the jobs they put
             self._notice, self._notice_loop = Notice(self.path, lambda: _call_in(loop, self._signal)), loop
             self._notice.start()
-        try:
-            await asyncio.wait_for(event.wait(), timeout=timeout)
-        except TimeoutError:
+        if self._woken:
+            self._woken = False
             return
-        event.clear()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout=timeout)
+        except TimeoutError:
+            pass
+        finally:
+            if not waiter.done() or waiter.cancelled():
+                with contextlib.suppress(ValueError):  # a wake already took it off
+                    self._waiters.remove(waiter)
 
     async def lease(self, worker: str, lease_seconds: float) -> Job | None:
         """The oldest ready job at the head of its key, leased to ``worker``.
@@ -301,7 +330,10 @@ class SQLiteQueue:
                 return self._job(leased)
             return None
 
-        return await self._run(work)
+        leased = await self._run(work)
+        if leased is not None:
+            self._signal()  # there may be more: the next waiting worker looks
+        return leased
 
     @staticmethod
     def _held(db: sqlite3.Connection, job: Job, sql: str, *params: Any) -> bool:
