@@ -33,7 +33,9 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -178,15 +180,31 @@ class QueueWatch(threading.Thread):
 
 
 @contextmanager
-def lemi(github: FakeGitHub, tmp: Path) -> Iterator[Server]:
-    server = Server(github, tmp, tmp / "queue.db", lemi_yml=aws_world.LEMI_YML, args=("serve", "--with-worker"))
+def lemi(github: FakeGitHub, tmp: Path, env: dict[str, str], profile: Path | None) -> Iterator[Server]:
+    """``lemi serve --with-worker``; with ``profile``, ``lemi serve --intake-only`` and ``lemi worker``
+    under cProfile instead (the same two processes, the worker at its usual priority), its profile
+    written to ``profile`` when it stops."""
+    args = ("serve", "--intake-only") if profile else ("serve", "--with-worker")
+    server = Server(github, tmp, tmp / "queue.db", lemi_yml=aws_world.LEMI_YML, args=args, **env)
     for name in ("LEMI_RETRY_DELAYS", "LEMI_REDELIVER_INTERVAL_SECONDS"):  # the defaults, as `make run` has them
         server.env.pop(name)
     server.start()
+    worker = None
     try:
-        wait_until(lambda: "workers on" in server.output(), 30, "lemi worker started", server.output)
+        if profile:
+            worker = subprocess.Popen(
+                ["nice", "-n", "10", sys.executable, "-m", "cProfile", "-o", str(profile), str(Path(sys.executable).parent / "lemi"), "worker",
+                 "--nice", "0"],
+                env=server.env, stdout=open(tmp / "worker.log", "wb"), stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            wait_until(lambda: "workers on" in (tmp / "worker.log").read_text(), 30, "lemi worker started")
+        else:
+            wait_until(lambda: "workers on" in server.output(), 30, "lemi worker started", server.output)
         yield server
     finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(60)
         server.stop()
 
 
@@ -318,7 +336,7 @@ def report(args: argparse.Namespace, names: list[str], record: Record, out: Outc
     span = max(end - t0, 1.0)
     updates = [record.updates[n] - t0 for n in names if n in record.updates]
     print(f"\n== {len(names)} services pushed at once, rollouts of {args.rollout_seconds:g} s "
-          f"(lemi serve --with-worker, default settings)")  # fmt: skip
+          f"(lemi serve --with-worker, {args.env or 'default settings'})")  # fmt: skip
     print(f"   push answered                      {(out.acked - t0) * 1e3:7.1f} ms")
     print(f"   UpdateService reached               {len(updates)}/{len(names)} services")
     if updates:
@@ -388,8 +406,13 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=0.0,
                         help="seconds the push may take to be final (default: rollout + 600)")  # fmt: skip
     parser.add_argument("--log", type=Path, default=None, help="keep lemi's log in this file")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for lemi (an experiment; the recorded run sets none)")  # fmt: skip
+    parser.add_argument("--profile-worker", type=Path, default=None, metavar="FILE",
+                        help="run the worker process under cProfile and write its profile here")  # fmt: skip
     args = parser.parse_args()
     args.timeout = args.timeout or args.rollout_seconds + 600
+    env = dict(item.split("=", 1) for item in args.env)
     started = time.monotonic()
     load = os.getloadavg()
     names = [f"demo-service-s{i:03d}" for i in range(1, args.services + 1)]
@@ -423,7 +446,10 @@ def main() -> int:
         print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} at the start; Python "
               f"{sys.version.split()[0]}; set up ({args.services} ECS services, moto, GitHub fake) "
               f"in {time.monotonic() - started:.1f} s")  # fmt: skip
-        with tempfile.TemporaryDirectory(prefix="lemi-rollouts-") as tmp, lemi(github, Path(tmp)) as server:
+        with (
+            tempfile.TemporaryDirectory(prefix="lemi-rollouts-") as tmp,
+            lemi(github, Path(tmp), env, args.profile_worker) as server,
+        ):
             outcome = run(server, github, names, sha, status_pr, args, record)
             log_path = args.log or server.log
             if args.log:
