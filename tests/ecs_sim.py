@@ -13,11 +13,16 @@ DescribeServices call -- deterministic, with no sleeping:
 * ``replaced(after)``: the deployment vanishes, replaced by another PRIMARY;
 * ``failed(after)``: rolloutState FAILED, no rollback;
 * ``stuck()``: stays IN_PROGRESS forever (for timeouts).
+
+``complete_in(seconds)`` plays ``complete`` by the clock instead: a rollout completes at the
+first DescribeServices ``seconds`` after its UpdateService, its running tasks ramping up
+meanwhile (bench/rollouts.py: rollouts that take minutes, however often lemi looks).
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +52,7 @@ class Scenario:
     after: int  # DescribeServices calls before the outcome
     stop_reason: str = "Essential container in task exited"
     exit_code: int = 1
+    seconds: float | None = None  # by the clock, not by describes (complete_in)
 
 
 @dataclass
@@ -56,6 +62,9 @@ class Sim:
     # deployment id -> describes seen since it started
     ticks: dict[str, int] = field(default_factory=dict)
     updates: int = 0
+    clock: Callable[[], float] = time.monotonic
+    # deployment id -> when its UpdateService started it (clock)
+    started: dict[str, float] = field(default_factory=dict)
 
     # ---- scenario choice -------------------------------------------------------------------
     def complete(self, after: int = 1) -> None:
@@ -72,6 +81,10 @@ class Sim:
 
     def stuck(self) -> None:
         self.scenario = Scenario("stuck", 10**9)
+
+    def complete_in(self, seconds: float) -> None:
+        """Every rollout completes ``seconds`` after its UpdateService (at the next describe)."""
+        self.scenario = Scenario("complete", 0, seconds=seconds)
 
     # ---- helpers for tests -----------------------------------------------------------------
     def service(self, cluster: str, name: str) -> Any:
@@ -102,6 +115,7 @@ class Sim:
         service.running_count = 0
         service.pending_count = service.desired_count
         self.ticks[deployment["id"]] = 0
+        self.started[deployment["id"]] = self.clock()
         self.event(service, f"(service {service.name}) has started 0 tasks: (deployment {deployment['id']}).")
         return deployment
 
@@ -110,7 +124,13 @@ class Sim:
         if primary is None or primary["id"] not in self.ticks or primary.get("rolloutState") != "IN_PROGRESS":
             return
         self.ticks[primary["id"]] += 1
-        if self.ticks[primary["id"]] < self.scenario.after:
+        if self.scenario.seconds is not None:
+            share = (self.clock() - self.started[primary["id"]]) / self.scenario.seconds if self.scenario.seconds else 1
+            if share < 1:  # tasks start one by one, as the rollout goes on
+                running = int(primary["desiredCount"] * share)
+                primary.update(runningCount=running, pendingCount=primary["desiredCount"] - running)
+                return
+        elif self.ticks[primary["id"]] < self.scenario.after:
             primary["pendingCount"] = primary["desiredCount"]
             return
         getattr(self, "_" + self.scenario.name)(service, primary)

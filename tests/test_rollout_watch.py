@@ -265,3 +265,28 @@ def test_on_sqs_a_watch_resumes_on_another_replica_when_its_replica_dies(
 def deployment_state_of(github: Any, sha: str) -> str:
     found = [d for d in github.deployments(REPO) if d.sha == sha]
     return found[0].statuses[-1].state if found and found[0].statuses else ""
+
+
+def test_a_rollout_timed_by_the_clock_is_watched_until_it_completes(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, tmp_path: Path
+) -> None:
+    """ecs_sim's ``complete_in`` (bench/rollouts.py's ECS): however often the watcher describes the
+    service, the rollout completes only once its time has passed, its tasks starting meanwhile."""
+    now = [0.0]
+    sim.clock = lambda: now[0]
+    sim.complete_in(300)
+    sha = github.commit(REPO, "develop", files_of(["demo-service"]))
+    aws_world.push_image(world.endpoint, sha)
+    with app_for(github, tmp_path) as app:
+        push(app, github, sha)
+        settled_jobs(app)
+        now[0] = 150.0  # half way: one of the two tasks runs
+        wait_until(lambda: sim.service(CLUSTER, "demo-service").deployments[0]["runningCount"] == 1, 10,
+                   "the watcher saw the first task running")  # fmt: skip
+        assert len(app.watches()) == 1
+        assert deployment_of(github, "demo-service", sha).statuses[-1].state == "in_progress"
+        now[0] = 300.0
+        app.drain(timeout=30)
+    assert deployment_of(github, "demo-service", sha).statuses[-1].state == "success"
+    assert check_of(github, sha, "demo-service").conclusion == "success"
+    assert sim.updates == 1
