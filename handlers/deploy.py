@@ -7,6 +7,8 @@ newer push waits behind (and supersedes) an older deploy of the same service.
 
 from __future__ import annotations
 
+import asyncio
+
 from gidgethub import sansio
 from gidgethub.routing import Router
 
@@ -43,18 +45,22 @@ async def push(event: sansio.Event, ctx: Runtime) -> None:
     gh = await ctx.github(data)
     installation = (data.get("installation") or {}).get("id")
     sender = (data.get("sender") or {}).get("login") or (data.get("pusher") or {}).get("name", "")
+    jobs = []
     for service in await list_services(gh, repository, sha):
         req = DeployRequest(
             repository, service, environment, sha, sha, sender, "push", event.delivery_id, installation,
             ref.removeprefix("refs/heads/"),
         )  # fmt: skip
-        await ctx.queue.put(
+        jobs.append(
             NewJob(
                 dedupe_id=f"{event.delivery_id}:{service}:{environment}",
                 key=service_key(repository, service, environment),
                 message=DeployJob(req),
             )
         )
+    # put together: the queue commits them in one batch (each service has its own key, so their
+    # order does not matter)
+    await asyncio.gather(*(ctx.queue.put(job) for job in jobs))
 
 
 async def run_job(job: Job, deploy: DeployJob, ctx: Runtime) -> None:

@@ -343,8 +343,9 @@ async def test_a_worker_that_loses_its_lease_stops_the_job(tmp_path: Path) -> No
 
 
 async def test_a_long_job_runs_in_the_background_and_the_worker_takes_the_next_delivery(tmp_path: Path) -> None:
-    """A deploy (a job of a background kind) is handed over: the one worker leases and runs the
-    delivery queued behind it while the deploy still runs; a full background runs jobs in place."""
+    """Deploys (jobs of a background kind) are handed over: the one worker leases and runs the
+    delivery queued behind two of them while they run; beyond the background's limit a deploy
+    waits for a slot with its lease kept, and the worker is never the one waiting."""
     queue = SQLiteQueue(tmp_path / "q.db")
     release = asyncio.Event()
     ran: list[str] = []
@@ -358,20 +359,26 @@ async def test_a_long_job_runs_in_the_background_and_the_worker_takes_the_next_d
         raise AssertionError(reason)
 
     try:
-        deploy = numbered_message(1, kind="deploy")
-        await queue.put(NewJob("deploy-1", "acme/demo:svc:staging", deploy))
-        await queue.put(webhook_job("d-2", "acme/demo#2", {"n": 2}))
+        await queue.put(NewJob("deploy-1", "acme/demo:svc:staging", numbered_message(1, kind="deploy")))
+        await queue.put(NewJob("deploy-2", "acme/demo:other:staging", numbered_message(2, kind="deploy")))
+        await queue.put(webhook_job("d-3", "acme/demo#3", {"n": 3}))
         background = Background(frozenset({"deploy"}), limit=1)
-        w = Worker(queue, process, report, settings=WorkerSettings(), name="w", background=background)
-        assert await w.run_once() and await w.run_once()  # the deploy handed over, then the delivery run
-        await asyncio.sleep(0)
-        assert ran == ["deploy-1", "d-2"]
-        delivery, deploying = await queue.get("d-2"), await queue.get("deploy-1")
+        settings = WorkerSettings(lease_seconds=0.3)
+        w = Worker(queue, process, report, settings=settings, name="w", background=background)
+        assert await w.run_once() and await w.run_once() and await w.run_once()  # two handed over, one run
+        await asyncio.sleep(0.5)  # past a lease: the waiting deploy keeps its lease
+        assert ran == ["deploy-1", "d-3"]  # deploy-2 waits for the one slot
+        delivery = await queue.get("d-3")
         assert delivery is not None and delivery.state == "done"
-        assert deploying is not None and deploying.state == "running" and len(background.tasks) == 1
+        for dedupe in ("deploy-1", "deploy-2"):
+            job = await queue.get(dedupe)
+            assert job is not None and (job.state, job.attempts) == ("running", 1)
+        assert await queue.lease("another", 1.0) is None  # nobody else may take them
         release.set()
         await background.drain(5)
-        deploying = await queue.get("deploy-1")
-        assert deploying is not None and deploying.state == "done"
+        assert ran == ["deploy-1", "d-3", "deploy-2"]
+        for dedupe in ("deploy-1", "deploy-2"):
+            job = await queue.get(dedupe)
+            assert job is not None and (job.state, job.attempts) == ("done", 1)
     finally:
         await queue.close()

@@ -188,8 +188,8 @@ class Settings(_Variables):
         64,
         ge=1,
         validation_alias="LEMI_BACKGROUND_JOBS",
-        description="deploys and long commands run beside the workers, up to this many at once "
-        "(a worker hands them over and takes the next delivery at once)",
+        description="deploys and long commands run beside the workers, up to this many at once; the "
+        "others wait for a slot (a worker hands them over and takes the next delivery at once)",
     )
     lease_seconds: float = Field(
         60.0,

@@ -79,16 +79,18 @@ class WorkerSettings:
 
 class Background:
     """Jobs that may take a while (a deploy that waits for its image, a long command) run here,
-    beside the workers, up to ``limit`` at once: a worker that leases one hands it over and
-    leases the next job at once, so deliveries and short commands never wait behind them."""
+    beside the workers: a worker that leases one hands it over and leases the next job at once,
+    so deliveries and short commands never wait behind them, however many deploys a push makes.
+    At most ``limit`` of them run at once; the others wait for a slot, their leases kept."""
 
     def __init__(self, kinds: frozenset[str], limit: int) -> None:
         self.kinds = kinds
         self.limit = limit
+        self.slots = asyncio.Semaphore(limit)
         self.tasks: set[asyncio.Task[None]] = set()
 
     def takes(self, job: Job) -> bool:
-        return job.kind in self.kinds and len(self.tasks) < self.limit
+        return job.kind in self.kinds
 
     def spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -190,7 +192,11 @@ class Worker:
     async def _process(self, job: Job) -> None:
         if isinstance(job.message, Unreadable):  # the queue could not read what it stored: retrying will not help
             raise Permanent(f"lemi could not read this job back from its queue ({job.message.reason})")
-        await self.process(job)
+        if self.background is not None and self.background.takes(job):
+            async with self.background.slots:  # the lease is kept (heartbeat) while it waits
+                await self.process(job)
+        else:
+            await self.process(job)
 
     async def _heartbeat(self, job: Job, task: asyncio.Task[Any]) -> bool:
         interval = max(0.05, self.settings.lease_seconds / 3)
