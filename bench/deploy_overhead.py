@@ -41,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ from bot.core import logs  # noqa: E402
 from bot.core.config import parse_config  # noqa: E402
 from bot.server.app import create_app  # noqa: E402
 from bot.server.worker import WorkerSettings  # noqa: E402
+from bot.store.jobs import WebhookJob  # noqa: E402
+from handlers import deploy as deploy_handler  # noqa: E402
 
 REPO = "acme/demo-service"
 TARGET_MEDIAN_MS = 300.0
@@ -147,17 +150,17 @@ def instrument(patches: Patches, probe: Probe, github: FakeGitHub) -> None:
 
     patches.setattr(EC2ContainerServiceBackend, "update_service", timed_update)
 
-    run, report = handlers.JOBS["deploy"]
+    run = deploy_handler.run_job  # handlers.process calls it through its module
 
-    async def timed_run(job: Any, ctx: Any) -> None:
-        service = job.payload["service"]
+    async def timed_run(job: Any, message: Any, ctx: Any) -> None:
+        service = message.request.service
         probe.job_start.setdefault(service, time.perf_counter())
         try:
-            await run(job, ctx)
+            await run(job, message, ctx)
         finally:
             probe.job_end[service] = time.perf_counter()
 
-    patches.setattr(handlers, "JOBS", {**handlers.JOBS, "deploy": (timed_run, report)})
+    patches.setattr(deploy_handler, "run_job", timed_run)
 
     process = handlers.process  # create_app's lifespan reads handlers.process (bot.server.app.default_handlers)
 
@@ -166,7 +169,7 @@ def instrument(patches: Patches, probe: Probe, github: FakeGitHub) -> None:
         try:
             await process(job, ctx)
         finally:
-            if job.kind == "webhook" and job.payload.get("event") == "push":
+            if isinstance(job.message, WebhookJob) and job.message.event == "push":
                 probe.push_job.append((began, time.perf_counter()))
 
     patches.setattr(handlers, "process", timed_process)
@@ -388,6 +391,9 @@ def report_burst(p: Push, workers: int, poll: float, rollout: float = 0.0, calls
     print(f"   fakes busy until the last UpdateService: GitHub {p.github_busy:.2f} s, moto {p.moto_busy:.2f} s")
     print(f"   calls: {len(p.github_calls)} GitHub ({len(p.github_calls) / n:.1f}/deploy), "
           f"{len(p.aws_calls)} AWS ({len(p.aws_calls) / n:.1f}/deploy)")  # fmt: skip
+    refused = Counter(f"{c.method} {c.template or c.path} -> {c.status}" for c in p.github_calls if c.status >= 400)
+    for key, count in sorted(refused.items()):
+        print(f"   refused by GitHub: {count} x {key}")
     for key, count in sorted(gh.items()) if calls else ():
         print(f"   {count:6d}  {key}")
     for key, count in sorted(aws.items()) if calls else ():
