@@ -153,20 +153,23 @@ def test_no_more_than_the_hour_budget_in_any_hour() -> None:
 def test_each_priority_leaves_part_of_the_budget_to_the_ones_above_it() -> None:
     limits = Limits(per_minute=80, per_hour=500)
     assert limits.allowed(INTERACTIVE) == (80, 500)
-    assert limits.allowed(RESULT) == (72, 450)
-    assert limits.allowed(PROGRESS) == (60, 375)
-    s, clock = schedule(per_minute=8, per_hour=500)  # progress 6, results 7, interactive 8
+    assert limits.allowed(RESULT) == (48, 300)
+    assert limits.allowed(PROGRESS) == (28, 175)
+    s, clock = schedule(per_minute=20, per_hour=500)  # progress 7, results 12, interactive 20
     for i in range(10):
         s.add(f"p{i}", PROGRESS, f"k{i}")
-    assert len(send_all(s)) == 6
+    assert len(send_all(s)) == 7
     assert s.wait() == pytest.approx(60.0)  # progress waits for the window ...
-    s.add("result", RESULT)
-    s.add("reply-1", INTERACTIVE)
-    s.add("reply-2", INTERACTIVE)
-    assert send_all(s) == ["reply-1", "reply-2"]  # ... the reserve is the replies'
+    for i in range(6):
+        s.add(f"result-{i}", RESULT)
+    assert len(send_all(s)) == 5  # ... results have 12 of it in all ...
+    replies = [f"reply-{n}" for n in range(8)]
+    for name in replies:
+        s.add(name, INTERACTIVE)
+    assert send_all(s) == replies  # ... and the reserve is the replies'
     assert s.wait_for(RESULT) == pytest.approx(60.0) and s.wait_for(INTERACTIVE) == pytest.approx(60.0)
     clock.t += 60
-    assert send_all(s)[:2] == ["result", "p6"]
+    assert send_all(s)[:2] == ["result-5", "p7"]
 
 
 def test_a_write_counts_from_its_answer() -> None:

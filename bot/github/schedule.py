@@ -11,9 +11,10 @@ sends them.
   pull-request checks) go before deploy results (Deployments, their statuses, deploy check
   runs), which go before progress. Within a priority, first come, first sent.
 * **Shares of the budget**: a priority may use only part of each window (:data:`SHARES`), so
-  the rest stays free for the priorities above it: with the defaults, results stop at 72 a
-  minute and 450 an hour, progress at 60 and 375, and a slash-command reply finds room even
-  when a push of 200 services has used the rest of the hour.
+  the rest stays free for the priorities above it: with the defaults, results stop at 48 a
+  minute and 300 an hour, progress at 28 and 175, so slash-command replies and pull-request
+  checks keep 32 a minute even while a push of 200 services uses the rest (measured in
+  bench/rollouts.py: smaller reserves left replies waiting for the next minute).
 * **Coalescing**: a progress write with the key of a progress write still waiting replaces it
   (it keeps the older one's place in line; only the newest is sent), and a result or
   interactive write with that key supersedes it. Every write a sent one stands for is
@@ -54,7 +55,7 @@ class Priority(IntEnum):
 
 
 # the share of each window a priority may use; the rest is kept for the priorities above it
-SHARES: Mapping[Priority, float] = {Priority.INTERACTIVE: 1.0, Priority.RESULT: 0.9, Priority.PROGRESS: 0.75}
+SHARES: Mapping[Priority, float] = {Priority.INTERACTIVE: 1.0, Priority.RESULT: 0.6, Priority.PROGRESS: 0.35}
 
 
 @dataclass(frozen=True)
