@@ -16,7 +16,7 @@ from gidgethub.routing import Router
 from bot.core.templating import render
 from bot.flows.provision import parse_service_pr_marker
 from bot.flows.runtime import Runtime
-from bot.github import comments
+from bot.github import comments, writer
 from bot.store.jobs import CommandJob, DeployJob, WebhookJob
 from bot.store.queue import Job
 from handlers import commands, deploy, provision
@@ -116,11 +116,14 @@ async def process(job: Job, ctx: Runtime) -> None:
     elif isinstance(message, WebhookJob):
         event = sansio.Event(message.data(), event=message.event, delivery_id=message.delivery)
         errors: list[Exception] = []
-        for callback in sorted(router.fetch(event), key=lambda c: c.__qualname__):
-            try:
-                await callback(event, ctx)
-            except Exception as exc:  # noqa: BLE001 - run every callback, then fail the job
-                errors.append(exc)
+        # a delivery answers a person (a pull request's checks and infra PR, a slash command): its
+        # GitHub writes go before a push's deploy results and progress (bot/github/writer.py)
+        with writer.interactive():
+            for callback in sorted(router.fetch(event), key=lambda c: c.__qualname__):
+                try:
+                    await callback(event, ctx)
+                except Exception as exc:  # noqa: BLE001 - run every callback, then fail the job
+                    errors.append(exc)
         if errors:
             raise errors[0]
     else:  # the worker fails an unreadable job before it gets here
