@@ -291,9 +291,12 @@ def create_app(
             serving = _with_setup_page(app, start)
         else:
             serving = nullcontext(start.state())
-        async with serving as state:
-            app.state.lemi = state
-            yield
+        try:
+            async with serving as state:
+                app.state.lemi = state
+                yield
+        finally:
+            logs.flush()  # the lines the log handler still holds
 
     return Starlette(
         routes=[
