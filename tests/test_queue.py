@@ -411,21 +411,24 @@ async def test_puts_in_one_batch_are_stored_once_each(tmp_path: Path) -> None:
     await q.close()
 
 
-@pytest.mark.parametrize("returning", [True, False], ids=["one-statement", "without-returning"])
-async def test_a_small_batch_is_committed_with_each_delivery_once(tmp_path: Path, returning: bool) -> None:
-    """Up to a hundred puts are one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, its own
-    transaction; an SQLite before 3.35 (no RETURNING) looks the ids up first. Either way a delivery
-    repeated in the batch or stored before is a duplicate, and every put that returned is committed:
-    another connection sees the rows and can write at once (no transaction is left open)."""
+@pytest.mark.parametrize("upsert", [True, False], ids=["one-statement", "look-up-first"])
+async def test_a_small_batch_is_committed_with_each_delivery_once(tmp_path: Path, upsert: bool) -> None:
+    """Up to a hundred puts are one ``INSERT ... ON CONFLICT DO NOTHING``, its own transaction;
+    an SQLite before 3.24 looks the ids up first. Either way a delivery repeated in the batch or
+    stored before is a duplicate, and every put that returned is committed: another connection
+    sees the rows and can write at once (no transaction is left open)."""
     q = SQLiteQueue(tmp_path / "q.db")
-    q._returning = returning  # as on an SQLite without RETURNING
+    q._upsert = upsert  # as on an SQLite without ON CONFLICT
     assert await q.put(job("old")) is True
-    results = await asyncio.gather(*(q.put(job(n)) for n in ["a", "old", "b", "a", "c"]))
-    assert results == [True, False, True, False, True]
+    assert await q.put(job("older")) is True
+    results = await asyncio.gather(*(q.put(job(n)) for n in ["a", "old", "b", "a", "c", "older"]))
+    assert results == [True, False, True, False, True, False]
+    results = await asyncio.gather(*(q.put(job(n)) for n in ["d", "e"]))  # all new
+    assert results == [True, True]
     other = sqlite3.connect(tmp_path / "q.db", timeout=0, isolation_level=None)
     try:
         rows = [row[0] for row in other.execute("SELECT dedupe_id FROM jobs ORDER BY id")]
-        assert rows == [f"delivery-{n}" for n in ("old", "a", "b", "c")]
+        assert rows == [f"delivery-{n}" for n in ("old", "older", "a", "b", "c", "d", "e")]
         other.execute("BEGIN IMMEDIATE")  # the write lock is free
         other.execute("ROLLBACK")
     finally:

@@ -805,3 +805,36 @@ def test_logs_of_a_provisioning_job_name_the_service(
         app.drain()
     lines = [e for e in json_lines(capfd.readouterr().err) if e.get("delivery") == delivery]
     assert any(e.get("service") == "demo-service" for e in lines), lines
+
+
+def test_an_error_at_intake_is_a_500_raised_to_the_server_and_other_methods_are_still_routed(
+    github: Any, tmp_path: Path
+) -> None:
+    """``POST /webhook`` goes straight to its endpoint (not through Starlette's router and error
+    middlewares): an exception there is still answered 500 and raised to the server, which logs
+    it, and nothing is stored; other methods and paths are routed by Starlette as before."""
+    import handlers
+
+    def broken_key(event: str, data: Any, ctx: Any) -> str:
+        raise RuntimeError("a bug in job_key")
+
+    app = create_app(
+        handlers=bot.server.app.Handlers(
+            handlers.accepts, broken_key, handlers.process, handlers.report, handlers.Summary
+        ),
+        settings=settings_for(github, tmp_path / "queue.db"),
+        config=parse_config(LEMI_YML),
+        workers=0,
+    )
+    payload = example("pull_request", "opened", with_installation=True)
+    headers, body = signed("pull_request", payload, WEBHOOK_SECRET)
+    headers["X-GitHub-Delivery"] = "d-broken"
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/webhook", content=body, headers=headers)
+        assert (response.status_code, response.text) == (500, "Internal Server Error")
+        assert client.get("/webhook").status_code == 405
+        assert client.post("/webhook/", content=body, headers=headers, follow_redirects=False).status_code == 307
+        assert client.get("/healthz").json()["app"] == "ready"
+    with TestClient(app) as client, pytest.raises(RuntimeError, match="a bug in job_key"):
+        client.post("/webhook", content=body, headers=headers)
+    assert db_jobs(tmp_path / "queue.db") == []

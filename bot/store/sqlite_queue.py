@@ -92,13 +92,13 @@ def _chunks(values: list[T], size: int) -> list[list[T]]:
     return [values[i : i + size] for i in range(0, len(values), size)]
 
 
-def _insert_sql(count: int, *, returning: bool = False) -> str:
+def _insert_sql(count: int, *, upsert: bool = False) -> str:
     """An INSERT of ``count`` new jobs' rows (see ``_values``)."""
     sql = (
         "INSERT INTO jobs (dedupe_id, key, kind, payload, created, updated, body_file, body_offset, body_length) "
         "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
     )
-    return sql + " ON CONFLICT (dedupe_id) DO NOTHING RETURNING dedupe_id" if returning else sql
+    return sql + " ON CONFLICT (dedupe_id) DO NOTHING" if upsert else sql
 
 
 def _values(rows: list[tuple[Any, ...]]) -> list[Any]:
@@ -122,7 +122,7 @@ class SQLiteQueue:
         self.path = str(path)
         self._clock = clock
         self._store = Store(self.path, SCHEMA, prepare=self._prepare)
-        self._returning = sqlite3.sqlite_version_info >= (3, 35, 0)  # INSERT ... RETURNING
+        self._upsert = sqlite3.sqlite_version_info >= (3, 24, 0)  # INSERT ... ON CONFLICT
         # documents beside the database (in memory: inside the rows)
         self._bodies = Bodies(self.path + ".bodies") if self.path != ":memory:" else None
         self._collected = 0.0
@@ -264,20 +264,29 @@ class SQLiteQueue:
     def _insert_new(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> set[str]:
         """Store the rows whose ``dedupe_id`` is not stored yet, committed when this returns; their ids.
 
-        Up to a hundred rows, one statement that is its own transaction (``ON CONFLICT`` leaves a
-        stored delivery be, ``RETURNING`` says which rows are new): after every statement the
-        thread has to take the GIL back from the busy event loop, so fewer is faster. More rows,
-        or an SQLite before 3.35 (no ``RETURNING``): look the ids up, then insert, in one transaction."""
+        Up to a hundred rows: one ``INSERT ... ON CONFLICT DO NOTHING``, its own transaction, one
+        step. After every SQLite call the thread takes the GIL back from the busy event loop, so
+        fewer calls answer sooner (``RETURNING`` would be one call per row). When it stored fewer
+        rows than it was given (a redelivery: rare), the new ones are those with the highest ids
+        among the batch's (AUTOINCREMENT: a new row's id is above every id before it). More rows,
+        or an SQLite before 3.24 (no ``ON CONFLICT``): look the ids up, then insert, in one transaction."""
         chunks = _chunks(rows, 100)  # SQLite binds at most 999 values before 3.32
         if not chunks:
             return set()
-        if self._returning and len(chunks) == 1:
-            return {row[0] for row in db.execute(_insert_sql(len(rows), returning=True), _values(rows)).fetchall()}
+        ids = [row[0] for row in rows]
+        if self._upsert and len(chunks) == 1:
+            stored = db.execute(_insert_sql(len(rows), upsert=True), _values(rows)).rowcount
+            if stored == len(rows):
+                return set(ids)
+            found = db.execute(
+                f"SELECT dedupe_id FROM jobs WHERE dedupe_id IN ({', '.join('?' * len(ids))}) ORDER BY id DESC", ids
+            ).fetchall()
+            return {row[0] for row in found[:stored]}
         db.execute("BEGIN IMMEDIATE")
         seen: set[str] = set()
-        for ids in _chunks([row[0] for row in rows], 500):
-            marks = ", ".join("?" * len(ids))
-            seen.update(row[0] for row in db.execute(f"SELECT dedupe_id FROM jobs WHERE dedupe_id IN ({marks})", ids))
+        for chunk in _chunks(ids, 500):
+            marks = ", ".join("?" * len(chunk))
+            seen.update(row[0] for row in db.execute(f"SELECT dedupe_id FROM jobs WHERE dedupe_id IN ({marks})", chunk))
         fresh = [row for row in rows if row[0] not in seen]
         for chunk in _chunks(fresh, 100):
             db.execute(_insert_sql(len(chunk)), _values(chunk))
