@@ -437,6 +437,27 @@ async def test_a_small_batch_is_committed_with_each_delivery_once(tmp_path: Path
     await q.close()
 
 
+def test_the_files_in_use_are_every_file_a_row_points_at_and_use_the_index(tmp_path: Path) -> None:
+    """``FILES_IN_USE`` (a skip-scan of the body-file index) names what ``SELECT DISTINCT`` does."""
+    from bot.store.sqlite_queue import FILES_IN_USE, INDEXES, SCHEMA
+
+    db = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    try:
+        db.executescript(SCHEMA)
+        db.executescript(INDEXES)
+        assert db.execute(FILES_IN_USE).fetchall() == []
+        files = [None, "1-aa-1.seg", "1-aa-2.seg", "2-bb-1.seg", None, "1-aa-2.seg", "1-aa-1.seg", "3-cc-9.seg"]
+        db.executemany(
+            "INSERT INTO jobs (dedupe_id, key, kind, payload, created, updated, body_file) VALUES (?, 'k', 'webhook', '{}', 0, 0, ?)",
+            [(f"d-{i}", name) for i, name in enumerate(files)],
+        )
+        assert [row[0] for row in db.execute(FILES_IN_USE)] == sorted({f for f in files if f is not None})
+        plan = " ".join(str(row) for row in db.execute("EXPLAIN QUERY PLAN " + FILES_IN_USE))
+        assert "jobs_body_file" in plan and "SCAN jobs" not in plan, plan
+    finally:
+        db.close()
+
+
 async def test_newer_in_key(tmp_path: Path) -> None:
     q = SQLiteQueue(tmp_path / "q.db")
     await q.put(job(1, key="a", kind="deploy"))

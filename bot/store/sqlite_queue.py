@@ -59,6 +59,17 @@ CREATE INDEX IF NOT EXISTS jobs_open ON jobs (key, id) WHERE state IN ('queued',
 """
 # after the columns exist (a file from before them gets them in _connect)
 INDEXES = "CREATE INDEX IF NOT EXISTS jobs_body_file ON jobs (body_file) WHERE body_file IS NOT NULL;"
+# the document files rows point at, one index seek per file (a skip-scan of jobs_body_file): intake
+# asks each time it starts a new file, and SELECT DISTINCT read every entry (4.5 ms at 150,000 open
+# jobs against 0.2 ms)
+FILES_IN_USE = """
+WITH RECURSIVE files(name) AS (
+  SELECT (SELECT MIN(body_file) FROM jobs WHERE body_file IS NOT NULL)
+  UNION ALL
+  SELECT (SELECT MIN(body_file) FROM jobs WHERE body_file > files.name) FROM files WHERE files.name IS NOT NULL
+)
+SELECT name FROM files WHERE name IS NOT NULL
+"""
 COLLECT_EVERY = 60.0  # seconds: how often complete() looks for document files nothing needs
 
 # the first open job of each key, if it is ready. The keys are walked in the open-jobs index one
@@ -150,11 +161,7 @@ class SQLiteQueue:
         """Delete the document files no job needs (in the queue's thread, under its lock)."""
         if self._bodies is not None:
             self._collected = self._clock()
-            self._bodies.collect(
-                lambda: [
-                    row[0] for row in db.execute("SELECT DISTINCT body_file FROM jobs WHERE body_file IS NOT NULL")
-                ]
-            )
+            self._bodies.collect(lambda: [row[0] for row in db.execute(FILES_IN_USE)])
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
