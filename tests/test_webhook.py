@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import signal
 import threading
 import time
@@ -764,6 +765,24 @@ def test_logs_are_json_lines_with_delivery_and_repository(
     assert ("lemi.app", "info", f"delivery {delivery} queued") in messages, messages
     assert any(lg == "lemi.worker" and lvl == "warning" and "GitHubBroken" in m for lg, lvl, m in messages), messages
     assert any(lg == "lemi.worker" and lvl == "info" and m.endswith(" done") for lg, lvl, m in messages), messages
+
+
+def test_a_stopping_server_writes_the_log_lines_it_still_holds(
+    github: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Lines are written in batches (bot/core/logs.py); the server's stop writes what is left."""
+    number = open_service_pr(github)
+    payload = for_pull_request(github, SERVICE, number, "opened")
+    delivery = str(uuid.uuid4())
+    with running_app(github, tmp_path, workers=0) as app:
+        (handler,) = logging.getLogger("lemi").handlers
+        handler.interval = 3600  # type: ignore[attr-defined]  # from now on only a flush writes
+        time.sleep(0.3)  # the start-up lines' own wait (0.1 s) is over
+        app.deliver("pull_request", payload, delivery=delivery)
+        time.sleep(0.3)
+        assert delivery not in capfd.readouterr().err  # held, not one write per line
+    lines = [e for e in json_lines(capfd.readouterr().err) if e.get("delivery") == delivery]
+    assert [e["message"] for e in lines] == [f"delivery {delivery} queued"]
 
 
 def test_serve_logs_each_delivery_once_and_keeps_the_access_log_of_everything_else(github: Any, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Match, Mount, Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from bot.core import logs
 from bot.core.config import Config
@@ -310,28 +310,21 @@ def create_app(
 
 class _App(Starlette):
     """Starlette, with a ``POST /webhook`` taken straight to :func:`webhook`: GitHub's deliveries are
-    nearly all the traffic, and Starlette's router and its two exception middlewares cost a tenth
-    of a delivery's CPU. An error escaping the endpoint is answered 500 and raised to the server
-    (which logs it), as Starlette's ``ServerErrorMiddleware`` does. Every other request (and a
-    webhook with another method, a trailing slash) goes through Starlette as before."""
+    nearly all the traffic, and Starlette's router and its two exception middlewares cost about
+    5 µs of each (in-process, 40 → 36 µs a delivery). An error escaping the endpoint (which sends
+    nothing itself) is answered 500 and raised to the server, which logs it, as Starlette's
+    ``ServerErrorMiddleware`` does. Every other request (and a webhook with another method, or a
+    trailing slash) goes through Starlette as before."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/webhook" and scope["method"] == "POST":
             scope["app"] = self
-            started = False
-
-            async def sending(message: Message) -> None:
-                nonlocal started
-                started = True
-                await send(message)
-
             try:
                 response = await webhook(Request(scope, receive))
-                await response(scope, receive, sending)
             except Exception:
-                if not started:
-                    await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+                await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
                 raise
+            await response(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
