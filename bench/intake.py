@@ -483,7 +483,10 @@ def main() -> int:
                 if target.db and r.stored < r.requests - r.errors:
                     print(f"ERROR: {target.name} answered {r.requests - r.errors} 2xx but stored {r.stored}")
                     return 1
-    print(f"\nrerun: .venv/bin/python bench/intake.py --duration {args.duration:g} --rounds {args.rounds}")
+    extra = (f" --connections {args.connections}" if args.connections != 64 else "") + (
+        f" --only {','.join(names)}" if names != list(TARGETS) else ""
+    )
+    print(f"\nrerun: .venv/bin/python bench/intake.py --duration {args.duration:g} --rounds {args.rounds}{extra}")
     return 0
 
 

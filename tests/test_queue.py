@@ -411,6 +411,53 @@ async def test_puts_in_one_batch_are_stored_once_each(tmp_path: Path) -> None:
     await q.close()
 
 
+@pytest.mark.parametrize("upsert", [True, False], ids=["one-statement", "look-up-first"])
+async def test_a_small_batch_is_committed_with_each_delivery_once(tmp_path: Path, upsert: bool) -> None:
+    """Up to a hundred puts are one ``INSERT ... ON CONFLICT DO NOTHING``, its own transaction;
+    an SQLite before 3.24 looks the ids up first. Either way a delivery repeated in the batch or
+    stored before is a duplicate, and every put that returned is committed: another connection
+    sees the rows and can write at once (no transaction is left open)."""
+    q = SQLiteQueue(tmp_path / "q.db")
+    q._upsert = upsert  # as on an SQLite without ON CONFLICT
+    assert await q.put(job("old")) is True
+    assert await q.put(job("older")) is True
+    results = await asyncio.gather(*(q.put(job(n)) for n in ["a", "old", "b", "a", "c", "older"]))
+    assert results == [True, False, True, False, True, False]
+    results = await asyncio.gather(*(q.put(job(n)) for n in ["d", "e"]))  # all new
+    assert results == [True, True]
+    other = sqlite3.connect(tmp_path / "q.db", timeout=0, isolation_level=None)
+    try:
+        rows = [row[0] for row in other.execute("SELECT dedupe_id FROM jobs ORDER BY id")]
+        assert rows == [f"delivery-{n}" for n in ("old", "older", "a", "b", "c", "d", "e")]
+        other.execute("BEGIN IMMEDIATE")  # the write lock is free
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    assert await q.put(job("a")) is False
+    await q.close()
+
+
+def test_the_files_in_use_are_every_file_a_row_points_at_and_use_the_index(tmp_path: Path) -> None:
+    """``FILES_IN_USE`` (a skip-scan of the body-file index) names what ``SELECT DISTINCT`` does."""
+    from bot.store.sqlite_queue import FILES_IN_USE, INDEXES, SCHEMA
+
+    db = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    try:
+        db.executescript(SCHEMA)
+        db.executescript(INDEXES)
+        assert db.execute(FILES_IN_USE).fetchall() == []
+        files = [None, "1-aa-1.seg", "1-aa-2.seg", "2-bb-1.seg", None, "1-aa-2.seg", "1-aa-1.seg", "3-cc-9.seg"]
+        db.executemany(
+            "INSERT INTO jobs (dedupe_id, key, kind, payload, created, updated, body_file) VALUES (?, 'k', 'webhook', '{}', 0, 0, ?)",
+            [(f"d-{i}", name) for i, name in enumerate(files)],
+        )
+        assert [row[0] for row in db.execute(FILES_IN_USE)] == sorted({f for f in files if f is not None})
+        plan = " ".join(str(row) for row in db.execute("EXPLAIN QUERY PLAN " + FILES_IN_USE))
+        assert "jobs_body_file" in plan and "SCAN jobs" not in plan, plan
+    finally:
+        db.close()
+
+
 async def test_newer_in_key(tmp_path: Path) -> None:
     q = SQLiteQueue(tmp_path / "q.db")
     await q.put(job(1, key="a", kind="deploy"))

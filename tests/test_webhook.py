@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import signal
 import threading
 import time
@@ -766,6 +767,24 @@ def test_logs_are_json_lines_with_delivery_and_repository(
     assert any(lg == "lemi.worker" and lvl == "info" and m.endswith(" done") for lg, lvl, m in messages), messages
 
 
+def test_a_stopping_server_writes_the_log_lines_it_still_holds(
+    github: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Lines are written in batches (bot/core/logs.py); the server's stop writes what is left."""
+    number = open_service_pr(github)
+    payload = for_pull_request(github, SERVICE, number, "opened")
+    delivery = str(uuid.uuid4())
+    with running_app(github, tmp_path, workers=0) as app:
+        (handler,) = logging.getLogger("lemi").handlers
+        handler.interval = 3600  # type: ignore[attr-defined]  # from now on only a flush writes
+        time.sleep(0.3)  # the start-up lines' own wait (0.1 s) is over
+        app.deliver("pull_request", payload, delivery=delivery)
+        time.sleep(0.3)
+        assert delivery not in capfd.readouterr().err  # held, not one write per line
+    lines = [e for e in json_lines(capfd.readouterr().err) if e.get("delivery") == delivery]
+    assert [e["message"] for e in lines] == [f"delivery {delivery} queued"]
+
+
 def test_serve_logs_each_delivery_once_and_keeps_the_access_log_of_everything_else(github: Any, tmp_path: Path) -> None:
     """A delivery answered 2xx has lemi's JSON line, not uvicorn's access line as well; a refused
     delivery and every other request keep their access line."""
@@ -805,3 +824,36 @@ def test_logs_of_a_provisioning_job_name_the_service(
         app.drain()
     lines = [e for e in json_lines(capfd.readouterr().err) if e.get("delivery") == delivery]
     assert any(e.get("service") == "demo-service" for e in lines), lines
+
+
+def test_an_error_at_intake_is_a_500_raised_to_the_server_and_other_methods_are_still_routed(
+    github: Any, tmp_path: Path
+) -> None:
+    """``POST /webhook`` goes straight to its endpoint (not through Starlette's router and error
+    middlewares): an exception there is still answered 500 and raised to the server, which logs
+    it, and nothing is stored; other methods and paths are routed by Starlette as before."""
+    import handlers
+
+    def broken_key(event: str, data: Any, ctx: Any) -> str:
+        raise RuntimeError("a bug in job_key")
+
+    app = create_app(
+        handlers=bot.server.app.Handlers(
+            handlers.accepts, broken_key, handlers.process, handlers.report, handlers.Summary
+        ),
+        settings=settings_for(github, tmp_path / "queue.db"),
+        config=parse_config(LEMI_YML),
+        workers=0,
+    )
+    payload = example("pull_request", "opened", with_installation=True)
+    headers, body = signed("pull_request", payload, WEBHOOK_SECRET)
+    headers["X-GitHub-Delivery"] = "d-broken"
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/webhook", content=body, headers=headers)
+        assert (response.status_code, response.text) == (500, "Internal Server Error")
+        assert client.get("/webhook").status_code == 405
+        assert client.post("/webhook/", content=body, headers=headers, follow_redirects=False).status_code == 307
+        assert client.get("/healthz").json()["app"] == "ready"
+    with TestClient(app) as client, pytest.raises(RuntimeError, match="a bug in job_key"):
+        client.post("/webhook", content=body, headers=headers)
+    assert db_jobs(tmp_path / "queue.db") == []

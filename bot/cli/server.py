@@ -93,6 +93,9 @@ def serve(env_file: str | None, host: str, port: int, intake_only: bool, with_wo
         uvicorn.run(served_app(app), host=host, port=port, log_level="info", proxy_headers=False)
     except Terminated:
         companion.stop()
+        from bot.core import logs
+
+        logs.flush()  # the process ends by the signal: no exit handlers run
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.raise_signal(signal.SIGTERM)  # the exit a supervisor expects
     finally:

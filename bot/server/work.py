@@ -64,6 +64,7 @@ async def work(
     finally:
         if watch is not None:
             watch.cancel()
+        logs.flush()  # the lines the log handler still holds
 
 
 async def _configured(stop: asyncio.Event, reread: Callable[[], None], every: float) -> Configured | None:
