@@ -26,6 +26,7 @@ from bot.core.problems import Invalid
 from bot.core.settings import Settings, SettingsError, load_settings
 from bot.github.auth import AppAuth
 from bot.server.context import Context
+from bot.server.looplag import LoopLag
 from bot.server.metrics import Metrics
 from bot.server.redeliver import Redeliverer
 from bot.server.watcher import RolloutWatcher
@@ -179,6 +180,9 @@ async def background(
     settings = ctx.settings
     tuning = tuning or WorkerSettings(lease_seconds=settings.lease_seconds, retry_delays=settings.retry_delays)
     async with AsyncExitStack() as started:
+        lag = LoopLag(ctx.metrics.loop_lag.observe)  # a reply that waits for the loop, told apart
+        lag.start()
+        started.push_async_callback(lag.stop)
         # rollouts are watched here, not by a worker; stopped after the workers (their deploys
         # leave it rollouts, and GitHub writes to finish)
         watcher = RolloutWatcher(ctx, lease_seconds=tuning.lease_seconds)
