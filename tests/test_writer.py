@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ import aiohttp
 import pytest
 from fakes.github import SECONDARY_MESSAGE, Clock, FakeGitHub
 
+from bot.core import logs
 from bot.core.settings import Settings
 from bot.github import writer
 from bot.github.auth import AppAuth
@@ -358,3 +360,19 @@ async def test_writes_waiting_when_the_writer_stops_are_cancelled_not_left_waiti
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert w.waiting == 0
+
+
+async def test_a_reply_that_waited_for_its_turn_is_logged_with_its_jobs_fields(
+    github: FakeGitHub, app: tuple[AppAuth, Clock, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    auth, clock, installation = app
+    auth.writers.use(Limits(per_minute=1, per_hour=500))
+    number = github.open_pull_request(REPO, "feature", {"a": "a"})
+    gh = await auth.for_installation(installation)
+    with caplog.at_level(logging.INFO, logger="lemi.github"), logs.bind(delivery="d-1"):
+        await comment(gh, number, "first")  # sent at once: not logged
+        assert not caplog.records
+        await comment(gh, number, "second")  # waits for the minute
+        (record,) = caplog.records
+        assert "interactive) waited 60.00 s" in record.getMessage()
+        assert '"delivery":"d-1"' in logs.JsonFormatter().format(record)  # as lemi's handler formats it, at once

@@ -77,7 +77,7 @@ log = logging.getLogger("lemi.github")
 
 MAX_WAIT = 60.0  # seconds of a pause writes wait in place; beyond it, their jobs go back to the queue
 MAX_ATTEMPTS = 4  # tries of one write refused for the secondary limit
-LOG_WAIT = 1.0  # a write that waited this long for its turn is logged (info), with the job's fields
+LOG_WAIT = 1.0  # an interactive write that waited this long for its turn is logged (info), with its job's fields
 READS = frozenset({"GET", "HEAD"})
 DEPLOY_CHECK = "lemi / deploy"  # what every deploy check run's name starts with (bot/flows/deploy.py)
 UNFINISHED_CHECK = frozenset({"queued", "in_progress"})
@@ -237,7 +237,7 @@ class Writer:
             raise
         finally:
             waited = (write.sent if write.sent is not None else self._clock()) - write.queued
-            if waited >= LOG_WAIT:  # in the caller's context: the line names its job and delivery
+            if priority is Priority.INTERACTIVE and waited >= LOG_WAIT:  # in the caller's context: names its job
                 log.info(
                     "a GitHub write (%s) waited %.2f s for its turn in the writer (%s writes waiting)",
                     priority.name.lower(), waited, len(self.schedule),
