@@ -7,7 +7,10 @@ default settings except the URLs (GitHub, the queue, lemi.yml; AWS through
 rollouts played by the clock, tests/ecs_sim.py ``complete_in``: a rollout completes at the first
 DescribeServices ``--rollout-seconds`` after its UpdateService, its tasks starting meanwhile) and
 the test suite's GitHub fake. One cluster holds ``--services`` ECS services; one repository holds
-their service files; the image of the pushed commit is in ECR before the push.
+their service files, and the infra repository their Terraform as lemi's provisioning wrote it (they
+exist: a pull request touching one provisions nothing; ``--unprovisioned`` leaves it out, and each
+probe's pull request then proposes an infra pull request, 5 more writes); the image of the pushed
+commit is in ECR before the push.
 
 Measured, from the moment the signed push webhook is POSTed:
 
@@ -18,6 +21,10 @@ Measured, from the moment the signed push webhook is POSTed:
   ``lemi / spec`` check run completed (both as the GitHub fake receives them);
 * AWS calls per minute by operation (counted in moto), GitHub requests per minute (the fake's
   record), with the content-creating ones (POST, PATCH, PUT, DELETE) apart;
+* each probe's time split: in the queue (put -> leased), running, its GitHub writes' waits in
+  lemi's writer (lemi logs an interactive write that waited 1 s or more) and the worst
+  event-loop lag lemi logged meanwhile (0.5 s or more); interactive writes per minute; the
+  fake's slowest answers;
 * peak RSS and CPU time of the two lemi processes (VmHWM and utime + stime from /proc);
 * when every Deployment of the push is final, and how many ended in success.
 
