@@ -7,7 +7,10 @@ default settings except the URLs (GitHub, the queue, lemi.yml; AWS through
 rollouts played by the clock, tests/ecs_sim.py ``complete_in``: a rollout completes at the first
 DescribeServices ``--rollout-seconds`` after its UpdateService, its tasks starting meanwhile) and
 the test suite's GitHub fake. One cluster holds ``--services`` ECS services; one repository holds
-their service files; the image of the pushed commit is in ECR before the push.
+their service files, and the infra repository their Terraform as lemi's provisioning wrote it (they
+exist: a pull request touching one provisions nothing; ``--unprovisioned`` leaves it out, and each
+probe's pull request then proposes an infra pull request, 5 more writes); the image of the pushed
+commit is in ECR before the push.
 
 Measured, from the moment the signed push webhook is POSTed:
 
@@ -18,6 +21,10 @@ Measured, from the moment the signed push webhook is POSTed:
   ``lemi / spec`` check run completed (both as the GitHub fake receives them);
 * AWS calls per minute by operation (counted in moto), GitHub requests per minute (the fake's
   record), with the content-creating ones (POST, PATCH, PUT, DELETE) apart;
+* each probe's time split: in the queue (put -> leased), running, its GitHub writes' waits in
+  lemi's writer (lemi logs an interactive write that waited 1 s or more) and the worst
+  event-loop lag lemi logged meanwhile (0.5 s or more); interactive writes per minute; the
+  fake's slowest answers;
 * peak RSS and CPU time of the two lemi processes (VmHWM and utime + stime from /proc);
 * when every Deployment of the push is final, and how many ended in success.
 
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import signal
 import statistics
@@ -61,6 +69,12 @@ from moto.core.responses import BaseResponse  # noqa: E402
 from moto.ecs.models import EC2ContainerServiceBackend  # noqa: E402
 from moto_server import MotoServer  # noqa: E402
 
+from bot.core.config import parse_config  # noqa: E402
+from bot.core.spec import parse_service  # noqa: E402
+from bot.core.terraform import render_service_module  # noqa: E402
+from bot.github.schedule import Priority  # noqa: E402
+from bot.github.writer import classify  # noqa: E402
+
 REPO = "acme/demo-service"
 USER = "alice"
 FINAL = frozenset({"success", "failure", "error", "inactive"})
@@ -75,6 +89,20 @@ spec:
     cpu: 512
     memory: 1024
 """
+
+
+def infra_files(names: list[str]) -> dict[str, str | bytes | None]:
+    """The infra repository's Terraform of services that exist, as lemi's provisioning wrote it
+    (each service's pull request merged): a pull request touching one of them provisions nothing."""
+    config = parse_config(aws_world.LEMI_YML)
+    return {
+        config.infra.file_for(name): render_service_module(
+            parse_service(SERVICE_YAML.format(name=name, count=2), f"deploy/{name}/service.yaml"),
+            config,
+            repository=REPO,
+        )  # fmt: skip
+        for name in names
+    }
 
 
 def service_files(names: list[str], note: str = "") -> dict[str, str | bytes | None]:
@@ -93,6 +121,7 @@ class Record:
     updates: dict[str, float] = field(default_factory=dict)  # service -> first UpdateService (monotonic)
     aws: list[tuple[float, str]] = field(default_factory=list)  # (when, "service:Operation") at moto
     github: list[tuple[float, Call]] = field(default_factory=list)  # (when answered, the fake's call)
+    github_took: list[tuple[float, float, Call]] = field(default_factory=list)  # (answered, seconds, call)
 
 
 def instrument(patches: Patches, record: Record, github: FakeGitHub) -> None:
@@ -114,8 +143,11 @@ def instrument(patches: Patches, record: Record, github: FakeGitHub) -> None:
 
     def timed_serve(*args: Any, **kwargs: Any) -> Any:
         with github._lock:  # the call serve() appends is the last one
+            began = time.monotonic()
             out = serve(*args, **kwargs)
-            record.github.append((time.monotonic(), github.calls[-1]))
+            now = time.monotonic()
+            record.github.append((now, github.calls[-1]))
+            record.github_took.append((now, now - began, github.calls[-1]))
         return out
 
     github.serve = timed_serve  # type: ignore[method-assign]
@@ -166,13 +198,13 @@ class QueueWatch(threading.Thread):
         while not self.stop.wait(0.2):
             try:
                 conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=1)
-                rows = conn.execute("SELECT id, kind, key, state, created, updated FROM jobs").fetchall()
+                rows = conn.execute("SELECT id, kind, key, state, created, updated, dedupe_id FROM jobs").fetchall()
                 conn.close()
             except sqlite3.Error:
                 continue
             now = time.time()
-            for ident, kind, key, state, created, updated in rows:
-                job = self.jobs.setdefault(ident, {"kind": kind, "key": key, "created": created})
+            for ident, kind, key, state, created, updated, dedupe in rows:
+                job = self.jobs.setdefault(ident, {"kind": kind, "key": key, "created": created, "dedupe": dedupe})
                 if state != "queued":
                     job.setdefault("leased", now if state == "running" else updated)
                 if state in ("done", "failed"):
@@ -217,6 +249,7 @@ class Probe:
     sent: float
     match: str  # the reply's marker (slash) or the pull request's head sha (pr)
     service: str
+    delivery: str
 
 
 def send_probes(server: Server, github: FakeGitHub, names: list[str], status_pr: int, every: float,
@@ -229,13 +262,14 @@ def send_probes(server: Server, github: FakeGitHub, names: list[str], status_pr:
         payload = for_issue_comment(github, REPO, status_pr, comment)
         sent = time.monotonic()
         server.deliver("issue_comment", payload, delivery)
-        probes.append(Probe("slash", sent, f"reply {delivery}", service))
+        probes.append(Probe("slash", sent, f"reply {delivery}", service, delivery))
         files = {f"deploy/{service}/service.yaml": SERVICE_YAML.format(name=service, count=3)}
         number = github.open_pull_request(REPO, f"feature/probe-{i}", files, user=USER)
         payload = for_pull_request(github, REPO, number)
+        delivery = str(uuid.uuid4())
         sent = time.monotonic()
-        server.deliver("pull_request", payload, str(uuid.uuid4()))
-        probes.append(Probe("pr", sent, github.pull(REPO, number).head_sha, service))
+        server.deliver("pull_request", payload, delivery)
+        probes.append(Probe("pr", sent, github.pull(REPO, number).head_sha, service, delivery))
         i += 1
 
 
@@ -330,6 +364,61 @@ def per_minute(stamps: list[tuple[float, str]], start: float, end: float) -> lis
     return minutes
 
 
+def interactive(call: Call) -> bool:
+    """Whether lemi's writer sends this write first: by its path and body, or as a write of a
+    delivery (a pull request's infra branch, file and pull request)."""
+    body = json.dumps(call.body).encode() if isinstance(call.body, dict) else b""
+    return classify(call.method, call.path, body)[0] is Priority.INTERACTIVE or call.path.startswith(
+        "/repos/acme/infra/"
+    )
+
+
+def log_entries(text: str) -> list[dict[str, Any]]:
+    entries = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue
+    return entries
+
+
+def probe_split(out: Outcome) -> None:
+    """Each probe's time, split: the queue (put -> leased), its run (leased -> done), its GitHub
+    writes' waits in lemi's writer (logged when 1 s or more), and the worst event-loop lag
+    logged while it was open (the log's times are whole seconds)."""
+    entries = log_entries(out.log)
+    waits: dict[str, list[float]] = collections.defaultdict(list)
+    lags: list[tuple[float, float]] = []
+    for entry in entries:
+        message = str(entry.get("message", ""))
+        if "waited" in message and "in the writer" in message and entry.get("delivery"):
+            waits[str(entry["delivery"])].append(float(message.split(" waited ", 1)[1].split(" ", 1)[0]))
+        elif message.startswith("the event loop ran"):
+            when = time.mktime(time.strptime(str(entry["time"]), "%Y-%m-%dT%H:%M:%S"))
+            lags.append((when, float(message.split(" ran ", 1)[1].split(" ", 1)[0])))
+    jobs = {j["dedupe"]: j for j in out.jobs.values()}
+    print("\n   each probe: t = sent after the push; queue = put -> leased; run = leased -> done;")
+    print("   writer = its GitHub writes' waits for their turn (each of 1 s or more); lag = worst event-loop lag")
+    print("   kind    t(s)  answer   queue     run  writer (n)    lag")
+    for i, probe in enumerate(out.probes):
+        answer = out.answers[i]
+        sent = out.pushed_epoch + (probe.sent - out.pushed)
+        job = jobs.get(probe.delivery, {})
+        queue = job["leased"] - job["created"] if "leased" in job else float("nan")
+        ran = job["done"] - job["leased"] if "done" in job and "leased" in job else float("nan")
+        until = sent + (answer - probe.sent if answer is not None else 60.0)
+        lag = max((v for when, v in lags if sent - 1 <= when <= until + 1), default=0.0)
+        mine = waits.get(probe.delivery, [])
+        took = f"{answer - probe.sent:6.2f}" if answer is not None else "  none"
+        print(f"   {probe.kind:5} {probe.sent - out.pushed:6.1f}  {took}  {queue:6.2f}  {ran:6.2f}  "
+              f"{sum(mine):6.2f} ({len(mine)})  {lag:5.2f}")  # fmt: skip
+    print(
+        f"   event-loop lags of 0.5 s or more logged: {len(lags)}, worst {max((v for _, v in lags), default=0):.2f} s"
+    )
+
+
 def report(args: argparse.Namespace, names: list[str], record: Record, out: Outcome, log_path: Path) -> int:
     t0 = out.pushed
     end = out.final_at or time.monotonic()
@@ -368,12 +457,14 @@ def report(args: argparse.Namespace, names: list[str], record: Record, out: Outc
 
     gh = [(w, f"{c.method} {c.template or c.path}") for w, c in record.github]
     writes = [(w, k) for w, k in gh if k.split(" ", 1)[0] in WRITES]
+    urgent = [(w, "i") for w, c in record.github if c.method in WRITES and interactive(c)]
     aws = record.aws
     print(f"\n   per minute after the push (GitHub fake and moto, {span:.0f} s in all)")
-    print("   minute  GitHub  writes   AWS  UpdateService  DescribeServices")
+    print("   minute  GitHub  writes  interactive   AWS  UpdateService  DescribeServices")
     gh_min, wr_min, aws_min = per_minute(gh, t0, end), per_minute(writes, t0, end), per_minute(aws, t0, end)
-    for i, (g, w, a) in enumerate(zip(gh_min, wr_min, aws_min, strict=True)):
-        print(f"   {i:6d}  {sum(g.values()):6d}  {sum(w.values()):6d}  {sum(a.values()):4d}  "
+    ur_min = per_minute(urgent, t0, end)
+    for i, (g, w, u, a) in enumerate(zip(gh_min, wr_min, ur_min, aws_min, strict=True)):
+        print(f"   {i:6d}  {sum(g.values()):6d}  {sum(w.values()):6d}  {sum(u.values()):11d}  {sum(a.values()):4d}  "
               f"{a['ecs:UpdateService']:13d}  {a['ecs:DescribeServices']:16d}")  # fmt: skip
     peak_writes = max((sum(w.values()) for w in wr_min), default=0)
     print(f"   GitHub writes: peak {peak_writes}/min (GitHub's secondary limit: about 80/min, 500/h per installation)")
@@ -383,6 +474,11 @@ def report(args: argparse.Namespace, names: list[str], record: Record, out: Outc
         for key, n in counts.most_common():
             print(f"   {n:6d}  {n / span * 60:7.1f}/min  {key}")
 
+    probe_split(out)
+    slow = sorted(record.github_took, key=lambda t: -t[1])[:5]
+    print("\n   the GitHub fake's slowest answers (it answers one request at a time):")
+    for when, took, call in slow:
+        print(f"   {took:6.2f} s at {when - t0:6.1f} s  {call.method} {call.path}")
     levels = collections.Counter()  # type: ignore[var-annotated]
     notes = collections.Counter()  # type: ignore[var-annotated]
     for line in out.log.splitlines():
@@ -405,6 +501,8 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=10.0, help="seconds between interactive probes (default 10)")
     parser.add_argument("--timeout", type=float, default=0.0,
                         help="seconds the push may take to be final (default: rollout + 600)")  # fmt: skip
+    parser.add_argument("--unprovisioned", action="store_true",
+                        help="the infra repository lacks the services' Terraform (each probe PR proposes it)")  # fmt: skip
     parser.add_argument("--log", type=Path, default=None, help="keep lemi's log in this file")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for lemi (an experiment; the recorded run sets none)")  # fmt: skip
@@ -440,6 +538,8 @@ def main() -> int:
         setup_repos(github)
         github.set_permission(REPO, USER, "write")
         github.commit(REPO, "develop", service_files(names), message=f"{len(names)} services")
+        if not args.unprovisioned:
+            github.commit("acme/infra", "main", infra_files(names), message=f"provision {len(names)} services")
         status_pr = github.open_pull_request(REPO, "feature/status", {"README.md": "status\n"}, user=USER)
         sha = github.commit(REPO, "develop", service_files(names, "# rollout 1\n"), message="touch every service")
         aws_world.push_image(endpoint, sha)

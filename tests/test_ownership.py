@@ -283,3 +283,35 @@ def test_provisioning_a_service_another_repository_owns_writes_nothing(start: Ca
     assert [c for c in env.github.writes()[writes:] if "/acme/infra/" in c.path] == []
     (run,) = env.github.check_runs(PREFIX, name="lemi / provision")
     assert run.conclusion == "failure" and "is owned by acme/demo-service" in run.output["summary"]
+
+
+def test_threads_that_parse_at_once_build_the_hcl_parser_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """python-hcl2 caches its parser with an lru_cache, which lets every thread that asks before
+    the first build ends build its own (a second of CPU each without its cache file)."""
+    import threading
+
+    import hcl2.parser
+
+    built = []
+    open_lark = hcl2.parser.Lark.open
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return open_lark(*args, **kwargs)
+
+    monkeypatch.setattr(hcl2.parser.Lark, "open", counted)
+    hcl2.parser.parser.cache_clear()
+    text = module_block("acme/demo-service").encode()
+    start = threading.Barrier(6)
+    results: list[Record] = []
+
+    def decide_one() -> None:
+        start.wait()
+        results.append(recorded_owner(text, SERVICE, TF))
+
+    threads = [threading.Thread(target=decide_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert built == [1] and len(results) == 6 and {r.repository for r in results} == {"acme/demo-service"}

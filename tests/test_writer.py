@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ import aiohttp
 import pytest
 from fakes.github import SECONDARY_MESSAGE, Clock, FakeGitHub
 
+from bot.core import logs
 from bot.core.settings import Settings
 from bot.github import writer
 from bot.github.auth import AppAuth
@@ -172,9 +174,10 @@ async def test_a_slash_command_reply_queued_behind_100_progress_updates_is_sent_
     position = next(i for i, c in enumerate(sent) if c.method == "POST")
     assert position <= 1, [str(c) for c in sent[:3]]  # at most the update already on its way went first
     assert github.secondary_limited() == []
-    # 100 progress updates use at most 28 of each minute (35 %): the rest of it is kept for replies
-    # and results, so they take 3 more minutes
-    assert clock.slept == pytest.approx(180.0)
+    # 100 progress updates use at most 28 of each minute (35 %), at most 5 in any 10 s (the pace):
+    # the rest is kept for replies and results. 28 a minute for 3 minutes, then the last 16 paced
+    # (5 at 180 s, 190 s and 200 s, 1 at 210 s)
+    assert clock.slept == pytest.approx(210.0)
 
 
 async def test_a_reply_made_while_progress_waits_for_the_budget_goes_without_waiting(
@@ -190,13 +193,20 @@ async def test_a_reply_made_while_progress_waits_for_the_budget_goes_without_wai
             await comment(gh, number, f"progress {i}")
 
     updates = [asyncio.ensure_future(status(i)) for i in range(38)]
-    await github.await_for(lambda: len(github.comments(REPO, number)) == 28)
+    await github.await_for(lambda: len(github.comments(REPO, number)) == 5)
     await asyncio.sleep(0.05)
-    assert len(github.comments(REPO, number)) == 28 and gh.writer.waiting == 10  # progress's share is used
+    assert len(github.comments(REPO, number)) == 5 and gh.writer.waiting == 33  # progress's pace is used
     start = clock.now()
-    await comment(gh, number, "the reply")  # the writer was waiting for the window: it wakes for this
+    await comment(gh, number, "the reply")  # the writer was waiting for the pace: it wakes for this
     assert clock.now() == start and github.comments(REPO, number)[-1].body == "the reply"
-    clock.advance(60)
+    steps = 0
+    while not all(u.done() for u in updates):  # the rest: at most 5 progress writes in each 10 s
+        before = len(github.comments(REPO, number))
+        clock.advance(10)
+        await asyncio.sleep(0.05)
+        assert len(github.comments(REPO, number)) - before <= 5
+        steps += 1
+        assert steps < 20
     await asyncio.gather(*updates)
     assert len(github.comments(REPO, number)) == 39 and github.secondary_limited() == []
 
@@ -350,3 +360,19 @@ async def test_writes_waiting_when_the_writer_stops_are_cancelled_not_left_waiti
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert w.waiting == 0
+
+
+async def test_a_reply_that_waited_for_its_turn_is_logged_with_its_jobs_fields(
+    github: FakeGitHub, app: tuple[AppAuth, Clock, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    auth, clock, installation = app
+    auth.writers.use(Limits(per_minute=1, per_hour=500))
+    number = github.open_pull_request(REPO, "feature", {"a": "a"})
+    gh = await auth.for_installation(installation)
+    with caplog.at_level(logging.INFO, logger="lemi.github"), logs.bind(delivery="d-1"):
+        await comment(gh, number, "first")  # sent at once: not logged
+        assert not caplog.records
+        await comment(gh, number, "second")  # waits for the minute
+        (record,) = caplog.records
+        assert "interactive) waited 60.00 s" in record.getMessage()
+        assert '"delivery":"d-1"' in logs.JsonFormatter().format(record)  # as lemi's handler formats it, at once

@@ -31,15 +31,20 @@ when set) each time a decision needs it, with a conditional request: an unchange
 is answered 304 from its ETag (GitHub does not count that against the rate limit), a
 changed one is read at once, so every process and replica sees an edit immediately.
 Parsing (python-hcl2, a real HCL parser) is pure, cached by the file's blob id, and
-runs off the event loop.
+runs off the event loop. python-hcl2 builds its parser once per process (about a second of
+CPU without its cache file, e.g. in a read-only install); :func:`hcl_parser` builds it in one
+thread only, so a push's deploys asking at once do not each build one and fill every thread
+the event loop hands work to (the queue's among them).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import hcl2
+from hcl2.parser import parser as _parser
 from hcl2.utils import SerializationOptions
 
 from bot.core.errors import UserError
@@ -47,6 +52,15 @@ from bot.core.names import GITHUB_REPO_RE
 
 MAX_INFRA_FILE = 256 * 1024
 _HCL = SerializationOptions(with_comments=False, explicit_blocks=False)
+_BUILDING = threading.Lock()
+
+
+def hcl_parser() -> None:
+    """Build python-hcl2's parser if it is not built yet: one thread builds it, the others
+    wait for it (its own cache, an ``lru_cache``, lets every thread that asks before the first
+    build ends build one more). The App calls it at start-up, off the event loop."""
+    with _BUILDING:
+        _parser()
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,7 @@ def recorded_owner(text: bytes, service: str, path: str) -> Record:
     """The owner ``path``'s text records for ``service`` (pure; a few ms of parsing)."""
     if len(text) > MAX_INFRA_FILE:
         return Record(path, True, problem=f"it is larger than {MAX_INFRA_FILE:,} bytes")
+    hcl_parser()
     try:
         tree = hcl2.loads(text.decode("utf-8"), serialization_options=_HCL)
     except UnicodeDecodeError:

@@ -14,7 +14,15 @@ sends them.
   the rest stays free for the priorities above it: with the defaults, results stop at 48 a
   minute and 300 an hour, progress at 28 and 175, so slash-command replies and pull-request
   checks keep 32 a minute even while a push of 200 services uses the rest (measured in
-  bench/rollouts.py: smaller reserves left replies waiting for the next minute).
+  bench/rollouts.py: smaller reserves left replies waiting for the next minute). The windows
+  count every write, interactive ones too: the more replies a minute holds, the fewer results
+  it lets through, so the reserve grows with the demand for it.
+* **Pace**: results and progress are also spread over the minute: in any :data:`PACE` seconds,
+  at most their minute's share of that time (8 results in 10 s with the defaults), counting
+  results and progress only. A push's results then no longer take their whole share in its
+  first seconds, and replies asked for later in that minute find the window still open
+  (bench/rollouts.py: a burst of 48 results left a pull request's first check waiting for the
+  next minute).
 * **Coalescing**: a progress write with the key of a progress write still waiting replaces it
   (it keeps the older one's place in line; only the newest is sent), and a result or
   interactive write with that key supersedes it. Every write a sent one stands for is
@@ -43,6 +51,7 @@ T = TypeVar("T")
 
 MINUTE = 60.0
 HOUR = 3600.0
+PACE = 10.0  # results and progress: at most their share of any PACE seconds
 FALLBACK_PAUSE = 60.0  # GitHub: without retry-after, "wait at least one minute"
 MAX_PAUSE = 3600.0
 SECONDARY_TEXT = "secondary rate limit"
@@ -69,6 +78,13 @@ class Limits:
         """How many writes of ``priority`` may be in the minute and the hour windows."""
         share = SHARES[priority]
         return max(1, math.floor(self.per_minute * share)), max(1, math.floor(self.per_hour * share))
+
+    def paced(self, priority: Priority) -> int | None:
+        """How many writes of results and progress there may be in any :data:`PACE` seconds
+        for a write of ``priority`` to be sent; None: not paced (interactive)."""
+        if priority is Priority.INTERACTIVE:
+            return None
+        return max(1, math.ceil(self.allowed(priority)[0] * PACE / MINUTE))
 
 
 @dataclass(eq=False)
@@ -97,6 +113,8 @@ class Schedule(Generic[T]):
         self._lanes: dict[Priority, deque[Pending[T]]] = {p: deque() for p in Priority}
         self._progress: dict[str, Pending[T]] = {}  # coalescing: progress waiting, by key
         self._sent: deque[float] = deque()  # when each answer came, within the last hour
+        self._background: deque[float] = deque()  # the same, of results and progress, within PACE
+        self._in_flight = Priority.INTERACTIVE  # the priority of the write popped last
         self._paused_until = -math.inf
         self._refused_in_a_row = 0
 
@@ -176,8 +194,12 @@ class Schedule(Generic[T]):
         self._forget(now)
         wait = max(0.0, self._paused_until - now)
         per_minute, per_hour = self.limits.allowed(priority)
-        for window, allowed in ((MINUTE, per_minute), (HOUR, per_hour)):
-            inside = [t for t in self._sent if t > now - window]
+        windows = [(self._sent, MINUTE, per_minute), (self._sent, HOUR, per_hour)]
+        paced = self.limits.paced(priority)
+        if paced is not None:
+            windows.append((self._background, PACE, paced))
+        for sent, window, allowed in windows:
+            inside = [t for t in sent if t > now - window]
             if len(inside) >= allowed:
                 # the allowed-th most recent must leave the window first
                 wait = max(wait, inside[-allowed] + window - now)
@@ -192,14 +214,18 @@ class Schedule(Generic[T]):
         self._lanes[top.priority].popleft()
         if top.key is not None and self._progress.get(top.key) is top:
             del self._progress[top.key]
+        self._in_flight = top.priority
         return top
 
     # -- what happened ------------------------------------------------------------------
 
     def sent(self) -> None:
-        """A write was answered (whatever the answer): it counts in the windows from now."""
+        """The write popped last was answered (whatever the answer): it counts in the windows
+        from now (and in the pace, when it is a result or progress)."""
         now = self.clock()
         self._sent.append(now)
+        if self._in_flight is not Priority.INTERACTIVE:
+            self._background.append(now)
         self._forget(now)
 
     def accepted(self) -> None:
@@ -231,6 +257,8 @@ class Schedule(Generic[T]):
     def _forget(self, now: float) -> None:
         while self._sent and self._sent[0] <= now - HOUR:
             self._sent.popleft()
+        while self._background and self._background[0] <= now - PACE:
+            self._background.popleft()
 
 
 @dataclass(frozen=True)

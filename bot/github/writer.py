@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
@@ -72,9 +73,11 @@ from bot.github.errors import GitHubRateLimited
 from bot.github.schedule import Limits, Pending, Priority, Schedule, secondary_limit
 
 Response = tuple[int, Mapping[str, str], bytes]
+log = logging.getLogger("lemi.github")
 
 MAX_WAIT = 60.0  # seconds of a pause writes wait in place; beyond it, their jobs go back to the queue
 MAX_ATTEMPTS = 4  # tries of one write refused for the secondary limit
+LOG_WAIT = 1.0  # an interactive write that waited this long for its turn is logged (info), with its job's fields
 READS = frozenset({"GET", "HEAD"})
 DEPLOY_CHECK = "lemi / deploy"  # what every deploy check run's name starts with (bot/flows/deploy.py)
 UNFINISHED_CHECK = frozenset({"queued", "in_progress"})
@@ -154,6 +157,8 @@ def classify(method: str, url: str, body: bytes, mark: Mark | None = None) -> tu
 class _Write:
     send: Callable[[], Awaitable[Response]]
     future: asyncio.Future[Response]
+    queued: float = 0.0
+    sent: float | None = None  # when the request for it was first made
 
 
 def _answer(write: _Write, response: Response) -> None:
@@ -195,6 +200,7 @@ class Writer:
         max_wait: float = MAX_WAIT,
     ) -> None:
         self.schedule: Schedule[_Write] = Schedule(limits or Limits(), clock)
+        self._clock = clock
         self._sleep = sleep
         self._max_wait = max_wait
         self._arrived: asyncio.Event | None = None
@@ -221,7 +227,7 @@ class Writer:
         if paused > self._max_wait:
             raise _paused_error(paused)
         priority, key = classify(method, url, body, _MARK.get())
-        write = _Write(send, asyncio.get_running_loop().create_future())
+        write = _Write(send, asyncio.get_running_loop().create_future(), self._clock())
         self.schedule.add(write, priority, key)
         self._wake()
         try:
@@ -229,6 +235,13 @@ class Writer:
         except asyncio.CancelledError:
             self.schedule.withdraw(write)
             raise
+        finally:
+            waited = (write.sent if write.sent is not None else self._clock()) - write.queued
+            if priority is Priority.INTERACTIVE and waited >= LOG_WAIT:  # in the caller's context: names its job
+                log.info(
+                    "a GitHub write (%s) waited %.2f s for its turn in the writer (%s writes waiting)",
+                    priority.name.lower(), waited, len(self.schedule),
+                )  # fmt: skip
 
     def _wake(self) -> None:
         if self._arrived is not None:
@@ -268,6 +281,9 @@ class Writer:
             woken.cancel()
 
     async def _send(self, pending: Pending[_Write]) -> None:
+        now = self._clock()
+        for write in pending.items:
+            write.sent = now if write.sent is None else write.sent
         try:
             response = await pending.item.send()
         except BaseException as exc:  # no answer: the caller's client decides (bot/github/client.py)

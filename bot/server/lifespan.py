@@ -12,6 +12,7 @@ yields the ready :class:`State` and closes them, last opened first. ``lemi worke
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -22,10 +23,12 @@ from typing import Any, Protocol
 import aiohttp
 
 from bot.core.config import Config, load_config
+from bot.core.ownership import hcl_parser
 from bot.core.problems import Invalid
 from bot.core.settings import Settings, SettingsError, load_settings
 from bot.github.auth import AppAuth
 from bot.server.context import Context
+from bot.server.looplag import LoopLag
 from bot.server.metrics import Metrics
 from bot.server.redeliver import Redeliverer
 from bot.server.watcher import RolloutWatcher
@@ -179,6 +182,13 @@ async def background(
     settings = ctx.settings
     tuning = tuning or WorkerSettings(lease_seconds=settings.lease_seconds, retry_delays=settings.retry_delays)
     async with AsyncExitStack() as started:
+        lag = LoopLag(ctx.metrics.loop_lag.observe)  # a reply that waits for the loop, told apart
+        lag.start()
+        started.push_async_callback(lag.stop)
+        # the HCL parser the ownership decisions use, built in a thread now rather than by the
+        # first jobs that need it (bot/core/ownership.py)
+        warm = asyncio.create_task(asyncio.to_thread(hcl_parser))
+        started.push_async_callback(lambda: asyncio.gather(warm, return_exceptions=True))
         # rollouts are watched here, not by a worker; stopped after the workers (their deploys
         # leave it rollouts, and GitHub writes to finish)
         watcher = RolloutWatcher(ctx, lease_seconds=tuning.lease_seconds)

@@ -27,6 +27,10 @@ class Metrics:
             "lemi_job_duration_seconds", "Time to process a job, by kind and outcome", ["kind", "outcome"],
             registry=self.registry, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
         )  # fmt: skip
+        self.loop_lag = Histogram(
+            "lemi_event_loop_lag_seconds", "How late a timer of the event loop fired (bot/server/looplag.py)",
+            registry=self.registry, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )  # fmt: skip
         self.rate_limit = Gauge(
             "lemi_github_rate_limit_remaining", "GitHub API requests left in the current window",
             registry=self.registry,
