@@ -315,7 +315,7 @@ async def _deploy(
     except Invalid as exc:
         return await _fail_spec(gh, config, req, await announcing, exc.problems)
     findings: list[Finding] = await verify_provisioned(
-        aws, req.environment, files, tag=req.tag, image_wait_seconds=image_wait
+        aws, req.environment, files, tag=req.tag, image_wait_seconds=image_wait, shared=aws.lookups
     )
     if findings:
         return await finish(
