@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -75,6 +76,11 @@ class Watches(Protocol):
 
     async def update(self, watch: Watch, owner: str, body: bytes, due: float) -> bool:
         """Keep what was learnt and when to look again; False: ``owner`` no longer holds it."""
+        ...
+
+    async def update_many(self, owner: str, updates: Sequence[tuple[Watch, bytes, float]]) -> list[bool]:
+        """:meth:`update` for each ``(watch, body, due)`` of a watcher's round, in one write where
+        the store can (SQLite: one transaction); each False: ``owner`` no longer holds that one."""
         ...
 
     async def annotate(self, id: str, note: bytes) -> bool:
@@ -171,6 +177,21 @@ class SQLiteWatches:
             return cursor.rowcount == 1
 
         return await self._store.run(work)
+
+    async def update_many(self, owner: str, updates: Sequence[tuple[Watch, bytes, float]]) -> list[bool]:
+        def work(db: sqlite3.Connection) -> list[bool]:
+            db.execute("BEGIN IMMEDIATE")
+            held = [
+                db.execute(
+                    "UPDATE watches SET body = ?, due = ? WHERE id = ? AND owner = ?", (body, due, watch.id, owner)
+                ).rowcount
+                == 1
+                for watch, body, due in updates
+            ]
+            db.execute("COMMIT")
+            return held
+
+        return await self._store.run(work) if updates else []
 
     async def annotate(self, id: str, note: bytes) -> bool:
         def work(db: sqlite3.Connection) -> bool:
