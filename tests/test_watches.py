@@ -108,3 +108,13 @@ async def test_a_rounds_updates_are_written_together_and_only_where_the_watcher_
         "w1": (b"one", 50.0, b"note"), "w2": (b"two", 60.0, b""), "w3": (b"body", 15.0, b""),
     }  # fmt: skip
     assert await watches.update_many("a", []) == []
+
+
+async def test_a_watch_added_replacing_marks_the_older_ones_of_its_service(watches: Watches) -> None:
+    await watches.add("old", KEY, "staging", b"", due=500.0)
+    await watches.add("other", "acme/demo:other:staging", "staging", b"", due=500.0)
+    assert await watches.add_replacing("new", KEY, "staging", b"body", due=600.0) == 1
+    old, other, new = [await watches.get(i) for i in ("old", "other", "new")]
+    assert old is not None and (old.replaced_by, old.due) == ("new", 0.0)
+    assert other is not None and other.replaced_by == ""
+    assert new is not None and (new.body, new.due, new.replaced_by) == (b"body", 600.0, "")

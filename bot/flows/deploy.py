@@ -334,18 +334,22 @@ async def _deploy(
         req.service, compiled.task_definition, desired_count=compiled.desired_count, already_sent=already_sent
     )
     situation = await survey(ecs, request, compare_running=True)  # the service, described once
-    changes = _changes(situation, compiled.task_definition)
     the_plan = plan(request, situation)
     image = compiled.image
     if watch is None:
+        changes = _changes(situation, compiled.task_definition)
         if not request.already_sent:
             announced = await announcing
             await deployment_status(gh, req, announced.deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12],
                                     log_url=announced.log_url)  # fmt: skip
         result = await execute(ecs, the_plan, wait)
         return await finish_rollout(gh, config, req, await announcing, result, image, changes)
-    started = await watch.start(ecs, req, the_plan, image=image, changes=changes, wait=wait)
+    # the diff is for the report: made once UpdateService is sent, not before
+    started = await watch.start(
+        ecs, req, the_plan, image=image, changes=lambda: _changes(situation, compiled.task_definition), wait=wait
+    )
     if started.watching is None:  # an earlier attempt's rollout ended while lemi was not watching
+        changes = _changes(situation, compiled.task_definition)
         return await finish_rollout(gh, config, req, await announcing, started.result, image, changes)
 
     async def announced_then_rolling_out() -> None:
@@ -367,8 +371,11 @@ class Watcher(Protocol):
     async def exists(self, req: DeployRequest) -> bool: ...
 
     async def start(
-        self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: str, wait: Wait
-    ) -> Started: ...
+        self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: Callable[[], str], wait: Wait
+    ) -> Started:
+        """Carry ``plan`` out and watch its rollout; ``changes()``: the task-definition diff for the
+        report, asked for once UpdateService is sent."""
+        ...
 
     async def announced(self, req: DeployRequest, announced: Announced) -> None: ...
 

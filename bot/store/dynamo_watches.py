@@ -55,6 +55,10 @@ class DynamoWatches(DynamoTable):
             ExpressionAttributeValues={":id": {"SS": [id]}},
         )
 
+    async def add_replacing(self, id: str, key: str, group: str, body: bytes, due: float) -> int:
+        await self.add(id, key, group, body, due)
+        return await self.replace_others(key, id, id)
+
     async def get(self, id: str) -> Watch | None:
         ddb = await self._ddb()
         found = await ddb.get_item(TableName=self.table, Key=_key(id), ConsistentRead=True)

@@ -68,6 +68,11 @@ class Watches(Protocol):
         """Store a watch durably before returning (a watch of the same id is replaced)."""
         ...
 
+    async def add_replacing(self, id: str, key: str, group: str, body: bytes, due: float) -> int:
+        """:meth:`add`, then :meth:`replace_others` of ``key`` by it (SQLite: in one transaction);
+        how many it replaced."""
+        ...
+
     async def get(self, id: str) -> Watch | None: ...
 
     async def claim(self, owner: str, now: float, lease_seconds: float, limit: int = 500) -> list[Watch]:
@@ -124,6 +129,13 @@ def _watch(row: sqlite3.Row) -> Watch:
     )  # fmt: skip
 
 
+def _replace_others(db: sqlite3.Connection, key: str, keep: str, by: str) -> int:
+    cursor = db.execute(
+        "UPDATE watches SET replaced_by = ?, due = 0 WHERE key = ? AND id != ? AND replaced_by = ''", (by, key, keep)
+    )
+    return cursor.rowcount
+
+
 class SQLiteWatches:
     """Watches in the embedded SQLite file (the locks' file)."""
 
@@ -139,6 +151,19 @@ class SQLiteWatches:
             )
 
         await self._store.run(work)
+
+    async def add_replacing(self, id: str, key: str, group: str, body: bytes, due: float) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT OR REPLACE INTO watches (id, key, grp, body, due, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (id, key, group, body, due, self._clock()),
+            )
+            replaced = _replace_others(db, key, id, id)
+            db.execute("COMMIT")
+            return replaced
+
+        return await self._store.run(work)
 
     async def get(self, id: str) -> Watch | None:
         def work(db: sqlite3.Connection) -> Watch | None:
@@ -209,14 +234,7 @@ class SQLiteWatches:
         await self._store.run(lambda db: db.execute("DELETE FROM watches WHERE id = ?", (id,)))
 
     async def replace_others(self, key: str, keep: str, by: str) -> int:
-        def work(db: sqlite3.Connection) -> int:
-            cursor = db.execute(
-                "UPDATE watches SET replaced_by = ?, due = 0 WHERE key = ? AND id != ? AND replaced_by = ''",
-                (by, key, keep),
-            )
-            return cursor.rowcount
-
-        return await self._store.run(work)
+        return await self._store.run(lambda db: _replace_others(db, key, keep, by))
 
     async def unreplace(self, key: str, by: str) -> None:
         await self._store.run(
