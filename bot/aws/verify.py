@@ -36,8 +36,14 @@ PARAMETER_BATCH = 10  # GetParameters takes at most 10 names
 
 
 async def check_service(
-    aws: AwsClients, env_name: str, service: str, shared: SharedLookups | None = None
+    aws: AwsClients,
+    env_name: str,
+    service: str,
+    shared: SharedLookups | None = None,
+    found: dict[str, Any] | None = None,
 ) -> list[Finding]:
+    """The cluster and the ECS service exist and are ACTIVE; ``found``: gets the service's
+    description (by name) when it is ACTIVE."""
     env = aws.environment(env_name)
     ecs = await aws.client(env_name, "ecs")
 
@@ -71,6 +77,8 @@ async def check_service(
             )
         ]
     status = services[0].get("status")
+    if status == "ACTIVE" and found is not None:
+        found[service] = services[0]
     if status != "ACTIVE":
         return [
             Finding(
@@ -265,11 +273,13 @@ async def verify_provisioned(
     tag: str | None = None,
     image_wait_seconds: float = 0,
     shared: SharedLookups | None = None,
+    services: dict[str, Any] | None = None,
 ) -> list[Finding]:
     """Every check at once; an empty list means the service can be deployed.
 
     ``shared``: what the deploys of this process looked up and found in order in the last few
     seconds is not asked again (bot/aws/lookups.py); a problem is always looked up afresh.
+    ``services``: gets the ECS service's description, for a caller that deploys it next.
 
     First, without AWS: the secrets and parameters lemi.yml's ``references`` does
     not allow the service (refused ones are never looked up). The Datadog API key
@@ -285,7 +295,7 @@ async def verify_provisioned(
     parameters = {k: v for k, v in parameters.items() if k not in refused_parameters}
     secrets["(datadog api key)"] = parse_secret(aws.config.datadog.api_key_secret)
     checks = [
-        check_service(aws, env_name, service.name, shared),
+        check_service(aws, env_name, service.name, shared, services),
         check_secrets(aws, env_name, secrets, shared),
         check_parameters(aws, env_name, parameters, shared),
     ]

@@ -9,6 +9,7 @@ job picks up where it was instead of doing things twice.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,6 +43,9 @@ from bot.github.contents import read_service_files, repo_vars
 from bot.github.errors import GitHubError
 from bot.github.owners import Owners
 from bot.store.jobs import DeployRequest as DeployRequest  # what a deploy job asks for
+
+# how old the verification's description of the service may be for the plan to use it
+DESCRIPTION_FRESH_SECONDS = 5.0
 
 
 def check_name(repository: str, service: str, env: str) -> str:
@@ -314,9 +318,12 @@ async def _deploy(
         )  # fmt: skip
     except Invalid as exc:
         return await _fail_spec(gh, config, req, await announcing, exc.problems)
+    described: dict[str, Any] = {}  # the service as verification found it, for the plan
+    verifying = time.monotonic()
     findings: list[Finding] = await verify_provisioned(
-        aws, req.environment, files, tag=req.tag, image_wait_seconds=image_wait, shared=aws.lookups
-    )
+        aws, req.environment, files, tag=req.tag, image_wait_seconds=image_wait, shared=aws.lookups,
+        services=described,
+    )  # fmt: skip
     if findings:
         return await finish(
             gh, config, req, await announcing, "failure", f"{problems_text(len(findings))} before deploying", "failure",
@@ -333,7 +340,12 @@ async def _deploy(
     request = RolloutRequest(
         req.service, compiled.task_definition, desired_count=compiled.desired_count, already_sent=already_sent
     )
-    situation = await survey(ecs, request, compare_running=True)  # the service, described once
+    # the service, described once: by the verification, unless that was longer ago than a few seconds
+    # (it waited for the image): ECS may have moved on since
+    fresh = time.monotonic() - verifying < DESCRIPTION_FRESH_SECONDS
+    situation = await survey(
+        ecs, request, compare_running=True, described=described.get(req.service) if fresh else None
+    )
     the_plan = plan(request, situation)
     image = compiled.image
     if watch is None:
