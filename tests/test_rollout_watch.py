@@ -141,13 +141,14 @@ def test_a_monorepo_push_asks_aws_once_for_what_its_services_share(
     """Its 8 services have the cluster, the secrets, the parameter and the image in common: the
     deploys running at once ask for them once, not once each (a deploy that starts 10 s after
     another asks again); each service is described once before its UpdateService."""
-    calls: list[tuple[str, list[str]]] = []
+    calls: list[tuple[str, list[str], str]] = []  # (operation, services described, family registered)
     call_action = BaseResponse.call_action
 
     def counted(self: BaseResponse) -> Any:
         action = self._get_action()
         services = self._get_param("services") if action == "DescribeServices" else []
-        calls.append((action, services or []))
+        family = self._get_param("family") if action == "RegisterTaskDefinition" else ""
+        calls.append((action, services or [], family or ""))
         return call_action(self)
 
     monkeypatch.setattr(BaseResponse, "call_action", counted)
@@ -161,12 +162,15 @@ def test_a_monorepo_push_asks_aws_once_for_what_its_services_share(
         push(app, github, sha)
         settled_jobs(app)
         assert sim.updates == 8
-        ops = collections.Counter(action for action, _ in calls)
+        ops = collections.Counter(action for action, _, _ in calls)
         # one for each service
         for op in ("UpdateService", "RegisterTaskDefinition", "ListTaskDefinitions", "DescribeTaskDefinition"):
             assert ops[op] == 8, ops
-        # the deploys' own descriptions name one service (the watcher's name all 8 at once)
-        assert sum(1 for action, services in calls if action == "DescribeServices" and len(services) == 1) == 8
+        # each service described once before its new revision is registered (the watcher's
+        # descriptions come after: its watch is recorded once the revision is)
+        for service in SERVICES:
+            registered = calls.index(("RegisterTaskDefinition", [], f"{service}-staging"))
+            assert calls[:registered].count(("DescribeServices", [service], "")) == 1, service
         # shared: fewer than one each (once, unless a deploy started 10 s after another)
         for op, each in (("DescribeClusters", 1), ("DescribeSecret", 3), ("GetSecretValue", 1),
                          ("GetParameters", 1), ("DescribeImages", 1)):  # fmt: skip
