@@ -148,7 +148,14 @@ async def _one(
 ) -> None:  # fmt: skip
     now = clock()
     if body.ended is None and not watch.replaced_by:
-        body = await _judge(ecs, body, described.get(body.service), now)
+        judged = await _judge(ecs, body, described.get(body.service), now)
+        if judged.ended is not None and judged.ended.outcome != "completed":
+            # a newer rollout may have replaced this one since the round claimed it (its
+            # UpdateService then looks like a rollback here): replaced, not failed
+            again = await rt.watches.get(watch.id)
+            if again is not None and again.replaced_by:
+                watch, judged = again, body
+        body = judged
     if body.ended is None and not watch.replaced_by:
         body = await _show_progress(rt, body, announcement(watch), now)
         this.keep(watch, encode(body), now + body.poll)
