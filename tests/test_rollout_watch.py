@@ -8,6 +8,7 @@ example payloads, against the GitHub fake and moto.
 
 from __future__ import annotations
 
+import collections
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from app_harness import RunningApp, running_app
 from aws_world import CLUSTER
 from fakes.webhooks import ZERO_SHA, for_issue_comment, for_pull_request, for_push
 from lemi_process import Server, wait_until
+from moto.core.responses import BaseResponse
 from test_queue import make_sqs
 
 from bot.core.compile import compile_for
@@ -131,6 +133,48 @@ def test_a_monorepo_push_starts_every_rollout_and_the_app_keeps_answering(
         run = check_of(github, sha, service)
         assert (run.status, run.conclusion) == ("completed", "success")
     assert sim.updates == 8
+
+
+def test_a_monorepo_push_asks_aws_once_for_what_its_services_share(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its 8 services have the cluster, the secrets, the parameter and the image in common: the
+    deploys running at once ask for them once, not once each (a deploy that starts 10 s after
+    another asks again); each service is described once before its UpdateService."""
+    calls: list[tuple[str, list[str], str]] = []  # (operation, services described, family registered)
+    call_action = BaseResponse.call_action
+
+    def counted(self: BaseResponse) -> Any:
+        action = self._get_action()
+        services = self._get_param("services") if action == "DescribeServices" else []
+        family = self._get_param("family") if action == "RegisterTaskDefinition" else ""
+        calls.append((action, services or [], family or ""))
+        return call_action(self)
+
+    monkeypatch.setattr(BaseResponse, "call_action", counted)
+    provision(world, SERVICES)
+    sha = github.commit(REPO, "develop", files_of(SERVICES))
+    aws_world.push_image(world.endpoint, sha)
+    github.secondary_limits = (400, 2000)
+    sim.stuck()
+    calls.clear()
+    with app_for(github, tmp_path) as app:
+        push(app, github, sha)
+        settled_jobs(app)
+        assert sim.updates == 8
+        ops = collections.Counter(action for action, _, _ in calls)
+        # one for each service
+        for op in ("UpdateService", "RegisterTaskDefinition", "ListTaskDefinitions", "DescribeTaskDefinition"):
+            assert ops[op] == 8, ops
+        # each service described once before its new revision is registered (the watcher's
+        # descriptions come after: its watch is recorded once the revision is)
+        for service in SERVICES:
+            registered = calls.index(("RegisterTaskDefinition", [], f"{service}-staging"))
+            assert calls[:registered].count(("DescribeServices", [service], "")) == 1, service
+        # shared: fewer than one each (once, unless a deploy started 10 s after another)
+        for op, each in (("DescribeClusters", 1), ("DescribeSecret", 3), ("GetSecretValue", 1),
+                         ("GetParameters", 1), ("DescribeImages", 1)):  # fmt: skip
+            assert each <= ops[op] < 8 * each, ops
 
 
 def test_a_watch_resumes_after_a_restart(

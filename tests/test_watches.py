@@ -92,3 +92,29 @@ async def test_two_watchers_claiming_at_once_never_share_a_watch(watches: Watche
     a, b = await asyncio.gather(watches.claim("a", 1.0, 60), watches.claim("b", 1.0, 60))
     ids_a, ids_b = {w.id for w in a}, {w.id for w in b}
     assert not ids_a & ids_b and len(ids_a | ids_b) == 20
+
+
+async def test_a_rounds_updates_are_written_together_and_only_where_the_watcher_holds_them(watches: Watches) -> None:
+    for ident, due in (("w1", 0.0), ("w2", 0.0), ("w3", 15.0)):
+        await watches.add(ident, f"{KEY}:{ident}", "staging", b"body", due=due)
+    w1, w2 = await watches.claim("a", now=1.0, lease_seconds=100)
+    (w3,) = await watches.claim("b", now=15.0, lease_seconds=100)  # another watcher holds w3
+    assert await watches.annotate("w1", b"note")
+    assert await watches.update_many("a", [(w1, b"one", 50.0), (w2, b"two", 60.0), (w3, b"three", 70.0)]) == [
+        True, True, False,
+    ]  # fmt: skip
+    stored = {i: await watches.get(i) for i in ("w1", "w2", "w3")}
+    assert {i: (w.body, w.due, w.note) for i, w in stored.items() if w is not None} == {
+        "w1": (b"one", 50.0, b"note"), "w2": (b"two", 60.0, b""), "w3": (b"body", 15.0, b""),
+    }  # fmt: skip
+    assert await watches.update_many("a", []) == []
+
+
+async def test_a_watch_added_replacing_marks_the_older_ones_of_its_service(watches: Watches) -> None:
+    await watches.add("old", KEY, "staging", b"", due=500.0)
+    await watches.add("other", "acme/demo:other:staging", "staging", b"", due=500.0)
+    assert await watches.add_replacing("new", KEY, "staging", b"body", due=600.0) == 1
+    old, other, new = [await watches.get(i) for i in ("old", "other", "new")]
+    assert old is not None and (old.replaced_by, old.due) == ("new", 0.0)
+    assert other is not None and other.replaced_by == ""
+    assert new is not None and (new.body, new.due, new.replaced_by) == (b"body", 600.0, "")

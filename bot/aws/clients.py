@@ -14,6 +14,7 @@ or :class:`~bot.aws.errors.AwsRefused` (bot/aws/errors.py).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable
@@ -28,16 +29,21 @@ from aiobotocore.session import AioSession, get_session
 from botocore.credentials import CredentialProvider
 
 from bot.aws.errors import translate
+from bot.aws.lookups import SharedLookups
 from bot.core.config import Config, Environment
 
 # bounded retries in AWS's adaptive mode: the standard retries (throttling and transient errors)
 # plus a client-side rate that backs off when AWS throttles, so a push that starts the rollouts
 # of many services at once slows to what ECS accepts instead of failing
+# max_pool_connections: one client per (environment, AWS service) serves every deploy of the
+# process at once (up to LEMI_BACKGROUND_JOBS, 64 by default); botocore's default of 10
+# connections would make the 11th concurrent call wait for a free one
 CLIENT_CONFIG = AioConfig(
     retries={"mode": "adaptive", "max_attempts": 8},
     connect_timeout=5,
     read_timeout=30,
     user_agent_extra="lemi",
+    max_pool_connections=64,
 )
 ROLE_SESSION_NAME = "lemi"
 
@@ -102,7 +108,9 @@ class AwsClients:
     """Open clients for the environments of lemi.yml; close them with :meth:`close`.
 
     Use as ``async with AwsClients(config) as aws: ecs = await aws.client("staging", "ecs")``.
-    Clients are created once and reused for the life of the object.
+    Clients are created once and reused for the life of the object (deploys that ask for one at
+    the same moment wait for the same client), with their connection pools.
+    ``lookups``: what the deploys of this object share (bot/aws/lookups.py).
     """
 
     def __init__(self, config: Config, session: AioSession | None = None) -> None:
@@ -110,6 +118,8 @@ class AwsClients:
         self._base = session or get_session()
         self._role_sessions: dict[str, AioSession] = {}
         self._clients: dict[tuple[str, str], Any] = {}
+        self._creating: dict[tuple[str, str], asyncio.Lock] = {}
+        self.lookups = SharedLookups()
         self._stack = contextlib.AsyncExitStack()
         self._hooks: list[CallHook] = []
 
@@ -142,21 +152,28 @@ class AwsClients:
 
     async def client(self, env_name: str, service: str) -> Any:
         key = (env_name, service)
-        if key not in self._clients:
-            env = self.environment(env_name)
-            session = self._session_for(env)
-            try:
-                client = await self._stack.enter_async_context(
-                    session.create_client(service, region_name=env.region, config=CLIENT_CONFIG)  # type: ignore[call-overload]  # the service is chosen at run time
-                )
-            except Exception as exc:  # no region, an unreadable profile, ...
-                error = translate(exc)
-                if error is None:
-                    raise
-                raise error from exc
-            client.meta.events.register("before-call.*.*", self._before_call)
-            self._clients[key] = Client(client)
+        client = self._clients.get(key)
+        if client is not None:
+            return client
+        async with self._creating.setdefault(key, asyncio.Lock()):  # one client, however many ask at once
+            if key not in self._clients:
+                self._clients[key] = await self._create(env_name, service)
         return self._clients[key]
+
+    async def _create(self, env_name: str, service: str) -> Client:
+        env = self.environment(env_name)
+        session = self._session_for(env)
+        try:
+            client = await self._stack.enter_async_context(
+                session.create_client(service, region_name=env.region, config=CLIENT_CONFIG)  # type: ignore[call-overload]  # the service is chosen at run time
+            )
+        except Exception as exc:  # no region, an unreadable profile, ...
+            error = translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+        client.meta.events.register("before-call.*.*", self._before_call)
+        return Client(client)
 
     def _before_call(self, model: Any, **kwargs: Any) -> None:
         for hook in self._hooks:

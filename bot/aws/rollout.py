@@ -394,14 +394,18 @@ class DeployResult:
 # ---- the executors ---------------------------------------------------------------------------
 
 
-async def survey(ecs: Ecs, request: RolloutRequest, *, compare_running: bool = False) -> Situation:
+async def survey(
+    ecs: Ecs, request: RolloutRequest, *, compare_running: bool = False, described: ServiceTypeDef | None = None
+) -> Situation:
     """What :func:`plan` needs from ECS. The service is described first: nothing is registered
     for a service that does not exist (:class:`OperationError`).
 
     ``compare_running``: describe the running task definition too, in the compiled one's shape
     (``Situation.running``, for a diff); when it is identical, it is the revision to roll out.
+    ``described``: the service's ACTIVE description the caller made a moment ago (a deploy's
+    verification), used instead of describing it again.
     """
-    service = await ecs.describe_service(request.service)
+    service = described if described is not None else await ecs.describe_service(request.service)
     target = request.task_definition
     if not isinstance(target, Mapping):
         return Situation(service, service["taskDefinition"] if target is None else target)

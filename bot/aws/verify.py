@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.aws.clients import AwsClients
 from bot.aws.errors import AwsError
+from bot.aws.lookups import SharedLookups
 from bot.core.findings import Finding
 from bot.core.references import refuse_parameters, refuse_secrets
 from bot.core.refs import ParameterRef, SecretRef, parse_secret
@@ -34,13 +35,28 @@ __all__ = [
 PARAMETER_BATCH = 10  # GetParameters takes at most 10 names
 
 
-async def check_service(aws: AwsClients, env_name: str, service: str) -> list[Finding]:
+async def check_service(
+    aws: AwsClients,
+    env_name: str,
+    service: str,
+    shared: SharedLookups | None = None,
+    found: dict[str, Any] | None = None,
+) -> list[Finding]:
+    """The cluster and the ECS service exist and are ACTIVE; ``found``: gets the service's
+    description (by name) when it is ACTIVE."""
     env = aws.environment(env_name)
     ecs = await aws.client(env_name, "ecs")
-    clusters = await ecs.describe_clusters(clusters=[env.cluster])
-    found = clusters.get("clusters", [])
-    if not found or found[0].get("status") != "ACTIVE":
-        state = found[0].get("status", "missing") if found else "missing"
+
+    async def cluster_state() -> str:
+        clusters = await ecs.describe_clusters(clusters=[env.cluster])
+        found = clusters.get("clusters", [])
+        return str(found[0].get("status", "missing")) if found else "missing"
+
+    if shared is None:
+        state = await cluster_state()
+    else:
+        state = await shared.get(("cluster", env_name, env.cluster), cluster_state, lambda s: s == "ACTIVE")
+    if state != "ACTIVE":
         return [
             Finding(
                 "cluster",
@@ -61,6 +77,8 @@ async def check_service(aws: AwsClients, env_name: str, service: str) -> list[Fi
             )
         ]
     status = services[0].get("status")
+    if status == "ACTIVE" and found is not None:
+        found[service] = services[0]
     if status != "ACTIVE":
         return [
             Finding(
@@ -73,26 +91,35 @@ async def check_service(aws: AwsClients, env_name: str, service: str) -> list[Fi
     return []
 
 
-async def _check_secret(aws: AwsClients, env_name: str, var: str, ref: SecretRef) -> Finding | None:
+async def _check_secret(
+    aws: AwsClients, env_name: str, var: str, ref: SecretRef, shared: SharedLookups | None
+) -> Finding | None:
+    subject = f"{var} ({ref.secret})"
+    if shared is None:
+        problem = await _secret_problem(aws, env_name, ref)
+    else:
+        key = ("secret", env_name, ref.secret, ref.is_arn, ref.json_key, ref.version_id, ref.version_stage)
+        problem = await shared.get(key, lambda: _secret_problem(aws, env_name, ref), lambda p: p is None)
+    return None if problem is None else Finding("secret", subject, *problem)
+
+
+async def _secret_problem(aws: AwsClients, env_name: str, ref: SecretRef) -> tuple[str, str] | None:
+    """What is wrong with a secret reference (what, and what to do), or None: ECS can read it.
+    A JSON key's secret value is read to look for the key, and never kept."""
     env = aws.environment(env_name)
     sm = await aws.client(env_name, "secretsmanager")
     secret_id = ref.secret_arn(env.region, env.account_id) if ref.is_arn else ref.secret
-    subject = f"{var} ({ref.secret})"
     try:
         described = await sm.describe_secret(SecretId=secret_id)
     except AwsError as exc:
         if exc.code == "ResourceNotFoundException":
-            return Finding(
-                "secret",
-                subject,
+            return (
                 f"the secret does not exist in Secrets Manager ({env.account_id}/{env.region})",
                 f"create it (aws secretsmanager create-secret --name {ref.secret}) or fix the name in the environment file",
             )
         raise
     if described.get("DeletedDate"):
-        return Finding(
-            "secret",
-            subject,
+        return (
             "the secret is scheduled for deletion, so ECS cannot read it",
             f"restore it (aws secretsmanager restore-secret --secret-id {ref.secret}) or point to another secret",
         )
@@ -107,16 +134,12 @@ async def _check_secret(aws: AwsClients, env_name: str, var: str, ref: SecretRef
         value = await sm.get_secret_value(**kwargs)
     except AwsError as exc:
         if exc.code == "InvalidRequestException":
-            return Finding(
-                "secret",
-                subject,
+            return (
                 f"Secrets Manager refused to read it: {exc.message}",
                 f"check the secret's state (aws secretsmanager describe-secret --secret-id {ref.secret})",
             )
         if exc.code == "ResourceNotFoundException":
-            return Finding(
-                "secret",
-                subject,
+            return (
                 "the secret has no such version",
                 "check the version stage and id after the JSON key, or leave them empty",
             )
@@ -127,29 +150,29 @@ async def _check_secret(aws: AwsClients, env_name: str, var: str, ref: SecretRef
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        return Finding(
-            "secret",
-            subject,
+        return (
             f"the secret is not a JSON object, so it has no key {ref.json_key!r}",
             f"store the secret as JSON with a {ref.json_key!r} key, or reference the whole secret",
         )
     if ref.json_key not in data:
         keys = ", ".join(sorted(map(str, data))) or "none"
-        return Finding(
-            "secret",
-            subject,
+        return (
             f"the secret's JSON has no key {ref.json_key!r} (keys: {keys})",
             "add the key to the secret or fix the key in the environment file",
         )
     return None
 
 
-async def check_secrets(aws: AwsClients, env_name: str, secrets: dict[str, SecretRef]) -> list[Finding]:
-    results = await asyncio.gather(*(_check_secret(aws, env_name, k, r) for k, r in sorted(secrets.items())))
+async def check_secrets(
+    aws: AwsClients, env_name: str, secrets: dict[str, SecretRef], shared: SharedLookups | None = None
+) -> list[Finding]:
+    results = await asyncio.gather(*(_check_secret(aws, env_name, k, r, shared) for k, r in sorted(secrets.items())))
     return [f for f in results if f is not None]
 
 
-async def check_parameters(aws: AwsClients, env_name: str, parameters: dict[str, ParameterRef]) -> list[Finding]:
+async def check_parameters(
+    aws: AwsClients, env_name: str, parameters: dict[str, ParameterRef], shared: SharedLookups | None = None
+) -> list[Finding]:
     if not parameters:
         return []
     env = aws.environment(env_name)
@@ -157,12 +180,18 @@ async def check_parameters(aws: AwsClients, env_name: str, parameters: dict[str,
     by_name: dict[str, list[str]] = {}
     for var, ref in sorted(parameters.items()):
         by_name.setdefault(ref.name, []).append(var)
-    names = sorted(by_name)
-    missing: list[str] = []
-    for i in range(0, len(names), PARAMETER_BATCH):
-        batch = names[i : i + PARAMETER_BATCH]
-        response = await ssm.get_parameters(Names=batch, WithDecryption=False)
-        missing.extend(response.get("InvalidParameters", []))
+
+    async def exist(keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], bool]:
+        names = sorted(key[2] for key in keys)
+        missing: set[str] = set()
+        for i in range(0, len(names), PARAMETER_BATCH):
+            response = await ssm.get_parameters(Names=names[i : i + PARAMETER_BATCH], WithDecryption=False)
+            missing.update(response.get("InvalidParameters", []))
+        return {key: key[2] not in missing for key in keys}
+
+    keys = [("parameter", env_name, name) for name in sorted(by_name)]
+    found = await exist(keys) if shared is None else await shared.get_many(keys, exist, bool)
+    missing = [key[2] for key, there in found.items() if not there]
     return [
         Finding(
             "parameter",
@@ -184,31 +213,43 @@ async def check_image(
     wait_seconds: float = 0,
     first_delay: float = 2.0,
     max_delay: float = 20.0,
+    shared: SharedLookups | None = None,
 ) -> list[Finding]:
     """Is ``repository:tag`` in the environment's ECR? Waits up to ``wait_seconds`` for it."""
     env = aws.environment(env_name)
     ecr = await aws.client(env_name, "ecr")
-    deadline = time.monotonic() + wait_seconds
-    delay = first_delay
-    while True:
+
+    async def missing() -> str | None:  # None: the image is there; else what is missing
         try:
             await ecr.describe_images(
                 registryId=env.account_id, repositoryName=repository, imageIds=[{"imageTag": tag}]
             )
-            return []
         except AwsError as exc:
-            code = exc.code
-            if code == "RepositoryNotFoundException":
-                return [
-                    Finding(
-                        "image",
-                        repository,
-                        f"there is no ECR repository {repository!r} in {env.account_id}/{env.region}",
-                        "create it in the infra repository, or fix spec.image in service.yaml",
-                    )
-                ]
-            if code != "ImageNotFoundException":
+            if exc.code == "RepositoryNotFoundException":
+                return "repository"
+            if exc.code != "ImageNotFoundException":
                 raise
+            return "image"
+        return None
+
+    deadline = time.monotonic() + wait_seconds
+    delay = first_delay
+    while True:
+        if shared is None:
+            absent = await missing()
+        else:
+            absent = await shared.get(("image", env_name, repository, tag), missing, lambda a: a is None)
+        if absent is None:
+            return []
+        if absent == "repository":
+            return [
+                Finding(
+                    "image",
+                    repository,
+                    f"there is no ECR repository {repository!r} in {env.account_id}/{env.region}",
+                    "create it in the infra repository, or fix spec.image in service.yaml",
+                )
+            ]
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             waited = f" after waiting {wait_seconds:g} s" if wait_seconds else ""
@@ -231,8 +272,14 @@ async def verify_provisioned(
     *,
     tag: str | None = None,
     image_wait_seconds: float = 0,
+    shared: SharedLookups | None = None,
+    services: dict[str, Any] | None = None,
 ) -> list[Finding]:
     """Every check at once; an empty list means the service can be deployed.
+
+    ``shared``: what the deploys of this process looked up and found in order in the last few
+    seconds is not asked again (bot/aws/lookups.py); a problem is always looked up afresh.
+    ``services``: gets the ECS service's description, for a caller that deploys it next.
 
     First, without AWS: the secrets and parameters lemi.yml's ``references`` does
     not allow the service (refused ones are never looked up). The Datadog API key
@@ -248,12 +295,12 @@ async def verify_provisioned(
     parameters = {k: v for k, v in parameters.items() if k not in refused_parameters}
     secrets["(datadog api key)"] = parse_secret(aws.config.datadog.api_key_secret)
     checks = [
-        check_service(aws, env_name, service.name),
-        check_secrets(aws, env_name, secrets),
-        check_parameters(aws, env_name, parameters),
+        check_service(aws, env_name, service.name, shared, services),
+        check_secrets(aws, env_name, secrets, shared),
+        check_parameters(aws, env_name, parameters, shared),
     ]
     if tag is not None:
-        checks.append(check_image(aws, env_name, service.image, tag, wait_seconds=image_wait_seconds))
+        checks.append(check_image(aws, env_name, service.image, tag, wait_seconds=image_wait_seconds, shared=shared))
     results = await asyncio.gather(*checks)
     refused = [*refused_secrets.values(), *refused_parameters.values()]
     return refused + [finding for result in results for finding in result]

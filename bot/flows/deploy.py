@@ -9,6 +9,7 @@ job picks up where it was instead of doing things twice.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,6 +43,9 @@ from bot.github.contents import read_service_files, repo_vars
 from bot.github.errors import GitHubError
 from bot.github.owners import Owners
 from bot.store.jobs import DeployRequest as DeployRequest  # what a deploy job asks for
+
+# how old the verification's description of the service may be for the plan to use it
+DESCRIPTION_FRESH_SECONDS = 5.0
 
 
 def check_name(repository: str, service: str, env: str) -> str:
@@ -314,9 +318,12 @@ async def _deploy(
         )  # fmt: skip
     except Invalid as exc:
         return await _fail_spec(gh, config, req, await announcing, exc.problems)
+    described: dict[str, Any] = {}  # the service as verification found it, for the plan
+    verifying = time.monotonic()
     findings: list[Finding] = await verify_provisioned(
-        aws, req.environment, files, tag=req.tag, image_wait_seconds=image_wait
-    )
+        aws, req.environment, files, tag=req.tag, image_wait_seconds=image_wait, shared=aws.lookups,
+        services=described,
+    )  # fmt: skip
     if findings:
         return await finish(
             gh, config, req, await announcing, "failure", f"{problems_text(len(findings))} before deploying", "failure",
@@ -333,19 +340,28 @@ async def _deploy(
     request = RolloutRequest(
         req.service, compiled.task_definition, desired_count=compiled.desired_count, already_sent=already_sent
     )
-    situation = await survey(ecs, request, compare_running=True)  # the service, described once
-    changes = _changes(situation, compiled.task_definition)
+    # the service, described once: by the verification, unless that was longer ago than a few seconds
+    # (it waited for the image): ECS may have moved on since
+    fresh = time.monotonic() - verifying < DESCRIPTION_FRESH_SECONDS
+    situation = await survey(
+        ecs, request, compare_running=True, described=described.get(req.service) if fresh else None
+    )
     the_plan = plan(request, situation)
     image = compiled.image
     if watch is None:
+        changes = _changes(situation, compiled.task_definition)
         if not request.already_sent:
             announced = await announcing
             await deployment_status(gh, req, announced.deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12],
                                     log_url=announced.log_url)  # fmt: skip
         result = await execute(ecs, the_plan, wait)
         return await finish_rollout(gh, config, req, await announcing, result, image, changes)
-    started = await watch.start(ecs, req, the_plan, image=image, changes=changes, wait=wait)
+    # the diff is for the report: made once UpdateService is sent, not before
+    started = await watch.start(
+        ecs, req, the_plan, image=image, changes=lambda: _changes(situation, compiled.task_definition), wait=wait
+    )
     if started.watching is None:  # an earlier attempt's rollout ended while lemi was not watching
+        changes = _changes(situation, compiled.task_definition)
         return await finish_rollout(gh, config, req, await announcing, started.result, image, changes)
 
     async def announced_then_rolling_out() -> None:
@@ -367,8 +383,11 @@ class Watcher(Protocol):
     async def exists(self, req: DeployRequest) -> bool: ...
 
     async def start(
-        self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: str, wait: Wait
-    ) -> Started: ...
+        self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: Callable[[], str], wait: Wait
+    ) -> Started:
+        """Carry ``plan`` out and watch its rollout; ``changes()``: the task-definition diff for the
+        report, asked for once UpdateService is sent."""
+        ...
 
     async def announced(self, req: DeployRequest, announced: Announced) -> None: ...
 

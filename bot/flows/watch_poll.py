@@ -65,9 +65,32 @@ PROGRESS_EVERY = 15.0  # seconds between progress updates of one check run (only
 Clock = Callable[[], float]
 
 
+class Round:
+    """What a round keeps of the watches that go on (the body, when to look again): written in one
+    :meth:`~bot.store.watches.Watches.update_many` once every watch of the round is either kept
+    or being reported (a report may wait long for GitHub's write budget; the others do not)."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.kept: list[tuple[Watch, bytes, float]] = []
+        self._undecided = set(ids)
+        self.decided = asyncio.Event()
+        if not self._undecided:
+            self.decided.set()
+
+    def keep(self, watch: Watch, body: bytes, due: float) -> None:
+        self.kept.append((watch, body, due))
+        self.decide(watch)
+
+    def decide(self, watch: Watch) -> None:
+        self._undecided.discard(watch.id)
+        if not self._undecided:
+            self.decided.set()
+
+
 async def poll(rt: Runtime, owner: str, claimed: list[Watch], *, clock: Clock = time.time) -> None:
     """Look at every claimed watch once: describe their services (ten to a call, per
-    environment), judge each, report the ended ones and keep the others for their next poll."""
+    environment), judge each, report the ended ones and keep the others for their next poll
+    (in one write for the round: :meth:`~bot.store.watches.Watches.update_many`)."""
     groups: dict[str, list[tuple[Watch, RolloutWatch]]] = defaultdict(list)
     for watch in claimed:
         try:
@@ -75,11 +98,17 @@ async def poll(rt: Runtime, owner: str, claimed: list[Watch], *, clock: Clock = 
         except msgspec.DecodeError as exc:
             log.error("dropping watch %s: lemi cannot read it back (%s)", watch.id, exc)
             await rt.watches.remove(watch, owner)
-    await asyncio.gather(*(_poll_group(rt, owner, env, items, clock) for env, items in groups.items()))
+    this = Round([w.id for items in groups.values() for w, _ in items])
+
+    async def keep() -> None:
+        await this.decided.wait()
+        await rt.watches.update_many(owner, this.kept)
+
+    await asyncio.gather(keep(), *(_poll_group(rt, owner, env, items, clock, this) for env, items in groups.items()))
 
 
 async def _poll_group(
-    rt: Runtime, owner: str, environment: str, items: list[tuple[Watch, RolloutWatch]], clock: Clock
+    rt: Runtime, owner: str, environment: str, items: list[tuple[Watch, RolloutWatch]], clock: Clock, this: Round
 ) -> None:
     try:
         ecs = await Ecs.open(rt.aws(), environment)
@@ -88,22 +117,24 @@ async def _poll_group(
         log.warning("could not describe the services of %s (%s); trying again", environment, exc)
         now = clock()
         for watch, body in items:
-            await rt.watches.update(watch, owner, watch.body, now + max(body.poll, 1.0))
+            this.keep(watch, watch.body, now + max(body.poll, 1.0))
         return
-    await asyncio.gather(*(_guarded(rt, owner, ecs, watch, body, described, clock) for watch, body in items))
+    await asyncio.gather(*(_guarded(rt, owner, ecs, watch, body, described, clock, this) for watch, body in items))
 
 
 async def _guarded(
     rt: Runtime, owner: str, ecs: Ecs, watch: Watch, body: RolloutWatch, described: dict[str, ServiceTypeDef],
-    clock: Clock,
+    clock: Clock, this: Round,
 ) -> None:  # fmt: skip
     """One watch; whatever goes wrong with it, the others of the round go on (it is looked at again
     when its lease runs out)."""
     try:
         with logs.bind(repository=_repository(body), service=body.service, environment=body.environment):
-            await _one(rt, owner, ecs, watch, body, described, clock)
+            await _one(rt, owner, ecs, watch, body, described, clock, this)
     except Exception:  # noqa: BLE001
         log.exception("watch %s: lemi could not look at it; trying again later", watch.id)
+    finally:
+        this.decide(watch)
 
 
 def _repository(body: RolloutWatch) -> str:
@@ -113,18 +144,26 @@ def _repository(body: RolloutWatch) -> str:
 
 async def _one(
     rt: Runtime, owner: str, ecs: Ecs, watch: Watch, body: RolloutWatch, described: dict[str, ServiceTypeDef],
-    clock: Clock,
+    clock: Clock, this: Round,
 ) -> None:  # fmt: skip
     now = clock()
     if body.ended is None and not watch.replaced_by:
-        body = await _judge(ecs, body, described.get(body.service), now)
+        judged = await _judge(ecs, body, described.get(body.service), now)
+        if judged.ended is not None and judged.ended.outcome != "completed":
+            # a newer rollout may have replaced this one since the round claimed it (its
+            # UpdateService then looks like a rollback here): replaced, not failed
+            again = await rt.watches.get(watch.id)
+            if again is not None and again.replaced_by:
+                watch, judged = again, body
+        body = judged
     if body.ended is None and not watch.replaced_by:
         body = await _show_progress(rt, body, announcement(watch), now)
-        await rt.watches.update(watch, owner, encode(body), now + body.poll)
+        this.keep(watch, encode(body), now + body.poll)
         return
     if isinstance(body.then, ReportDeploy) and not watch.note and _still_announcing(watch, now):
-        await rt.watches.update(watch, owner, encode(body), now + max(body.poll, 0.5))
+        this.keep(watch, encode(body), now + max(body.poll, 0.5))
         return
+    this.decide(watch)  # reported: the others' updates need not wait for it
     try:
         await _report(rt, watch, body)
     except Exception as exc:  # noqa: BLE001 - reported again at the next poll

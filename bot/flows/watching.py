@@ -170,11 +170,16 @@ class RolloutWatches:
         self.wake = wake
         self.clock = clock
 
-    async def start(self, ecs: Ecs, plan: Plan, *, ident: str, key: str, then: Then, wait: Wait) -> Started:
-        """Carry ``plan`` out and leave its rollout to the watcher (``then``: what to report at the end)."""
+    async def start(
+        self, ecs: Ecs, plan: Plan, *, ident: str, key: str, then: Then, wait: Wait,
+        sent: Callable[[Then], Then] | None = None,
+    ) -> Started:  # fmt: skip
+        """Carry ``plan`` out and leave its rollout to the watcher (``then``: what to report at the end;
+        ``sent(then)``: what to report instead, made once UpdateService is sent -- work the report
+        needs and the rollout does not wait for)."""
         recorded = False
 
-        def body(revision: str, watching: Watching) -> bytes:
+        def body(then: Then, revision: str, watching: Watching) -> bytes:
             return _encode(RolloutWatch(then, plan.service, ecs.environment, revision, plan.reused,
                                         WatchState.of(watching), self.clock(), wait.timeout, wait.poll))  # fmt: skip
 
@@ -183,9 +188,10 @@ class RolloutWatches:
             UpdateService: the watcher never judges an older rollout by the deployment that
             replaces it (that would read as a rollback)."""
             nonlocal recorded
-            await self.watches.add(ident, key, ecs.environment, body(revision, watching), self.clock() + wait.poll)
-            recorded = True
-            replaced = await self.watches.replace_others(key, ident, ident)
+            recorded = True  # (a failure half-way is undone like one after it)
+            replaced = await self.watches.add_replacing(
+                ident, key, ecs.environment, body(then, revision, watching), self.clock() + wait.poll
+            )
             if replaced:
                 log.info("%s older rollout(s) of %s replaced by %s", replaced, plan.service, replacer(ident))
 
@@ -198,7 +204,8 @@ class RolloutWatches:
             raise
         if started.watching is not None:
             revision = started.result.task_definition
-            await self.watches.add(ident, key, ecs.environment, body(revision, started.watching), self.clock())
+            final = sent(then) if sent is not None else then
+            await self.watches.add(ident, key, ecs.environment, body(final, revision, started.watching), self.clock())
             self.wake()
         return started
 
@@ -226,10 +233,20 @@ class DeployWatches:
     async def exists(self, req: DeployRequest) -> bool:
         return await self.rollouts.watches.get(watch_id(req)) is not None
 
-    async def start(self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: str, wait: Wait) -> Started:
+    async def start(
+        self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: Callable[[], str], wait: Wait
+    ) -> Started:
+        """The task-definition diff (``changes()``) is made once UpdateService is sent: a watch
+        recorded before it has none (it is reported without one only if lemi stopped in between)."""
         key = service_key(req.repository, req.service, req.environment)
-        then = ReportDeploy(req, image, changes, self.command)
-        return await self.rollouts.start(ecs, plan, ident=watch_id(req), key=key, then=then, wait=wait)
+        then = ReportDeploy(req, image, "", self.command)
+
+        def with_changes(then: Then) -> Then:
+            return msgspec.structs.replace(then, changes=changes()) if isinstance(then, ReportDeploy) else then
+
+        return await self.rollouts.start(
+            ecs, plan, ident=watch_id(req), key=key, then=then, wait=wait, sent=with_changes
+        )
 
     def detach(self, req: DeployRequest, work: Coroutine[Any, Any, None]) -> None:
         ident = watch_id(req)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -77,16 +78,25 @@ async def list_services(gh: GitHub, repository: str, ref: str) -> list[str]:
 
 
 async def read_service_files(gh: GitHub, repository: str, service: str, ref: str) -> dict[str, bytes]:
-    """service.yaml and environment/*.y[a]ml of deploy/<service>/, keyed relative to it."""
+    """service.yaml and environment/*.y[a]ml of deploy/<service>/, keyed relative to it (read at once)."""
     base = f"deploy/{service}"
+
+    async def environment_files() -> list[tuple[str, bytes | None]]:
+        names = [
+            entry["name"]
+            for entry in await list_dir(gh, repository, f"{base}/{ENVIRONMENT_DIR}", ref)
+            if entry.get("type") == "file" and str(entry.get("name", "")).endswith((".yaml", ".yml"))
+        ]
+        contents = await asyncio.gather(
+            *(read_file(gh, repository, f"{base}/{ENVIRONMENT_DIR}/{name}", ref) for name in names)
+        )
+        return [(f"{ENVIRONMENT_DIR}/{name}", content) for name, content in zip(names, contents, strict=True)]
+
+    spec, environments = await asyncio.gather(
+        read_file(gh, repository, f"{base}/{SERVICE_FILE}", ref), environment_files()
+    )
     files: dict[str, bytes] = {}
-    spec = await read_file(gh, repository, f"{base}/{SERVICE_FILE}", ref)
     if spec is not None:
         files[SERVICE_FILE] = spec
-    for entry in await list_dir(gh, repository, f"{base}/{ENVIRONMENT_DIR}", ref):
-        name = entry.get("name", "")
-        if entry.get("type") == "file" and name.endswith((".yaml", ".yml")):
-            content = await read_file(gh, repository, f"{base}/{ENVIRONMENT_DIR}/{name}", ref)
-            if content is not None:
-                files[f"{ENVIRONMENT_DIR}/{name}"] = content
+    files.update((path, content) for path, content in environments if content is not None)
     return files

@@ -9,7 +9,9 @@ the others when their leases run out.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from bot.store.dynamo import DynamoTable
@@ -52,6 +54,10 @@ class DynamoWatches(DynamoTable):
             UpdateExpression="ADD ids :id",
             ExpressionAttributeValues={":id": {"SS": [id]}},
         )
+
+    async def add_replacing(self, id: str, key: str, group: str, body: bytes, due: float) -> int:
+        await self.add(id, key, group, body, due)
+        return await self.replace_others(key, id, id)
 
     async def get(self, id: str) -> Watch | None:
         ddb = await self._ddb()
@@ -102,6 +108,10 @@ class DynamoWatches(DynamoTable):
         return await self._held_update(
             watch.id, owner, "SET body = :b, due = :d", {":b": {"B": body}, ":d": {"N": repr(due)}}
         )
+
+    async def update_many(self, owner: str, updates: Sequence[tuple[Watch, bytes, float]]) -> list[bool]:
+        """One conditional update per watch (each may have been taken over on its own), sent together."""
+        return list(await asyncio.gather(*(self.update(watch, owner, body, due) for watch, body, due in updates)))
 
     async def _held_update(self, ident: str, owner: str, expression: str, values: dict[str, Any]) -> bool:
         ddb = await self._ddb()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,6 +68,11 @@ class Watches(Protocol):
         """Store a watch durably before returning (a watch of the same id is replaced)."""
         ...
 
+    async def add_replacing(self, id: str, key: str, group: str, body: bytes, due: float) -> int:
+        """:meth:`add`, then :meth:`replace_others` of ``key`` by it (SQLite: in one transaction);
+        how many it replaced."""
+        ...
+
     async def get(self, id: str) -> Watch | None: ...
 
     async def claim(self, owner: str, now: float, lease_seconds: float, limit: int = 500) -> list[Watch]:
@@ -75,6 +81,11 @@ class Watches(Protocol):
 
     async def update(self, watch: Watch, owner: str, body: bytes, due: float) -> bool:
         """Keep what was learnt and when to look again; False: ``owner`` no longer holds it."""
+        ...
+
+    async def update_many(self, owner: str, updates: Sequence[tuple[Watch, bytes, float]]) -> list[bool]:
+        """:meth:`update` for each ``(watch, body, due)`` of a watcher's round, in one write where
+        the store can (SQLite: one transaction); each False: ``owner`` no longer holds that one."""
         ...
 
     async def annotate(self, id: str, note: bytes) -> bool:
@@ -118,6 +129,13 @@ def _watch(row: sqlite3.Row) -> Watch:
     )  # fmt: skip
 
 
+def _replace_others(db: sqlite3.Connection, key: str, keep: str, by: str) -> int:
+    cursor = db.execute(
+        "UPDATE watches SET replaced_by = ?, due = 0 WHERE key = ? AND id != ? AND replaced_by = ''", (by, key, keep)
+    )
+    return cursor.rowcount
+
+
 class SQLiteWatches:
     """Watches in the embedded SQLite file (the locks' file)."""
 
@@ -133,6 +151,19 @@ class SQLiteWatches:
             )
 
         await self._store.run(work)
+
+    async def add_replacing(self, id: str, key: str, group: str, body: bytes, due: float) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT OR REPLACE INTO watches (id, key, grp, body, due, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (id, key, group, body, due, self._clock()),
+            )
+            replaced = _replace_others(db, key, id, id)
+            db.execute("COMMIT")
+            return replaced
+
+        return await self._store.run(work)
 
     async def get(self, id: str) -> Watch | None:
         def work(db: sqlite3.Connection) -> Watch | None:
@@ -172,6 +203,21 @@ class SQLiteWatches:
 
         return await self._store.run(work)
 
+    async def update_many(self, owner: str, updates: Sequence[tuple[Watch, bytes, float]]) -> list[bool]:
+        def work(db: sqlite3.Connection) -> list[bool]:
+            db.execute("BEGIN IMMEDIATE")
+            held = [
+                db.execute(
+                    "UPDATE watches SET body = ?, due = ? WHERE id = ? AND owner = ?", (body, due, watch.id, owner)
+                ).rowcount
+                == 1
+                for watch, body, due in updates
+            ]
+            db.execute("COMMIT")
+            return held
+
+        return await self._store.run(work) if updates else []
+
     async def annotate(self, id: str, note: bytes) -> bool:
         def work(db: sqlite3.Connection) -> bool:
             return db.execute("UPDATE watches SET note = ? WHERE id = ?", (note, id)).rowcount == 1
@@ -188,14 +234,7 @@ class SQLiteWatches:
         await self._store.run(lambda db: db.execute("DELETE FROM watches WHERE id = ?", (id,)))
 
     async def replace_others(self, key: str, keep: str, by: str) -> int:
-        def work(db: sqlite3.Connection) -> int:
-            cursor = db.execute(
-                "UPDATE watches SET replaced_by = ?, due = 0 WHERE key = ? AND id != ? AND replaced_by = ''",
-                (by, key, keep),
-            )
-            return cursor.rowcount
-
-        return await self._store.run(work)
+        return await self._store.run(lambda db: _replace_others(db, key, keep, by))
 
     async def unreplace(self, key: str, by: str) -> None:
         await self._store.run(
