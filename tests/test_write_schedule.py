@@ -155,45 +155,46 @@ def test_each_priority_leaves_part_of_the_budget_to_the_ones_above_it() -> None:
     assert limits.allowed(INTERACTIVE) == (80, 500)
     assert limits.allowed(RESULT) == (48, 300)
     assert limits.allowed(PROGRESS) == (28, 175)
-    s, clock = schedule(per_minute=20, per_hour=500)  # progress 7, results 12, interactive 20; 2 paced in 10 s
+    s, clock = schedule(per_minute=20, per_hour=500)  # progress 7, results 12, interactive 20; 3 and 4 paced in 20 s
     for i in range(10):
         s.add(f"p{i}", PROGRESS, f"k{i}")
     sent = []
-    for _ in range(4):  # 1000 .. 1030
+    for _ in range(3):  # 1000, 1020, 1040
         sent += send_all(s)
-        clock.t += 10
-    assert len(sent) == 7  # progress's share of the minute, though the pace would let one more go ...
+        clock.t += 20
+    clock.t = 1050
+    assert len(sent) == 7  # progress's share of the minute (3, 3, 1), though the pace would let 2 more go ...
     assert s.wait() == pytest.approx(1060 - clock.t)  # ... so it waits for the window
     for i in range(6):
         s.add(f"result-{i}", RESULT)
-    assert send_all(s) == ["result-0", "result-1"]  # results: the pace, below their share (12)
-    replies = [f"reply-{n}" for n in range(11)]
+    assert send_all(s) == ["result-0", "result-1", "result-2"]  # results: the pace (4 less 1), below their share (12)
+    replies = [f"reply-{n}" for n in range(10)]
     for name in replies:
         s.add(name, INTERACTIVE)
-    assert send_all(s) == replies[:11]  # replies use the rest of the minute: 7 + 2 + 11 = 20
+    assert send_all(s) == replies  # replies use the rest of the minute: 7 + 3 + 10 = 20
     assert s.wait_for(INTERACTIVE) == pytest.approx(1060 - clock.t)
     clock.t = 1060
-    assert send_all(s) == []  # the windows count replies too: 18 in the minute, above the results' 12
-    clock.t = 1100
-    assert send_all(s) == ["result-2", "result-3"]  # the replies left the window: paced results first
+    assert send_all(s) == []  # the windows count replies too: 17 in the minute, above the results' 12
+    clock.t = 1111
+    assert send_all(s) == ["result-3", "result-4", "result-5"]  # the replies left the window: the results go
 
 
 def test_results_and_progress_are_spread_over_the_minute_replies_are_not() -> None:
     limits = Limits(per_minute=80, per_hour=500)
-    assert (limits.paced(INTERACTIVE), limits.paced(RESULT), limits.paced(PROGRESS)) == (None, 8, 5)
+    assert (limits.paced(INTERACTIVE), limits.paced(RESULT), limits.paced(PROGRESS)) == (None, 16, 10)
     s, clock = schedule()
     for i in range(60):
         s.add(f"result-{i}", RESULT)
-    assert len(send_all(s)) == 8  # a push's results: 8 in any 10 s, not 48 at once
-    assert s.wait() == pytest.approx(10.0)
+    assert len(send_all(s)) == 16  # a push's results: 16 in any 20 s, not 48 at once
+    assert s.wait() == pytest.approx(20.0)
     replies = [f"reply-{n}" for n in range(40)]
     for name in replies:
         s.add(name, INTERACTIVE)
     assert send_all(s) == replies  # replies are not paced, nor do they count in the pace
-    clock.t += 10
-    assert len(send_all(s)) == 0  # but the minute holds 48 writes: the results' share is used
-    clock.t += 50
-    assert len(send_all(s)) == 8  # the first 8 left the window: 8 more, paced again
+    clock.t += 20
+    assert len(send_all(s)) == 0  # but the minute holds 56 writes: the results' share (48) is used
+    clock.t += 40
+    assert len(send_all(s)) == 16  # the first 16 left the window: 16 more, paced again
 
 
 def test_a_write_counts_from_its_answer() -> None:

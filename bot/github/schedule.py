@@ -18,11 +18,11 @@ sends them.
   count every write, interactive ones too: the more replies a minute holds, the fewer results
   it lets through, so the reserve grows with the demand for it.
 * **Pace**: results and progress are also spread over the minute: in any :data:`PACE` seconds,
-  at most their minute's share of that time (8 results in 10 s with the defaults), counting
-  results and progress only. A push's results then no longer take their whole share in its
-  first seconds, and replies asked for later in that minute find the window still open
-  (bench/rollouts.py: a burst of 48 results left a pull request's first check waiting for the
-  next minute).
+  at most their minute's share of that time (16 results in 20 s with the defaults), counting
+  results and progress only. A push of a service or two is announced at once, but a bigger
+  push's results no longer take their whole share in its first seconds, and replies asked for
+  later in that minute find the window still open (bench/rollouts.py: a burst of 48 results
+  left a pull request's first check waiting for the next minute).
 * **Coalescing**: a progress write with the key of a progress write still waiting replaces it
   (it keeps the older one's place in line; only the newest is sent), and a result or
   interactive write with that key supersedes it. Every write a sent one stands for is
@@ -51,7 +51,7 @@ T = TypeVar("T")
 
 MINUTE = 60.0
 HOUR = 3600.0
-PACE = 10.0  # results and progress: at most their share of any PACE seconds
+PACE = 20.0  # results and progress: at most their share of any PACE seconds
 FALLBACK_PAUSE = 60.0  # GitHub: without retry-after, "wait at least one minute"
 MAX_PAUSE = 3600.0
 SECONDARY_TEXT = "secondary rate limit"
