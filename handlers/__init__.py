@@ -34,10 +34,29 @@ class _Author(TypedDict, total=False):
     login: str
 
 
+class _Installation(TypedDict, total=False):
+    id: int
+
+
+class _Pusher(TypedDict, total=False):
+    name: str
+
+
+class _Branch(TypedDict, total=False):
+    sha: str
+    ref: str
+    repo: _Repository | None  # None once a fork is deleted
+
+
 class _PullRequest(TypedDict, total=False):
     number: int
-    body: str | None
+    body: str | None  # as written: it may hold the service-PR marker
     user: _Author
+    head: _Branch
+    base: _Branch
+    html_url: str
+    state: str
+    merged: bool | None
 
 
 class _Issue(TypedDict, total=False):
@@ -46,24 +65,37 @@ class _Issue(TypedDict, total=False):
 
 
 class _User(TypedDict, total=False):
+    login: str
     type: str
 
 
 class _Comment(TypedDict, total=False):
-    body: str | None
+    id: int
+    body: str | None  # as written: the command
     user: _User
     performed_via_github_app: Any
 
 
 class Summary(TypedDict, total=False):
-    """What intake reads of a delivery: every field ``accepts`` and ``job_key`` use (and
-    the routers' ``action``). A field missing here is missing for them, so a handler that
-    needs another one at intake adds it here; ``process`` always gets the whole document."""
+    """What lemi keeps of a delivery: every field the handlers read, at intake (``accepts``,
+    ``job_key``, the routers' ``action``) and when they run (``process``, ``report``).
+
+    Intake decodes a delivery into this shape and stores it (a few hundred bytes of a 24 KB
+    pull_request document), so a field missing here is missing for every handler: a handler
+    that reads another field adds it here first. What must not change between delivery and
+    work is kept as GitHub sent it: a comment's body (the command as written), a push's
+    ``after`` (the pushed SHA), a pull request's head SHA and body. A delivery of another
+    shape (a field of an unexpected type) is stored whole, as received."""
 
     action: str
     number: int
     ref: str
+    after: str  # a push: the SHA pushed
+    deleted: bool
     repository: _Repository
+    installation: _Installation
+    sender: _Author
+    pusher: _Pusher
     pull_request: _PullRequest
     issue: _Issue
     comment: _Comment

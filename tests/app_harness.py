@@ -23,6 +23,7 @@ from bot.core.config import Config, parse_config
 from bot.core.settings import Settings
 from bot.server.app import create_app
 from bot.server.worker import WorkerSettings
+from bot.store.jobs import WebhookJob, read_message
 
 WEBHOOK_SECRET = "lemi-test-webhook-secret"
 
@@ -67,9 +68,10 @@ def stored_document(queue_path: Path, dedupe_id: str) -> bytes:
     finally:
         db.close()
     assert row is not None, f"no job {dedupe_id}"
-    if row["body_file"] is None:
-        payload = row["payload"]
-        return payload if isinstance(payload, bytes) else payload.encode()
+    if row["body_file"] is None:  # kept in the row's message
+        message = read_message(row["kind"], row["payload"])
+        assert isinstance(message, WebhookJob)
+        return bytes(message.document)
     with open(f"{queue_path}.bodies/{row['body_file']}", "rb") as file:
         file.seek(row["body_offset"])
         return file.read(row["body_length"])

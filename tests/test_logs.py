@@ -123,3 +123,39 @@ def test_a_process_that_exits_writes_every_line_it_logged() -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [json.loads(line)["message"] for line in out.stderr.splitlines()]
     assert lines == [f"delivery {i} queued" for i in range(2000)]
+
+
+def test_an_info_line_made_without_a_record_is_the_line_a_record_makes(logger: logging.Logger) -> None:
+    """Intake's line per delivery skips the log record when it goes to lemi's handler alone: the
+    same JSON, in the same order among the other lines, with the bound context."""
+    handler, stream = attach(logger)
+    fields = {"delivery": "d-1", "event": "pull_request", "repository": "acme/app"}
+    with logs.bind(service="web"):
+        logger.info("before")
+        logs.info_line(logger, "delivery d-1 queued", fields)
+        logger.info("delivery %s %s", "d-1", "queued", extra=fields)
+    handler.flush()
+    before, fast, slow = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert before["message"] == "before"
+    assert fast == slow
+    assert fast["message"] == "delivery d-1 queued" and fast["service"] == "web" and fast["delivery"] == "d-1"
+
+
+def test_an_info_line_goes_through_logging_when_anything_else_could_see_it(
+    logger: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another handler, a filter or a level above INFO: the line is an ordinary record."""
+    handler, stream = attach(logger)
+    logger.propagate = True  # caplog's handler on the root sees it too
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        logs.info_line(logger, "delivery d-2 queued", {"delivery": "d-2"})
+    assert {(r.getMessage(), getattr(r, "delivery", None)) for r in caplog.records} == {("delivery d-2 queued", "d-2")}
+    logger.propagate = False
+    logger.addFilter(lambda record: "secret" not in record.getMessage())
+    logs.info_line(logger, "delivery secret queued", {})
+    logger.filters.clear()
+    logger.setLevel(logging.WARNING)
+    logs.info_line(logger, "delivery d-3 queued", {})
+    logger.setLevel(logging.INFO)
+    handler.flush()
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["delivery d-2 queued"]

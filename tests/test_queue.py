@@ -212,7 +212,8 @@ async def test_a_webhook_document_is_stored_as_received_and_leased_parsed(backen
     assert document_of(leased) == json.loads(document)
     if backend.name == "sqlite":
         assert isinstance(q, SQLiteQueue)
-        assert stored_document(Path(q.path), "d-doc") == document  # byte for byte, not re-serialised
+        # byte for byte, not re-serialised (kept in its row: the value, without the blanks around it)
+        assert stored_document(Path(q.path), "d-doc") == document.strip()
 
 
 async def test_a_big_webhook_document_loses_only_bulky_fields_on_sqs(backend: Backend) -> None:
@@ -255,10 +256,32 @@ def body_files(q: SQLiteQueue) -> set[str]:
     return {p.name for p in Path(q.path + ".bodies").glob("*.seg")}
 
 
+async def test_a_small_document_stays_in_its_row_and_a_large_one_goes_to_a_file(tmp_path: Path) -> None:
+    """Intake's summaries (a few hundred bytes) are kept in their rows: one write and one fsync;
+    a document over INLINE_DOCUMENT bytes goes to the files beside the database."""
+    from bot.store.sqlite_queue import INLINE_DOCUMENT
+
+    q = SQLiteQueue(tmp_path / "q.db")
+    small = json.dumps({"action": "opened", "body": "é" * 100}).encode()
+    large = json.dumps({"action": "opened", "body": "x" * INLINE_DOCUMENT}).encode()
+    assert await q.put(webhook_job("small", "k1", small))
+    assert body_files(q) == set()
+    assert await q.put(webhook_job("large", "k2", large))
+    assert len(body_files(q)) == 1
+    db = sqlite3.connect(tmp_path / "q.db")
+    where = dict(db.execute("SELECT dedupe_id, body_file FROM jobs").fetchall())
+    db.close()
+    assert where["small"] is None and where["large"] is not None
+    assert stored_document(Path(q.path), "small") == small and stored_document(Path(q.path), "large") == large
+    leased = {job.dedupe_id: document_of(job) for job in [await q.lease("w", 30), await q.lease("w", 30)] if job}
+    assert leased == {"small": json.loads(small), "large": json.loads(large)}
+    await q.close()
+
+
 async def test_documents_live_in_files_beside_the_database_until_their_jobs_are_done(tmp_path: Path) -> None:
     from bot.store import bodies
 
-    q = SQLiteQueue(tmp_path / "q.db")
+    q = SQLiteQueue(tmp_path / "q.db", inline_document=0)
     assert q._bodies is not None
     q._bodies.segment_bytes = 3000  # a new file every 2 documents
     for n in range(6):
@@ -283,7 +306,7 @@ async def test_documents_live_in_files_beside_the_database_until_their_jobs_are_
 
 
 async def test_a_job_that_fails_keeps_its_document_in_its_row(tmp_path: Path) -> None:
-    q = SQLiteQueue(tmp_path / "q.db")
+    q = SQLiteQueue(tmp_path / "q.db", inline_document=0)
     await q.put(doc(1))
     job = await q.lease("w", 30)
     assert job is not None and await q.fail(job, "boom")
@@ -296,7 +319,7 @@ async def test_a_job_that_fails_keeps_its_document_in_its_row(tmp_path: Path) ->
 
 
 async def test_a_damaged_document_is_handed_out_as_undecodable(tmp_path: Path) -> None:
-    q = SQLiteQueue(tmp_path / "q.db")
+    q = SQLiteQueue(tmp_path / "q.db", inline_document=0)
     await q.put(doc(1))
     for name in body_files(q):
         path = Path(q.path + ".bodies") / name
@@ -307,7 +330,7 @@ async def test_a_damaged_document_is_handed_out_as_undecodable(tmp_path: Path) -
 
 
 async def test_a_lost_document_file_fails_that_job_not_the_queue(tmp_path: Path) -> None:
-    q = SQLiteQueue(tmp_path / "q.db")
+    q = SQLiteQueue(tmp_path / "q.db", inline_document=0)
     await q.put(doc(1))
     for name in body_files(q):
         (Path(q.path + ".bodies") / name).unlink()
@@ -328,7 +351,7 @@ async def test_a_failed_document_write_is_a_503_and_the_next_ones_read_back_righ
 
     from bot.store import bodies
 
-    q = SQLiteQueue(tmp_path / "q.db")
+    q = SQLiteQueue(tmp_path / "q.db", inline_document=0)
     assert await q.put(doc(1))
     real_writev = os.writev
 
@@ -362,7 +385,7 @@ def test_files_of_another_live_process_are_left_alone_and_a_dead_ones_collected(
         from bot.store.queue import NewJob
         from bot.store.sqlite_queue import SQLiteQueue
         async def main():
-            q = SQLiteQueue({str(path)!r})
+            q = SQLiteQueue({str(path)!r}, inline_document=0)
             await q.put(NewJob("orphan", "k", WebhookJob("push", "orphan", "acme/demo", msgspec.Raw(b'{{"a": 1}}'))))
             job = await q.lease("w", 30)
             await q.complete(job)  # nothing points at the file any more, but it is still being appended to
@@ -378,7 +401,7 @@ def test_files_of_another_live_process_are_left_alone_and_a_dead_ones_collected(
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
 
         async def collect() -> set[str]:
-            q = SQLiteQueue(path)
+            q = SQLiteQueue(path, inline_document=0)
             await q.depth()  # opens the database, which collects
             files = body_files(q)
             await q.close()
@@ -548,7 +571,7 @@ async def test_the_queue_files_are_its_users_alone_whatever_the_umask(tmp_path: 
     its files, and the directories lemi creates for them: 0600 and 0700, not what the umask leaves."""
     before = mode(tmp_path)
     state = tmp_path / "var" / "lemi"  # neither exists yet
-    q = SQLiteQueue(state / "q.db")
+    q = SQLiteQueue(state / "q.db", inline_document=0)
     assert await q.put(doc(1))
     assert await q.put(job(2))
     documents = state / "q.db.bodies"

@@ -14,6 +14,7 @@ webhooks.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -249,6 +250,38 @@ def _setup_routes(client: TestClient, token: str) -> dict[str, Any]:
     }
 
 
+def test_the_access_log_leaves_out_deliveries_answered_2xx_and_names_the_forwarded_client() -> None:
+    """``lemi serve`` writes uvicorn's access line itself (uvicorn's is off): every request but a
+    ``POST /webhook`` answered 2xx, with the client the proxy headers name, a refused delivery too."""
+
+    async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/boom":
+            raise RuntimeError("a bug")
+        status = 202 if scope["query_string"] == b"ok" else 401 if scope["path"] == "/webhook" else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    access = logging.getLogger(peer.ACCESS)
+    access.addHandler(handler)
+    try:
+        client = TestClient(served_app(inner, trusted="*"), client=REMOTE, raise_server_exceptions=False)
+        forwarded = {"X-Forwarded-For": "198.51.100.7"}
+        assert client.post("/webhook?ok", headers=forwarded).status_code == 202
+        assert client.post("/webhook", headers=forwarded).status_code == 401
+        assert client.get("/healthz", headers=forwarded).status_code == 200
+        assert client.get("/boom", headers=forwarded).status_code == 500
+    finally:
+        access.removeHandler(handler)
+    assert lines == [
+        '198.51.100.7:0 - "POST /webhook HTTP/1.1" 401',
+        '198.51.100.7:0 - "GET /healthz HTTP/1.1" 200',
+        '198.51.100.7:0 - "GET /boom HTTP/1.1" 500',
+    ]
+
+
 def test_the_served_app_records_the_socket_peer_before_proxy_headers() -> None:
     seen: list[dict[str, Any]] = []
 
@@ -325,7 +358,7 @@ def test_lemi_serve_hands_uvicorn_the_recording_app_without_its_proxy_headers(mo
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.1")
     assert main(["serve", "--port", "9123"]) == 0
     [(served, options)] = ran
-    assert options["proxy_headers"] is False and options["port"] == 9123
+    assert options["proxy_headers"] is False and options["access_log"] is False and options["port"] == 9123
     assert isinstance(served, peer.RecordPeer) and served.inner.app is app  # peer recorded, then uvicorn's middleware
     assert (
         "10.0.0.1" in served.inner.trusted_hosts and "127.0.0.1" not in served.inner.trusted_hosts

@@ -337,6 +337,9 @@ def _project(document: Any, shape: Any) -> Any:
     """The part of ``document`` a TypedDict ``shape`` describes (nested TypedDicts followed)."""
     import typing
 
+    for member in typing.get_args(shape):  # ``X | None``: the TypedDict in it
+        if isinstance(member, type) and typing.is_typeddict(member):
+            shape = member
     if not (isinstance(shape, type) and typing.is_typeddict(shape)) or not isinstance(document, dict):
         return document
     hints = typing.get_type_hints(shape)
@@ -363,27 +366,53 @@ def test_intake_reads_exactly_the_summary_of_every_example_payload() -> None:
     assert checked > 10
 
 
-def test_the_stored_document_is_the_delivered_body_byte_for_byte(github: Any, tmp_path: Path) -> None:
-    payload = pr_opened_example()
-    payload["pull_request"]["title"] = 'Añadir ☕ "quoted"'
-    body = json.dumps(payload, indent=3, ensure_ascii=False).encode()  # not how lemi would write it
-    headers = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "byte-for-byte",
-               "Content-Type": "application/json", "X-Hub-Signature-256": signature(WEBHOOK_SECRET, body)}  # fmt: skip
+def _deliver_raw(app: Any, event: str, payload: dict[str, Any], delivery: str) -> bytes:
+    """Post ``payload`` as an indented, non-ASCII body (not how lemi would write it); the body."""
+    body = json.dumps(payload, indent=3, ensure_ascii=False).encode()
+    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery, "Content-Type": "application/json",
+               "X-Hub-Signature-256": signature(WEBHOOK_SECRET, body)}  # fmt: skip
+    response = post_raw(app, body, headers)
+    assert (response.status_code, response.json()) == (202, {"status": "queued"}), response.text
+    return body
+
+
+def test_intake_stores_the_summary_with_what_is_pinned_as_written(github: Any, tmp_path: Path) -> None:
+    """A delivery is stored as its summary, a few hundred bytes of a 24 KB document: every field
+    a handler reads, with the command as written, the pushed SHA and the pull request's head."""
+    import handlers
+
+    pull = pr_opened_example()
+    pull["pull_request"]["body"] = 'Añadir ☕ "quoted"\n<!-- lemi: marker -->\r\n\ttabs'
+    comment = example("issue_comment", "created", with_installation=True)
+    comment["issue"]["pull_request"] = {"url": "https://api.github.com/repos/o/r/pulls/1"}
+    comment["comment"]["body"] = "/lemi restart -e staging\r\n\n  — por favor ☕"
+    push = example("push", with_installation=True)
+    sent = {"pr": ("pull_request", pull), "comment": ("issue_comment", comment), "push": ("push", push)}
     with running_app(github, tmp_path, workers=0) as app:
-        assert post_raw(app, body, headers).status_code == 202
-    assert stored_document(tmp_path / "queue.db", "byte-for-byte") == body
+        bodies = {name: _deliver_raw(app, event, payload, f"kept-{name}") for name, (event, payload) in sent.items()}
+    for name, (_, payload) in sent.items():
+        kept = stored_document(tmp_path / "queue.db", f"kept-{name}")
+        assert json.loads(kept) == _project(payload, handlers.Summary), name
+        assert len(kept) < len(bodies[name]) / 4, (name, len(kept), len(bodies[name]))
+    pr_kept = json.loads(stored_document(tmp_path / "queue.db", "kept-pr"))["pull_request"]
+    assert pr_kept["body"] == pull["pull_request"]["body"]
+    assert pr_kept["head"]["sha"] == pull["pull_request"]["head"]["sha"]
+    comment_kept = json.loads(stored_document(tmp_path / "queue.db", "kept-comment"))["comment"]
+    assert comment_kept["body"] == comment["comment"]["body"]
+    assert json.loads(stored_document(tmp_path / "queue.db", "kept-push"))["after"] == push["after"]
 
 
 def test_a_delivery_shaped_unlike_the_summary_is_read_whole(github: Any, tmp_path: Path) -> None:
-    """A field of an unexpected type (valid JSON) falls back to the full parse: same answer as before."""
+    """A field of an unexpected type (valid JSON) falls back to the full parse: same answer as
+    before, and the document is stored whole, byte for byte as received."""
     payload = pr_opened_example()
     payload["number"] = "two"  # the Summary says int
     with running_app(github, tmp_path, workers=0) as app:
-        response = app.deliver("pull_request", payload, delivery="odd-shape")
-        assert (response.status_code, response.json()) == (202, {"status": "queued"})
+        body = _deliver_raw(app, "pull_request", payload, "odd-shape")
         # stored, under the key the whole document gives (its pull request)
         key = f"{payload['repository']['full_name']}#{payload['pull_request']['number']}"
         assert [(j["dedupe_id"], j["key"]) for j in app.jobs()] == [("odd-shape", key)]
+    assert stored_document(tmp_path / "queue.db", "odd-shape") == body
 
 
 def test_every_document_intake_accepts_decodes_again_wherever_the_queue_reads_it() -> None:

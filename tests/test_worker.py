@@ -103,7 +103,7 @@ async def test_a_permanent_error_is_reported_and_failed_at_once(queue: SQLiteQue
 
 
 async def test_a_job_the_queue_cannot_read_back_is_reported_at_once_not_run(tmp_path: Path) -> None:
-    q = SQLiteQueue(tmp_path / "q.db")
+    q = SQLiteQueue(tmp_path / "q.db", inline_document=0)
     await q.put(webhook_job("d-doc", "k", b'{"ref": "refs/heads/main"}'))
     for segment in Path(q.path + ".bodies").glob("*.seg"):
         segment.unlink()  # the document file is lost (a volume restored without it, say)

@@ -83,14 +83,14 @@ def serve(env_file: str | None, host: str, port: int, intake_only: bool, with_wo
 
         app = create_app(workers=0)
     if not with_worker:
-        uvicorn.run(served_app(app), host=host, port=port, log_level="info", proxy_headers=False)
+        uvicorn.run(served_app(app), host=host, port=port, log_level="info", proxy_headers=False, access_log=False)
         return
     companion = Companion(env_file)
     # uvicorn shuts down on SIGTERM, then raises it again: here, so that the worker is stopped too
     signal.signal(signal.SIGTERM, _terminated)
     companion.start()
     try:
-        uvicorn.run(served_app(app), host=host, port=port, log_level="info", proxy_headers=False)
+        uvicorn.run(served_app(app), host=host, port=port, log_level="info", proxy_headers=False, access_log=False)
     except Terminated:
         companion.stop()
         from bot.core import logs
@@ -248,7 +248,8 @@ def served_app(app: Any = None, *, trusted: str | list[str] | None = None) -> An
     :func:`bot.server.peer.served`. uvicorn's own proxy-header handling is off, and the same
     middleware runs here instead, with the same trusted hosts (``FORWARDED_ALLOW_IPS``,
     default 127.0.0.1 and ::1), after the socket peer is recorded: the setup page decides
-    "this machine" on the socket, never on ``X-Forwarded-For``."""
+    "this machine" on the socket, never on ``X-Forwarded-For``. uvicorn's access log is off
+    too: :func:`~bot.server.peer.served` writes the same lines, but not a delivery's answered 2xx."""
     from bot.server.peer import served
 
     if app is None:

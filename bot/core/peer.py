@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 PEER_KEY = "lemi.socket_peer"
+ACCESS = "lemi.access"  # the logger of ``lemi serve``'s access lines (bot/server/peer.py)
 
 
 def socket_peer(scope: Mapping[str, Any]) -> str:

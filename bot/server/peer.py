@@ -1,4 +1,4 @@
-"""Who is on the other end of the socket, whatever proxy headers say.
+"""Who is on the other end of the socket, whatever proxy headers say; and the access log.
 
 uvicorn's ``ProxyHeadersMiddleware`` replaces ``scope["client"]`` with the address in
 ``X-Forwarded-For`` when the socket peer is one of the trusted hosts (``FORWARDED_ALLOW_IPS``;
@@ -11,16 +11,28 @@ which records the socket peer under ``scope["lemi.socket_peer"]`` and *then* app
 uvicorn's own middleware with the trusted hosts uvicorn would have used, so everything else
 (access logs, ``request.client``) behaves as before. :func:`socket_peer` reads what was
 recorded, or ``scope["client"]`` when the app is served some other way.
+
+It also writes the access log (uvicorn's is off, ``access_log=False``): uvicorn's line, in
+uvicorn's format, on standard output, through the ``lemi.access`` logger (:func:`access_log`),
+for every request but a ``POST /webhook`` answered 2xx, whose JSON line lemi writes already.
+uvicorn built that line's record for every delivery, to be dropped, and a ``POST /webhook``
+went through the proxy-headers middleware, which only the access line of a refused delivery
+uses: together a tenth of intake's CPU. A refused delivery gets the proxy headers applied
+before its line is written, so it names the client as before.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from typing import Any
+import sys
+from typing import Any, cast
 
+from uvicorn.logging import AccessFormatter
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-from bot.core.peer import PEER_KEY, socket_peer
+from bot.core.peer import ACCESS, PEER_KEY, socket_peer
 
 # uvicorn's default when FORWARDED_ALLOW_IPS is not set (uvicorn.config.Config)
 DEFAULT_TRUSTED = "127.0.0.1,::1"
@@ -34,23 +46,86 @@ def trusted_hosts(environ: dict[str, str] | None = None) -> str:
     return env.get("FORWARDED_ALLOW_IPS", DEFAULT_TRUSTED)
 
 
+ACCESS_FORMAT = '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'  # uvicorn's
+
+
+def access_log() -> logging.Logger:
+    """The ``lemi.access`` logger, writing uvicorn's access lines to standard output as uvicorn's own
+    access log did (its handler is added once)."""
+    logger = logging.getLogger(ACCESS)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(AccessFormatter(ACCESS_FORMAT))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+async def _nothing(scope: Scope, receive: Any, send: Any) -> None:
+    """An app that answers nothing: behind the proxy-headers middleware, it leaves the scope rewritten."""
+
+
 class RecordPeer:
     """ASGI middleware: keep the server's ``scope["client"]`` (the socket peer) under
-    :data:`PEER_KEY`, then let ``inner`` rewrite ``scope["client"]`` as it likes."""
+    :data:`PEER_KEY`, then let ``inner`` (uvicorn's proxy-headers middleware around the app)
+    rewrite ``scope["client"]`` as it likes; and write each request's access line."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+    def __init__(self, inner: ProxyHeadersMiddleware, trusted: str | list[str]) -> None:
+        # uvicorn types its ASGI calls more narrowly than lemi's plain-dict scopes
+        self.inner: Any = inner
+        self._proxied: Any = ProxyHeadersMiddleware(cast(Any, _nothing), trusted_hosts=trusted)  # same trusted hosts
+        self.access = logging.getLogger(ACCESS)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] in ("http", "websocket"):
-            scope[PEER_KEY] = scope.get("client")
-        await self.inner(scope, receive, send)
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                scope[PEER_KEY] = scope.get("client")
+            await self.inner(scope, receive, send)
+            return
+        scope[PEER_KEY] = scope.get("client")
+        status = 0
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            if scope["path"] == "/webhook" and scope["method"] == "POST":  # a delivery: straight to the app
+                await self.inner.app(scope, receive, sending)
+                if 200 <= status < 300:
+                    status = 0  # no access line: lemi's own JSON line says it
+                else:
+                    await self._proxied(scope, receive, send)  # the client the proxy headers name
+            else:
+                await self.inner(scope, receive, sending)
+        except BaseException:
+            status = status or 500  # uvicorn answers 500 for an app that raised before it answered
+            raise
+        finally:
+            if status and self.access.isEnabledFor(logging.INFO):
+                where: Any = scope
+                self.access.info('%s - "%s %s HTTP/%s" %d', get_client_addr(where), scope["method"],
+                                 get_path_with_query_string(where), scope["http_version"], status)  # fmt: skip
 
 
 def served(app: Any, trusted: str | list[str] | None = None) -> RecordPeer:
     """``app`` as ``lemi serve`` serves it: the socket peer recorded, then uvicorn's proxy
-    headers applied with ``trusted`` (default: :func:`trusted_hosts`)."""
-    return RecordPeer(ProxyHeadersMiddleware(app, trusted_hosts=trusted_hosts() if trusted is None else trusted))
+    headers applied with ``trusted`` (default: :func:`trusted_hosts`), and the access log written."""
+    access_log()
+    hosts = trusted_hosts() if trusted is None else trusted
+    return RecordPeer(ProxyHeadersMiddleware(app, trusted_hosts=hosts), hosts)
 
 
-__all__ = ["DEFAULT_TRUSTED", "PEER_KEY", "RecordPeer", "served", "socket_peer", "trusted_hosts"]
+__all__ = [
+    "ACCESS",
+    "DEFAULT_TRUSTED",
+    "PEER_KEY",
+    "RecordPeer",
+    "access_log",
+    "served",
+    "socket_peer",
+    "trusted_hosts",
+]

@@ -18,6 +18,7 @@ from typing import TextIO
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from bot.core.peer import ACCESS
 from bot.core.settings import Settings
 from bot.setup.access import new_setup_token
 from bot.setup.envfile import ENV_FILE
@@ -39,9 +40,10 @@ def create_setup_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         flow.token = new_setup_token()
-        access = logging.getLogger("uvicorn.access")
-        if not any(isinstance(f, RedactCallback) for f in access.filters):
-            access.addFilter(RedactCallback())
+        for name in ("uvicorn.access", ACCESS):  # uvicorn's access log, and lemi serve's (bot/server/peer.py)
+            access = logging.getLogger(name)
+            if not any(isinstance(f, RedactCallback) for f in access.filters):
+                access.addFilter(RedactCallback())
         problem = write_token_file(flow)
         url = f"http://localhost:{settings.port}/"
         log.warning(

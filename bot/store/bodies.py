@@ -1,6 +1,8 @@
-"""Webhook documents of the embedded queue, in append-only files beside it.
+"""Large webhook documents of the embedded queue, in append-only files beside it.
 
-SQLite costs about 40 µs of CPU per 24 KB document it stores (B-tree pages,
+Intake stores a delivery's summary, which stays in its row (sqlite_queue.INLINE_DOCUMENT);
+a document over that size (a long pull request body, a delivery of an unexpected shape
+kept whole) comes here. SQLite costs about 40 µs of CPU per 24 KB document it stores (B-tree pages,
 WAL frames and their checksums, the checkpoint's second copy) and the group
 commit waits for all of it. Here a batch of documents is one ``writev`` and
 one ``fdatasync`` (the GIL released for both), and the job's row only says

@@ -1,7 +1,8 @@
 """The jobs lemi queues: typed messages in one union, tagged by ``kind``, and their codec.
 
-* :class:`WebhookJob`: a delivery as intake accepted it, with GitHub's JSON document as
-  received (``document``, a :class:`msgspec.Raw`: stored byte for byte, never re-serialised);
+* :class:`WebhookJob`: a delivery as intake accepted it, with the JSON document intake kept
+  (``document``, a :class:`msgspec.Raw`: the delivery's summary, or for a delivery of an
+  unexpected shape the whole document as received; the queue stores it byte for byte);
 * :class:`DeployJob`: one service deployed to one environment (a push, or a deploy a lock held);
 * :class:`CommandJob`: a long slash command (restart, rollback, ``deploy <tag>``), as accepted.
 
@@ -78,12 +79,12 @@ NO_DOCUMENT = msgspec.Raw()
 
 
 class WebhookJob(_Message, frozen=True, tag="webhook"):
-    """A delivery: what intake routed it by, and the document exactly as GitHub sent it."""
+    """A delivery: what intake routed it by, and the document intake kept of it (its summary)."""
 
     event: str
     delivery: str
     repository: str
-    # one JSON object, checked at intake; the SQLite queue keeps it in a file beside its row
+    # one JSON object, checked at intake; the SQLite queue keeps a large one in a file beside its row
     document: msgspec.Raw = msgspec.field(name="data", default=NO_DOCUMENT)
 
     def data(self) -> dict[str, Any]:
@@ -188,7 +189,7 @@ def _legacy(kind: str, stored: bytes | str | msgspec.Raw, error: msgspec.Validat
 
 
 def read_document(document: bytes) -> msgspec.Raw:
-    """A stored webhook document, as it was received, once it is checked to be one JSON value
+    """A stored webhook document, as it was stored, once it is checked to be one JSON value
     (checked, not parsed: the handler parses it). ValueError when it is not (a damaged file)."""
     try:
         msgspec.json.decode(document, type=msgspec.Raw)

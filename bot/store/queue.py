@@ -14,9 +14,9 @@ Semantics every backend keeps:
   holder of the lease, so a job never runs twice in parallel;
 * ``retry`` puts a job back with a delay; ``fail`` is terminal (the worker
   reports it to the user first);
-* a job carries a typed message (bot/store/jobs.py); a webhook's document is stored as
-  GitHub sent it (``WebhookJob.document``, never re-serialised: intake stays cheap and what
-  GitHub sent is kept byte for byte) and comes back the same on ``lease``;
+* a job carries a typed message (bot/store/jobs.py); a webhook's document (intake's summary
+  of the delivery) is stored byte for byte as it is given (``WebhookJob.document``, never
+  re-serialised) and comes back the same on ``lease``;
 * a job whose message cannot be read back (a damaged store) is handed out with an
   :class:`~bot.store.jobs.Unreadable` message, which the worker fails and reports at once.
 """

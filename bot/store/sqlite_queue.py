@@ -4,7 +4,8 @@ A delivery is committed (``synchronous=FULL``) before ``put`` returns, so
 the webhook's 2xx is only sent for work that is on disk. Several processes
 may share the file: leases are taken inside ``BEGIN IMMEDIATE``.
 
-A webhook's document is kept in append-only files beside the database
+A webhook's document of up to INLINE_DOCUMENT bytes (intake's summary of a delivery, nearly
+always) is kept in its row. A larger one is kept in append-only files beside the database
 (``<queue>.bodies/``, see bodies.py), synced before the row that points at
 it is committed; a job that is done lets go of it, a job that failed for
 good takes its document into its row (kept for inspection).
@@ -96,6 +97,11 @@ WHERE j.id = :id AND j.state IN ('queued', 'running')
   AND j.id = (SELECT MIN(k.id) FROM jobs k WHERE k.key = j.key AND k.state IN ('queued', 'running'))
   AND ((j.state = 'queued' AND j.run_after <= :now) OR (j.state = 'running' AND j.lease_until < :now))
 """
+# a document up to this size stays in its row: intake stores a delivery's summary (a few hundred
+# bytes), and a row is cheaper than a file for it (one fsync, not two, and no second write: 44 → 28 µs
+# of CPU a delivery at intake); a larger one (a long pull request body, a document stored whole)
+# goes to the document files
+INLINE_DOCUMENT = 8 * 1024
 LEASE_TRIES = 3  # another worker took the job found: look again this many times
 
 
@@ -129,9 +135,12 @@ class _Pending:
 class SQLiteQueue:
     searchable = True
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: str | Path, *, clock: Callable[[], float] = time.time, inline_document: int = INLINE_DOCUMENT
+    ) -> None:
         self.path = str(path)
         self._clock = clock
+        self._inline = inline_document  # documents up to this size stay in their rows
         self._store = Store(self.path, SCHEMA, prepare=self._prepare)
         self._upsert = sqlite3.sqlite_version_info >= (3, 24, 0)  # INSERT ... ON CONFLICT
         # documents beside the database (in memory: inside the rows)
@@ -208,8 +217,8 @@ class SQLiteQueue:
         the next transaction: one fsync for many deliveries, each answered only
         after its row is durable."""
         message, document = job.message, None
-        if isinstance(message, WebhookJob) and message.document and self._bodies is not None:
-            # the document goes to a file beside the database; the row keeps the rest
+        if isinstance(message, WebhookJob) and len(message.document) > self._inline and self._bodies is not None:
+            # a large document goes to a file beside the database; the row keeps the rest
             message, document = msgspec.structs.replace(message, document=NO_DOCUMENT), bytes(message.document)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(job, encode_message(message), document, future))
