@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sqlite3
 import stat
 import subprocess
@@ -479,6 +480,92 @@ def test_the_files_in_use_are_every_file_a_row_points_at_and_use_the_index(tmp_p
         assert "jobs_body_file" in plan and "SCAN jobs" not in plan, plan
     finally:
         db.close()
+
+
+async def test_jobs_put_wait_in_the_inbox_and_a_worker_admits_them_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Intake's rows skip the keyed index (jobs_inbox, appended); ``lease`` admits them oldest
+    first, a few to a transaction here, and every key's jobs still run in the order they were put.
+    Until then ``newer_in_key`` and ``depth`` see them as the queued jobs they are."""
+    import bot.store.sqlite_queue as sq
+
+    monkeypatch.setattr(sq, "ADMIT_BATCH", 3)
+    q = SQLiteQueue(tmp_path / "q.db")
+    order = [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5), ("a", 6), ("c", 7)]
+    for key, n in order:
+        assert await q.put(job(n, key=key))
+    db = sqlite3.connect(tmp_path / "q.db")
+    assert db.execute("SELECT COUNT(*) FROM jobs WHERE admitted = 0").fetchone() == (7,)
+    assert await q.depth() == 7
+    got = await q.get(job(1).dedupe_id)
+    assert got is not None and got.state == "queued"
+    leased = []
+    while (one := await q.lease("w", 30)) is not None:
+        if one.dedupe_id == job(1).dedupe_id:  # unadmitted newer jobs of its key count
+            assert await q.newer_in_key(one) is True
+        leased.append(one)
+        assert await q.complete(one)
+    assert db.execute("SELECT COUNT(*) FROM jobs WHERE admitted = 0").fetchone() == (0,)
+    db.close()
+    for key in "abc":
+        assert [j.dedupe_id for j in leased if j.key == key] == [job(n).dedupe_id for k, n in order if k == key]
+    await q.close()
+
+
+def test_the_queue_s_searches_use_its_indexes(tmp_path: Path) -> None:
+    """Leasing, its re-check, newer_in_key and depth read indexes, never the whole table."""
+    from bot.store.sqlite_queue import INDEXES, LEASABLE, SCHEMA, STILL_LEASABLE
+
+    db = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    try:
+        db.executescript(SCHEMA)
+        db.executescript(INDEXES)
+
+        def plan(sql: str, params: object) -> str:
+            return " ".join(str(row) for row in db.execute("EXPLAIN QUERY PLAN " + sql, params))
+
+        for sql in (LEASABLE, STILL_LEASABLE):
+            text = plan(sql, {"now": 0, "id": 1})
+            # every read of the table goes through an index (a bare "SCAN jobs" would read every row)
+            assert "jobs_keyed" in text and not re.search(r"'SCAN (jobs|j|k|h)'", text), text
+        text = plan("SELECT 1 FROM jobs WHERE admitted = 0 AND key = ? AND id > ? LIMIT 1", ("k", 1))
+        assert "jobs_inbox" in text, text
+    finally:
+        db.close()
+
+
+async def test_a_queue_file_from_before_the_inbox_opens_with_its_jobs_admitted(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(
+        """
+        CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, dedupe_id TEXT NOT NULL UNIQUE, key TEXT NOT NULL,
+          kind TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'queued',
+          attempts INTEGER NOT NULL DEFAULT 0, run_after REAL NOT NULL DEFAULT 0, lease_until REAL, worker TEXT,
+          last_error TEXT, created REAL NOT NULL, updated REAL NOT NULL, body_file TEXT, body_offset INTEGER,
+          body_length INTEGER);
+        CREATE INDEX jobs_open ON jobs (key, id) WHERE state IN ('queued', 'running');
+        """
+    )
+    db.execute(
+        "INSERT INTO jobs (dedupe_id, key, kind, payload, created, updated) VALUES (?, 'k', 'deploy', ?, 0, 0)",
+        ("old-1", encode_message(numbered(1, "k", "deploy").message)),
+    )
+    db.close()
+    q = SQLiteQueue(path)
+    assert await q.put(job(2, key="k"))
+    first, second = await q.lease("w", 30), None
+    assert first is not None and first.dedupe_id == "old-1"
+    assert await q.newer_in_key(first) is True
+    assert await q.complete(first)
+    second = await q.lease("w", 30)
+    assert second is not None and second.dedupe_id == job(2).dedupe_id
+    await q.close()
+    db = sqlite3.connect(path)
+    indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    db.close()
+    assert "jobs_open" not in indexes and {"jobs_keyed", "jobs_inbox"} <= indexes
 
 
 async def test_newer_in_key(tmp_path: Path) -> None:

@@ -33,93 +33,30 @@ from bot.store.bodies import Bodies, BodyError
 from bot.store.jobs import NO_DOCUMENT, Message, Unreadable, WebhookJob, encode_message, read_document, read_message
 from bot.store.notice import Notice
 from bot.store.queue import Job, NewJob, QueueUnavailable
+from bot.store.queue_sql import (
+    ADMIT,
+    FILES_IN_USE,
+    INBOX_WAITING,
+    INDEXES,
+    LEASABLE,
+    SCHEMA,
+    STILL_LEASABLE,
+    chunks,
+    insert_sql,
+    values,
+)
 from bot.store.sqlitedb import Store
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    dedupe_id   TEXT    NOT NULL UNIQUE,
-    key         TEXT    NOT NULL,
-    kind        TEXT    NOT NULL,
-    payload     TEXT    NOT NULL,
-    state       TEXT    NOT NULL DEFAULT 'queued',   -- queued | running | done | failed
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    run_after   REAL    NOT NULL DEFAULT 0,
-    lease_until REAL,
-    worker      TEXT,
-    last_error  TEXT,
-    created     REAL    NOT NULL,
-    updated     REAL    NOT NULL,
-    body_file   TEXT,                                -- where the document is (bodies.py)
-    body_offset INTEGER,
-    body_length INTEGER
-);
-CREATE INDEX IF NOT EXISTS jobs_open ON jobs (key, id) WHERE state IN ('queued', 'running');
-"""
-# after the columns exist (a file from before them gets them in _connect)
-INDEXES = "CREATE INDEX IF NOT EXISTS jobs_body_file ON jobs (body_file) WHERE body_file IS NOT NULL;"
-# the document files rows point at, one index seek per file (a skip-scan of jobs_body_file): intake
-# asks each time it starts a new file, and SELECT DISTINCT read every entry (4.5 ms at 150,000 open
-# jobs against 0.2 ms)
-FILES_IN_USE = """
-WITH RECURSIVE files(name) AS (
-  SELECT (SELECT MIN(body_file) FROM jobs WHERE body_file IS NOT NULL)
-  UNION ALL
-  SELECT (SELECT MIN(body_file) FROM jobs WHERE body_file > files.name) FROM files WHERE files.name IS NOT NULL
-)
-SELECT name FROM files WHERE name IS NOT NULL
-"""
+ADMIT_BATCH = 2000  # jobs admitted from the inbox in one transaction (queue_sql.ADMIT)
 COLLECT_EVERY = 60.0  # seconds: how often complete() looks for document files nothing needs
-
-# the first open job of each key, if it is ready. The keys are walked in the open-jobs index one
-# seek at a time (a skip-scan: each key's successor, then its first job), so the search grows
-# with the keys that have open jobs, not with the jobs waiting behind them (GROUP BY key read
-# every open job: 8.5 ms against 1.6 ms at 20,000 open jobs in 256 keys)
-LEASABLE = """
-WITH RECURSIVE keys(key) AS (
-  SELECT (SELECT key FROM jobs WHERE state IN ('queued', 'running') ORDER BY key LIMIT 1)
-  UNION ALL
-  SELECT (SELECT k.key FROM jobs k WHERE k.state IN ('queued', 'running') AND k.key > keys.key ORDER BY k.key LIMIT 1)
-  FROM keys WHERE keys.key IS NOT NULL
-)
-SELECT j.* FROM keys JOIN jobs j
-  ON j.id = (SELECT h.id FROM jobs h WHERE h.key = keys.key AND h.state IN ('queued', 'running') ORDER BY h.id LIMIT 1)
-WHERE (j.state = 'queued' AND j.run_after <= :now) OR (j.state = 'running' AND j.lease_until < :now)
-ORDER BY j.run_after, j.id
-LIMIT 1
-"""
-# the same question about one job, inside the transaction that leases it (index lookups only)
-STILL_LEASABLE = """
-SELECT j.* FROM jobs j
-WHERE j.id = :id AND j.state IN ('queued', 'running')
-  AND j.id = (SELECT MIN(k.id) FROM jobs k WHERE k.key = j.key AND k.state IN ('queued', 'running'))
-  AND ((j.state = 'queued' AND j.run_after <= :now) OR (j.state = 'running' AND j.lease_until < :now))
-"""
 # a document up to this size stays in its row: intake stores a delivery's summary (a few hundred
 # bytes), and a row is cheaper than a file for it (one fsync, not two, and no second write: 44 → 28 µs
 # of CPU a delivery at intake); a larger one (a long pull request body, a document stored whole)
 # goes to the document files
 INLINE_DOCUMENT = 8 * 1024
 LEASE_TRIES = 3  # another worker took the job found: look again this many times
-
-
-def _chunks(values: list[T], size: int) -> list[list[T]]:
-    return [values[i : i + size] for i in range(0, len(values), size)]
-
-
-def _insert_sql(count: int, *, upsert: bool = False) -> str:
-    """An INSERT of ``count`` new jobs' rows (see ``_values``)."""
-    sql = (
-        "INSERT INTO jobs (dedupe_id, key, kind, payload, created, updated, body_file, body_offset, body_length) "
-        "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
-    )
-    return sql + " ON CONFLICT (dedupe_id) DO NOTHING" if upsert else sql
-
-
-def _values(rows: list[tuple[Any, ...]]) -> list[Any]:
-    return [value for row in rows for value in row]
 
 
 @dataclass
@@ -158,8 +95,13 @@ class SQLiteQueue:
 
     def _prepare(self, db: sqlite3.Connection) -> None:
         columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
-        for column, kind in (("body_file", "TEXT"), ("body_offset", "INTEGER"), ("body_length", "INTEGER")):
-            if column not in columns:  # a queue file from before the document files
+        for column, kind in (
+            ("body_file", "TEXT"),  # a queue file from before the document files
+            ("body_offset", "INTEGER"),
+            ("body_length", "INTEGER"),
+            ("admitted", "INTEGER NOT NULL DEFAULT 1"),  # from before the inbox: every job is admitted
+        ):
+            if column not in columns:
                 db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
         db.executescript(INDEXES)
         if self._bodies is not None:
@@ -286,12 +228,12 @@ class SQLiteQueue:
         rows than it was given (a redelivery: rare), the new ones are those with the highest ids
         among the batch's (AUTOINCREMENT: a new row's id is above every id before it). More rows,
         or an SQLite before 3.24 (no ``ON CONFLICT``): look the ids up, then insert, in one transaction."""
-        chunks = _chunks(rows, 100)  # SQLite binds at most 999 values before 3.32
-        if not chunks:
+        parts = chunks(rows, 100)  # SQLite binds at most 999 values before 3.32
+        if not parts:
             return set()
         ids = [row[0] for row in rows]
-        if self._upsert and len(chunks) == 1:
-            stored = db.execute(_insert_sql(len(rows), upsert=True), _values(rows)).rowcount
+        if self._upsert and len(parts) == 1:
+            stored = db.execute(insert_sql(len(rows), upsert=True), values(rows)).rowcount
             if stored == len(rows):
                 return set(ids)
             found = db.execute(
@@ -300,12 +242,12 @@ class SQLiteQueue:
             return {row[0] for row in found[:stored]}
         db.execute("BEGIN IMMEDIATE")
         seen: set[str] = set()
-        for chunk in _chunks(ids, 500):
+        for chunk in chunks(ids, 500):
             marks = ", ".join("?" * len(chunk))
             seen.update(row[0] for row in db.execute(f"SELECT dedupe_id FROM jobs WHERE dedupe_id IN ({marks})", chunk))
         fresh = [row for row in rows if row[0] not in seen]
-        for chunk in _chunks(fresh, 100):
-            db.execute(_insert_sql(len(chunk)), _values(chunk))
+        for chunk in chunks(fresh, 100):
+            db.execute(insert_sql(len(chunk)), values(chunk))
         db.execute("COMMIT")
         return {row[0] for row in fresh}
 
@@ -360,6 +302,7 @@ class SQLiteQueue:
         checking that the job found is still ready (another worker may have taken it)."""
 
         def work(db: sqlite3.Connection) -> Job | None:
+            self._admit(db)
             for _ in range(LEASE_TRIES):
                 now = self._clock()
                 row = db.execute(LEASABLE, {"now": now}).fetchone()
@@ -383,6 +326,15 @@ class SQLiteQueue:
         if leased is not None:
             self._signal()  # there may be more: the next waiting worker looks
         return leased
+
+    @staticmethod
+    def _admit(db: sqlite3.Connection) -> None:
+        """Admit the jobs put since the last look, oldest first, ADMIT_BATCH to a transaction (the write
+        lock is let go between them, so intake's commits go on during a large backlog's admission)."""
+        while db.execute(INBOX_WAITING).fetchone() is not None:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(ADMIT, (ADMIT_BATCH,))
+            db.execute("COMMIT")
 
     @staticmethod
     def _held(db: sqlite3.Connection, job: Job, sql: str, *params: Any) -> bool:
@@ -449,12 +401,14 @@ class SQLiteQueue:
         """Is a later job of the same key waiting? (A newer push supersedes an older deploy.)"""
 
         def work(db: sqlite3.Connection) -> bool:
-            sql = "SELECT 1 FROM jobs WHERE key = ? AND id > ? AND state IN ('queued', 'running')"
-            params: tuple[Any, ...] = (job.key, job.id)
-            if kind is not None:
-                sql += " AND kind = ?"
-                params += (kind,)
-            return db.execute(sql + " LIMIT 1", params).fetchone() is not None
+            of_kind, params = ("", ()) if kind is None else (" AND kind = ?", (kind,))
+            for sql in (  # among the admitted jobs, then the inbox (where every job is queued)
+                "SELECT 1 FROM jobs WHERE key = ? AND id > ? AND state IN ('queued', 'running') AND admitted = 1",
+                "SELECT 1 FROM jobs WHERE admitted = 0 AND key = ? AND id > ?",
+            ):
+                if db.execute(sql + of_kind + " LIMIT 1", (job.key, job.id, *params)).fetchone() is not None:
+                    return True
+            return False
 
         return await self._run(work)
 
@@ -467,7 +421,12 @@ class SQLiteQueue:
 
     async def depth(self) -> int:
         def work(db: sqlite3.Connection) -> int:
-            return int(db.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')").fetchone()[0])
+            return int(
+                db.execute(
+                    "SELECT (SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND admitted = 1)"
+                    " + (SELECT COUNT(*) FROM jobs WHERE admitted = 0)"
+                ).fetchone()[0]
+            )
 
         return await self._run(work)
 
