@@ -256,9 +256,12 @@ def test_the_service_file_examples_are_valid() -> None:
     from bot.core.spec import parse_environment, parse_service
 
     blocks = re.findall(r"^```yaml\n(.*?)^```", read("service-files.md"), re.S | re.M)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     parse_service(blocks[0], "service.yaml", repository="acme/demo-service")
     parse_environment(blocks[1], "environment/staging.yaml")
+    tasks = blocks[2].replace("spec:\n", "spec:\n  resource: {cpu: 256, memory: 512}\n", 1)
+    parsed = parse_service("name: demo-service\nowner: infra\n" + tasks, "service.yaml")
+    assert parsed.spec.pre_deploy == ["migrate"] and parsed.spec.schedules
 
 
 # ---- iam.md ------------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ def test_image_defaults_to_the_service_name_and_desired_count_to_one() -> None:
             "spec.zzz",
             5,
             3,
-            "allowed here: desiredCount, image, resource",
+            "allowed here: desiredCount, image, resource, tasks, preDeploy, schedules",
         ),
     ],
 )

@@ -18,6 +18,7 @@ from bot.core import fargate
 from bot.core.names import ECR_REPO_RE, ENV_RE, ENV_VAR_RE, OWNER_RE, SERVICE_RE, did_you_mean, service_name_problem
 from bot.core.problems import Invalid, Problem
 from bot.core.refs import BadReference, ParameterRef, SecretRef, parse_parameter, parse_secret
+from bot.core.tasks import MAX_SCHEDULES, MAX_TASKS, NAMES_SCHEMA, Command, Schedule, TaskName, task_references
 from bot.core.validation import StrictModel, fail, validate
 from bot.core.yamlsafe import load
 
@@ -114,6 +115,34 @@ class ServiceSpec(StrictModel):
         json_schema_extra={"pattern": ECR_REPO_RE.pattern},
     )
     resource: Resource
+    tasks: dict[TaskName, Command] = Field(
+        default_factory=dict,
+        description="one-off commands (name -> exec-form list), run in the service's image and settings",
+        json_schema_extra={"maxProperties": MAX_TASKS, **NAMES_SCHEMA},
+    )
+    pre_deploy: list[str] = Field(
+        default_factory=list,
+        alias="preDeploy",
+        description="tasks run in order before every deploy (e.g. migrations); a failure stops the deploy",
+    )
+    schedules: dict[TaskName, Schedule] = Field(
+        default_factory=dict,
+        description="run a task on a schedule (EventBridge Scheduler): name -> task, cron, timezone",
+        json_schema_extra={"maxProperties": MAX_SCHEDULES, **NAMES_SCHEMA},
+    )
+
+    @model_validator(mode="after")
+    def _task_references(self) -> ServiceSpec:
+        task_references(self.tasks, self.pre_deploy, self.schedules)
+        return self
+
+    @field_validator("tasks", "schedules")
+    @classmethod
+    def _not_too_many(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        cap = MAX_TASKS if info.field_name == "tasks" else MAX_SCHEDULES
+        if len(value) > cap:
+            raise fail(f"{len(value)} {info.field_name} is more than lemi runs", f"keep it to {cap}")
+        return value
 
     @field_validator("image")
     @classmethod

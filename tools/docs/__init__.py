@@ -652,6 +652,11 @@ SERVICE_RULES = {
     "owner": "a team slug, at most 64 characters",
     "spec.image": "an ECR repository name in each environment's account; the tag is the commit SHA",
     "spec.resource.memory": "with `cpu`, one of the [Fargate task sizes](#fargate-task-sizes)",
+    "spec.tasks": "values are lists (exec form), never a shell string; at most 64 arguments; at most 32 tasks",
+    "spec.preDeploy": "names of `spec.tasks`, each once; run in this order",
+    "spec.schedules.<name>.task": "a name of `spec.tasks`",
+    "spec.schedules.<name>.cron": "six fields; exactly one of day-of-month and day-of-week is `?` (see below)",
+    "spec.schedules.<name>.timezone": "an IANA name (`UTC`, `Europe/Berlin`)",
 }
 
 ENVIRONMENT_DESCRIPTIONS: dict[str, str] = {}
@@ -781,6 +786,29 @@ environment of lemi.yml (`staging.yaml`, `prod.yaml`).
 ```
 
 {fields_table(environment)}
+
+### Tasks, pre-deploy and schedules
+
+```yaml
+spec:
+  tasks:                          # one-off commands, run in the service's own image and settings
+    migrate: ["bin/migrate", "--apply"]
+    report: ["bin/report"]
+  preDeploy: [migrate]            # run in order before every deploy; a failure stops it
+  schedules:
+    nightly-report: {{task: report, cron: "0 3 * * ? *", timezone: UTC}}
+```
+
+A task runs as an ECS task of the service's task definition, with its command
+on the service's container, in the ECS service's network configuration. It
+succeeds only when that container stops with exit code 0. `preDeploy` tasks
+run in the revision about to be deployed, before `UpdateService`; a failure
+stops the deploy. `lemi run TASK` and `/lemi run TASK` run one in the running
+revision. Schedules are EventBridge Scheduler schedules that lemi creates,
+updates and deletes on each successful deploy. `cron` is AWS's six-field form,
+`minutes hours day-of-month month day-of-week year` (weekdays 1 = SUN … 7 =
+SAT, or `MON-FRI`); a five-field Unix expression is refused with the
+six-field form it meant.
 
 ### Reserved names
 
