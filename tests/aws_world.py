@@ -95,6 +95,14 @@ def push_image(endpoint: str, tag: str, repository: str = SERVICE) -> None:
     client("ecr", endpoint).put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag)
 
 
+def network(endpoint: str) -> dict[str, Any]:
+    """The awsvpc configuration of a service, in moto's default VPC (as the infra's Terraform sets it)."""
+    ec2 = client("ec2", endpoint)
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
+    return {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group], "assignPublicIp": "DISABLED"}}
+
+
 @dataclass
 class World:
     endpoint: str
@@ -113,7 +121,8 @@ def build(endpoint: str, *, exec_enabled: bool = False) -> World:
     first = compile_for(cfg, files, "staging", "v1")
     arn = ecs.register_task_definition(**first.task_definition)["taskDefinition"]["taskDefinitionArn"]
     ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition=arn, desiredCount=2,
-                       launchType="FARGATE", enableExecuteCommand=exec_enabled)  # fmt: skip
+                       launchType="FARGATE", enableExecuteCommand=exec_enabled,
+                       networkConfiguration=network(endpoint))  # fmt: skip
     client("ecr", endpoint).create_repository(repositoryName=SERVICE)
     push_image(endpoint, "v1")
     sm = client("secretsmanager", endpoint)

@@ -88,6 +88,7 @@ from typing import TYPE_CHECKING, Any  # noqa: E402
 if TYPE_CHECKING:
     import aws_world
     import ecs_sim
+    import ecs_tasks
     from fakes.github import FakeGitHub
 
 WEBHOOK_SECRET = "lemi-test-webhook-secret"
@@ -149,6 +150,14 @@ def sim(world: aws_world.World, monkeypatch: pytest.MonkeyPatch) -> ecs_sim.Sim:
     import ecs_sim
 
     return ecs_sim.install(monkeypatch)
+
+
+@pytest.fixture
+def tasks(world: aws_world.World, monkeypatch: pytest.MonkeyPatch) -> ecs_tasks.TaskSim:
+    """One-off tasks that follow the test's scripts (tests/ecs_tasks.py), not moto's exit code 0."""
+    import ecs_tasks
+
+    return ecs_tasks.install(monkeypatch)
 
 
 @pytest.fixture
