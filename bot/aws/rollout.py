@@ -21,11 +21,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from bot.aws.ecs import Ecs, StoppedTask, revision_of
+from bot.aws.ecs import Ecs, revision_of
+from bot.aws.results import DeployResult as DeployResult  # results: re-exported for callers
+from bot.aws.results import Outcome
+from bot.aws.results import Rollout as Rollout
 
 if TYPE_CHECKING:  # the stubs are a development dependency
     from types_aiobotocore_ecs.type_defs import DeploymentTypeDef, ServiceTypeDef
@@ -34,8 +37,6 @@ DEFAULT_TIMEOUT = 900.0
 DEFAULT_POLL = 5.0
 # how long to look for the deployment an update created before calling it lost
 FIND_DEPLOYMENT_TIMEOUT = 60.0
-
-Outcome = Literal["completed", "failed", "timeout"]
 
 
 # ---- values ----------------------------------------------------------------------------------
@@ -335,60 +336,6 @@ def observe(watching: Watching, service: ServiceTypeDef, elapsed: float, timeout
         )
         return Observation(watching, progress, Verdict("timeout", f"timed out after {timeout:g} s ({waiting})"))
     return Observation(watching, progress)
-
-
-# ---- results ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Rollout:
-    outcome: Outcome
-    service: str
-    environment: str
-    cluster: str
-    task_definition: str
-    deployment_id: str | None
-    reason: str
-    running: int = 0
-    desired: int = 0
-    elapsed: float = 0.0
-    events: list[str] = field(default_factory=list)
-    stopped_tasks: list[StoppedTask] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "completed"
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["ok"] = self.ok
-        return data
-
-
-@dataclass
-class DeployResult:
-    service: str
-    environment: str
-    task_definition: str
-    reused: bool
-    rollout: Rollout | None  # None when not waiting
-    deregistered: list[str] = field(default_factory=list)  # revisions removed by --keep
-
-    @property
-    def ok(self) -> bool:
-        return self.rollout is None or self.rollout.ok
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "service": self.service,
-            "environment": self.environment,
-            "task_definition": self.task_definition,
-            "revision": revision_of(self.task_definition),
-            "reused": self.reused,
-            "rollout": self.rollout.as_dict() if self.rollout else None,
-            "deregistered": self.deregistered,
-        }
 
 
 # ---- the executors ---------------------------------------------------------------------------

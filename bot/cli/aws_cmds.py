@@ -11,12 +11,13 @@ from typing import Any, TypeVar
 
 import click
 
-from bot.aws import operate
+from bot.aws import operate, predeploy
 from bot.aws.clients import AwsClients
 from bot.aws.ecs import Ecs
 from bot.aws.exec import open_session
+from bot.aws.predeploy import commands
 from bot.aws.rollout import DeployResult, Progress, RolloutRequest, Wait
-from bot.aws.rollout import deploy as deploy_core
+from bot.aws.tasks import TaskWait
 from bot.aws.verify import verify_provisioned, verify_task_definition
 from bot.cli import render, workspace
 from bot.cli.base import (
@@ -127,7 +128,10 @@ def deploy(
         if findings:
             return findings
         request = RolloutRequest(name, task_definition, desired_count=desired_count)
-        result = await deploy_core(await Ecs.open(aws, env), request, _wait(wait, timeout, poll, output))
+        ecs = await Ecs.open(aws, env)
+        on_task = None if output == "json" else render.task_progress
+        how = TaskWait(timeout=config.environment(env).task_timeout_seconds, poll=poll, on_progress=on_task)
+        result = await predeploy.deploy(ecs, request, _wait(wait, timeout, poll, output), commands(files.service), how)
         if keep and result.ok:
             result.deregistered = (await operate.prune(aws, env, name, keep=keep)).deregistered
         return result

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bot.aws.ecs import revision_of
 from bot.aws.operate import ServiceStatus, TaskInfo
+from bot.aws.results import TaskRun
 from bot.aws.rollout import DeployResult, Progress
 from bot.aws.verify import Finding
 from bot.cli.base import emit_json
@@ -58,11 +59,34 @@ class ProgressPrinter:
         )
 
 
+def task_progress(line: str) -> None:
+    """A one-off task's progress, on stderr."""
+    print(f"  task: {line}", file=sys.stderr)
+
+
+def task_runs(runs: Sequence[TaskRun]) -> None:
+    console = _console()
+    for run in runs:
+        code = f"exit {run.exit_code}" if run.exit_code is not None else "no exit code"
+        mark = "[green]ok[/green]" if run.succeeded else "[red]failed[/red]"
+        console.print(f"preDeploy task {run.task} {mark}: {run.reason} ({code}, task {run.task_id}, {run.elapsed:g} s)")
+        for line in run.lines:
+            console.print(f"    {line}", markup=False)
+
+
 def deploy_result(result: DeployResult) -> None:
     console = _console()
     revision = revision_of(result.task_definition)
     reused = " (existing revision reused)" if result.reused else ""
     rollout = result.rollout
+    task_runs(result.pre_deploy)
+    failed = result.pre_deploy_failed
+    if failed is not None:
+        console.print(
+            f"[red]deploy failed[/red] (preDeploy): task {failed.task} {failed.reason}; "
+            f"{result.service} in {result.environment} was not updated ({revision} is registered, not deployed)"
+        )
+        return
     if rollout is None:
         console.print(f"updated {result.service} in {result.environment} to {revision}{reused}; not waiting")
         return

@@ -97,6 +97,9 @@ class Environment(StrictModel):
     image_wait_seconds: int = Field(
         600, ge=0, le=3600, description="how long a push deploy waits for its image to appear in ECR"
     )
+    task_timeout_seconds: int = Field(
+        3600, ge=10, le=86400, description="how long a one-off or preDeploy task may run before lemi stops it"
+    )
 
 
 class Datadog(StrictModel):
