@@ -118,3 +118,17 @@ async def test_a_watch_added_replacing_marks_the_older_ones_of_its_service(watch
     assert old is not None and (old.replaced_by, old.due) == ("new", 0.0)
     assert other is not None and other.replaced_by == ""
     assert new is not None and (new.body, new.due, new.replaced_by) == (b"body", 600.0, "")
+
+
+async def test_a_note_is_swapped_only_on_a_watch_that_exists_and_taking_returns_the_last_one(watches: Watches) -> None:
+    """What a deploy waiting for a running preDeploy task relies on: its note is either set before
+    the watch is taken (and the taker gets it) or finds no watch (and the deploy goes on itself)."""
+    assert await watches.swap_note("chain", b"waiter-1") is None  # no such watch: nothing set
+    await watches.add("chain", KEY, "staging", b"body", due=0.0)
+    assert await watches.swap_note("chain", b"waiter-1") == b""
+    assert await watches.swap_note("chain", b"waiter-2") == b"waiter-1"  # the older waiter comes back
+    (held,) = await watches.claim("a", now=1.0, lease_seconds=60)
+    assert await watches.take(held, "b") is None  # b does not hold it
+    assert await watches.take(held, "a") == b"waiter-2"
+    assert await watches.get("chain") is None
+    assert await watches.swap_note("chain", b"waiter-3") is None

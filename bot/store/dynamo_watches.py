@@ -161,6 +161,35 @@ class DynamoWatches(DynamoTable):
         await self._forget(watch.id)
         return True
 
+    async def swap_note(self, id: str, note: bytes) -> bytes | None:
+        ddb = await self._ddb()
+        try:
+            answer = await ddb.update_item(
+                TableName=self.table, Key=_key(id), UpdateExpression="SET note = :n",
+                ConditionExpression="attribute_exists(id)", ExpressionAttributeValues={":n": {"B": note}},
+                ReturnValues="UPDATED_OLD",
+            )  # fmt: skip
+        except Exception as exc:
+            if _failed_condition(exc):
+                return None
+            raise
+        return bytes(answer.get("Attributes", {}).get("note", {}).get("B", b""))
+
+    async def take(self, watch: Watch, owner: str) -> bytes | None:
+        ddb = await self._ddb()
+        try:
+            answer = await ddb.delete_item(
+                TableName=self.table, Key=_key(watch.id), ConditionExpression="#o = :me",
+                ExpressionAttributeNames={"#o": "owner"}, ExpressionAttributeValues={":me": {"S": owner}},
+                ReturnValues="ALL_OLD",
+            )  # fmt: skip
+        except Exception as exc:
+            if _failed_condition(exc):
+                return None
+            raise
+        await self._forget(watch.id)
+        return bytes(answer.get("Attributes", {}).get("note", {}).get("B", b""))
+
     async def discard(self, id: str) -> None:
         ddb = await self._ddb()
         await ddb.delete_item(TableName=self.table, Key=_key(id))

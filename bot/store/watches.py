@@ -97,6 +97,17 @@ class Watches(Protocol):
         """The watch is over; False: ``owner`` no longer holds it (another watcher finishes it)."""
         ...
 
+    async def swap_note(self, id: str, note: bytes) -> bytes | None:
+        """Set the note of watch ``id`` if it exists, atomically: its note before (b"" when it had
+        none), or None when there is no such watch (nothing was set)."""
+        ...
+
+    async def take(self, watch: Watch, owner: str) -> bytes | None:
+        """:meth:`remove`, atomically returning the note the watch had when it was removed (a
+        :meth:`swap_note` either came before and is returned here, or finds no watch); None:
+        ``owner`` no longer holds it."""
+        ...
+
     async def discard(self, id: str) -> None:
         """Drop a watch that was never started (its update failed)."""
         ...
@@ -227,6 +238,26 @@ class SQLiteWatches:
     async def remove(self, watch: Watch, owner: str) -> bool:
         def work(db: sqlite3.Connection) -> bool:
             return db.execute("DELETE FROM watches WHERE id = ? AND owner = ?", (watch.id, owner)).rowcount == 1
+
+        return await self._store.run(work)
+
+    async def swap_note(self, id: str, note: bytes) -> bytes | None:
+        def work(db: sqlite3.Connection) -> bytes | None:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT note FROM watches WHERE id = ?", (id,)).fetchone()
+            if row is not None:
+                db.execute("UPDATE watches SET note = ? WHERE id = ?", (note, id))
+            db.execute("COMMIT")
+            return None if row is None else bytes(row["note"] or b"")
+
+        return await self._store.run(work)
+
+    async def take(self, watch: Watch, owner: str) -> bytes | None:
+        def work(db: sqlite3.Connection) -> bytes | None:
+            row = db.execute(
+                "DELETE FROM watches WHERE id = ? AND owner = ? RETURNING note", (watch.id, owner)
+            ).fetchone()
+            return None if row is None else bytes(row["note"] or b"")
 
         return await self._store.run(work)
 
