@@ -26,8 +26,18 @@ from bot.aws import tasks as task_runs
 from bot.aws.ecs import Ecs
 from bot.core import logs
 from bot.core.errors import classify
+from bot.flows.predeploy_end import after_task
 from bot.flows.runtime import Runtime
-from bot.flows.task_watch import UNKNOWN_START, TaskEnded, TaskWatch, decode, encode, finish_task, repository_of
+from bot.flows.task_watch import (
+    UNKNOWN_START,
+    ContinueDeploy,
+    TaskEnded,
+    TaskWatch,
+    decode,
+    encode,
+    finish_task,
+    repository_of,
+)
 from bot.flows.watch_poll import REPORT_ATTEMPTS, Round
 from bot.store.watches import Watch
 
@@ -100,6 +110,9 @@ async def _one(
             return
     this.decide(watch)  # acted on: the others' updates need not wait for it
     try:
+        if isinstance(body.then, ContinueDeploy):  # the next task, UpdateService or the failure
+            await after_task(rt, owner, watch, body)  # keeps, takes or updates the watch itself
+            return
         await finish_task(rt, watch, body)
     except Exception as exc:  # noqa: BLE001 - acted on again at the next poll
         attempts = body.report_attempts + 1

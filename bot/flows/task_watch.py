@@ -28,7 +28,7 @@ from bot.aws.ecs import Ecs, task_id
 from bot.flows.answers import TaskRan
 from bot.flows.commands import earlier_reply, react, reply
 from bot.flows.runtime import Runtime
-from bot.store.jobs import CommandJob, service_key
+from bot.store.jobs import CommandJob, DeployRequest, service_key
 from bot.store.watches import Watch, Watches
 
 if TYPE_CHECKING:  # the stubs are a development dependency
@@ -53,7 +53,38 @@ class ReplyRun(_Then, frozen=True, tag="run"):
     job: CommandJob
 
 
-TaskThen = ReplyRun
+class RanTask(msgspec.Struct, frozen=True):
+    """A preDeploy task that ended, for the deploy's report."""
+
+    task: str
+    task_id: str
+    succeeded: bool
+    reason: str
+    exit_code: int | None
+    elapsed: float
+    lines: list[str] = []
+
+
+class ContinueDeploy(_Then, frozen=True, tag="deploy"):
+    """A deploy's preDeploy tasks (bot/flows/predeploy.py): at each task's end, the next task,
+    or UpdateService once every one succeeded, or the deploy's failure."""
+
+    request: DeployRequest
+    remaining: list[str]  # the tasks still to run after this one, in order
+    commands: dict[str, list[str]]  # their commands, from the deployed commit's service file
+    image: str
+    changes: str  # the task-definition diff, for the report
+    desired_count: int | None
+    reused: bool
+    deployment_id: int
+    run_id: int
+    log_url: str | None = None
+    total: int = 1  # how many preDeploy tasks the deploy runs
+    ran: list[RanTask] = []
+    command: CommandJob | None = None  # ``/lemi deploy``: the command to answer at the end
+
+
+TaskThen = ReplyRun | ContinueDeploy
 
 
 class TaskEnded(msgspec.Struct, frozen=True):
@@ -139,7 +170,8 @@ async def start_task_watch(
 
 
 def repository_of(body: TaskWatch) -> str:
-    return body.then.job.invocation.repository
+    then = body.then
+    return then.request.repository if isinstance(then, ContinueDeploy) else then.job.invocation.repository
 
 
 async def finish_task(rt: Runtime, watch: Watch, body: TaskWatch) -> None:
