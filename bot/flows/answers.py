@@ -147,6 +147,25 @@ class RolledOut:
 
 
 @dataclass(frozen=True)
+class TaskRan:
+    """``run``: the one-off task, as it ended."""
+
+    kind: ClassVar[str] = "task_ran"
+    task: str
+    task_id: str
+    revision: str
+    succeeded: bool
+    reason: str
+    exit_code: int | None
+    elapsed: float
+    lines: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.succeeded
+
+
+@dataclass(frozen=True)
 class Watched:
     """A long command whose rollout was handed to the watcher: it is answered when that ends."""
 
@@ -156,7 +175,7 @@ class Watched:
 
 Answer = (
     Said | NotDone | Failed | StatusShown | TasksListed | TaskStopped | InvalidFiles | Verified | Diffed | Locked
-    | Unlocked | Provisioned | Deployed | RolledOut
+    | Unlocked | Provisioned | Deployed | RolledOut | TaskRan
 )  # fmt: skip
 
 

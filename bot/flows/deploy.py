@@ -17,6 +17,8 @@ from typing import Any, Protocol
 from bot.aws.clients import AwsClients
 from bot.aws.ecs import Ecs, revision_of
 from bot.aws.operate import definition_diff
+from bot.aws.predeploy import commands, needed, registered, run_in_order
+from bot.aws.results import TaskRun
 from bot.aws.rollout import (
     DEFAULT_POLL,
     DEFAULT_TIMEOUT,
@@ -30,6 +32,7 @@ from bot.aws.rollout import (
     plan,
     survey,
 )
+from bot.aws.tasks import TaskWait
 from bot.aws.verify import Finding, verify_provisioned
 from bot.core.compile import compile_for
 from bot.core.config import Config
@@ -354,8 +357,28 @@ async def _deploy(
             announced = await announcing
             await deployment_status(gh, req, announced.deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12],
                                     log_url=announced.log_url)  # fmt: skip
-        result = await execute(ecs, the_plan, wait)
+        ran: list[TaskRun] = []
+        pre_deploy = commands(files.service)
+        if not request.already_sent and needed(the_plan, pre_deploy):  # waited for here: nothing watches
+            the_plan = await registered(ecs, the_plan)  # type: ignore[arg-type]  # needed() says: an Update
+            how = TaskWait(timeout=config.environment(req.environment).task_timeout_seconds, poll=wait.poll)
+            ran = await run_in_order(ecs, situation.service, str(the_plan.revision), req.service, pre_deploy, how)
+        if any(not t.succeeded for t in ran):
+            result = DeployResult(
+                req.service, req.environment, str(the_plan.revision), the_plan.reused, None, pre_deploy=ran
+            )
+        else:
+            result = await execute(ecs, the_plan, wait)
+            result.pre_deploy = ran
         return await finish_rollout(gh, config, req, await announcing, result, image, changes)
+    if not request.already_sent:  # preDeploy tasks, or another deploy's still running: the job ends here
+        held = await watch.before_update(
+            gh, config, ecs, req, announcing, situation, the_plan, pre_deploy=commands(files.service), image=image,
+            changes=lambda: _changes(situation, compiled.task_definition), desired_count=compiled.desired_count,
+            poll=wait.poll,
+        )  # fmt: skip
+        if held is not None:
+            return held
     # the diff is for the report: made once UpdateService is sent, not before
     started = await watch.start(
         ecs, req, the_plan, image=image, changes=lambda: _changes(situation, compiled.task_definition), wait=wait
@@ -381,6 +404,26 @@ class Watcher(Protocol):
     """Where a deploy hands its rollout (bot/flows/watching.py)."""
 
     async def exists(self, req: DeployRequest) -> bool: ...
+
+    async def before_update(
+        self,
+        gh: GitHub,
+        config: Config,
+        ecs: Ecs,
+        req: DeployRequest,
+        announcing: asyncio.Future[Announced],
+        situation: Situation,
+        the_plan: Plan,
+        *,
+        pre_deploy: list[tuple[str, list[str]]],
+        image: str,
+        changes: Callable[[], str],
+        desired_count: int | None,
+        poll: float,
+    ) -> DeployReport | None:
+        """Just before UpdateService: start the preDeploy tasks, or wait for another deploy's (the
+        report says so: the job ends); None: send UpdateService."""
+        ...
 
     async def start(
         self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: Callable[[], str], wait: Wait

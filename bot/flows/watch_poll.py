@@ -26,6 +26,7 @@ import msgspec
 from msgspec.structs import replace
 
 from bot.aws.ecs import Ecs, StoppedTask, revision_of
+from bot.aws.results import TaskRun
 from bot.aws.rollout import DeployResult, Rollout, Verdict, concluded, observe
 from bot.core import logs
 from bot.core.errors import classify
@@ -247,7 +248,11 @@ def _result(rt: Runtime, body: RolloutWatch) -> DeployResult:
         ended.reason, running=ended.running, desired=ended.desired, elapsed=ended.elapsed, events=list(ended.events),
         stopped_tasks=[StoppedTask(s.task_id, s.stopped_reason, list(s.containers)) for s in ended.stopped],
     )  # fmt: skip
-    return DeployResult(body.service, body.environment, body.revision, body.reused, rollout)
+    result = DeployResult(body.service, body.environment, body.revision, body.reused, rollout)
+    if isinstance(body.then, ReportDeploy):
+        result.pre_deploy = [TaskRun(t.task, t.task_id, body.revision, t.succeeded, t.reason, t.exit_code, t.elapsed,
+                                     list(t.lines)) for t in body.then.pre_deploy]  # fmt: skip
+    return result
 
 
 async def _report(rt: Runtime, watch: Watch, body: RolloutWatch) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import msgspec
@@ -29,12 +29,18 @@ import msgspec
 from bot.aws.ecs import Ecs
 from bot.aws.rollout import (
     Plan,
+    Situation,
     Started,
     Wait,
     Watching,
     start,
 )
-from bot.flows.deploy import Announced
+from bot.core.config import Config
+from bot.flows import predeploy
+from bot.flows.deploy import Announced, DeployReport
+from bot.flows.predeploy import Chains
+from bot.flows.task_watch import RanTask
+from bot.github.client import GitHub
 from bot.store.jobs import CommandJob, DeployRequest, service_key
 from bot.store.watches import Watch, Watches
 
@@ -101,6 +107,7 @@ class ReportDeploy(msgspec.Struct, frozen=True, tag="deploy"):
     image: str
     changes: str
     command: CommandJob | None = None
+    pre_deploy: list[RanTask] = []  # the preDeploy tasks that ran before UpdateService
 
 
 class ReplyCommand(msgspec.Struct, frozen=True, tag="command"):
@@ -226,9 +233,25 @@ class DeployWatches:
     """Where a deploy hands its rollout (the ``Watcher`` of bot/flows/deploy.py); ``command``: the
     ``/lemi deploy`` job to answer when it ends."""
 
-    def __init__(self, rollouts: RolloutWatches, command: CommandJob | None = None) -> None:
+    def __init__(
+        self, rollouts: RolloutWatches, command: CommandJob | None = None, *, pre_deploy: Sequence[RanTask] = ()
+    ) -> None:
         self.rollouts = rollouts
         self.command = command
+        self.pre_deploy = list(pre_deploy)
+
+    async def before_update(
+        self, gh: GitHub, config: Config, ecs: Ecs, req: DeployRequest, announcing: asyncio.Future[Announced],
+        situation: Situation, the_plan: Plan, *, pre_deploy: list[tuple[str, list[str]]], image: str,
+        changes: Callable[[], str], desired_count: int | None, poll: float,
+    ) -> DeployReport | None:  # fmt: skip
+        """Wait for another deploy's running preDeploy tasks, or start this one's (bot/flows/predeploy.py)."""
+        timeout = float(config.environment(req.environment).task_timeout_seconds)
+        chains = Chains(self.rollouts.watches, self.rollouts.wake, timeout=timeout, poll=poll)
+        return await predeploy.before_update(
+            chains, gh, config, ecs, req, announcing, situation, the_plan, pre_deploy=pre_deploy, image=image,
+            changes=changes, desired_count=desired_count, command=self.command,
+        )  # fmt: skip
 
     async def exists(self, req: DeployRequest) -> bool:
         return await self.rollouts.watches.get(watch_id(req)) is not None
@@ -239,7 +262,7 @@ class DeployWatches:
         """The task-definition diff (``changes()``) is made once UpdateService is sent: a watch
         recorded before it has none (it is reported without one only if lemi stopped in between)."""
         key = service_key(req.repository, req.service, req.environment)
-        then = ReportDeploy(req, image, "", self.command)
+        then = ReportDeploy(req, image, "", self.command, self.pre_deploy)
 
         def with_changes(then: Then) -> Then:
             return msgspec.structs.replace(then, changes=changes()) if isinstance(then, ReportDeploy) else then

@@ -2,7 +2,8 @@
 
 Each round claims the watches that are due (bot/store/watches.py: leased to this process,
 taken over from a process that died once its lease ran out) and polls them together
-(bot/flows/watching.py: ten services per DescribeServices call per environment). Between
+(rollouts: bot/flows/watching.py, ten services per DescribeServices call per environment;
+one-off tasks, the watches whose id starts with ``task:``: bot/flows/task_watch.py). Between
 rounds it sleeps until the next watch is due, or until a deploy of this process adds one;
 watches added by other processes (the web process, other replicas) are seen at the next round,
 at most ``idle_seconds`` later.
@@ -17,6 +18,8 @@ import time
 import uuid
 from collections.abc import Callable
 
+from bot.flows.task_poll import poll_tasks
+from bot.flows.task_watch import PREFIX as TASK_PREFIX
 from bot.flows.watch_poll import poll
 from bot.flows.watching import announcements_done
 from bot.server.context import Context
@@ -66,8 +69,14 @@ class RolloutWatcher:
         """One round: claim the due watches and poll them; how many there were."""
         claimed = await self.ctx.watches.claim(self.owner, self.clock(), self.lease_seconds)
         self.ctx.metrics.watched.set(len(claimed))
-        if claimed:
-            await poll(self.ctx, self.owner, claimed, clock=self.clock)
+        tasks = [w for w in claimed if w.id.startswith(TASK_PREFIX)]
+        rollouts = [w for w in claimed if not w.id.startswith(TASK_PREFIX)]
+        polls = []
+        if rollouts:
+            polls.append(poll(self.ctx, self.owner, rollouts, clock=self.clock))
+        if tasks:
+            polls.append(poll_tasks(self.ctx, self.owner, tasks, clock=self.clock))
+        await asyncio.gather(*polls)
         return len(claimed)
 
     async def run(self) -> None:
