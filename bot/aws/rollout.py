@@ -5,15 +5,14 @@ reaches ``rolloutState`` COMPLETED with running = desired. A circuit-breaker
 rollback (our deployment FAILED, or replaced by another PRIMARY), a FAILED
 rollout or a timeout is a failure, reported with the reason, the service's
 recent events and the ``stoppedReason`` of the tasks of our deployment that
-stopped.
+stopped. A completed rollout tags its revision deployed (bot/aws/history.py).
 
 Pure, and tested without AWS: :func:`plan` decides what to do from the described
 service (send nothing and watch, register and update, update only, report what
 became of an earlier attempt's rollout), and :func:`observe` judges one
-DescribeServices answer for the deployment being watched. Thin executors do the
-calls: :func:`survey` gathers what :func:`plan` needs, :func:`execute` carries a
-plan out and :func:`watch` polls until :func:`observe` gives a verdict.
-:func:`deploy` is survey, plan and execute in one.
+DescribeServices answer for the deployment being watched. Thin executors do the calls:
+:func:`survey` gathers what :func:`plan` needs, :func:`execute` carries a plan out and
+:func:`watch` polls until :func:`observe` gives a verdict. :func:`deploy` is all three.
 """
 
 from __future__ import annotations
@@ -26,14 +25,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from bot.aws.ecs import Ecs, StoppedTask, revision_of
+from bot.aws.history import mark_deployed
 
 if TYPE_CHECKING:  # the stubs are a development dependency
     from types_aiobotocore_ecs.type_defs import DeploymentTypeDef, ServiceTypeDef
 
 DEFAULT_TIMEOUT = 900.0
 DEFAULT_POLL = 5.0
-# how long to look for the deployment an update created before calling it lost
-FIND_DEPLOYMENT_TIMEOUT = 60.0
+FIND_DEPLOYMENT_TIMEOUT = 60.0  # how long to look for the deployment an update created
 
 Outcome = Literal["completed", "failed", "timeout"]
 
@@ -354,6 +353,7 @@ class Rollout:
     elapsed: float = 0.0
     events: list[str] = field(default_factory=list)
     stopped_tasks: list[StoppedTask] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # a completed rollout lemi could not tag
 
     @property
     def ok(self) -> bool:
@@ -474,7 +474,9 @@ async def watch(ecs: Ecs, service: str, watching: Watching, wait: Wait) -> Rollo
             wait.on_progress(seen.progress)
         if seen.verdict is not None:
             rollout = concluded(ecs, service, watching, seen.verdict, described, time.monotonic() - started)
-            if not rollout.ok and rollout.deployment_id:
+            if rollout.ok:
+                rollout.warnings = await mark_deployed(ecs, rollout.task_definition)
+            elif rollout.deployment_id:
                 rollout.stopped_tasks = await ecs.stopped_tasks(rollout.deployment_id)
             return rollout
         await asyncio.sleep(min(wait.poll, max(0.0, wait.timeout - elapsed)) or wait.poll)
