@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bot.aws.ecs import Ecs, family_of, revision_number, revision_of
@@ -29,12 +28,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def mark_deployed(ecs: Ecs, arn: str, *, clock: Callable[[], datetime] = _now) -> list[str]:
+async def mark_deployed(ecs: Ecs, arn: str) -> list[str]:
     """Tag ``arn`` deployed now; the warning to report when AWS refused (none: [])."""
+    stamp = history.deployed_stamp(_now())
     try:
-        await ecs.client.tag_resource(
-            resourceArn=arn, tags=[{"key": DEPLOYED_AT, "value": history.deployed_stamp(clock())}]
-        )
+        await ecs.client.tag_resource(resourceArn=arn, tags=[{"key": DEPLOYED_AT, "value": stamp}])
     except Exception as exc:  # noqa: BLE001 - the rollout completed whatever the tag
         log.warning("could not tag %s %s: %s", revision_of(arn), DEPLOYED_AT, exc)
         return [
