@@ -603,6 +603,23 @@ def _roll_out(env: Env, *tags: str) -> None:
         env.world.deployed(arn, f"2026-01-{day:02d}T00:00:00Z")
 
 
+def test_a_rollback_goes_back_past_a_deploy_that_failed_to_the_last_good_one(start: Callable[..., Env]) -> None:
+    """v2 deployed by lemi; `/lemi deploy v3` fails (FAILED, no rollback: :3 runs, never tagged);
+    `/lemi rollback` returns to :2, the last revision lemi deployed successfully."""
+    env = start()
+    _roll_out(env, "v2")
+    aws_world.push_image(env.world.endpoint, "v3")
+    env.sim.failed(after=2)
+    env.comment("/lemi deploy v3", "alice")
+    assert env.image_of_service().endswith(":v3")
+    env.sim.complete(after=2)
+    cid = env.comment("/lemi rollback", "alice")
+    assert env.reactions(cid) == ["eyes", "rocket"]
+    assert "✅ `demo-service-staging:2`: 2/2 tasks running, rollout completed in" in env.replies()[-1]
+    assert env.image_of_service().endswith(":v2")
+    assert env.revisions() == [REV1, "demo-service-staging:2", "demo-service-staging:3"]
+
+
 def test_a_rollback_retried_after_its_reply_failed_goes_to_the_revision_pinned_at_intake(
     start: Callable[..., Env],
 ) -> None:
