@@ -27,6 +27,8 @@ import aws_world
 import pytest
 from aws_world import CLUSTER, SERVICE
 from fakes.webhooks import for_pull_request, for_push
+from moto.core.exceptions import JsonRESTError
+from moto.ecs.models import EC2ContainerServiceBackend
 from slash_world import (
     BOT,
     KEY,
@@ -558,6 +560,21 @@ def test_a_failed_restart_is_reported_with_the_reason(start: Callable[..., Env])
     assert "rollout completed" not in reply and "✅" not in reply
     assert env.aws_writes() == ["UpdateService"]  # a circuit-breaker rollback is not deployed: no tag
     assert "lemi:deployed-at" not in env.world.tags(env.world.first_revision)
+
+
+def test_a_restart_whose_tag_aws_refuses_succeeds_with_a_warning(
+    start: Callable[..., Env], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: EC2ContainerServiceBackend, arn: str, tags: dict[str, str]) -> None:
+        raise JsonRESTError("AccessDeniedException", "not authorized to perform: ecs:TagResource")
+
+    env = start()
+    monkeypatch.setattr(EC2ContainerServiceBackend, "tag_resource", refuse)
+    cid = env.comment("/lemi restart", "alice")
+    assert env.reactions(cid) == ["eyes", "rocket"]
+    (reply,) = env.replies()
+    assert f"✅ `{REV1}`: 2/2 tasks running, rollout completed in" in reply
+    assert f"⚠️ lemi could not record {REV1} as deployed" in reply and "ecs:TagResource" in reply
 
 
 def test_deploying_a_missing_image_is_reported_and_registers_nothing(start: Callable[..., Env]) -> None:
