@@ -113,6 +113,13 @@ class World:
     def ecs(self) -> Any:
         return client("ecs", self.endpoint)
 
+    def deployed(self, arn: str, at: str = "2026-01-01T00:00:00Z") -> None:
+        """Tag ``arn`` as a revision lemi deployed successfully at ``at`` (an earlier deploy)."""
+        self.ecs().tag_resource(resourceArn=arn, tags=[{"key": "lemi:deployed-at", "value": at}])
+
+    def tags(self, arn: str) -> dict[str, str]:
+        return {t["key"]: t["value"] for t in self.ecs().list_tags_for_resource(resourceArn=arn)["tags"]}
+
 
 def build(endpoint: str, *, exec_enabled: bool = False) -> World:
     cfg, files = config(), service_files()

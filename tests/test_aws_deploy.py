@@ -719,6 +719,7 @@ def test_cli_restart(
 
 
 async def test_rollback_moves_the_service_to_the_previous_revision(world: aws_world.World, sim: ecs_sim.Sim) -> None:
+    world.deployed(world.first_revision)  # an earlier deploy by lemi completed
     sim.complete(after=2)
     assert (await core_deploy(world, "v2")).ok
     assert described(world)["taskDefinition"] == arn_of(f"{FAMILY}:2")
@@ -732,6 +733,7 @@ async def test_rollback_moves_the_service_to_the_previous_revision(world: aws_wo
 
 
 async def test_rollback_that_fails_is_reported(world: aws_world.World, sim: ecs_sim.Sim) -> None:
+    world.deployed(world.first_revision)
     sim.complete(after=2)
     assert (await core_deploy(world, "v2")).ok
     sim.failed(after=2)
@@ -744,6 +746,7 @@ async def test_rollback_that_fails_is_reported(world: aws_world.World, sim: ecs_
 def test_cli_rollback(
     world: aws_world.World, sim: ecs_sim.Sim, checkout: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    world.deployed(world.first_revision)
     aws_world.push_image(world.endpoint, "v2")
     sim.complete(after=2)
     assert lemi("deploy", "-e", ENV, "-t", "v2", "--poll", "0.01") == 0
@@ -758,7 +761,7 @@ async def test_rollback_without_an_earlier_revision_is_a_clear_error(world: aws_
     async with AwsClients(world.config) as aws:
         with pytest.raises(operate.OperationError) as caught:
             await operate.rollback(aws, ENV, SERVICE, wait=Wait(TIMEOUT, POLL))
-    assert caught.value.message == f"{FAMILY}:1 has no earlier active revision to roll back to"
+    assert caught.value.message == f"{FAMILY}:1 has no earlier revision that lemi deployed successfully to roll back to"
     assert "lemi deploy -t" in caught.value.hint
     assert sim.updates == 0
 
@@ -768,7 +771,7 @@ def test_cli_rollback_without_an_earlier_revision(
 ) -> None:
     assert lemi("service", "rollback", "-e", ENV, "--poll", "0.01") == 1
     out, err = capsys.readouterr()
-    assert f"error: {FAMILY}:1 has no earlier active revision to roll back to" in err
+    assert f"error: {FAMILY}:1 has no earlier revision that lemi deployed successfully to roll back to" in err
     assert "hint: deploy a known good image tag instead" in err
     assert "Traceback" not in out + err and "internal error" not in err
     assert sim.updates == 0

@@ -312,6 +312,7 @@ def test_task_definition_family_and_tracking() -> None:
         "demo-service", "staging"
     )
     assert task["track_latest"] is True  # lemi's revisions are the ones that count
+    assert "deployed-at" not in str(task["tags"])  # a placeholder: never a revision to roll back to
     [lifecycle] = task["lifecycle"]
     assert expr(lifecycle["ignore_changes"]) == "all"
     assert "local.port" in str(task["container_definitions"]) and "name = var.name" in str(

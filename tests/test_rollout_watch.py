@@ -20,10 +20,13 @@ from app_harness import RunningApp, running_app
 from aws_world import CLUSTER
 from fakes.webhooks import ZERO_SHA, for_issue_comment, for_pull_request, for_push
 from lemi_process import Server, wait_until
+from moto.core.exceptions import JsonRESTError
 from moto.core.responses import BaseResponse
+from moto.ecs.models import EC2ContainerServiceBackend
 from test_queue import make_sqs
 
 from bot.core.compile import compile_for
+from bot.core.history import DEPLOYED_AT
 
 REPO = "acme/demo-service"
 ENV = "staging"
@@ -48,6 +51,10 @@ def provision(world: aws_world.World, names: list[str]) -> None:
         first = {**compile_for(world.config, world.files, ENV, "v1").task_definition, "family": f"{name}-staging"}
         arn = ecs.register_task_definition(**first)["taskDefinition"]["taskDefinitionArn"]
         ecs.create_service(cluster=CLUSTER, serviceName=name, taskDefinition=arn, desiredCount=1, launchType="FARGATE")
+
+
+def revision_arn(number: int) -> str:
+    return f"arn:aws:ecs:{aws_world.REGION}:{aws_world.ACCOUNT}:task-definition/demo-service-staging:{number}"
 
 
 def app_for(github: Any, tmp_path: Path, **kwargs: Any) -> Any:
@@ -197,6 +204,7 @@ def test_a_watch_resumes_after_a_restart(
     assert deployment.statuses[-1].state == "success", deployment.statuses
     assert check_of(github, sha, "demo-service").conclusion == "success"
     assert sim.updates == 1  # watched, never sent again
+    assert DEPLOYED_AT in world.tags(revision_arn(2))  # the watcher saw it complete: rollback's history
 
 
 def test_a_newer_push_starts_at_once_and_the_older_rollout_is_reported_replaced(
@@ -224,6 +232,7 @@ def test_a_newer_push_starts_at_once_and_the_older_rollout_is_reported_replaced(
     assert run.conclusion == "cancelled" and second[:12] in run.output["title"]
     assert "ECS replaced this deployment" in run.output["summary"]
     assert check_of(github, second, "demo-service").conclusion == "success"
+    assert DEPLOYED_AT not in world.tags(revision_arn(2)) and DEPLOYED_AT in world.tags(revision_arn(3))
 
 
 def test_a_circuit_breaker_rollback_seen_by_the_watcher_is_a_failure(
@@ -240,6 +249,28 @@ def test_a_circuit_breaker_rollback_seen_by_the_watcher_is_a_failure(
     run = check_of(github, sha, "demo-service")
     assert run.conclusion == "failure"
     assert "Essential container in task exited" in run.output["summary"]
+    assert DEPLOYED_AT not in world.tags(revision_arn(2))  # failed: not a revision to roll back to
+    assert DEPLOYED_AT not in world.tags(world.first_revision)  # ECS's rollback is not lemi's rollout
+
+
+def test_a_completed_rollout_whose_tag_aws_refuses_is_a_success_with_a_warning(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: EC2ContainerServiceBackend, arn: str, tags: dict[str, str]) -> None:
+        raise JsonRESTError("AccessDeniedException", "not authorized to perform: ecs:TagResource")
+
+    monkeypatch.setattr(EC2ContainerServiceBackend, "tag_resource", refuse)
+    sha = github.commit(REPO, "develop", files_of(["demo-service"]))
+    aws_world.push_image(world.endpoint, sha)
+    sim.complete(after=2)
+    with app_for(github, tmp_path) as app:
+        push(app, github, sha)
+        app.drain(timeout=30)
+    assert deployment_of(github, "demo-service", sha).statuses[-1].state == "success"
+    run = check_of(github, sha, "demo-service")
+    assert run.conclusion == "success"
+    assert "⚠️ lemi could not record demo-service-staging:2 as deployed" in run.output["summary"]
+    assert DEPLOYED_AT not in world.tags(revision_arn(2))
 
 
 def test_a_restart_while_a_deploy_rolls_out_replaces_it_and_is_answered_when_its_rollout_ends(

@@ -27,6 +27,8 @@ import aws_world
 import pytest
 from aws_world import CLUSTER, SERVICE
 from fakes.webhooks import for_pull_request, for_push
+from moto.core.exceptions import JsonRESTError
+from moto.ecs.models import EC2ContainerServiceBackend
 from slash_world import (
     BOT,
     KEY,
@@ -64,7 +66,9 @@ def _image_v2(env: Env) -> dict[str, Any]:
 
 
 def _deployed_v2(env: Env) -> dict[str, Any]:
-    """v2 deployed with boto3, rolled out: rollback has revision 1 to go back to."""
+    """v1 then v2 deployed (as lemi tags them, lemi:deployed-at), v2 rolled out: rollback has
+    revision 1 to go back to."""
+    env.world.deployed(env.world.first_revision, "2026-01-01T00:00:00Z")
     aws_world.push_image(env.world.endpoint, "v2")
     ecs = env.world.ecs()
     td = compile_for(env.world.config, env.world.files, "staging", "v2").task_definition
@@ -72,6 +76,7 @@ def _deployed_v2(env: Env) -> dict[str, Any]:
     ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=arn)
     ecs.describe_services(cluster=CLUSTER, services=[SERVICE])  # the simulated rollout completes
     assert env.service().deployments[0]["rolloutState"] == "COMPLETED"
+    env.world.deployed(arn, "2026-01-02T00:00:00Z")
     return {"v2": arn}
 
 
@@ -119,7 +124,8 @@ def check_restart(env: Env, reply: str, ctx: dict[str, Any]) -> None:
     assert env.sim.updates == 1  # one forced new deployment, same revision
     assert env.service().task_definition == env.world.first_revision
     assert [d["rolloutState"] for d in env.service().deployments] == ["COMPLETED"]
-    assert env.aws_writes() == ["UpdateService"]
+    assert env.aws_writes() == ["UpdateService", "TagResource"]  # completed: tagged lemi:deployed-at
+    assert "lemi:deployed-at" in env.world.tags(env.world.first_revision)
     assert [j["key"] for j in env.command_jobs()] == [KEY]
 
 
@@ -139,7 +145,8 @@ def check_rollback(env: Env, reply: str, ctx: dict[str, Any]) -> None:
     assert f"✅ `{REV1}`: 2/2 tasks running, rollout completed in" in reply
     assert env.service().task_definition == env.world.first_revision
     assert env.image_of_service().endswith("/demo-service:v1")
-    assert env.aws_writes() == ["UpdateService"]  # no new revision registered
+    assert env.aws_writes() == ["UpdateService", "TagResource"]  # no new revision registered
+    assert env.world.tags(env.world.first_revision)["lemi:deployed-at"] > "2026-01-02"  # deployed again, now
     assert [j["key"] for j in env.command_jobs()] == [KEY]
 
 
@@ -535,7 +542,7 @@ def test_long_commands_are_command_jobs_in_the_service_key_and_run_once(start: C
     assert env.deliver_comment(cid, delivery=delivery)["status"] == "duplicate"  # after it ran, too
     assert len(env.replies()) == 1 and "rollout completed" in env.replies()[0]
     assert env.reactions(cid) == ["eyes", "rocket"]
-    assert env.sim.updates == 1 and env.aws_writes() == ["UpdateService"]
+    assert env.sim.updates == 1 and env.aws_writes() == ["UpdateService", "TagResource"]
     assert len(env.command_jobs()) == 1
 
 
@@ -551,6 +558,23 @@ def test_a_failed_restart_is_reported_with_the_reason(start: Callable[..., Env])
     assert f"❌ The rollout of `{REV1}` did not complete: **failed** — ECS deployment circuit breaker" in reply
     assert "CannotPullContainerError: pull access denied" in reply
     assert "rollout completed" not in reply and "✅" not in reply
+    assert env.aws_writes() == ["UpdateService"]  # a circuit-breaker rollback is not deployed: no tag
+    assert "lemi:deployed-at" not in env.world.tags(env.world.first_revision)
+
+
+def test_a_restart_whose_tag_aws_refuses_succeeds_with_a_warning(
+    start: Callable[..., Env], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: EC2ContainerServiceBackend, arn: str, tags: dict[str, str]) -> None:
+        raise JsonRESTError("AccessDeniedException", "not authorized to perform: ecs:TagResource")
+
+    env = start()
+    monkeypatch.setattr(EC2ContainerServiceBackend, "tag_resource", refuse)
+    cid = env.comment("/lemi restart", "alice")
+    assert env.reactions(cid) == ["eyes", "rocket"]
+    (reply,) = env.replies()
+    assert f"✅ `{REV1}`: 2/2 tasks running, rollout completed in" in reply
+    assert f"⚠️ lemi could not record {REV1} as deployed" in reply and "ecs:TagResource" in reply
 
 
 def test_deploying_a_missing_image_is_reported_and_registers_nothing(start: Callable[..., Env]) -> None:
@@ -569,7 +593,7 @@ def test_deploying_a_missing_image_is_reported_and_registers_nothing(start: Call
 @pytest.mark.parametrize(
     "body, answer",
     [
-        ("/lemi rollback", f"❌ {REV1} has no earlier active revision to roll back to"),
+        ("/lemi rollback", f"❌ {REV1} has no earlier revision that lemi deployed successfully to roll back to"),
         ("/lemi stop-task 0123456789abcdef0123456789abcdef",
          "❌ there is no task 0123456789abcdef0123456789abcdef in cluster lemon-ecs-cluster (staging)"),
     ],
@@ -585,14 +609,32 @@ def test_a_command_that_cannot_be_done_says_why(start: Callable[..., Env], body:
 
 
 def _roll_out(env: Env, *tags: str) -> None:
-    """Deploy each tag in turn behind lemi's back, each rollout complete."""
+    """Deploy each tag in turn with boto3, each rollout complete and tagged as lemi tags it."""
     ecs = env.world.ecs()
-    for tag in tags:
+    for day, tag in enumerate(tags, start=1):
         aws_world.push_image(env.world.endpoint, tag)
         td = compile_for(env.world.config, env.world.files, "staging", tag).task_definition
         arn = ecs.register_task_definition(**td)["taskDefinition"]["taskDefinitionArn"]
         ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=arn)
         ecs.describe_services(cluster=CLUSTER, services=[SERVICE])  # rolled out
+        env.world.deployed(arn, f"2026-01-{day:02d}T00:00:00Z")
+
+
+def test_a_rollback_goes_back_past_a_deploy_that_failed_to_the_last_good_one(start: Callable[..., Env]) -> None:
+    """v2 deployed by lemi; `/lemi deploy v3` fails (FAILED, no rollback: :3 runs, never tagged);
+    `/lemi rollback` returns to :2, the last revision lemi deployed successfully."""
+    env = start()
+    _roll_out(env, "v2")
+    aws_world.push_image(env.world.endpoint, "v3")
+    env.sim.failed(after=2)
+    env.comment("/lemi deploy v3", "alice")
+    assert env.image_of_service().endswith(":v3")
+    env.sim.complete(after=2)
+    cid = env.comment("/lemi rollback", "alice")
+    assert env.reactions(cid) == ["eyes", "rocket"]
+    assert "✅ `demo-service-staging:2`: 2/2 tasks running, rollout completed in" in env.replies()[-1]
+    assert env.image_of_service().endswith(":v2")
+    assert env.revisions() == [REV1, "demo-service-staging:2", "demo-service-staging:3"]
 
 
 def test_a_rollback_retried_after_its_reply_failed_goes_to_the_revision_pinned_at_intake(

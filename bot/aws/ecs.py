@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.aws.clients import AwsClients
 from bot.aws.errors import OperationError
+from bot.core.history import DEPLOYED_AT
 
 if TYPE_CHECKING:  # the stubs are a development dependency
     from types_aiobotocore_ecs import ECSClient
@@ -54,8 +55,10 @@ def _project(actual: Any, wanted: Any) -> Any:
 
 
 def comparable(described: Mapping[str, Any], tags: Sequence[TagTypeDef], wanted: Mapping[str, Any]) -> dict[str, Any]:
-    """A described task definition in the shape of a compiled one, for equality and diffs."""
+    """A described task definition in the shape of a compiled one, for equality and diffs
+    (without the ``lemi:deployed-at`` tag: history, not definition)."""
     merged = dict(described)
+    tags = [t for t in tags if t["key"] != DEPLOYED_AT]
     if tags:
         merged["tags"] = sorted(tags, key=lambda t: t["key"])
     projected: dict[str, Any] = _project(merged, dict(wanted))

@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.aws.clients import AwsClients
-from bot.aws.ecs import Ecs, family_of, revision_number, revision_of, task_id
+from bot.aws.ecs import Ecs, revision_of, task_id
 from bot.aws.errors import OperationError
+from bot.aws.history import rollback_target
 from bot.aws.rollout import DeployResult, RolloutRequest, Situation, Wait, deploy, execute, plan
 from bot.core.compile import render
 from bot.core.conventions import family
@@ -181,29 +182,22 @@ async def restart(aws: AwsClients, env_name: str, service: str, *, wait: Wait | 
 
 
 async def previous_revision(aws: AwsClients, env_name: str, service: str) -> tuple[str, str]:
-    """(current ARN, the newest ACTIVE revision older than it)."""
+    """(current ARN, the revision a rollback returns to: bot/aws/history.py)."""
     current, previous = await _previous(await Ecs.open(aws, env_name), service)
     return current["taskDefinition"], previous
 
 
 async def _previous(ecs: Ecs, service: str) -> tuple[ServiceTypeDef, str]:
-    """(the service as described, the newest ACTIVE revision older than the one it runs)."""
+    """(the service as described, the revision lemi deployed successfully before the one it runs)."""
     current = await ecs.describe_service(service)
-    current_arn = current["taskDefinition"]
-    number = revision_number(current_arn)
-    older = [a for a in await ecs.revisions(family_of(current_arn)) if revision_number(a) < number]
-    if not older:
-        raise OperationError(
-            f"{revision_of(current_arn)} has no earlier active revision to roll back to",
-            "deploy a known good image tag instead: lemi deploy -t <tag>",
-        )
-    return current, older[0]
+    return current, await rollback_target(ecs, current["taskDefinition"])
 
 
 async def rollback(
     aws: AwsClients, env_name: str, service: str, *, to: str | None = None, wait: Wait | None = DEFAULT_WAIT
 ) -> DeployResult:
-    """Roll back to the revision before the running one, or to ``to`` (an ARN chosen earlier)."""
+    """Roll back to the revision lemi deployed successfully before the running one (the newest
+    ``lemi:deployed-at`` below it: bot/core/history.py), or to ``to`` (an ARN chosen earlier)."""
     ecs = await Ecs.open(aws, env_name)
     if to is not None:
         return await deploy(ecs, RolloutRequest(service, to), wait)

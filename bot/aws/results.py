@@ -43,6 +43,7 @@ class Rollout:
     elapsed: float = 0.0
     events: list[str] = field(default_factory=list)
     stopped_tasks: list[StoppedTask] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # a completed rollout lemi could not tag
 
     @property
     def ok(self) -> bool:

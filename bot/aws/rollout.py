@@ -5,15 +5,14 @@ reaches ``rolloutState`` COMPLETED with running = desired. A circuit-breaker
 rollback (our deployment FAILED, or replaced by another PRIMARY), a FAILED
 rollout or a timeout is a failure, reported with the reason, the service's
 recent events and the ``stoppedReason`` of the tasks of our deployment that
-stopped.
+stopped. A completed rollout tags its revision deployed (bot/aws/history.py).
 
 Pure, and tested without AWS: :func:`plan` decides what to do from the described
 service (send nothing and watch, register and update, update only, report what
 became of an earlier attempt's rollout), and :func:`observe` judges one
-DescribeServices answer for the deployment being watched. Thin executors do the
-calls: :func:`survey` gathers what :func:`plan` needs, :func:`execute` carries a
-plan out and :func:`watch` polls until :func:`observe` gives a verdict.
-:func:`deploy` is survey, plan and execute in one.
+DescribeServices answer for the deployment being watched. Thin executors do the calls:
+:func:`survey` gathers what :func:`plan` needs, :func:`execute` carries a plan out and
+:func:`watch` polls until :func:`observe` gives a verdict. :func:`deploy` is all three.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.aws.ecs import Ecs, revision_of
+from bot.aws.history import mark_deployed
 from bot.aws.results import DeployResult as DeployResult  # results: re-exported for callers
 from bot.aws.results import Outcome
 from bot.aws.results import Rollout as Rollout
@@ -35,8 +35,7 @@ if TYPE_CHECKING:  # the stubs are a development dependency
 
 DEFAULT_TIMEOUT = 900.0
 DEFAULT_POLL = 5.0
-# how long to look for the deployment an update created before calling it lost
-FIND_DEPLOYMENT_TIMEOUT = 60.0
+FIND_DEPLOYMENT_TIMEOUT = 60.0  # how long to look for the deployment an update created
 
 
 # ---- values ----------------------------------------------------------------------------------
@@ -421,7 +420,9 @@ async def watch(ecs: Ecs, service: str, watching: Watching, wait: Wait) -> Rollo
             wait.on_progress(seen.progress)
         if seen.verdict is not None:
             rollout = concluded(ecs, service, watching, seen.verdict, described, time.monotonic() - started)
-            if not rollout.ok and rollout.deployment_id:
+            if rollout.ok:
+                rollout.warnings = await mark_deployed(ecs, rollout.task_definition)
+            elif rollout.deployment_id:
                 rollout.stopped_tasks = await ecs.stopped_tasks(rollout.deployment_id)
             return rollout
         await asyncio.sleep(min(wait.poll, max(0.0, wait.timeout - elapsed)) or wait.poll)

@@ -14,6 +14,7 @@ import click
 from bot.aws import operate, predeploy
 from bot.aws.clients import AwsClients
 from bot.aws.ecs import Ecs
+from bot.aws.errors import OperationError
 from bot.aws.exec import open_session
 from bot.aws.predeploy import commands
 from bot.aws.rollout import DeployResult, Progress, RolloutRequest, Wait
@@ -245,7 +246,13 @@ def _rollout_command(command: str, operation: Callable[..., Awaitable[DeployResu
         config = state.config()
         env = pick_environment(config, env)
         name = service_name(name)
-        result = run_aws(config, lambda aws: operation(aws, env, name, wait=_wait(wait, timeout, poll, output)))
+        try:
+            result = run_aws(config, lambda aws: operation(aws, env, name, wait=_wait(wait, timeout, poll, output)))
+        except OperationError as exc:  # refused before any rollout (no revision to roll back to)
+            if output != "json":
+                raise
+            emit_json({"ok": False, "service": name, "environment": env, "error": exc.message, "hint": exc.hint})
+            raise click.exceptions.Exit(1) from None
         _finish_deploy(result, output)
 
     run.__doc__ = summary
@@ -253,7 +260,9 @@ def _rollout_command(command: str, operation: Callable[..., Awaitable[DeployResu
 
 
 _rollout_command("restart", operate.restart, "Replace every task (a forced new deployment) and wait for it.")
-_rollout_command("rollback", operate.rollback, "Redeploy the revision before the running one and wait for it.")
+_rollout_command(
+    "rollback", operate.rollback, "Redeploy the last revision lemi deployed successfully before the running one."
+)
 
 
 @service.command("prune")

@@ -97,6 +97,8 @@ def deploy_result(result: DeployResult) -> None:
         )
         if result.deregistered:
             console.print(f"deregistered old revisions: {', '.join(result.deregistered)}")
+        for warning in rollout.warnings:
+            console.print(f"warning: {warning}", markup=False)
         return
     console.print(
         f"[red]deploy failed[/red] ({rollout.outcome}): {result.service} in {result.environment}, {revision}{reused}"

@@ -36,7 +36,7 @@ COMMANDS: dict[str, Spec] = {
     "tasks": Spec("the running tasks", writes=False),
     "restart": Spec("replace every task and wait for the rollout", long=True),
     "deploy": Spec("deploy an image tag and wait for the rollout", argument="image-tag", long=True, reads_files=True),
-    "rollback": Spec("redeploy the previous revision and wait", long=True),
+    "rollback": Spec("redeploy the last revision lemi deployed successfully before this one", long=True),
     "stop-task": Spec("stop one task (ECS starts a replacement)", argument="task-id"),
     "verify": Spec("check the spec and everything the deploy needs in AWS", writes=False, reads_files=True),
     "diff": Spec("running task definition vs this PR's compiled one", writes=False, reads_files=True),

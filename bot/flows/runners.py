@@ -262,8 +262,8 @@ class Restart(QueuedRunner):
 
 
 class Rollback(QueuedRunner):
-    """To the revision before the running one, chosen when the command is accepted: a retried
-    job goes back to it, never one step further."""
+    """To the revision lemi deployed successfully before the running one (bot/aws/history.py),
+    chosen when the command is accepted: a retried job goes back to it, never one step further."""
 
     name = "rollback"
 

@@ -90,6 +90,7 @@ class Ended(msgspec.Struct, frozen=True):
     deployment_id: str | None
     events: list[str] = []
     stopped: list[Stopped] = []
+    warnings: list[str] = []  # a completed rollout lemi could not tag deployed
 
 
 class Announcement(msgspec.Struct, frozen=True):

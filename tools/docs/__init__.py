@@ -863,11 +863,12 @@ ACTION_USES = {
     "ecs:DescribeServices": "verify (service ACTIVE), the rollout wait, `status`, exec",
     "ecs:DescribeTaskDefinition": "deploy (reuse an identical revision), `diff`, `status`, `rollback`",
     "ecs:DescribeTasks": "`tasks`, `stop-task`, stopped-task reasons after a failed rollout, exec",
-    "ecs:ListTaskDefinitions": "deploy (the family's newest revision), `rollback` (the previous one), `prune`",
+    "ecs:ListTaskDefinitions": "deploy (the family's newest revision), `rollback` (the earlier ones), `prune`",
+    "ecs:ListTagsForResource": "`rollback`: which earlier revisions lemi deployed successfully (`lemi:deployed-at`)",
     "ecs:ListTasks": "`tasks`, stopped tasks of a rollout, exec",
     "ecs:RegisterTaskDefinition": "deploy: register the compiled task definition",
     "ecs:DeregisterTaskDefinition": "`lemi service prune` and `lemi deploy --keep`: old revisions",
-    "ecs:TagResource": "registering a task definition with tags (AWS checks it on create)",
+    "ecs:TagResource": "registering a task definition with tags; tagging a revision `lemi:deployed-at` when its rollout completes",
     "ecs:UpdateService": "deploy, `restart` (force a new deployment), `rollback`",
     "ecs:StopTask": "`stop-task`",
     "ecs:ExecuteCommand": "`lemi service exec` (ECS Exec)",
@@ -1022,10 +1023,10 @@ with the cluster.
 
 This is the policy of README.md, where a test (tests/test_aws_operate.py)
 runs every operation and checks that it allows exactly what the code calls,
-plus four permissions AWS checks without an API call of their own:
-`iam:PassRole` and `ecs:TagResource` (registering a tagged task definition
-with roles), `ecs:ExecuteCommand` (exec) and `kms:Decrypt` (reading a JSON key
-of a secret under a customer-managed key).
+plus three permissions AWS checks without an API call of their own:
+`iam:PassRole` (registering a task definition with roles),
+`ecs:ExecuteCommand` (exec) and `kms:Decrypt` (reading a JSON key of a secret
+under a customer-managed key).
 
 ```json
 {text.rstrip()}

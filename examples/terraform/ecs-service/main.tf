@@ -401,6 +401,9 @@ resource "aws_ecs_task_definition" "this" {
     ignore_changes = all
   }
 
+  # No lemi:deployed-at tag here: lemi tags a revision it registered with the
+  # time its rollout completed, and a rollback returns only to a revision that
+  # carries one, so no rollback ever lands on this placeholder.
   tags = merge(local.tags, { "environment" = each.key })
 }
 
