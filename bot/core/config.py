@@ -97,6 +97,11 @@ class Environment(StrictModel):
     image_wait_seconds: int = Field(
         600, ge=0, le=3600, description="how long a push deploy waits for its image to appear in ECR"
     )
+    logs: Literal["datadog", "cloudwatch"] = Field(
+        "datadog",
+        description="where the service container's logs go: datadog (through the FireLens log router) "
+        "or cloudwatch (the log group /ecs/<service>-<env>, read by `lemi logs`)",
+    )
 
 
 class Datadog(StrictModel):

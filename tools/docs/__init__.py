@@ -360,7 +360,7 @@ CONFIG_DESCRIPTIONS = {
     "environments.<env>.region": "AWS region of the environment's cluster, ECR repositories, secrets and parameters",
     "environments.<env>.account_id": "AWS account of the environment (images are pulled from its ECR)",
     "environments.<env>.cluster": "ECS cluster the environment's services run in",
-    "datadog": "the Datadog agent and log router sidecars added to every task definition",
+    "datadog": "the Datadog agent sidecar of every task definition, and the log router of environments with `logs: datadog`",
     "datadog.site": "Datadog site the agent and the logs go to",
     "datadog.agent_image": "image of the `datadog-agent` sidecar",
     "datadog.log_router_image": "image of the FireLens `log-router` sidecar that ships logs to Datadog",
