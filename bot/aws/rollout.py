@@ -5,7 +5,7 @@ reaches ``rolloutState`` COMPLETED with running = desired. A circuit-breaker
 rollback (our deployment FAILED, or replaced by another PRIMARY), a FAILED
 rollout or a timeout is a failure, reported with the reason, the service's
 recent events and the ``stoppedReason`` of the tasks of our deployment that
-stopped.
+stopped (with their last log lines where the environment logs to CloudWatch).
 
 Pure, and tested without AWS: :func:`plan` decides what to do from the described
 service (send nothing and watch, register and update, update only, report what
@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from bot.aws.ecs import Ecs, StoppedTask, revision_of
+from bot.aws.logs import stopped_task_lines
 
 if TYPE_CHECKING:  # the stubs are a development dependency
     from types_aiobotocore_ecs.type_defs import DeploymentTypeDef, ServiceTypeDef
@@ -476,6 +477,9 @@ async def watch(ecs: Ecs, service: str, watching: Watching, wait: Wait) -> Rollo
             rollout = concluded(ecs, service, watching, seen.verdict, described, time.monotonic() - started)
             if not rollout.ok and rollout.deployment_id:
                 rollout.stopped_tasks = await ecs.stopped_tasks(rollout.deployment_id)
+                if ecs.aws is not None:  # their last log lines, where lemi can read them
+                    rollout.stopped_tasks = await stopped_task_lines(ecs.aws, ecs.environment, service,
+                                                                     rollout.stopped_tasks)  # fmt: skip
             return rollout
         await asyncio.sleep(min(wait.poll, max(0.0, wait.timeout - elapsed)) or wait.poll)
 

@@ -26,6 +26,7 @@ import msgspec
 from msgspec.structs import replace
 
 from bot.aws.ecs import Ecs, StoppedTask, revision_of
+from bot.aws.logs import stopped_task_lines
 from bot.aws.rollout import DeployResult, Rollout, Verdict, concluded, observe
 from bot.core import logs
 from bot.core.errors import classify
@@ -208,7 +209,10 @@ async def _judge(ecs: Ecs, body: RolloutWatch, service: ServiceTypeDef | None, n
             rollout.stopped_tasks = await ecs.stopped_tasks(rollout.deployment_id)
         except Exception as exc:  # noqa: BLE001 - the report goes out without them
             log.warning("could not list the stopped tasks of %s: %s", rollout.deployment_id, exc)
-    stopped = [Stopped(t.task_id, t.stopped_reason, list(t.containers)) for t in rollout.stopped_tasks]
+        if ecs.aws is not None:  # never raises: without the lines where they cannot be read
+            rollout.stopped_tasks = await stopped_task_lines(ecs.aws, ecs.environment, body.service,
+                                                             rollout.stopped_tasks)  # fmt: skip
+    stopped = [Stopped(t.task_id, t.stopped_reason, list(t.containers), list(t.lines)) for t in rollout.stopped_tasks]
     ended = Ended(rollout.outcome, rollout.reason, rollout.running, rollout.desired, rollout.elapsed,
                   rollout.deployment_id, rollout.events, stopped)  # fmt: skip
     log.info("rollout of %s ended: %s (%s)", body.service, rollout.outcome, rollout.reason)
@@ -245,7 +249,7 @@ def _result(rt: Runtime, body: RolloutWatch) -> DeployResult:
     rollout = Rollout(
         ended.outcome, body.service, body.environment, cluster, body.revision, ended.deployment_id,  # type: ignore[arg-type]
         ended.reason, running=ended.running, desired=ended.desired, elapsed=ended.elapsed, events=list(ended.events),
-        stopped_tasks=[StoppedTask(s.task_id, s.stopped_reason, list(s.containers)) for s in ended.stopped],
+        stopped_tasks=[StoppedTask(s.task_id, s.stopped_reason, list(s.containers), list(s.lines)) for s in ended.stopped],
     )  # fmt: skip
     return DeployResult(body.service, body.environment, body.revision, body.reused, rollout)
 
