@@ -849,6 +849,8 @@ ACTION_USES = {
     "secretsmanager:GetSecretValue": "verify, only for `name:json-key::` references: the key exists (the value is never shown)",
     "ssm:GetParameters": "verify: each parameter exists (`WithDecryption=false`: values are not decrypted)",
     "kms:Decrypt": "`GetSecretValue` of a secret encrypted with a customer-managed KMS key",
+    "logs:FilterLogEvents": "`lemi logs`, and the last lines of stopped tasks in a failed rollout's report "
+    "(environments with `logs: cloudwatch`; only the `/ecs/*` log groups)",
 }
 
 _POLICY_SECTION_RE = re.compile(r"^## Deployer IAM policy\n(.*?)(?=^## |\Z)", re.S | re.M)
