@@ -29,12 +29,13 @@ from bot.aws import logs
 from bot.aws.clients import AwsClients
 from bot.aws.ecs import Ecs, StoppedTask, revision_of
 from bot.aws.errors import AwsRefused, OperationError
-from bot.aws.rollout import RolloutRequest, Wait, deploy
+from bot.aws.rollout import DeployResult, Rollout, RolloutRequest, Wait, deploy
 from bot.cli import main
 from bot.core.compile import compile_for
 from bot.core.config import parse_config
 from bot.core.markdown import tail
 from bot.core.templating import render
+from bot.flows.answers import RolledOut
 
 pytestmark = pytest.mark.usefixtures("shared_api_models")
 
@@ -286,7 +287,7 @@ def _bounded(request: pytest.FixtureRequest) -> Any:
 # ---- a failed rollout's report -------------------------------------------------------------
 
 
-def crash_with_logs(sim: ecs_sim.Sim, world: aws_world.World, lines: list[str]) -> None:
+def crash_with_logs(sim: ecs_sim.Sim, world: aws_world.World, lines: list[str], after: int = 2) -> None:
     """The circuit breaker, after each stopped task of the deployment wrote ``lines`` to its stream."""
 
     def step(self: ecs_sim.Sim, service: Any, d: dict[str, Any]) -> None:
@@ -296,7 +297,7 @@ def crash_with_logs(sim: ecs_sim.Sim, world: aws_world.World, lines: list[str]) 
                 write_lines(world, app_stream(task.id), *lines)
 
     sim._crash = types.MethodType(step, sim)  # type: ignore[attr-defined]
-    sim.scenario = ecs_sim.Scenario("crash", 2, stop_reason=CB_REASON)
+    sim.scenario = ecs_sim.Scenario("crash", after, stop_reason=CB_REASON)
 
 
 CRASH = [f"boot step {i}" for i in range(25)] + ["Traceback: KeyError 'DATABASE_URL' @admins ``` #12"]
@@ -355,3 +356,15 @@ def test_cli_deploy_failure_shows_the_last_lines(
     assert "its last log lines:" in out
     assert "        starting\n        KeyError: 'DATABASE_URL'\n" in out
     no_traceback(out, err)
+
+
+def test_a_failed_restart_or_rollback_reply_shows_the_last_lines() -> None:
+    task = StoppedTask(TASK_A, CB_REASON, [f"{SERVICE}: exit 1"], ["booting", "panic: `x` @oncall"])
+    rollout = Rollout("failed", SERVICE, ENV, CLUSTER, f"arn:aws:ecs:r:1:task-definition/{SERVICE}-{ENV}:3", "ecs-svc/1",
+                      "ECS deployment circuit breaker: tasks failed to start.", stopped_tasks=[task])  # fmt: skip
+    answer = RolledOut(DeployResult(SERVICE, ENV, rollout.task_definition, False, rollout))
+    reply = types.SimpleNamespace(answer=answer, files_at=None, heading="/lemi restart", target=None,
+                                  inv=types.SimpleNamespace(user="alice"))  # fmt: skip
+    body = render("comments/command.md.j2", reply=reply)
+    assert f"- `{TASK_A}`: {CB_REASON}\n\n  Its last log lines (CloudWatch Logs):\n\n  ```\n  booting\n" in body
+    assert "  panic: `x` @oncall\n  ```\n" in body
