@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.aws.clients import AwsClients
-from bot.aws.ecs import StoppedTask
+from bot.aws.ecs import Ecs, StoppedTask
 from bot.aws.errors import AwsError, OperationError
 from bot.core.conventions import log_group
 from bot.core.markdown import TAIL_BYTES, TAIL_LINES, tail
@@ -215,3 +215,12 @@ async def stopped_task_lines(
     except Exception as exc:  # noqa: BLE001 - the report goes out without the lines
         log.warning("could not read the last log lines of the stopped tasks of %s in %s: %s", service, env_name, exc)
         return tasks
+
+
+async def stopped_tasks(ecs: Ecs, service: str, deployment_id: str) -> list[StoppedTask]:
+    """The stopped tasks of a failed rollout's deployment (:meth:`Ecs.stopped_tasks`, which may
+    raise), each with its last log lines where they can be read (:func:`stopped_task_lines`)."""
+    tasks = await ecs.stopped_tasks(deployment_id)
+    if ecs.aws is None:
+        return tasks
+    return await stopped_task_lines(ecs.aws, ecs.environment, service, tasks)

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from bot.aws.ecs import Ecs, StoppedTask, revision_of
-from bot.aws.logs import stopped_task_lines
+from bot.aws.logs import stopped_tasks
 
 if TYPE_CHECKING:  # the stubs are a development dependency
     from types_aiobotocore_ecs.type_defs import DeploymentTypeDef, ServiceTypeDef
@@ -475,11 +475,8 @@ async def watch(ecs: Ecs, service: str, watching: Watching, wait: Wait) -> Rollo
             wait.on_progress(seen.progress)
         if seen.verdict is not None:
             rollout = concluded(ecs, service, watching, seen.verdict, described, time.monotonic() - started)
-            if not rollout.ok and rollout.deployment_id:
-                rollout.stopped_tasks = await ecs.stopped_tasks(rollout.deployment_id)
-                if ecs.aws is not None:  # their last log lines, where lemi can read them
-                    rollout.stopped_tasks = await stopped_task_lines(ecs.aws, ecs.environment, service,
-                                                                     rollout.stopped_tasks)  # fmt: skip
+            if not rollout.ok and rollout.deployment_id:  # with their last log lines, where lemi can read them
+                rollout.stopped_tasks = await stopped_tasks(ecs, service, rollout.deployment_id)
             return rollout
         await asyncio.sleep(min(wait.poll, max(0.0, wait.timeout - elapsed)) or wait.poll)
 

@@ -26,7 +26,7 @@ import msgspec
 from msgspec.structs import replace
 
 from bot.aws.ecs import Ecs, StoppedTask, revision_of
-from bot.aws.logs import stopped_task_lines
+from bot.aws.logs import stopped_tasks
 from bot.aws.rollout import DeployResult, Rollout, Verdict, concluded, observe
 from bot.core import logs
 from bot.core.errors import classify
@@ -205,13 +205,10 @@ async def _judge(ecs: Ecs, body: RolloutWatch, service: ServiceTypeDef | None, n
         return body
     rollout = concluded(ecs, body.service, watching, verdict, seen, elapsed)
     if not rollout.ok and rollout.deployment_id:
-        try:
-            rollout.stopped_tasks = await ecs.stopped_tasks(rollout.deployment_id)
+        try:  # with their last log lines, where lemi can read them
+            rollout.stopped_tasks = await stopped_tasks(ecs, body.service, rollout.deployment_id)
         except Exception as exc:  # noqa: BLE001 - the report goes out without them
             log.warning("could not list the stopped tasks of %s: %s", rollout.deployment_id, exc)
-        if ecs.aws is not None:  # never raises: without the lines where they cannot be read
-            rollout.stopped_tasks = await stopped_task_lines(ecs.aws, ecs.environment, body.service,
-                                                             rollout.stopped_tasks)  # fmt: skip
     stopped = [Stopped(t.task_id, t.stopped_reason, list(t.containers), list(t.lines)) for t in rollout.stopped_tasks]
     ended = Ended(rollout.outcome, rollout.reason, rollout.running, rollout.desired, rollout.elapsed,
                   rollout.deployment_id, rollout.events, stopped)  # fmt: skip
