@@ -80,6 +80,8 @@ class _Reader:
         self.group = log_group(service, env_name)
 
     async def page(self, start: int, token: str | None) -> tuple[list[LogLine], str | None]:
+        # interleaved: AWS always interleaves the streams by time now (the flag is deprecated, ignored);
+        # moto, which the tests use, still needs it
         args: dict[str, Any] = {"logGroupName": self.group, "startTime": start, "interleaved": True}
         if self.task_id is not None:
             args["logStreamNames"] = [stream_name(self.service, self.task_id)]
