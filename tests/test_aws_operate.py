@@ -34,6 +34,7 @@ from moto.ecs.models import EC2ContainerServiceBackend
 from moto.moto_api import state_manager
 
 import bot.aws.clients as clients_module
+from bot.aws import logs as app_logs
 from bot.aws import operate
 from bot.aws.clients import AwsClients
 from bot.aws.ecs import Ecs, revision_of
@@ -42,6 +43,7 @@ from bot.aws.rollout import RolloutRequest, Wait, deploy
 from bot.aws.verify import verify_provisioned
 from bot.cli import main
 from bot.core.compile import compile_for
+from bot.core.config import parse_config
 
 ENV = "staging"
 FAMILY = "demo-service-staging"
@@ -977,11 +979,19 @@ async def test_readme_policy_allows_exactly_what_lemi_calls(world: aws_world.Wor
         assert (await operate.diff(aws, ENV, SERVICE, compiled(world, "v1").task_definition)).different is False
         world.ecs().register_task_definition(**compiled(world, "v3").task_definition)
         assert (await operate.prune(aws, ENV, SERVICE, keep=1)).deregistered == [f"{FAMILY}:2"]
+    # `lemi logs` and a failed rollout's last lines, where an environment logs to CloudWatch
+    logs_client = aws_world.client("logs", world.endpoint)
+    logs_client.create_log_group(logGroupName=f"/ecs/{FAMILY}")
+    cloudwatch = parse_config(aws_world.LEMI_YML.replace("    cluster:", "    logs: cloudwatch\n    cluster:"))
+    async with AwsClients(cloudwatch) as aws:
+        aws.on_call(lambda service, operation: calls.add((service, operation)))
+        assert await app_logs.last_lines(aws, ENV, SERVICE) == []
     observed = {f"{service}:{operation}" for service, operation in calls}
     # the hook saw the operations that matter (a hook that records nothing must not pass)
     assert {"ecs:RegisterTaskDefinition", "ecs:UpdateService", "ecs:StopTask", "ecs:DeregisterTaskDefinition",
             "ecs:TagResource", "ecs:ListTagsForResource",  # the deploy history: tag a completed rollout, read it
-            "secretsmanager:GetSecretValue", "ssm:GetParameters", "ecr:DescribeImages"} <= observed  # fmt: skip
+            "secretsmanager:GetSecretValue", "ssm:GetParameters", "ecr:DescribeImages",
+            "logs:FilterLogEvents"} <= observed  # fmt: skip
     allowed = allowed_actions(policy)
     assert not {a for a in allowed if "*" in a}, "no wildcard actions in a least-privilege policy"
     assert not EXTRA & observed, "an EXTRA permission is now an observed call: drop it from EXTRA"

@@ -45,7 +45,7 @@ REPOSITORY = "acme/demo-service"
 TAG = "4f1c2d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e"  # a commit SHA, as the build workflow tags images
 OTHER_TAG = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
 
-# the README's lemi.yml, plus an environment in the China partition
+# the README's lemi.yml, plus an environment in the China partition and one that logs to CloudWatch
 LEMI_YML = (
     CHECKOUT_LEMI_YML
     + """\
@@ -54,6 +54,12 @@ LEMI_YML = (
     region: cn-north-1
     account_id: "333333333333"
     cluster: lemon-ecs-cluster
+  sandbox:
+    branch: sandbox
+    region: eu-west-1
+    account_id: "444444444444"
+    cluster: lemon-ecs-cluster
+    logs: cloudwatch
 """
 )
 CONFIG = parse_config(LEMI_YML)
@@ -171,6 +177,7 @@ CASES = {
     "design-staging": Case(EXAMPLE_SERVICE, "staging", EXAMPLE_STAGING, "demo-service", "demo-service", 3, 1024, 2048),
     "design-prod": Case(EXAMPLE_SERVICE, "prod", EXAMPLE_PROD, "demo-service", "demo-service", 1, 512, 1024),
     "design-china": Case(EXAMPLE_SERVICE, "china", EXAMPLE_CHINA, "demo-service", "demo-service", 1, 512, 1024),
+    "design-cloudwatch": Case(EXAMPLE_SERVICE, "sandbox", EXAMPLE_PROD, "demo-service", "demo-service", 1, 512, 1024),
     "worker-staging": Case(
         WORKER_SERVICE, "staging", WORKER_STAGING, "demo-service-worker", "demo-service/worker", 2, 256, 1024
     ),
@@ -333,6 +340,36 @@ def test_china_partition() -> None:
     }
     api_key = app["logConfiguration"]["secretOptions"][0]["valueFrom"]
     assert api_key == "arn:aws-cn:secretsmanager:cn-north-1:333333333333:secret:datadog/api-key"
+
+
+def test_cloudwatch_logs_go_to_the_services_log_group_without_a_log_router() -> None:
+    td = compile_case(CASES["design-cloudwatch"]).task_definition
+    by_name = containers(td)
+    assert list(by_name) == ["demo-service", "datadog-agent"]  # no FireLens log router
+    app = by_name["demo-service"]
+    assert "dependsOn" not in app
+    assert app["logConfiguration"] == {
+        "logDriver": "awslogs",
+        "options": {
+            "awslogs-group": "/ecs/demo-service-sandbox",
+            "awslogs-region": "eu-west-1",
+            "awslogs-stream-prefix": "demo-service",
+        },
+    }
+    # the agent stays, for traces and metrics, with the Datadog API key; it logs to the same group
+    agent = by_name["datadog-agent"]
+    assert pairs(agent["secrets"], "valueFrom") == {
+        "DD_API_KEY": "arn:aws:secretsmanager:eu-west-1:444444444444:secret:datadog/api-key"
+    }
+    assert agent["logConfiguration"]["options"]["awslogs-group"] == "/ecs/demo-service-sandbox"
+    assert "com.datadoghq.ad.checks" in app["dockerLabels"]
+
+
+def test_datadog_is_the_default_destination_of_logs() -> None:
+    assert CONFIG.environment("staging").logs == "datadog"
+    app = containers(compile_case(CASES["design-prod"]).task_definition)["demo-service"]
+    assert app["logConfiguration"]["logDriver"] == "awsfirelens"
+    assert app["dependsOn"] == [{"containerName": "log-router", "condition": "START"}]
 
 
 # --- determinism ----------------------------------------------------------------------------------
@@ -517,7 +554,10 @@ def test_ecs_registers_it(case_name: str, moto_reset: str) -> None:
     assert described["family"] == f"{case.name}-{case.env}"
     assert described["revision"] == 1
     assert described["taskDefinitionArn"].endswith(f":task-definition/{case.name}-{case.env}:1")
-    assert [c["name"] for c in described["containerDefinitions"]] == [case.name, "datadog-agent", "log-router"]
+    sidecars = (
+        ["datadog-agent"] if CONFIG.environment(case.env).logs == "cloudwatch" else ["datadog-agent", "log-router"]
+    )
+    assert [c["name"] for c in described["containerDefinitions"]] == [case.name, *sidecars]
     assert (described["cpu"], described["memory"]) == (str(case.cpu), str(case.memory))
     assert described["networkMode"] == "awsvpc"
     assert described["requiresCompatibilities"] == ["FARGATE"]
@@ -590,7 +630,7 @@ def test_cli_unknown_environment(checkout: Path, capsys: pytest.CaptureFixture[s
     out, err = capsys.readouterr()
     assert out == ""
     assert "'qa'" in err
-    assert "staging, prod, china" in err
+    assert "staging, prod, china, sandbox" in err
 
 
 def test_cli_bad_tag(checkout: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -515,3 +515,19 @@ def test_load_config_on_a_directory(tmp_path: Path) -> None:
     [problem] = info.value.problems
     assert problem.file == str(tmp_path)
     assert "cannot read the file" in problem.message
+
+
+# --- where application logs go ------------------------------------------------------------
+
+
+def test_logs_default_to_datadog_and_may_go_to_cloudwatch() -> None:
+    config = parse_config(edit("    protected: true\n", "    protected: true\n    logs: cloudwatch\n"))
+    assert config.environment("staging").logs == "datadog"
+    assert config.environment("prod").logs == "cloudwatch"
+
+
+@pytest.mark.parametrize("written", ["CloudWatch", "splunk", "true", "''"])
+def test_logs_has_two_destinations(written: str) -> None:
+    problem = one(edit("    protected: true\n", f"    protected: true\n    logs: {written}\n"))
+    at(problem, "environments.prod.logs", 19, 11)
+    assert "datadog" in problem.hint and "cloudwatch" in problem.hint, problem

@@ -282,3 +282,68 @@ def test_a_datadog_key_given_by_arn_in_lemi_yml_is_exempt(world: aws_world.World
     assert [(f.check, f.subject.split(" (")[0]) for f in checked.findings] == [
         ("secret", "DB_PASSWORD"), ("secret", "DB_USER"), ("parameter", "FEATURE_X")]  # fmt: skip
     assert [r.secret for r in checked.secrets.values()] == [key]
+
+
+# ---- logs to CloudWatch ----------------------------------------------------------------------
+
+CLOUDWATCH_YML = aws_world.LEMI_YML.replace(
+    f"    cluster: {CLUSTER}\n", f"    cluster: {CLUSTER}\n    logs: cloudwatch\n"
+)
+
+
+def cloudwatch_checkout(checkout: Path) -> None:
+    write(checkout.parent, "lemi.yml", CLOUDWATCH_YML)
+
+
+def test_a_file_compiled_for_cloudwatch_logs_deploys(
+    world: aws_world.World, sim: ecs_sim.Sim, checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cloudwatch_checkout(checkout)
+    assert lemi("compile", "-e", "staging", "-t", "v1", "-o", "td.json") == 0
+    document = json.loads((checkout / "td.json").read_text())
+    app = document["containerDefinitions"][0]
+    assert app["logConfiguration"]["options"]["awslogs-group"] == "/ecs/demo-service-staging"
+    assert [c["name"] for c in document["containerDefinitions"]] == [SERVICE, "datadog-agent"]
+    capsys.readouterr()
+    sim.complete(after=1)
+    assert lemi("deploy", "-e", "staging", "--task-definition", "td.json", "--poll", "0.01", "--timeout", "5") == 0
+    assert len(revisions(world, STAGING_FAMILY)) == 2 and sim.updates == 1
+
+
+def test_a_file_writing_to_another_services_log_group_is_refused(
+    world: aws_world.World, sim: ecs_sim.Sim, checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cloudwatch_checkout(checkout)
+    config = parse_config(CLOUDWATCH_YML)
+    document = compile_for(config, world.files, "staging", "v1").task_definition
+    document["containerDefinitions"][0]["logConfiguration"]["options"]["awslogs-group"] = "/ecs/payments-staging"
+    err, findings = refused(world, sim, capsys, save(checkout, document))
+    assert pairs(findings) == [("log group", f"{SERVICE} /ecs/payments-staging")]
+    assert (f"{SERVICE}'s logConfiguration.options.awslogs-group is not staging's log group "
+            f"/ecs/{SERVICE}-staging") in err  # fmt: skip
+    assert "belongs to one service in one environment" in err
+    assert f"hint: deploy a file compiled for staging (lemi compile -s {SERVICE} -e staging" in err
+
+
+@pytest.mark.parametrize(
+    ("edit", "subject", "needle"),
+    [
+        (lambda o: o.update({"awslogs-group": f"/ecs/{SERVICE}-prod"}), f"{SERVICE} /ecs/{SERVICE}-prod",
+         "is not staging's log group"),
+        (lambda o: o.update({"awslogs-region": "eu-west-1"}), f"{SERVICE} /ecs/{SERVICE}-staging", "eu-west-1"),
+        (lambda o: o.update({"awslogs-stream-prefix": "app"}), f"{SERVICE} /ecs/{SERVICE}-staging",
+         f"awslogs-stream-prefix is 'app', not '{SERVICE}'"),
+        (lambda o: o.pop("awslogs-stream-prefix"), f"{SERVICE} /ecs/{SERVICE}-staging",
+         "awslogs-stream-prefix is missing"),
+    ],
+)  # fmt: skip
+def test_the_service_containers_cloudwatch_logs_are_checked(
+    world: aws_world.World, edit: Any, subject: str, needle: str
+) -> None:
+    config = parse_config(CLOUDWATCH_YML)
+    document = compile_for(config, world.files, "staging", "v1").task_definition
+    assert check_task_definition(document, config, "staging", SERVICE).findings == []
+    edit(document["containerDefinitions"][0]["logConfiguration"]["options"])
+    findings = check_task_definition(document, config, "staging", SERVICE).findings
+    assert [(f.check, f.subject) for f in findings] == [("log group", subject)]
+    assert needle in findings[0].message and findings[0].hint

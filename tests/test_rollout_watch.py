@@ -23,6 +23,7 @@ from lemi_process import Server, wait_until
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import BaseResponse
 from moto.ecs.models import EC2ContainerServiceBackend
+from test_app_logs import crash_with_logs
 from test_queue import make_sqs
 
 from bot.core.compile import compile_for
@@ -65,7 +66,8 @@ def app_for(github: Any, tmp_path: Path, **kwargs: Any) -> Any:
     # budget is raised here (and a test that writes more raises the fake's limits to match) to
     # keep these tests about workers; the writer's budget is tested in test_writer.py and measured in bench/rollouts.py
     kwargs.setdefault("github_writes_per_minute", 400)
-    return running_app(github, tmp_path, lemi_yml=aws_world.lemi_yml(0), workers=2, **kwargs)
+    kwargs.setdefault("lemi_yml", aws_world.lemi_yml(0))
+    return running_app(github, tmp_path, workers=2, **kwargs)
 
 
 def push(app: RunningApp, github: Any, sha: str, before: str = ZERO_SHA) -> None:
@@ -271,6 +273,23 @@ def test_a_completed_rollout_whose_tag_aws_refuses_is_a_success_with_a_warning(
     assert run.conclusion == "success"
     assert "⚠️ lemi could not record demo-service-staging:2 as deployed" in run.output["summary"]
     assert DEPLOYED_AT not in world.tags(revision_arn(2))
+
+
+def test_a_failure_seen_by_the_watcher_shows_the_stopped_tasks_last_log_lines(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, tmp_path: Path
+) -> None:
+    sha = github.commit(REPO, "develop", files_of(["demo-service"]))
+    aws_world.push_image(world.endpoint, sha)
+    crash_with_logs(sim, world, ["booting", "KeyError: 'DATABASE_URL' @oncall"], after=3)
+    lemi_yml = aws_world.lemi_yml(0).replace("    cluster:", "    logs: cloudwatch\n    cluster:")
+    with app_for(github, tmp_path, lemi_yml=lemi_yml) as app:
+        push(app, github, sha)
+        app.drain(timeout=30)
+    run = check_of(github, sha, "demo-service")
+    assert run.conclusion == "failure"
+    summary = run.output["summary"]
+    assert summary.count("Its last log lines (CloudWatch Logs):") == 2  # both stopped tasks
+    assert "  ```\n  booting\n  KeyError: 'DATABASE_URL' @oncall\n  ```" in summary
 
 
 def test_a_restart_while_a_deploy_rolls_out_replaces_it_and_is_answered_when_its_rollout_ends(

@@ -75,6 +75,7 @@ class StoppedTask:
     task_id: str
     stopped_reason: str
     containers: list[str] = field(default_factory=list)  # "name: exit 1 (reason)"
+    lines: list[str] = field(default_factory=list)  # the last lines it logged (bot/aws/logs.py), bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +88,11 @@ class Ecs:
     environment: str
     cluster: str
     client: ECSClient
+    aws: AwsClients | None = field(default=None, compare=False)  # for what a report reads beside ECS (logs)
 
     @classmethod
     async def open(cls, aws: AwsClients, env_name: str) -> Ecs:
-        return cls(env_name, aws.environment(env_name).cluster, await aws.client(env_name, "ecs"))
+        return cls(env_name, aws.environment(env_name).cluster, await aws.client(env_name, "ecs"), aws)
 
     async def describe_service(self, service: str) -> ServiceTypeDef:
         """The ACTIVE service ``service``; an :class:`OperationError` when there is none."""

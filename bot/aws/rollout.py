@@ -5,7 +5,8 @@ reaches ``rolloutState`` COMPLETED with running = desired. A circuit-breaker
 rollback (our deployment FAILED, or replaced by another PRIMARY), a FAILED
 rollout or a timeout is a failure, reported with the reason, the service's
 recent events and the ``stoppedReason`` of the tasks of our deployment that
-stopped. A completed rollout tags its revision deployed (bot/aws/history.py).
+stopped (with their last log lines where the environment logs to CloudWatch). A completed
+rollout tags its revision deployed (bot/aws/history.py).
 
 Pure, and tested without AWS: :func:`plan` decides what to do from the described
 service (send nothing and watch, register and update, update only, report what
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.aws.ecs import Ecs, revision_of
 from bot.aws.history import mark_deployed
+from bot.aws.logs import stopped_tasks
 from bot.aws.results import DeployResult as DeployResult  # results: re-exported for callers
 from bot.aws.results import Outcome
 from bot.aws.results import Rollout as Rollout
@@ -422,8 +424,8 @@ async def watch(ecs: Ecs, service: str, watching: Watching, wait: Wait) -> Rollo
             rollout = concluded(ecs, service, watching, seen.verdict, described, time.monotonic() - started)
             if rollout.ok:
                 rollout.warnings = await mark_deployed(ecs, rollout.task_definition)
-            elif rollout.deployment_id:
-                rollout.stopped_tasks = await ecs.stopped_tasks(rollout.deployment_id)
+            elif rollout.deployment_id:  # with their last log lines, where lemi can read them
+                rollout.stopped_tasks = await stopped_tasks(ecs, service, rollout.deployment_id)
             return rollout
         await asyncio.sleep(min(wait.poll, max(0.0, wait.timeout - elapsed)) or wait.poll)
 

@@ -109,6 +109,10 @@ def deploy_result(result: DeployResult) -> None:
         for task in rollout.stopped_tasks:
             extra = f" [{'; '.join(task.containers)}]" if task.containers else ""
             console.print(f"    {task.task_id}: {task.stopped_reason}{extra}", markup=False)
+            if task.lines:
+                console.print("      its last log lines:")
+                for line in task.lines:
+                    console.print(f"        {line}", markup=False)
     if rollout.events:
         console.print("  recent service events:")
         for line in rollout.events:

@@ -10,8 +10,11 @@ Conventions (the README, "Conventions lemi enforces"):
   port 8080, variables sorted by name, secrets and parameters as ``valueFrom`` ARNs;
 * roles ``<service>-<env>-execution`` and ``<service>-<env>-task`` in the environment's account;
 * a Datadog agent sidecar (traces, and metrics scraped from ``:8080/metrics``
-  through the Docker labels of the service container) and a FireLens log
-  router that ships the service's logs to Datadog;
+  through the Docker labels of the service container);
+* the service's logs: to Datadog through a FireLens log router sidecar (lemi.yml's
+  ``logs: datadog``, the default), or with ``logs: cloudwatch`` to the log group
+  ``/ecs/<service>-<env>`` with the ``awslogs`` driver, streams ``<service>/<service>/<task-id>``
+  (no log router); the sidecars always log to that group, under their own prefixes;
 * tags ``service``, ``owner``, ``environment``, ``managed-by=lemi``.
 """
 
@@ -108,31 +111,7 @@ def compile_service(
             "com.datadoghq.tags.service": name,
             "com.datadoghq.tags.version": tag,
         },
-        "dependsOn": [{"containerName": LOG_ROUTER, "condition": "START"}],
-        "logConfiguration": {
-            "logDriver": "awsfirelens",
-            "options": {
-                "Name": "datadog",
-                "Host": f"http-intake.logs.{datadog.site}",
-                "TLS": "on",
-                "compress": "gzip",
-                "dd_service": name,
-                "dd_source": "ecs",
-                "dd_tags": f"env:{env_name},owner:{service.owner},version:{tag}",
-                "provider": "ecs",
-            },
-            "secretOptions": [{"name": "apikey", "valueFrom": api_key}],
-        },
-    }
-    log_router = {
-        "name": LOG_ROUTER,
-        "image": datadog.log_router_image,
-        "essential": True,
-        "firelensConfiguration": {"type": "fluentbit", "options": {"enable-ecs-log-metadata": "true"}},
-        "logConfiguration": {
-            "logDriver": "awslogs",
-            "options": {**awslogs, "awslogs-stream-prefix": LOG_ROUTER},
-        },
+        **_app_logging(service, env_name, env, datadog, tag, api_key),
     }
     agent = {
         "name": DATADOG_AGENT,
@@ -171,10 +150,56 @@ def compile_service(
         "runtimePlatform": {"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"},
         "cpu": str(resource.cpu),
         "memory": str(resource.memory),
-        "containerDefinitions": [app, agent, log_router],
+        "containerDefinitions": [app, agent]
+        if env.logs == "cloudwatch"
+        else [app, agent, _log_router(awslogs, datadog)],
         "tags": [{"key": k, "value": tags[k]} for k in sorted(tags)],
     }
     return Compiled(task_definition, effective_desired_count(service, env_file), image)
+
+
+def _app_logging(
+    service: ServiceFile, env_name: str, env: Environment, datadog: Datadog, tag: str, api_key: str
+) -> dict[str, Any]:
+    """The service container's ``logConfiguration`` (and what it depends on): to CloudWatch Logs
+    with the ``awslogs`` driver, streams ``<service>/<service>/<task-id>``; or to Datadog through
+    the FireLens log router, which starts first."""
+    name = service.name
+    if env.logs == "cloudwatch":
+        options = {"awslogs-group": log_group(name, env_name), "awslogs-region": env.region,
+                   "awslogs-stream-prefix": name}  # fmt: skip
+        return {"logConfiguration": {"logDriver": "awslogs", "options": options}}
+    return {
+        "dependsOn": [{"containerName": LOG_ROUTER, "condition": "START"}],
+        "logConfiguration": {
+            "logDriver": "awsfirelens",
+            "options": {
+                "Name": "datadog",
+                "Host": f"http-intake.logs.{datadog.site}",
+                "TLS": "on",
+                "compress": "gzip",
+                "dd_service": name,
+                "dd_source": "ecs",
+                "dd_tags": f"env:{env_name},owner:{service.owner},version:{tag}",
+                "provider": "ecs",
+            },
+            "secretOptions": [{"name": "apikey", "valueFrom": api_key}],
+        },
+    }
+
+
+def _log_router(awslogs: dict[str, str], datadog: Datadog) -> dict[str, Any]:
+    """The FireLens sidecar that ships the service container's logs to Datadog (its own to CloudWatch)."""
+    return {
+        "name": LOG_ROUTER,
+        "image": datadog.log_router_image,
+        "essential": True,
+        "firelensConfiguration": {"type": "fluentbit", "options": {"enable-ecs-log-metadata": "true"}},
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {**awslogs, "awslogs-stream-prefix": LOG_ROUTER},
+        },
+    }
 
 
 def compile_for(config: Config, files: ServiceFiles, env_name: str, tag: str) -> Compiled:

@@ -100,6 +100,11 @@ class Environment(StrictModel):
     task_timeout_seconds: int = Field(
         3600, ge=10, le=86400, description="how long a one-off or preDeploy task may run before lemi stops it"
     )
+    logs: Literal["datadog", "cloudwatch"] = Field(
+        "datadog",
+        description="where the service container's logs go: datadog (through the FireLens log router) "
+        "or cloudwatch (the log group /ecs/<service>-<env>, read by `lemi logs`)",
+    )
 
 
 class Datadog(StrictModel):

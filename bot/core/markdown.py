@@ -54,3 +54,27 @@ def code(text: object) -> str:
     fence = "`" * (longest + 1)
     pad = " " if value.startswith("`") or value.endswith("`") or not value.strip() else ""
     return f"{fence}{pad}{value}{pad}{fence}"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")  # terminal colours and cursor moves in log lines
+TAIL_LINES = 20
+TAIL_BYTES = 4096
+
+
+def tail(lines: list[str], *, max_lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -> list[str]:
+    """The last lines of a log for a report: at most ``max_lines`` lines and ``max_bytes`` bytes
+    of UTF-8 in all (the newest kept; a single line longer than that is cut at its start), each
+    on one line without terminal escapes or control characters, for a ``fence`` block."""
+    kept: list[str] = []
+    size = 0
+    for line in reversed(lines[-max_lines:] if max_lines > 0 else []):
+        clean = _CONTROL.sub(" ", _ANSI.sub("", line)).replace("\r", " ").replace("\n", " ").rstrip()
+        encoded = clean.encode("utf-8")
+        room = max_bytes - size - (1 if kept else 0)  # a newline between lines
+        if len(encoded) > room:
+            if not kept and room > 3:  # the newest line alone is too long: keep its end
+                kept.append("…" + encoded[-(room - 3) :].decode("utf-8", "ignore"))
+            break
+        kept.append(clean)
+        size += len(encoded) + (1 if len(kept) > 1 else 0)
+    return kept[::-1]

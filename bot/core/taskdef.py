@@ -16,7 +16,10 @@ registry or secret ARNs) does not:
   region, and allowed by lemi.yml's ``references`` (the Datadog API key of
   lemi.yml is exempt: it is the infra team's own);
 * ``DD_ENV``, where a container sets it, is the environment's name; a log
-  group following lemi's ``/ecs/...`` convention is the environment's.
+  group following lemi's ``/ecs/...`` convention is the service's in this
+  environment, ``/ecs/<service>-<env>`` (never another service's), in its
+  region; the service container writing there (lemi.yml's ``logs: cloudwatch``)
+  uses the stream prefix ``<service>``, so ``lemi logs`` finds its lines.
 """
 
 from __future__ import annotations
@@ -117,14 +120,26 @@ def _log_group(out: Checked, name: str, logging: Any, config: Config, env_name: 
     group = options.get("awslogs-group")
     if not (isinstance(group, str) and group.startswith(LOG_GROUP_PREFIX)):
         return  # not lemi's convention: nothing to compare with
+    field = f"{name}'s logConfiguration.options.awslogs-group"
     wanted = log_group(service, env_name)
     if group != wanted:
-        out.findings.append(Finding("log group", f"{name} {group}", f"is not {env_name}'s log group {wanted}", again))
+        out.findings.append(Finding("log group", f"{name} {group}",
+                                    f"{field} is not {env_name}'s log group {wanted}: a group under {LOG_GROUP_PREFIX} "
+                                    f"belongs to one service in one environment, and this one is not {service}'s "
+                                    f"in {env_name}", again))  # fmt: skip
+        return
     region = options.get("awslogs-region")
     if region is not None and region != config.environment(env_name).region:
         out.findings.append(Finding("log group", f"{name} {group}",
                                     f"is in region {region!r}, not {env_name}'s {config.environment(env_name).region}",
                                     again))  # fmt: skip
+    prefix = options.get("awslogs-stream-prefix")
+    if name == service and prefix != service:
+        given = f"is {prefix!r}" if prefix else "is missing"
+        out.findings.append(Finding("log group", f"{name} {group}",
+                                    f"{name}'s logConfiguration.options.awslogs-stream-prefix {given}, not "
+                                    f"{service!r}: lemi reads the service's lines from the streams "
+                                    f"{service}/{service}/<task-id>", again))  # fmt: skip
 
 
 def _references(

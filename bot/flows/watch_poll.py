@@ -27,6 +27,7 @@ from msgspec.structs import replace
 
 from bot.aws.ecs import Ecs, StoppedTask, revision_of
 from bot.aws.history import mark_deployed
+from bot.aws.logs import stopped_tasks
 from bot.aws.results import TaskRun
 from bot.aws.rollout import DeployResult, Rollout, Verdict, concluded, observe
 from bot.core import logs
@@ -208,11 +209,11 @@ async def _judge(ecs: Ecs, body: RolloutWatch, service: ServiceTypeDef | None, n
     if rollout.ok:  # the history a rollback reads (a tag AWS refuses is a warning)
         rollout.warnings = await mark_deployed(ecs, rollout.task_definition)
     elif rollout.deployment_id:
-        try:
-            rollout.stopped_tasks = await ecs.stopped_tasks(rollout.deployment_id)
+        try:  # with their last log lines, where lemi can read them
+            rollout.stopped_tasks = await stopped_tasks(ecs, body.service, rollout.deployment_id)
         except Exception as exc:  # noqa: BLE001 - the report goes out without them
             log.warning("could not list the stopped tasks of %s: %s", rollout.deployment_id, exc)
-    stopped = [Stopped(t.task_id, t.stopped_reason, list(t.containers)) for t in rollout.stopped_tasks]
+    stopped = [Stopped(t.task_id, t.stopped_reason, list(t.containers), list(t.lines)) for t in rollout.stopped_tasks]
     ended = Ended(rollout.outcome, rollout.reason, rollout.running, rollout.desired, rollout.elapsed,
                   rollout.deployment_id, rollout.events, stopped, rollout.warnings)  # fmt: skip
     log.info("rollout of %s ended: %s (%s)", body.service, rollout.outcome, rollout.reason)
@@ -249,7 +250,7 @@ def _result(rt: Runtime, body: RolloutWatch) -> DeployResult:
     rollout = Rollout(
         ended.outcome, body.service, body.environment, cluster, body.revision, ended.deployment_id,  # type: ignore[arg-type]
         ended.reason, running=ended.running, desired=ended.desired, elapsed=ended.elapsed, events=list(ended.events),
-        stopped_tasks=[StoppedTask(s.task_id, s.stopped_reason, list(s.containers)) for s in ended.stopped],
+        stopped_tasks=[StoppedTask(s.task_id, s.stopped_reason, list(s.containers), list(s.lines)) for s in ended.stopped],
         warnings=list(ended.warnings),
     )  # fmt: skip
     result = DeployResult(body.service, body.environment, body.revision, body.reused, rollout)

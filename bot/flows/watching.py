@@ -77,6 +77,7 @@ class Stopped(msgspec.Struct, frozen=True):
     task_id: str
     stopped_reason: str
     containers: list[str] = []
+    lines: list[str] = []  # its last log lines (bounded), where the environment logs to CloudWatch
 
 
 class Ended(msgspec.Struct, frozen=True):

@@ -360,7 +360,7 @@ CONFIG_DESCRIPTIONS = {
     "environments.<env>.region": "AWS region of the environment's cluster, ECR repositories, secrets and parameters",
     "environments.<env>.account_id": "AWS account of the environment (images are pulled from its ECR)",
     "environments.<env>.cluster": "ECS cluster the environment's services run in",
-    "datadog": "the Datadog agent and log router sidecars added to every task definition",
+    "datadog": "the Datadog agent sidecar of every task definition, and the log router of environments with `logs: datadog`",
     "datadog.site": "Datadog site the agent and the logs go to",
     "datadog.agent_image": "image of the `datadog-agent` sidecar",
     "datadog.log_router_image": "image of the FireLens `log-router` sidecar that ships logs to Datadog",
@@ -878,6 +878,8 @@ ACTION_USES = {
     "secretsmanager:GetSecretValue": "verify, only for `name:json-key::` references: the key exists (the value is never shown)",
     "ssm:GetParameters": "verify: each parameter exists (`WithDecryption=false`: values are not decrypted)",
     "kms:Decrypt": "`GetSecretValue` of a secret encrypted with a customer-managed KMS key",
+    "logs:FilterLogEvents": "`lemi logs`, and the last lines of stopped tasks in a failed rollout's report "
+    "(environments with `logs: cloudwatch`; only the `/ecs/*` log groups)",
 }
 
 _POLICY_SECTION_RE = re.compile(r"^## Deployer IAM policy\n(.*?)(?=^## |\Z)", re.S | re.M)

@@ -200,7 +200,7 @@ variable "deregistration_delay" {
 }
 
 variable "log_retention_days" {
-  description = "Retention of the /ecs/<name>-<env> log group (the Datadog agent's and log router's own logs; the service's logs go to Datadog)."
+  description = "Retention of the /ecs/<name>-<env> log group (the Datadog agent's and log router's own logs, and the service's logs where lemi.yml has logs: cloudwatch)."
   type        = number
   default     = 30
   nullable    = false
