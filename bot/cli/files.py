@@ -15,6 +15,7 @@ from bot.aws.verify import Finding, verify_provisioned
 from bot.cli import render, workspace
 from bot.cli.base import (
     State,
+    build_checks,
     cli,
     emit_json,
     load_service,
@@ -106,8 +107,9 @@ def verify(
         findings = run_aws(config, work)
     if findings:
         render.findings(
-            findings, output, tail="", services=services, checks=selected, environment=env_name, problems=[]
-        )
+            findings, output, tail="", build_checks=build_checks(root, findings), services=services,
+            checks=selected, environment=env_name, problems=[],
+        )  # fmt: skip
         raise click.exceptions.Exit(1)
     if output == "json":
         extra: dict[str, object] = {"environment": env_name, "findings": []} if "provisioned" in selected else {}
