@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -30,6 +31,10 @@ from bot.core.config import parse_config
 from bot.core.spec import ServiceFiles, parse_environment, parse_service
 
 WHERE = f"{ACCOUNT}/{REGION}"
+BUILD_HINT = (
+    "the build may have failed: the build workflow pushes the image tagged with the commit SHA only after the "
+    "commit's tests pass; look at the commit's checks, fix the build and push again"
+)
 # the values stored in the world's secrets: none may ever be printed
 SECRET_VALUES = ("s3cret", "hunter2")
 
@@ -197,7 +202,7 @@ async def test_missing_image_tag(world: aws_world.World) -> None:
             "image",
             f"{SERVICE}:v2",
             "the image is not in ECR",
-            "check that the build workflow ran for this commit and pushed the image tagged with its SHA",
+            BUILD_HINT,
         )
     ]
 
@@ -440,7 +445,7 @@ async def test_image_wait_gives_up_at_the_bound(world: aws_world.World) -> None:
             "image",
             f"{SERVICE}:v2",
             "the image is not in ECR after waiting 0.3 s",
-            "check that the build workflow ran for this commit and pushed the image tagged with its SHA",
+            BUILD_HINT,
         )
     ]
     assert 0.3 <= elapsed < 5  # it waited for the bound, then stopped (not a speed assertion)
@@ -628,7 +633,8 @@ def test_cli_lists_every_problem_in_one_run(
         f"parameter FEATURE_X (/demo-service/feature-x): the parameter does not exist in Parameter Store ({WHERE})"
         in err
     )
-    assert f"image {SERVICE}:v2: the image is not in ECR\n    hint: check that the build workflow ran" in err
+    assert f"image {SERVICE}:v2: the image is not in ECR\n    hint: the build may have failed: the build" in err
+    assert "commit's checks (did its build fail?)" not in err  # v2 is not a commit SHA: no link
     assert err.count("    hint: ") == 5
     assert err.rstrip().endswith("5 problems found")
     assert "Traceback" not in err
@@ -656,6 +662,60 @@ def test_cli_wait_image_says_it_waited(
     err = capsys.readouterr().err
     assert f"image {SERVICE}:v2: the image is not in ECR after waiting 0.2 s" in err
     assert err.rstrip().endswith("1 problem found")
+
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_cli_image_that_never_arrived_links_the_commits_checks(
+    world: aws_world.World, sim: Any, checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The remote origin is git@github.com:acme/demo-service.git: the link is on github.com."""
+    checks = f"https://github.com/acme/demo-service/commit/{SHA}/checks"
+    assert lemi(checkout, "verify", "--check", "provisioned", "-e", "staging", "-t", SHA) == 1
+    err = capsys.readouterr().err
+    assert f"image {SERVICE}:{SHA}: the image is not in ECR\n    hint: {BUILD_HINT}\n" in err
+    assert f"the commit's checks (did its build fail?): {checks}\n1 problem found" in err
+
+    assert lemi(checkout, "verify", "--check", "provisioned", "-e", "staging", "-t", SHA, "--output", "json") == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["build_checks"] == checks
+    assert doc["findings"] == [{"check": "image", "subject": f"{SERVICE}:{SHA}", "message": "the image is not in ECR",
+                                "hint": BUILD_HINT}]  # fmt: skip
+
+    revisions = world.ecs().list_task_definitions(familyPrefix="demo-service-staging")["taskDefinitionArns"]
+    assert lemi(checkout, "deploy", "-e", "staging", "-t", SHA, "--poll", "0.01", "--timeout", "5") == 1
+    err = capsys.readouterr().err
+    assert f"hint: {BUILD_HINT}\nthe commit's checks (did its build fail?): {checks}\n" in err
+    assert err.rstrip().endswith("1 problem found; nothing was deployed")
+    assert world.ecs().list_task_definitions(familyPrefix="demo-service-staging")["taskDefinitionArns"] == revisions
+    assert sim.updates == 0
+
+
+@pytest.mark.parametrize(
+    ("remote", "checks"),
+    [
+        ("https://ghe.example.com/acme/demo-service.git", f"https://ghe.example.com/acme/demo-service/commit/{SHA}/checks"),
+        ("ssh://git@ghe.example.com:2222/acme/demo-service", f"https://ghe.example.com/acme/demo-service/commit/{SHA}/checks"),
+    ],
+)  # fmt: skip
+def test_cli_links_the_checks_on_the_remotes_github(
+    world: aws_world.World, checkout: Path, capsys: pytest.CaptureFixture[str], remote: str, checks: str
+) -> None:
+    subprocess.run(["git", "-C", str(checkout), "remote", "set-url", "origin", remote], check=True)
+    assert lemi(checkout, "verify", "--check", "provisioned", "-e", "staging", "-t", SHA) == 1
+    assert f"the commit's checks (did its build fail?): {checks}\n" in capsys.readouterr().err
+
+
+def test_cli_without_a_remote_gives_the_hint_without_a_link(
+    world: aws_world.World, checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    subprocess.run(["git", "-C", str(checkout), "remote", "remove", "origin"], check=True)
+    argv = ("verify", "--check", "provisioned", "-e", "staging", "-t", SHA, "--repo", "acme/demo-service")
+    assert lemi(checkout, *argv) == 1
+    err = capsys.readouterr().err
+    assert f"hint: {BUILD_HINT}\n1 problem found" in err
+    assert "commit's checks (did" not in err and "https://" not in err
 
 
 def test_cli_without_lemi_yml_names_the_path(checkout: Path, capsys: pytest.CaptureFixture[str]) -> None:

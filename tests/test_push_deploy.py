@@ -188,6 +188,53 @@ def test_missing_image_fails_before_registering(
     assert_nothing_deployed(world, sim)
 
 
+def test_an_image_that_never_arrives_says_the_build_may_have_failed_and_links_its_checks(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, tmp_path: Path
+) -> None:
+    """The build workflow pushes the image only if the commit's tests pass: when it never arrives
+    within the bound, the failure points at the commit's checks, on the web side of the GitHub
+    the App talks to (GitHub Enterprise Server here: https://HOST/api/v3 -> https://HOST)."""
+    sha = github.commit(REPO, "develop", SERVICE_FILES)  # its build failed: no image is ever pushed
+    with app_for(github, tmp_path, wait=1, api_url=github.ghes_api_url) as app:
+        push(app, github, "develop", ZERO_SHA, sha)
+
+    checks = f"{github.url}/{REPO}/commit/{sha}/checks"
+    (deployment,) = github.deployments(REPO)
+    final = deployment.statuses[-1]
+    assert final.state == "failure"
+    assert final.description.startswith(f"the build may have failed: image demo-service:{sha}")
+    (run,) = github.check_runs(REPO, sha=sha, name=CHECK)
+    assert (run.status, run.conclusion) == ("completed", "failure")
+    summary = run.output["summary"]
+    assert (
+        f"**image** demo-service:{sha}: the image is not in ECR after waiting 1 s — the build may have failed"
+        in summary
+    )
+    assert (
+        f"The image `{sha}` never arrived in ECR, so its build may have failed: see [the commit's checks]({checks})."
+        in summary
+    )
+    assert f"`/lemi deploy {sha} -e staging`" in summary
+    assert "/api/v3" not in summary
+    assert_nothing_deployed(world, sim)
+
+
+def test_a_missing_secret_does_not_blame_the_build(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, tmp_path: Path
+) -> None:
+    aws_world.client("secretsmanager", world.endpoint).delete_secret(
+        SecretId="demo-service/db-password", ForceDeleteWithoutRecovery=True
+    )
+    sha = github.commit(REPO, "develop", SERVICE_FILES)
+    aws_world.push_image(world.endpoint, sha)
+    with app_for(github, tmp_path) as app:
+        push(app, github, "develop", ZERO_SHA, sha)
+    (deployment,) = github.deployments(REPO)
+    assert "build" not in deployment.statuses[-1].description
+    (run,) = github.check_runs(REPO, sha=sha, name=CHECK)
+    assert "build may have failed" not in run.output["summary"] and "/checks" not in run.output["summary"]
+
+
 def test_push_waits_for_the_build_within_the_bound(
     github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, tmp_path: Path
 ) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -11,6 +13,19 @@ import yaml
 from checkout import LEMI_YML, make_checkout, write
 
 from bot.cli import main
+
+JOB_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+PINNED = re.compile(r"[\w.-]+/[\w.-]+@v\d+")  # an action at a major version tag
+
+
+class Yaml12Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans, as GitHub reads workflows: `on` is a key, not true."""
+
+
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 NEW = ["service", "new", "--service", "demo-service", "--cpu", "512", "--memory", "1024",
        "--desired-count", "3", "--owner", "infra"]  # fmt: skip
@@ -92,10 +107,14 @@ def test_without_lemi_yml_staging_and_prod_are_scaffolded(repo: Path, capsys: py
     assert (repo / "deploy/demo-service/environment/staging.yaml").is_file()
     assert (repo / "deploy/demo-service/environment/prod.yaml").is_file()
     assert "no lemi.yml found" in capsys.readouterr().err
-    build = yaml.safe_load((repo / ".github/workflows/build-demo-service.yaml").read_text())
-    steps = build["jobs"]["prod"]["steps"]
-    creds = next(s for s in steps if s.get("uses", "").startswith("aws-actions/configure-aws-credentials"))
-    assert creds["with"]["role-to-assume"] == "arn:aws:iam::${{ vars.LEMI_PROD_ACCOUNT_ID }}:role/lemi-ecr-push"
+    build = workflow(repo, "build-demo-service.yaml")
+    assert build["on"] == {"push": {"branches": ["develop", "main"]}}
+    prod = credentials(build)["prod"]
+    assert prod["if"] == "github.ref == 'refs/heads/main'"
+    assert prod["with"] == {
+        "role-to-assume": "arn:aws:iam::${{ vars.LEMI_PROD_ACCOUNT_ID }}:role/lemi-ecr-push",
+        "aws-region": "${{ vars.LEMI_PROD_REGION }}",
+    }
 
 
 def test_environments_and_workflows_follow_lemi_yml(repo: Path) -> None:
@@ -106,45 +125,181 @@ def test_environments_and_workflows_follow_lemi_yml(repo: Path) -> None:
     assert main(NEW) == 0
     envs = sorted(p.stem for p in (repo / "deploy/demo-service/environment").iterdir())
     assert envs == ["prod", "qa", "staging"]
-    build = yaml.safe_load((repo / ".github/workflows/build-demo-service.yaml").read_text())
-    assert build[True]["push"]["branches"]  # PyYAML (YAML 1.1) reads the key `on` as true == ["develop", "main", "qa"]
+    build = workflow(repo, "build-demo-service.yaml")
+    assert build["on"] == {"push": {"branches": ["develop", "main", "qa"]}}
     assert build["permissions"] == {"contents": "read", "id-token": "write"}
-    for job, (account, region, branch) in {
+    creds = credentials(build)
+    assert list(creds) == ["staging", "prod", "qa"]
+    for env, (account, region, branch) in {
         "staging": ("111111111111", "us-east-1", "develop"),
         "prod": ("222222222222", "us-east-1", "main"),
         "qa": ("333333333333", "eu-west-1", "qa"),
     }.items():
-        spec = build["jobs"][job]
-        assert spec["if"] == f"github.ref == 'refs/heads/{branch}'"
-        creds = next(s for s in spec["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws-credentials"))
-        assert creds["with"] == {
+        assert creds[env]["if"] == f"github.ref == 'refs/heads/{branch}'"
+        assert creds[env]["with"] == {
             "role-to-assume": f"arn:aws:iam::{account}:role/lemi-ecr-push",
             "aws-region": region,
         }
-        push = spec["steps"][-1]
-        assert push["env"]["IMAGE"] == "${{ steps.ecr.outputs.registry }}/demo-service:${{ github.sha }}"
-        assert 'docker push "$IMAGE"' in push["run"]
     text = (repo / ".github/workflows/build-demo-service.yaml").read_text()
     assert "aws-access-key-id" not in text and "secret-access-key" not in text
-    test = yaml.safe_load((repo / ".github/workflows/test.yaml").read_text())
-    assert "pull_request" in test[True]
-    assert [s.get("run") for s in test["jobs"]["test"]["steps"]][1:] == ["make test", "docker build ."]
 
 
-def test_never_overwrites_without_force(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+# ---- the workflows: the image is built only for a commit whose tests pass -----------------------
+
+
+def workflow(repo: Path, name: str) -> dict[str, Any]:
+    """A generated workflow, parsed and checked against GitHub Actions' structure."""
+    data = yaml.load((repo / ".github/workflows" / name).read_text(), Loader=Yaml12Loader)
+    assert isinstance(data, dict) and set(data) <= {"name", "on", "permissions", "concurrency", "jobs"}
+    assert data["on"] and data["jobs"]
+    jobs = data["jobs"]
+    for job_id, job in jobs.items():
+        assert JOB_ID.fullmatch(job_id), job_id
+        needs = job.get("needs", [])
+        assert set([needs] if isinstance(needs, str) else needs) <= set(jobs) - {job_id}, job_id
+        if "uses" in job:  # a reusable workflow: no steps of its own
+            assert not {"steps", "runs-on"} & set(job), job_id
+            assert (repo / job["uses"]).is_file(), job["uses"]
+            continue
+        assert job["runs-on"] == "ubuntu-latest" and job["steps"], job_id
+        for step in job["steps"]:
+            assert ("uses" in step) != ("run" in step), step
+            if "uses" in step:
+                assert PINNED.fullmatch(step["uses"]), step["uses"]
+    return data
+
+
+def credentials(build: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The build job's configure-aws-credentials steps, by environment."""
+    steps = build["jobs"]["build"]["steps"]
+    return {
+        s["name"].removeprefix("AWS credentials for "): s
+        for s in steps
+        if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
+    }
+
+
+def test_the_image_is_built_and_pushed_only_after_the_tests_pass(repo: Path) -> None:
+    write(repo, "lemi.yml", LEMI_YML)
     assert main(NEW) == 0
-    edited = repo / "deploy/demo-service/service.yaml"
-    edited.write_text(edited.read_text().replace("desiredCount: 3", "desiredCount: 5"))
+    build = workflow(repo, "build-demo-service.yaml")
+    jobs = build["jobs"]
+    assert set(jobs) == {"test", "build"}  # no deploy job: the App deploys the pushed tag
+    assert not any("deploy" in name for name in jobs)
+    assert jobs["test"] == {"uses": "./.github/workflows/test.yaml"}
+    assert jobs["build"]["needs"] == "test"
+    steps = jobs["build"]["steps"]
+    push = steps[-1]
+    assert push["env"]["IMAGE"] == "${{ steps.ecr.outputs.registry }}/demo-service:${{ github.sha }}"
+    assert push["run"] == 'docker build -t "$IMAGE" .\ndocker push "$IMAGE"\n'
+    assert steps[-2] == {"id": "ecr", "uses": "aws-actions/amazon-ecr-login@v2"}
+    # OIDC for the push, and AWS credentials before the ECR login
+    assert build["permissions"] == {"contents": "read", "id-token": "write"}
+    assert [s.get("uses", "").split("@")[0] for s in steps[:3]] == [
+        "actions/checkout", "aws-actions/configure-aws-credentials", "aws-actions/configure-aws-credentials",
+    ]  # fmt: skip
+
+    test = workflow(repo, "test.yaml")
+    assert test["on"] == {"pull_request": None, "workflow_call": None}  # every PR, and called by the build
+    assert test["permissions"] == {"contents": "read"}
+    run = [s for s in test["jobs"]["test"]["steps"] if "run" in s]
+    assert [(s["name"], s["run"], s.get("if")) for s in run] == [
+        ("Test", "make test", None),
+        ("The image builds", "docker build .", "github.event_name == 'pull_request'"),
+    ]
+    assert "lemi service new --test-command" in (repo / ".github/workflows/test.yaml").read_text()
+
+
+def test_the_test_command_can_be_chosen(repo: Path) -> None:
+    assert main(NEW + ["--test-command", "./gradlew test"]) == 0
+    (step,) = [s for s in workflow(repo, "test.yaml")["jobs"]["test"]["steps"] if s.get("name") == "Test"]
+    assert step["run"] == "./gradlew test"
+
+
+@pytest.mark.parametrize("command", ["", "   ", "make test\nrm -rf /", "x" * 201])
+def test_a_test_command_that_is_not_one_line_is_refused(
+    repo: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    assert main(NEW + ["--test-command", command]) == 2
+    assert "--test-command" in capsys.readouterr().err
+    assert files_under(repo) == {}
+
+
+# ---- existing files: kept, unless --force (which never touches deploy/) ------------------------
+
+
+def said(out: str) -> dict[str, str]:
+    """What `service new` said it did with each file: {path: "action (why)"}."""
+    result = {}
+    for line in out.splitlines():
+        action, path, *why = line.split(maxsplit=2)
+        result[path] = " ".join([action, *why])
+    return result
+
+
+def test_existing_files_are_kept_and_each_file_says_what_happened(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(NEW) == 0
+    first = said(capsys.readouterr().out)
+    assert set(first.values()) == {"written"} and len(first) == 7
+    service = repo / "deploy/demo-service/service.yaml"
+    service.write_text(service.read_text().replace("desiredCount: 3", "desiredCount: 5"))
+    build = repo / ".github/workflows/build-demo-service.yaml"
+    build.write_text(build.read_text() + "# mine\n")
     (repo / ".github/workflows/test.yaml").unlink()
-    before = files_under(repo)
-    capsys.readouterr()
-    assert main(NEW) == 1
-    err = capsys.readouterr().err
-    assert "deploy/demo-service/service.yaml" in err and "--force" in err
-    assert files_under(repo) == before  # nothing written, not even the missing file
-    assert main(NEW + ["--force"]) == 0
-    assert "desiredCount: 3" in edited.read_text()
+    assert main(NEW) == 0
+    second = said(capsys.readouterr().out)
+    assert second["deploy/demo-service/service.yaml"] == (
+        "kept (exists; it is yours: --force never rewrites files under deploy/)"
+    )
+    assert second[".github/workflows/build-demo-service.yaml"] == "kept (exists and differs; use --force to rewrite it)"
+    assert second[".github/workflows/test.yaml"] == "written"
+    assert second["deploy/demo-service/environment/prod.yaml"] == "unchanged"
+    assert second[".lemi/schema/service.schema.json"] == "unchanged"
+    assert "desiredCount: 5" in service.read_text()
+    assert build.read_text().endswith("# mine\n")
     assert (repo / ".github/workflows/test.yaml").is_file()
+
+
+def test_force_rewrites_generated_files_but_never_deploy(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(NEW) == 0
+    service = repo / "deploy/demo-service/service.yaml"
+    service.write_text(service.read_text().replace("desiredCount: 3", "desiredCount: 5"))
+    staging = repo / "deploy/demo-service/environment/staging.yaml"
+    staging.write_text(staging.read_text() + "# my variables\n")
+    build = repo / ".github/workflows/build-demo-service.yaml"
+    generated = build.read_text()
+    build.write_text(generated.replace("needs: test", "needs: []"))
+    schema = repo / ".lemi/schema/environment.schema.json"
+    schema.write_text("{}\n")
+    capsys.readouterr()
+    assert main(NEW + ["--force"]) == 0
+    out = said(capsys.readouterr().out)
+    assert out[".github/workflows/build-demo-service.yaml"] == "rewritten"
+    assert out[".lemi/schema/environment.schema.json"] == "rewritten"
+    assert out[".github/workflows/test.yaml"] == "unchanged"
+    for rel in ("deploy/demo-service/service.yaml", "deploy/demo-service/environment/staging.yaml"):
+        assert out[rel] == "kept (exists; it is yours: --force never rewrites files under deploy/)"
+    assert out["deploy/demo-service/environment/prod.yaml"] == "unchanged"
+    assert build.read_text() == generated
+    assert json.loads(schema.read_text())["$schema"]
+    assert "desiredCount: 5" in service.read_text()
+    assert staging.read_text().endswith("# my variables\n")
+
+
+def test_json_output_lists_each_file(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(NEW) == 0
+    (repo / ".github/workflows/test.yaml").write_text("name: mine\n")
+    capsys.readouterr()
+    assert main(NEW + ["--output", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True
+    by_path = {f["path"]: f for f in report["files"]}
+    assert by_path[".github/workflows/test.yaml"] == {
+        "path": ".github/workflows/test.yaml", "action": "kept", "why": "exists and differs; use --force to rewrite it",
+    }  # fmt: skip
+    assert by_path["deploy/demo-service/service.yaml"]["action"] == "unchanged"
 
 
 def test_rerun_is_idempotent_and_a_second_service_shares_the_test_workflow(
@@ -159,7 +314,7 @@ def test_rerun_is_idempotent_and_a_second_service_shares_the_test_workflow(
     worker = ["service", "new", "--service", "demo-service-worker", "--owner", "infra", "--image", "demo-worker"]
     assert main(worker) == 0
     out = capsys.readouterr().out
-    assert "created  .github/workflows/build-demo-service-worker.yaml" in out
+    assert "written  .github/workflows/build-demo-service-worker.yaml" in out
     assert "unchanged  .github/workflows/test.yaml" in out
     assert main(["verify", "--check", "spec"]) == 0
 

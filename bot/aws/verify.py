@@ -21,7 +21,7 @@ from typing import Any
 from bot.aws.clients import AwsClients
 from bot.aws.errors import AwsError
 from bot.aws.lookups import SharedLookups
-from bot.core.findings import Finding
+from bot.core.findings import Finding, image_not_in_ecr
 from bot.core.references import refuse_parameters, refuse_secrets
 from bot.core.refs import ParameterRef, SecretRef, parse_secret
 from bot.core.spec import ServiceFiles
@@ -252,15 +252,7 @@ async def check_image(
             ]
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            waited = f" after waiting {wait_seconds:g} s" if wait_seconds else ""
-            return [
-                Finding(
-                    "image",
-                    f"{repository}:{tag}",
-                    f"the image is not in ECR{waited}",
-                    "check that the build workflow ran for this commit and pushed the image tagged with its SHA",
-                )
-            ]
+            return [image_not_in_ecr(repository, tag, wait_seconds)]
         await asyncio.sleep(min(delay, remaining))
         delay = min(delay * 2, max_delay)
 

@@ -23,6 +23,7 @@ from bot.aws.verify import verify_provisioned, verify_task_definition
 from bot.cli import render, workspace
 from bot.cli.base import (
     State,
+    build_checks,
     cli,
     emit_json,
     load_service,
@@ -139,7 +140,7 @@ def deploy(
 
     result = run_aws(config, work)
     if isinstance(result, list):
-        render.findings(result, output, service=name, environment=env)
+        render.findings(result, output, build_checks=build_checks(root, result), service=name, environment=env)
         raise click.exceptions.Exit(1)
     _finish_deploy(result, output)
 

@@ -16,6 +16,8 @@ from bot.aws.clients import AwsClients
 from bot.cli import workspace
 from bot.core.config import Config, config_path, load_config
 from bot.core.errors import UserError
+from bot.core.findings import Finding, never_arrived_tag
+from bot.core.github_web import commit_checks
 from bot.core.names import SERVICE_RE
 from bot.core.problems import Invalid, Problem, problems_text
 from bot.core.spec import ServiceFiles, parse_service_files
@@ -158,3 +160,13 @@ def load_service(root: Path, service: str, repo: str, config: Config | None) -> 
         repository=repo,
         known_environments=list(config.environments) if config else None,
     )
+
+
+def build_checks(root: Path, findings: Sequence[Finding]) -> str | None:
+    """The web page of the checks of the commit whose image never arrived, when the checkout's
+    remote tells where the repository is and the image's tag is a commit SHA; else None."""
+    tag = never_arrived_tag(list(findings))
+    if tag is None:
+        return None
+    web = workspace.repository_web_url(root)
+    return commit_checks(web, tag) if web else None

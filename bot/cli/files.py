@@ -15,6 +15,7 @@ from bot.aws.verify import Finding, verify_provisioned
 from bot.cli import render, workspace
 from bot.cli.base import (
     State,
+    build_checks,
     cli,
     emit_json,
     load_service,
@@ -106,8 +107,9 @@ def verify(
         findings = run_aws(config, work)
     if findings:
         render.findings(
-            findings, output, tail="", services=services, checks=selected, environment=env_name, problems=[]
-        )
+            findings, output, tail="", build_checks=build_checks(root, findings), services=services,
+            checks=selected, environment=env_name, problems=[],
+        )  # fmt: skip
         raise click.exceptions.Exit(1)
     if output == "json":
         extra: dict[str, object] = {"environment": env_name, "findings": []} if "provisioned" in selected else {}
@@ -186,7 +188,15 @@ def config_check(state: State, output: str) -> None:
 @click.option("--memory", type=int, default=1024, show_default=True, help="Memory in MiB (a Fargate pair with --cpu).")
 @click.option("--desired-count", type=int, default=1, show_default=True, help="Tasks to run.")
 @click.option("--image", help="ECR repository name (default: the service name).")
-@click.option("--force", is_flag=True, help="Overwrite files that exist and differ.")
+@click.option(
+    "--test-command",
+    default=scaffolding.DEFAULT_TEST_COMMAND,
+    show_default=True,
+    help="The command the test workflow runs; the image is built only if it passes.",
+)
+@click.option(
+    "--force", is_flag=True, help="Rewrite generated files (workflows, schemas) that differ; never those in deploy/."
+)
 @repo_option
 @output_option
 @pass_state
@@ -198,11 +208,16 @@ def service_new(
     memory: int,
     desired_count: int,
     image: str | None,
+    test_command: str,
     force: bool,
     repo: str | None,
     output: str,
 ) -> None:
-    """Scaffold deploy/<service>/ and the GitHub workflows of a new service."""
+    """Scaffold deploy/<service>/ and the GitHub workflows of a new service.
+
+    A file that exists and differs is kept (and said so); --force rewrites the
+    generated ones but never the service's files under deploy/.
+    """
     root = workspace.repo_root()
     config = state.optional_config()
     try:
@@ -215,22 +230,17 @@ def service_new(
             image=image,
             repository=repository(root, repo),
             config=config,
+            test_command=test_command,
         )
     except scaffolding.ScaffoldError as exc:
         raise click.BadParameter(exc.message, param_hint=exc.option) from None
     plan = scaffolding.plan(root, files, force=force)
-    if plan.conflicts:
-        listing = "\n".join(f"  {p}" for p in plan.conflicts)
-        raise click.ClickException(
-            f"these files exist and differ; nothing was written:\n{listing}\n    hint: pass --force to overwrite them"
-        )
     scaffolding.write(root, files, plan)
     if output == "json":
-        emit_json({"ok": True, "created": plan.create, "overwritten": plan.overwrite, "unchanged": plan.unchanged})
+        emit_json({"ok": True, "files": [{"path": s.path, "action": s.action, "why": s.why} for s in plan.steps]})
         return
-    for label, paths in (("created", plan.create), ("overwrote", plan.overwrite), ("unchanged", plan.unchanged)):
-        for path in paths:
-            click.echo(f"{label:>9}  {path}")
+    for step in plan.steps:
+        click.echo(f"{step.action:>9}  {step.path}" + (f"  ({step.why})" if step.why else ""))
     if config is None:
         click.echo(
             "note: no lemi.yml found, so staging (develop) and prod (main) were assumed; the build workflow\n"

@@ -119,12 +119,23 @@ def deploy_result(result: DeployResult) -> None:
             console.print(f"    {line}", markup=False)
 
 
-def findings(items: Sequence[Finding], output: str, *, tail: str = "; nothing was deployed", **extra: Any) -> None:
+def findings(
+    items: Sequence[Finding],
+    output: str,
+    *,
+    tail: str = "; nothing was deployed",
+    build_checks: str | None = None,
+    **extra: Any,
+) -> None:
+    """``build_checks``: where the commit of an image that never arrived says how its build went."""
     if output == "json":
-        emit_json({"ok": not items, **extra, "findings": [f.as_dict() for f in items]})
+        link = {"build_checks": build_checks} if build_checks else {}
+        emit_json({"ok": not items, **extra, **link, "findings": [f.as_dict() for f in items]})
         return
     for item in items:
         print(item.render(), file=sys.stderr)
+    if build_checks:
+        print(f"the commit's checks (did its build fail?): {build_checks}", file=sys.stderr)
     print(f"{problems_text(len(items))} found{tail}", file=sys.stderr)
 
 

@@ -14,8 +14,8 @@ from bot.core.yamlsafe import DEFAULT_LIMITS
 
 _REMOTE_RE = re.compile(
     r"""^(?:
-        (?:ssh://)?[\w.-]+@[\w.-]+(?::\d+)?[:/]     # git@github.com:owner/repo, ssh://git@host/owner/repo
-      | https?://(?:[^@/]+@)?[\w.-]+(?::\d+)?/      # https://github.com/owner/repo
+        (?:ssh://)?[\w.-]+@(?P<ssh_host>[\w.-]+)(?::\d+)?[:/]        # git@github.com:owner/repo, ssh://git@host/owner/repo
+      | (?P<scheme>https?)://(?:[^@/]+@)?(?P<web_host>[\w.-]+(?::\d+)?)/  # https://github.com/owner/repo
     )(?P<repo>[\w.-]+/[\w.-]+?)(?:\.git)?/?$""",
     re.VERBOSE,
 )
@@ -25,6 +25,17 @@ def parse_remote(url: str) -> str | None:
     """'git@github.com:acme/demo-service.git' -> 'acme/demo-service'."""
     match = _REMOTE_RE.match(url.strip())
     return match.group("repo") if match else None
+
+
+def remote_web_url(url: str) -> str | None:
+    """The web address of a remote's repository: 'git@github.com:acme/demo-service.git' ->
+    'https://github.com/acme/demo-service' (an https remote keeps its host and port)."""
+    match = _REMOTE_RE.match(url.strip())
+    if match is None:
+        return None
+    if match.group("web_host"):
+        return f"{match.group('scheme')}://{match.group('web_host')}/{match.group('repo')}"
+    return f"https://{match.group('ssh_host')}/{match.group('repo')}"
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -44,6 +55,12 @@ def repo_root(start: Path | None = None) -> Path:
 def repository_name(root: Path) -> str | None:
     url = _git(root, "remote", "get-url", "origin")
     return parse_remote(url) if url else None
+
+
+def repository_web_url(root: Path) -> str | None:
+    """Where the checkout's remote ``origin`` is on the web, if it is a GitHub-like remote."""
+    url = _git(root, "remote", "get-url", "origin")
+    return remote_web_url(url) if url else None
 
 
 def list_services(root: Path) -> list[str]:

@@ -1,9 +1,9 @@
 """``lemi service new``: the files a new service starts with, all from ``templates/``.
 
 :func:`scaffold` is pure (values in, ``{path: text}`` out); :func:`plan` and
-:func:`write` are the small disk edge the CLI uses. Nothing existing is
-overwritten unless ``force`` is given, and nothing at all is written when any
-file would be.
+:func:`write` are the small disk edge the CLI uses. A file that exists and
+differs is kept unless ``force`` is given; ``force`` rewrites the generated
+files (workflows, schemas) but never the developer's own, under ``deploy/``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ SERVICE_SCHEMA = f"{SCHEMA_DIR}/service.schema.json"
 ENVIRONMENT_SCHEMA = f"{SCHEMA_DIR}/environment.schema.json"
 # the environments and their branches when there is no lemi.yml (`lemi service new` in a fresh repository)
 DEFAULT_BRANCHES = {"staging": "develop", "prod": "main"}
+DEFAULT_TEST_COMMAND = "make test"
+MAX_TEST_COMMAND = 200
+# files the developer owns once written: `--force` never rewrites them
+DEVELOPER_DIR = "deploy/"
 
 
 class ScaffoldError(ValueError):
@@ -69,6 +73,7 @@ def scaffold(
     image: str | None = None,
     repository: str | None = None,
     config: Config | None = None,
+    test_command: str = DEFAULT_TEST_COMMAND,
 ) -> dict[str, str]:
     """Every file of a new service, keyed by its path in the repository."""
     problem = service_name_problem(service, repository)
@@ -87,6 +92,9 @@ def scaffold(
     image = image or service
     if not ECR_REPO_RE.fullmatch(image):
         raise ScaffoldError("--image", f"{image!r} is not a valid ECR repository name")
+    problem = _test_command_problem(test_command)
+    if problem:
+        raise ScaffoldError("--test-command", problem)
 
     values = dict(name=service, owner=owner, cpu=cpu, memory=memory, desired_count=desired_count, image=image)
     envs = _environments(config)
@@ -101,7 +109,9 @@ def scaffold(
             env=env.name,
             **values,
         )
-    files[".github/workflows/test.yaml"] = render("workflows/test.yaml.j2", environments=envs)
+    files[".github/workflows/test.yaml"] = render(
+        "workflows/test.yaml.j2", environments=envs, test_command=test_command.strip()
+    )
     files[f".github/workflows/build-{service}.yaml"] = render(
         "workflows/build.yaml.j2", environments=envs, push_role=ECR_PUSH_ROLE, **values
     )
@@ -118,31 +128,58 @@ def _json(value: object) -> str:
     return json.dumps(value, indent=2, sort_keys=True) + "\n"
 
 
+def _test_command_problem(command: str) -> str | None:
+    if not command.strip():
+        return "give the command that runs the service's tests, e.g. 'make test'"
+    if len(command) > MAX_TEST_COMMAND or any(not c.isprintable() for c in command):
+        return f"must be one line of at most {MAX_TEST_COMMAND} printable characters, e.g. 'make test'"
+    return None
+
+
+# what `lemi service new` did with each file
+WRITTEN, UNCHANGED, KEPT, REWRITTEN = "written", "unchanged", "kept", "rewritten"
+
+
+@dataclass(frozen=True)
+class Step:
+    path: str
+    action: str  # WRITTEN | UNCHANGED | KEPT | REWRITTEN
+    why: str = ""  # for KEPT: why, and what to do
+
+
 @dataclass
 class Plan:
-    create: list[str] = field(default_factory=list)
-    overwrite: list[str] = field(default_factory=list)  # differs, and --force given
-    unchanged: list[str] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)  # differs, no --force
+    steps: list[Step] = field(default_factory=list)
+
+    def paths(self, action: str) -> list[str]:
+        return [s.path for s in self.steps if s.action == action]
 
 
 def plan(root: Path, files: dict[str, str], *, force: bool) -> Plan:
+    """What to do with each file: write a missing one, keep an identical one, and one that
+    differs: keep it, unless ``force`` (then rewrite it, if lemi generates it)."""
     result = Plan()
     for rel, text in files.items():
         path = root / rel
         if not path.exists():
-            result.create.append(rel)
+            step = Step(rel, WRITTEN)
         elif path.is_file() and path.read_text(encoding="utf-8", errors="replace") == text:
-            result.unchanged.append(rel)
-        elif force and path.is_file():
-            result.overwrite.append(rel)
+            step = Step(rel, UNCHANGED)
+        elif not path.is_file():
+            step = Step(rel, KEPT, "exists and is not a file; move it away to have lemi write it")
+        elif rel.startswith(DEVELOPER_DIR):
+            step = Step(rel, KEPT, "exists; it is yours: --force never rewrites files under deploy/")
+        elif force:
+            step = Step(rel, REWRITTEN)
         else:
-            result.conflicts.append(rel)
+            step = Step(rel, KEPT, "exists and differs; use --force to rewrite it")
+        result.steps.append(step)
     return result
 
 
 def write(root: Path, files: dict[str, str], the_plan: Plan) -> None:
-    for rel in the_plan.create + the_plan.overwrite:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(files[rel], encoding="utf-8")
+    for step in the_plan.steps:
+        if step.action in (WRITTEN, REWRITTEN):
+            path = root / step.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(files[step.path], encoding="utf-8")

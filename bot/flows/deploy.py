@@ -37,6 +37,8 @@ from bot.aws.verify import Finding, verify_provisioned
 from bot.core.compile import compile_for
 from bot.core.config import Config
 from bot.core.conventions import internal_url
+from bot.core.findings import BUILD_MAY_HAVE_FAILED, image_never_arrived
+from bot.core.github_web import commit_checks, repository_url
 from bot.core.problems import Invalid, Problem, problems_text
 from bot.core.spec import parse_service_files
 from bot.core.templating import render
@@ -328,9 +330,14 @@ async def _deploy(
         services=described,
     )  # fmt: skip
     if findings:
+        described_findings = "; ".join(f"{f.check} {f.subject}" for f in findings)
+        build_failed = image_never_arrived(findings)
+        if build_failed:  # the image of the commit never arrived: say where its build says why
+            described_findings = f"{BUILD_MAY_HAVE_FAILED}: {described_findings}"
         return await finish(
             gh, config, req, await announcing, "failure", f"{problems_text(len(findings))} before deploying", "failure",
-            "; ".join(f"{f.check} {f.subject}" for f in findings), findings=findings,
+            described_findings, findings=findings, build_failed=build_failed,
+            build_checks=commit_checks(repository_url(gh.base_url, req.repository), req.tag) if build_failed else None,
         )  # fmt: skip
     compiled = compile_for(config, files, req.environment, req.tag)
     if (stop := await stop_if_superseded()) is not None:

@@ -1101,7 +1101,8 @@ region, account and names with yours.
 
 The generated `build-<service>.yaml` workflow pushes images with GitHub
 OIDC, assuming `arn:aws:iam::<account>:role/lemi-ecr-push` in each
-environment's account (no long-lived keys). That role belongs to the infra
+environment's account (no long-lived keys); only its `build` job, which
+runs after the `test` job passed, assumes it. That role belongs to the infra
 repository: it needs ECR push on the service's repositories and a trust
 policy for `token.actions.githubusercontent.com` limited to your
 organisation's repositories.
