@@ -176,3 +176,23 @@ def test_a_newer_push_waits_for_running_migrations_and_the_older_deploy_is_super
 def run_of_or_none(github: Any, sha: str, status: str) -> Any:
     runs = github.check_runs(REPO, sha=sha, name=CHECK)
     return runs and runs[0].status == status
+
+
+def test_where_logs_go_to_cloudwatch_a_failed_migration_shows_its_last_lines(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, tasks: ecs_tasks.TaskSim, tmp_path: Path
+) -> None:
+    from test_app_logs import app_stream, write_lines
+
+    tasks.script("migrate", ecs_tasks.exits(3, after=1))
+    tasks.on_run = lambda run: write_lines(
+        world, app_stream(run.task.id), "applying 0042_add_index", "ERROR: lock timeout"
+    )
+    sha = commit(github, world)
+    cloudwatch = aws_world.lemi_yml(0).replace("    image_wait_seconds", "    logs: cloudwatch\n    image_wait_seconds")
+    with running_app(github, tmp_path, lemi_yml=cloudwatch, deploy_poll_seconds=0.01, deploy_timeout_seconds=10.0,
+                     github_writes_per_minute=400) as app:  # fmt: skip
+        push(app, github, ZERO_SHA, sha)
+        app.drain()
+    summary = run_of(github, sha).output["summary"]
+    assert "Last output lines of **migrate**" in summary
+    assert summary.index("applying 0042_add_index") < summary.index("ERROR: lock timeout")

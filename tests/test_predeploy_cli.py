@@ -125,3 +125,17 @@ def test_restart_and_rollback_run_no_task(
     assert deploy(world, "v2") == 0
     assert lemi("service", "restart", "-e", ENV, "--poll", "0.01", "--timeout", "5") == 0
     assert len(tasks.runs) == 2
+
+
+def test_where_logs_go_to_cloudwatch_the_cli_prints_a_failed_tasks_last_lines(
+    world: aws_world.World, sim: ecs_sim.Sim, tasks: ecs_tasks.TaskSim, checkout: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from test_app_logs import CLOUDWATCH_YML, app_stream, write_lines
+
+    (checkout.parent / "lemi.yml").write_text(CLOUDWATCH_YML)
+    tasks.script("migrate", ecs_tasks.exits(3, after=1))
+    tasks.on_run = lambda run: write_lines(world, app_stream(run.task.id), "ERROR: relation exists")
+    assert deploy(world, "v2", "--output", "json") == 1
+    (migrate,) = json.loads(capsys.readouterr().out)["pre_deploy"]
+    assert migrate["lines"] == ["ERROR: relation exists"]

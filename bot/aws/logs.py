@@ -226,3 +226,20 @@ async def stopped_tasks(ecs: Ecs, service: str, deployment_id: str) -> list[Stop
     if ecs.aws is None:
         return tasks
     return await stopped_task_lines(ecs.aws, ecs.environment, service, tasks)
+
+
+async def task_lines(ecs: Ecs, service: str, task_id: str, *, timeout: float = REPORT_TIMEOUT) -> list[str]:
+    """The last lines a one-off task's container wrote (a ``preDeploy`` task, ``lemi run``), for
+    its result: bounded like a failed rollout's (TAIL_LINES, TAIL_BYTES). Never raises: [] where
+    the logs go to Datadog, the task wrote nothing, or they cannot be read."""
+    if ecs.aws is None or not task_id or in_datadog(ecs.aws, ecs.environment):
+        return []
+    aws = ecs.aws
+    try:
+        found = await asyncio.wait_for(
+            last_lines(aws, ecs.environment, service, task_id=task_id, limit=TAIL_LINES), timeout
+        )
+    except Exception as exc:  # noqa: BLE001 - the result goes out without the lines
+        log.warning("could not read the last log lines of task %s of %s: %s", task_id, service, exc)
+        return []
+    return tail(found, max_lines=TAIL_LINES, max_bytes=TAIL_BYTES)

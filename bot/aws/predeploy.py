@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from bot.aws import tasks
 from bot.aws.ecs import Ecs, task_id
+from bot.aws.logs import task_lines
 from bot.aws.results import DeployResult, TaskRun
 from bot.aws.rollout import NewRevision, Plan, RolloutRequest, Situation, Update, Wait, execute, plan, survey
 from bot.core.spec import ServiceFile
@@ -63,7 +64,8 @@ async def run_in_order(
         began = time.monotonic()
         started = await tasks.start(ecs, service, revision, container, name, command)
         end = await tasks.wait(ecs, started.arn, container, how)
-        ran.append(task_run(name, started.arn, revision, end, time.monotonic() - began, ()))
+        lines = await task_lines(ecs, container, started.id)
+        ran.append(task_run(name, started.arn, revision, end, time.monotonic() - began, lines))
         if not end.succeeded:
             break
     return ran
