@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.aws import schedules
 from bot.aws.clients import AwsClients
 from bot.aws.ecs import Ecs, revision_of
 from bot.aws.operate import definition_diff
@@ -35,6 +36,7 @@ from bot.core.compile import compile_for
 from bot.core.config import Config
 from bot.core.conventions import internal_url
 from bot.core.problems import Invalid, Problem, problems_text
+from bot.core.schedules import ScheduledTask, SyncReport, scheduled_tasks
 from bot.core.spec import parse_service_files
 from bot.core.templating import render
 from bot.github import checks
@@ -216,16 +218,19 @@ async def finish(
 
 
 async def finish_rollout(
-    gh: GitHub, config: Config, req: DeployRequest, announced: Announced, result: DeployResult, image: str, changes: str
-) -> DeployReport:
-    """Report a rollout that ended (``result.rollout``), truthfully: only a completed one succeeds."""
+    gh: GitHub, config: Config, req: DeployRequest, announced: Announced, result: DeployResult, image: str,
+    changes: str, schedules: SyncReport | None = None,
+) -> DeployReport:  # fmt: skip
+    """Report a rollout that ended (``result.rollout``), truthfully: only a completed one succeeds
+    (``schedules``: what became of the schedules after it; a failure there is said, not a failed deploy)."""
     rollout = result.rollout
     revision = revision_of(result.task_definition)
-    values = dict(result=result, revision=revision, image=image, changes=changes, rollout=rollout)
+    values = dict(result=result, revision=revision, image=image, changes=changes, rollout=rollout, schedules=schedules)
     if result.ok:
+        unsynced = "; the schedules could not be updated" if schedules is not None and schedules.error else ""
         return await finish(
-            gh, config, req, announced, "success", f"deployed {revision}", "success",
-            f"{revision} running ({image.rsplit('/', 1)[-1]})", **values,
+            gh, config, req, announced, "success", f"deployed {revision}{unsynced}", "success",
+            f"{revision} running ({image.rsplit('/', 1)[-1]}){unsynced}", **values,
         )  # fmt: skip
     assert rollout is not None
     return await finish(
@@ -348,6 +353,7 @@ async def _deploy(
     )
     the_plan = plan(request, situation)
     image = compiled.image
+    wanted = scheduled_tasks(files.service.spec.tasks, files.service.spec.schedules)  # made to match on success
     if watch is None:
         changes = _changes(situation, compiled.task_definition)
         if not request.already_sent:
@@ -355,11 +361,14 @@ async def _deploy(
             await deployment_status(gh, req, announced.deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12],
                                     log_url=announced.log_url)  # fmt: skip
         result = await execute(ecs, the_plan, wait)
-        return await finish_rollout(gh, config, req, await announcing, result, image, changes)
+        synced = await schedules.sync_report(aws, req.environment, req.service, wanted, result.task_definition) \
+            if result.ok else None  # fmt: skip
+        return await finish_rollout(gh, config, req, await announcing, result, image, changes, synced)
     # the diff is for the report: made once UpdateService is sent, not before
     started = await watch.start(
-        ecs, req, the_plan, image=image, changes=lambda: _changes(situation, compiled.task_definition), wait=wait
-    )
+        ecs, req, the_plan, image=image, changes=lambda: _changes(situation, compiled.task_definition), wait=wait,
+        schedules=wanted,
+    )  # fmt: skip
     if started.watching is None:  # an earlier attempt's rollout ended while lemi was not watching
         changes = _changes(situation, compiled.task_definition)
         return await finish_rollout(gh, config, req, await announcing, started.result, image, changes)
@@ -383,10 +392,11 @@ class Watcher(Protocol):
     async def exists(self, req: DeployRequest) -> bool: ...
 
     async def start(
-        self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: Callable[[], str], wait: Wait
-    ) -> Started:
+        self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: Callable[[], str], wait: Wait,
+        schedules: dict[str, ScheduledTask],
+    ) -> Started:  # fmt: skip
         """Carry ``plan`` out and watch its rollout; ``changes()``: the task-definition diff for the
-        report, asked for once UpdateService is sent."""
+        report, asked for once UpdateService is sent; ``schedules``: made to match once it completed."""
         ...
 
     async def announced(self, req: DeployRequest, announced: Announced) -> None: ...

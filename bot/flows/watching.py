@@ -34,6 +34,7 @@ from bot.aws.rollout import (
     Watching,
     start,
 )
+from bot.core.schedules import ScheduledTask, SyncReport
 from bot.flows.deploy import Announced
 from bot.store.jobs import CommandJob, DeployRequest, service_key
 from bot.store.watches import Watch, Watches
@@ -84,6 +85,7 @@ class Ended(msgspec.Struct, frozen=True):
     deployment_id: str | None
     events: list[str] = []
     stopped: list[Stopped] = []
+    schedules: SyncReport | None = None  # what a completed deploy or rollback did to the schedules
 
 
 class Announcement(msgspec.Struct, frozen=True):
@@ -101,6 +103,9 @@ class ReportDeploy(msgspec.Struct, frozen=True, tag="deploy"):
     image: str
     changes: str
     command: CommandJob | None = None
+    # the deployed commit's spec.schedules, made to match once the rollout completed (None: a watch
+    # stored before lemi managed schedules; the schedules are left alone)
+    schedules: dict[str, ScheduledTask] | None = None
 
 
 class ReplyCommand(msgspec.Struct, frozen=True, tag="command"):
@@ -234,12 +239,13 @@ class DeployWatches:
         return await self.rollouts.watches.get(watch_id(req)) is not None
 
     async def start(
-        self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: Callable[[], str], wait: Wait
-    ) -> Started:
+        self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: Callable[[], str], wait: Wait,
+        schedules: dict[str, ScheduledTask],
+    ) -> Started:  # fmt: skip
         """The task-definition diff (``changes()``) is made once UpdateService is sent: a watch
         recorded before it has none (it is reported without one only if lemi stopped in between)."""
         key = service_key(req.repository, req.service, req.environment)
-        then = ReportDeploy(req, image, "", self.command)
+        then = ReportDeploy(req, image, "", self.command, schedules)
 
         def with_changes(then: Then) -> Then:
             return msgspec.structs.replace(then, changes=changes()) if isinstance(then, ReportDeploy) else then

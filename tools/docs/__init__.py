@@ -871,7 +871,17 @@ ACTION_USES = {
     "ecs:UpdateService": "deploy, `restart` (force a new deployment), `rollback`",
     "ecs:StopTask": "`stop-task`",
     "ecs:ExecuteCommand": "`lemi service exec` (ECS Exec)",
-    "iam:PassRole": "registering a task definition that names the `<service>-<env>-execution` and `-task` roles",
+    "iam:PassRole": "registering a task definition that names the `<service>-<env>-execution` and `-task` roles; "
+    "a schedule that runs as `<service>-<env>-scheduler`",
+    "scheduler:ListSchedules": "after a deploy or rollback, and `status`: the schedules of `<service>-<env>`",
+    "scheduler:GetSchedule": "after a deploy or rollback, and `status`: each schedule, to compare or list it",
+    "scheduler:GetScheduleGroup": "after a deploy: does the group `<service>-<env>` exist",
+    "scheduler:CreateScheduleGroup": "after a deploy: the group, the first time the file has schedules",
+    "scheduler:TagResource": "creating the group with its tags (AWS checks it on create)",
+    "scheduler:CreateSchedule": "after a deploy: a schedule new in the file",
+    "scheduler:UpdateSchedule": "after a deploy: a schedule that changed or runs a new revision; after a rollback",
+    "scheduler:DeleteSchedule": "after a deploy: a schedule the file no longer has",
+    "scheduler:DeleteScheduleGroup": "after a deploy whose file has no schedules left",
     "ecr:DescribeImages": "verify: the image `<sha>` is in ECR (a push deploy waits for the build)",
     "secretsmanager:DescribeSecret": "verify: each secret exists and is not scheduled for deletion",
     "secretsmanager:GetSecretValue": "verify, only for `name:json-key::` references: the key exists (the value is never shown)",
@@ -1022,10 +1032,11 @@ with the cluster.
 
 This is the policy of README.md, where a test (tests/test_aws_operate.py)
 runs every operation and checks that it allows exactly what the code calls,
-plus four permissions AWS checks without an API call of their own:
+plus five permissions AWS checks without an API call of their own:
 `iam:PassRole` and `ecs:TagResource` (registering a tagged task definition
-with roles), `ecs:ExecuteCommand` (exec) and `kms:Decrypt` (reading a JSON key
-of a secret under a customer-managed key).
+with roles; a schedule's role), `scheduler:TagResource` (creating a tagged
+schedule group), `ecs:ExecuteCommand` (exec) and `kms:Decrypt` (reading a JSON
+key of a secret under a customer-managed key).
 
 ```json
 {text.rstrip()}
@@ -1039,6 +1050,13 @@ secret's value (ECS injects secrets into the task itself, with the task's
 execution role). Nothing in this policy can create, change or delete a
 secret, a parameter, an image, a role or a cluster: those belong to the
 infra repository's Terraform.
+
+The `ManageSchedules` statement can be narrowed to the services the role
+deploys: a service's schedules live in the group `<service>-<env>`, so
+`schedule/<service>-<env>/*` and `schedule-group/<service>-<env>` are all
+lemi touches. The role each schedule runs as, `<service>-<env>-scheduler`,
+comes from the infra repository (the example module makes it): it may run
+only that service's task definitions and pass only its two roles.
 
 ### Scoping secrets and parameters
 
