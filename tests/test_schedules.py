@@ -14,6 +14,7 @@ from typing import Any
 
 import aws_world
 import ecs_sim
+import msgspec
 import pytest
 from aws_world import ACCOUNT, CLUSTER, REGION, SERVICE
 from checkout import make_checkout, write
@@ -383,10 +384,28 @@ def test_a_failed_sync_leaves_the_deploy_succeeded_and_says_why(
     assert out["ok"] is True and out["rollout"]["outcome"] == "completed"
     error = out["schedules"]["error"]
     assert "AccessDeniedException" in error and "scheduler:CreateSchedule" in error
-    assert "iam:PassRole on the scheduler role" in error  # what to fix
+    assert "iam:PassRole on demo-service-staging-scheduler" in error  # what to fix
     aws_world.push_image(placed.endpoint, "v3")
     assert lemi("deploy", "-e", ENV, "-t", "v3", "--poll", POLL, "--timeout", "5") == 0
     text = capsys.readouterr().out
     assert "deployed demo-service to staging" in text
     assert "the schedules could not be updated: AWS refused CreateSchedule: AccessDeniedException" in text
     assert "Traceback" not in text
+
+
+def test_a_watch_stored_before_schedules_still_decodes_and_leaves_them_alone() -> None:
+    from bot.flows.watching import Ended, ReportDeploy, RolloutWatch, WatchState, decode, encode
+    from bot.store.jobs import DeployRequest
+
+    req = DeployRequest("acme/demo-service", SERVICE, ENV, "a" * 40, "v2", "octocat")
+    body = RolloutWatch(ReportDeploy(req, "img", ""), SERVICE, ENV, f"{TD}:2", False, WatchState(f"{TD}:2", [], []),
+                        0.0, 60.0, 1.0, ended=Ended("completed", "done", 1, 1, 2.0, "d"))  # fmt: skip
+    old = json.loads(encode(body))
+    del old["then"]["schedules"], old["ended"]["schedules"]  # what an earlier lemi stored
+    decoded = decode(json.dumps(old).encode())
+    assert isinstance(decoded.then, ReportDeploy) and decoded.then.schedules is None
+    assert decoded.ended is not None and decoded.ended.schedules is None
+    # and one stored now keeps the schedules it carries
+    carried = spec_schedules(SERVICE_YAML)
+    now = decode(encode(msgspec.structs.replace(body, then=ReportDeploy(req, "img", "", None, carried))))
+    assert isinstance(now.then, ReportDeploy) and now.then.schedules == carried

@@ -148,10 +148,11 @@ async def repoint(aws: AwsClients, env_name: str, service: str, task_definition:
 
 
 def _failed(service: str, env_name: str, exc: Exception) -> SyncReport:
-    text = str(exc).replace("\n    hint: ", " — ")
+    message, _, hint = str(exc).partition("\n    hint: ")
     if isinstance(exc, AwsError) and exc.code in {"AccessDenied", "AccessDeniedException"}:
-        text += (f" — the deployer needs the scheduler:* calls on schedule-group/{schedule_group(service, env_name)} "
-                 "and iam:PassRole on the scheduler role (README, Deployer IAM policy)")  # fmt: skip
+        hint = (f"the identity lemi runs as needs the scheduler calls on {schedule_group(service, env_name)} "
+                f"and iam:PassRole on {service}-{env_name}-scheduler (README, Deployer IAM policy)")  # fmt: skip
+    text = f"{message} — {hint}" if hint else message
     log.warning("could not update the schedules of %s in %s: %s", service, env_name, text)
     return SyncReport(error=text)
 
