@@ -409,3 +409,22 @@ def test_a_watch_stored_before_schedules_still_decodes_and_leaves_them_alone() -
     carried = spec_schedules(SERVICE_YAML)
     now = decode(encode(msgspec.structs.replace(body, then=ReportDeploy(req, "img", "", None, carried))))
     assert isinstance(now.then, ReportDeploy) and now.then.schedules == carried
+
+
+def test_an_identity_without_the_scheduler_calls_deploys_a_file_without_schedules_quietly(
+    world: aws_world.World, sim: ecs_sim.Sim, checkout: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    def denied(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise JsonRESTError("AccessDeniedException", "User is not authorized to perform: scheduler:GetScheduleGroup")
+
+    monkeypatch.setattr(EventBridgeSchedulerBackend, "get_schedule_group", denied)
+    write(checkout, "deploy/demo-service/service.yaml", aws_world.SERVICE_YAML)
+    sim.complete(after=1)
+    assert deploy(world, sim, "v2", capsys)["schedules"]["error"] == ""  # it never could have made a group
+    assert lemi("service", "rollback", "-e", ENV, "--poll", POLL, "--output", "json") == 0
+    assert json.loads(capsys.readouterr().out)["schedules"]["error"] == ""
+    # a file with schedules is another matter: it says why they are not there
+    write(checkout, "deploy/demo-service/service.yaml", SERVICE_YAML)
+    error = deploy(world, sim, "v3", capsys)["schedules"]["error"]
+    assert "AccessDeniedException" in error and "scheduler:GetScheduleGroup" in error

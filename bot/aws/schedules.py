@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # the stubs are a development dependency
 log = logging.getLogger("lemi.schedules")
 
 NOT_FOUND = "ResourceNotFoundException"
+ACCESS_DENIED = frozenset({"AccessDenied", "AccessDeniedException"})
 
 
 async def _client(aws: AwsClients, env_name: str) -> EventBridgeSchedulerClient:
@@ -92,7 +93,14 @@ async def sync(
     env = aws.environment(env_name)
     client = await _client(aws, env_name)
     group = schedule_group(service, env_name)
-    current = await read_group(client, group)
+    try:
+        current = await read_group(client, group)
+    except AwsError as exc:
+        if schedules or exc.code not in ACCESS_DENIED:
+            raise
+        # a file without schedules, deployed by an identity without the scheduler calls: it could
+        # never have made a group, so there is nothing to delete
+        return SyncReport()
     if not schedules and current is None:
         return SyncReport()
     if described is None:
@@ -135,7 +143,13 @@ async def repoint(aws: AwsClients, env_name: str, service: str, task_definition:
     client = await _client(aws, env_name)
     group = schedule_group(service, env_name)
     report = SyncReport()
-    for name, current in sorted(((await read_group(client, group)) or {}).items()):
+    try:
+        found = await read_group(client, group)
+    except AwsError as exc:
+        if exc.code not in ACCESS_DENIED:
+            raise
+        return report  # an identity without the scheduler calls never made a group to point back
+    for name, current in sorted((found or {}).items()):
         update = update_to(current, task_definition)
         if update is None:
             report.unchanged.append(name)
@@ -149,7 +163,7 @@ async def repoint(aws: AwsClients, env_name: str, service: str, task_definition:
 
 def _failed(service: str, env_name: str, exc: Exception) -> SyncReport:
     message, _, hint = str(exc).partition("\n    hint: ")
-    if isinstance(exc, AwsError) and exc.code in {"AccessDenied", "AccessDeniedException"}:
+    if isinstance(exc, AwsError) and exc.code in ACCESS_DENIED:
         hint = (f"the identity lemi runs as needs the scheduler calls on {schedule_group(service, env_name)} "
                 f"and iam:PassRole on {service}-{env_name}-scheduler (README, Deployer IAM policy)")  # fmt: skip
     text = f"{message} — {hint}" if hint else message

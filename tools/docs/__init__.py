@@ -805,7 +805,10 @@ succeeds only when that container stops with exit code 0. `preDeploy` tasks
 run in the revision about to be deployed, before `UpdateService`; a failure
 stops the deploy. `lemi run TASK` and `/lemi run TASK` run one in the running
 revision. Schedules are EventBridge Scheduler schedules that lemi creates,
-updates and deletes on each successful deploy. `cron` is AWS's six-field form,
+updates and deletes on each successful deploy, in the group `<service>-<env>`,
+running the deployed revision in the ECS service's network configuration as
+the role `<service>-<env>-scheduler`; a rollback points them at the revision
+it restores. `cron` is AWS's six-field form,
 `minutes hours day-of-month month day-of-week year` (weekdays 1 = SUN … 7 =
 SAT, or `MON-FRI`); a five-field Unix expression is refused with the
 six-field form it meant.
