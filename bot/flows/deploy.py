@@ -361,8 +361,9 @@ async def _deploy(
             await deployment_status(gh, req, announced.deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12],
                                     log_url=announced.log_url)  # fmt: skip
         result = await execute(ecs, the_plan, wait)
-        synced = await schedules.sync_report(aws, req.environment, req.service, wanted, result.task_definition) \
-            if result.ok else None  # fmt: skip
+        synced = None
+        if result.ok:  # the schedules follow a completed rollout only
+            synced = await schedules.sync_report(aws, req.environment, req.service, wanted, result.task_definition)
         return await finish_rollout(gh, config, req, await announcing, result, image, changes, synced)
     # the diff is for the report: made once UpdateService is sent, not before
     started = await watch.start(
