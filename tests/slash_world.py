@@ -87,7 +87,8 @@ class Env:
 
     def aws_writes(self, since: int = 0) -> list[str]:
         ops = [c.rsplit(".", 1)[-1] for c in self.aws_calls[since:]]
-        return [op for op in ops if not op.startswith(("Describe", "List", "Get", "BatchGet"))]
+        # a JSON protocol names its operation (X-Amz-Target); a REST one (EventBridge Scheduler) reads with GET
+        return [op for op in ops if not op.startswith(("Describe", "List", "Get", "BatchGet", "GET "))]
 
     def github_writes(self, since: int = 0) -> list[str]:
         """Writes to GitHub since call ``since`` (minting an installation token is not a change)."""

@@ -35,7 +35,7 @@ from moto.moto_api import state_manager
 
 import bot.aws.clients as clients_module
 from bot.aws import logs as app_logs
-from bot.aws import operate
+from bot.aws import operate, schedules
 from bot.aws.clients import AwsClients
 from bot.aws.ecs import Ecs, revision_of
 from bot.aws.exec import PLUGIN, open_session
@@ -44,6 +44,8 @@ from bot.aws.verify import verify_provisioned
 from bot.cli import main
 from bot.core.compile import compile_for
 from bot.core.config import parse_config
+from bot.core.conventions import scheduler_role_arn
+from bot.core.schedules import ScheduledTask
 
 ENV = "staging"
 FAMILY = "demo-service-staging"
@@ -911,7 +913,8 @@ def test_cli_with_only_protected_environments_prod_must_be_named(
 
 # Permissions AWS checks without an API call of their own, so on_call cannot observe them:
 EXTRA = {
-    "iam:PassRole",  # RegisterTaskDefinition with taskRoleArn/executionRoleArn passes the roles to ECS
+    "iam:PassRole",  # RegisterTaskDefinition passes the task roles to ECS; CreateSchedule the scheduler role
+    "scheduler:TagResource",  # CreateScheduleGroup with tags needs it (tag-on-create authorization)
     "ecs:ExecuteCommand",  # `lemi service exec`: an API call, but moto does not implement it
     "kms:Decrypt",  # GetSecretValue of a secret encrypted with a customer-managed KMS key
 }
@@ -970,9 +973,18 @@ async def test_readme_policy_allows_exactly_what_lemi_calls(world: aws_world.Wor
         request = RolloutRequest(SERVICE, c.task_definition, desired_count=c.desired_count)
         result = await deploy(await Ecs.open(aws, ENV), request, WAIT)
         assert result.ok and not result.reused
+        # the schedules: created with their group, changed and dropped, pointed back, and none left
+        wanted = {n: ScheduledTask("report", ["bin/report"], "0 3 * * ? *", "UTC") for n in ("nightly", "weekly")}
+        synced = await schedules.sync(aws, ENV, SERVICE, wanted, result.task_definition)
+        assert synced.created == ["nightly", "weekly"]
+        changed = {"nightly": ScheduledTask("report", ["bin/report"], "0 4 * * ? *", "UTC")}
+        assert (await schedules.sync(aws, ENV, SERVICE, changed, result.task_definition)).deleted == ["weekly"]
         assert (await operate.restart(aws, ENV, SERVICE, wait=WAIT)).ok
         assert (await operate.rollback(aws, ENV, SERVICE, wait=WAIT)).ok
-        assert (await operate.status(aws, ENV, SERVICE)).revision == f"{FAMILY}:1"
+        assert (await schedules.repoint(aws, ENV, SERVICE, world.first_revision)).updated == ["nightly"]
+        status = await operate.status(aws, ENV, SERVICE)
+        assert status.revision == f"{FAMILY}:1" and [s.revision for s in status.schedules] == [f"{FAMILY}:1"]
+        assert (await schedules.sync(aws, ENV, SERVICE, {}, world.first_revision)).deleted == ["nightly"]
         tasks = await operate.list_tasks(aws, ENV, SERVICE)
         await operate.stop_task(aws, ENV, SERVICE, tasks[0].task_id, reason="iam test")
         assert await operate.list_tasks(aws, ENV, SERVICE, stopped=True)
@@ -991,7 +1003,8 @@ async def test_readme_policy_allows_exactly_what_lemi_calls(world: aws_world.Wor
     assert {"ecs:RegisterTaskDefinition", "ecs:UpdateService", "ecs:StopTask", "ecs:DeregisterTaskDefinition",
             "ecs:TagResource", "ecs:ListTagsForResource",  # the deploy history: tag a completed rollout, read it
             "secretsmanager:GetSecretValue", "ssm:GetParameters", "ecr:DescribeImages",
-            "logs:FilterLogEvents"} <= observed  # fmt: skip
+            "logs:FilterLogEvents", "scheduler:CreateSchedule",
+            "scheduler:UpdateSchedule", "scheduler:DeleteScheduleGroup"} <= observed  # fmt: skip
     allowed = allowed_actions(policy)
     assert not {a for a in allowed if "*" in a}, "no wildcard actions in a least-privilege policy"
     assert not EXTRA & observed, "an EXTRA permission is now an observed call: drop it from EXTRA"
@@ -1001,10 +1014,21 @@ async def test_readme_policy_allows_exactly_what_lemi_calls(world: aws_world.Wor
 
 def test_readme_policy_lets_ecs_have_the_roles_lemi_passes(world: aws_world.World) -> None:
     policy = readme_policy()
-    (statement,) = [s for s in policy["Statement"] if "iam:PassRole" in allowed_actions({"Statement": [s]})]
-    resources = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
+    passing = [s for s in policy["Statement"] if "iam:PassRole" in allowed_actions({"Statement": [s]})]
+    to = {s["Condition"]["StringEquals"]["iam:PassedToService"]: s for s in passing}
+    assert sorted(to) == ["ecs-tasks.amazonaws.com", "scheduler.amazonaws.com"] and len(passing) == 2
     td = compiled(world, "v1").task_definition
-    for role in (td["taskRoleArn"], td["executionRoleArn"]):
+    env = world.config.environment(ENV)
+    for role, service in ((td["taskRoleArn"], "ecs-tasks.amazonaws.com"), (td["executionRoleArn"], "ecs-tasks.amazonaws.com"),
+                          (scheduler_role_arn(SERVICE, ENV, env), "scheduler.amazonaws.com")):  # fmt: skip
+        resource = to[service]["Resource"]
+        resources = [resource] if isinstance(resource, str) else resource
         mine = role.replace(aws_world.ACCOUNT, "111111111111")  # the README's placeholder account
         assert any(fnmatch(mine, pattern) for pattern in resources), (role, resources)
-    assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == "ecs-tasks.amazonaws.com"
+        others = [
+            r
+            for s, st in to.items()
+            if s != service
+            for r in ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])
+        ]
+        assert not any(fnmatch(mine, pattern) for pattern in others), (role, others)  # each role to its service only

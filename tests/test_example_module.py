@@ -355,6 +355,22 @@ def test_roles_are_named_by_lemis_convention() -> None:
         assert expected in named, f"no role named like {expected}"
         assert expr(named[expected]["assume_role_policy"]) == "local.ecs_tasks_trust"
     assert "ecs-tasks.amazonaws.com" in str(locals_()["ecs_tasks_trust"])
+    scheduler = conventions.scheduler_role_arn("demo-service", "staging", env).rsplit("/", 1)[1]
+    assert scheduler in named, f"no role named like {scheduler}"
+    trust = str(named[scheduler]["assume_role_policy"])
+    assert "scheduler.amazonaws.com" in trust and "aws:SourceAccount" in trust
+
+
+def test_the_scheduler_role_runs_only_the_services_task_definitions() -> None:
+    policies = of_type("aws_iam_role_policy")
+    scheduler = next(b for b in policies.values() if "aws_iam_role.scheduler" in str(b["role"]))
+    policy = str(scheduler["policy"])
+    assert "ecs:RunTask" in policy and "ecs:TagResource" in policy and "iam:PassRole" in policy
+    family = "${var.name}-${each.key}"
+    assert f":task-definition/{family}:*" in policy
+    assert fill(family, var__name="demo-service", each__key="staging") == conventions.family("demo-service", "staging")
+    # the roles it passes are the service's own two
+    assert "aws_iam_role.execution[each.key].arn" in policy and "aws_iam_role.task[each.key].arn" in policy
 
 
 def test_the_execution_role_can_pull_log_and_read_secrets() -> None:

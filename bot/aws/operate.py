@@ -13,13 +13,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.aws import schedules
 from bot.aws.clients import AwsClients
 from bot.aws.ecs import Ecs, revision_of, task_id
-from bot.aws.errors import OperationError
+from bot.aws.errors import AwsError, OperationError
 from bot.aws.history import rollback_target
 from bot.aws.rollout import DeployResult, RolloutRequest, Situation, Wait, deploy, execute, plan
 from bot.core.compile import render
 from bot.core.conventions import family
+from bot.core.schedules import ScheduleInfo
 
 if TYPE_CHECKING:  # the stubs are a development dependency
     from types_aiobotocore_ecs.type_defs import ServiceTypeDef, TaskDefinitionTypeDef, TaskTypeDef
@@ -58,6 +60,8 @@ class ServiceStatus:
     image_tag: str
     deployments: list[DeploymentInfo] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    schedules: list[ScheduleInfo] = field(default_factory=list)  # EventBridge Scheduler, bot/aws/schedules.py
+    schedules_error: str = ""  # why they could not be read
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,7 +114,15 @@ async def status(aws: AwsClients, env_name: str, service: str, *, events: int = 
         _tag_of(image),
         deployments,
         [f"{_when(e.get('createdAt'))} {e.get('message', '')}" for e in current.get("events", [])[:events]],
+        *await _schedules(aws, env_name, service),
     )
+
+
+async def _schedules(aws: AwsClients, env_name: str, service: str) -> tuple[list[ScheduleInfo], str]:
+    try:
+        return await schedules.listed(aws, env_name, service), ""
+    except AwsError as exc:  # the rest of the status is still worth showing
+        return [], str(exc).replace("\n    hint: ", " — ")
 
 
 @dataclass

@@ -71,6 +71,25 @@ async def run_in_order(
     return ran
 
 
+async def execute_after_tasks(
+    ecs: Ecs, request: RolloutRequest, the_plan: Plan, service: ServiceTypeDef,
+    pre_deploy: Sequence[tuple[str, list[str]]], how: tasks.TaskWait, wait: Wait | None,
+) -> DeployResult:  # fmt: skip
+    """:func:`bot.aws.rollout.execute` of ``the_plan``, its preDeploy tasks run first and waited
+    for here when it needs them; a failed task stops it before UpdateService."""
+    if not needed(the_plan, pre_deploy):
+        return await execute(ecs, the_plan, wait)
+    assert isinstance(the_plan, Update)
+    the_plan = await registered(ecs, the_plan)
+    revision = str(the_plan.revision)
+    ran = await run_in_order(ecs, service, revision, request.service, pre_deploy, how)
+    if any(not t.succeeded for t in ran):
+        return DeployResult(request.service, ecs.environment, revision, the_plan.reused, None, pre_deploy=ran)
+    result = await execute(ecs, await replanned(ecs, request, the_plan), wait)
+    result.pre_deploy = ran
+    return result
+
+
 async def deploy(
     ecs: Ecs, request: RolloutRequest, wait: Wait | None, pre_deploy: Sequence[tuple[str, list[str]]],
     how: tasks.TaskWait,
@@ -78,18 +97,7 @@ async def deploy(
     """:func:`bot.aws.rollout.deploy` with the preDeploy tasks run first, waited for here
     (whatever ``wait`` says: ``UpdateService`` is never sent before they end)."""
     situation = await survey(ecs, request)
-    the_plan = plan(request, situation)
-    if not needed(the_plan, pre_deploy):
-        return await execute(ecs, the_plan, wait)
-    assert isinstance(the_plan, Update)
-    the_plan = await registered(ecs, the_plan)
-    revision = str(the_plan.revision)
-    ran = await run_in_order(ecs, situation.service, revision, request.service, pre_deploy, how)
-    if any(not t.succeeded for t in ran):
-        return DeployResult(request.service, ecs.environment, revision, the_plan.reused, None, pre_deploy=ran)
-    result = await execute(ecs, await replanned(ecs, request, the_plan), wait)
-    result.pre_deploy = ran
-    return result
+    return await execute_after_tasks(ecs, request, plan(request, situation), situation.service, pre_deploy, how, wait)
 
 
 async def replanned(ecs: Ecs, request: RolloutRequest, done: Update) -> Plan:

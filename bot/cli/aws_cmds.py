@@ -6,12 +6,13 @@ import json
 import shlex
 import subprocess
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from bot.aws import operate, predeploy
+from bot.aws import operate, predeploy, schedules
 from bot.aws.clients import AwsClients
 from bot.aws.ecs import Ecs
 from bot.aws.errors import OperationError
@@ -48,6 +49,7 @@ from bot.cli.options import (
 )
 from bot.core.compile import compile_for, effective_desired_count
 from bot.core.problems import Invalid
+from bot.core.schedules import SyncReport, scheduled_tasks
 
 T = TypeVar("T")
 
@@ -60,11 +62,20 @@ def _wait(wait: bool, timeout: float, poll: float, output: str) -> Wait | None:
     return Wait(timeout=timeout, poll=poll, on_progress=on_progress)
 
 
-def _finish_deploy(result: DeployResult, output: str) -> None:
+NOT_WAITING = {
+    "deploy": "schedules are updated once a rollout completes: by `lemi deploy --wait`, or by the App",
+    "rollback": "the schedules still run the revision rolled back from: only --wait points them at this one",
+}
+
+
+def _finish_deploy(result: DeployResult, output: str, synced: SyncReport | None = None, not_waiting: str = "") -> None:
+    """``synced``: the schedules made to match after a completed rollout (None: not touched);
+    ``not_waiting``: what becomes of them when the rollout was not waited for."""
     if output == "json":
-        emit_json(result.as_dict())
+        emit_json({**result.as_dict(), "schedules": asdict(synced) if synced is not None else None})
     else:
         render.deploy_result(result)
+        render.schedules_synced(result, synced, not_waiting)
     if not result.ok:
         raise click.exceptions.Exit(1)
 
@@ -98,6 +109,11 @@ def deploy(
     Success means the deployment this update started reached COMPLETED with
     every task running; a circuit-breaker rollback, a failed rollout or a
     timeout exits 1 with the reason and the stopped tasks' reasons.
+
+    After a completed rollout, --wait makes the service's EventBridge Scheduler
+    schedules match spec.schedules and run the deployed revision (a failure to
+    do so is reported, and does not fail the deploy); without --wait, the
+    schedules are updated by the next `lemi deploy --wait` or by the App.
     """
     if (tag is None) == (td_file is None):
         raise click.UsageError("give exactly one of -t/--tag and --task-definition")
@@ -122,7 +138,7 @@ def deploy(
         task_definition = compiled.task_definition
     desired_count = effective_desired_count(files.service, files.environment(env))
 
-    async def work(aws: AwsClients) -> DeployResult | list[Any]:
+    async def work(aws: AwsClients) -> tuple[DeployResult, SyncReport | None] | list[Any]:
         if td_file is None:
             findings = await verify_provisioned(aws, env, files, tag=tag)
         else:
@@ -134,15 +150,20 @@ def deploy(
         on_task = None if output == "json" else render.task_progress
         how = TaskWait(timeout=config.environment(env).task_timeout_seconds, poll=poll, on_progress=on_task)
         result = await predeploy.deploy(ecs, request, _wait(wait, timeout, poll, output), commands(files.service), how)
+        synced = None
+        if result.rollout is not None and result.ok:
+            wanted = scheduled_tasks(files.service.spec.tasks, files.service.spec.schedules)
+            synced = await schedules.sync_report(aws, env, name, wanted, result.task_definition)
         if keep and result.ok:
             result.deregistered = (await operate.prune(aws, env, name, keep=keep)).deregistered
-        return result
+        return result, synced
 
-    result = run_aws(config, work)
-    if isinstance(result, list):
-        render.findings(result, output, build_checks=build_checks(root, result), service=name, environment=env)
+    done = run_aws(config, work)
+    if isinstance(done, list):
+        render.findings(done, output, build_checks=build_checks(root, done), service=name, environment=env)
         raise click.exceptions.Exit(1)
-    _finish_deploy(result, output)
+    result, synced = done
+    _finish_deploy(result, output, synced, NOT_WAITING["deploy"])
 
 
 @cli.command()
@@ -247,14 +268,21 @@ def _rollout_command(command: str, operation: Callable[..., Awaitable[DeployResu
         config = state.config()
         env = pick_environment(config, env)
         name = service_name(name)
+
+        async def work(aws: AwsClients) -> tuple[DeployResult, SyncReport | None]:
+            result = await operation(aws, env, name, wait=_wait(wait, timeout, poll, output))
+            if command != "rollback" or result.rollout is None or not result.ok:
+                return result, None  # a restart runs the same revision: its schedules stay as they are
+            return result, await schedules.repoint_report(aws, env, name, result.task_definition)
+
         try:
-            result = run_aws(config, lambda aws: operation(aws, env, name, wait=_wait(wait, timeout, poll, output)))
+            result, synced = run_aws(config, work)
         except OperationError as exc:  # refused before any rollout (no revision to roll back to)
             if output != "json":
                 raise
             emit_json({"ok": False, "service": name, "environment": env, "error": exc.message, "hint": exc.hint})
             raise click.exceptions.Exit(1) from None
-        _finish_deploy(result, output)
+        _finish_deploy(result, output, synced, NOT_WAITING.get(command, ""))
 
     run.__doc__ = summary
     service.command(command)(run)
@@ -262,8 +290,10 @@ def _rollout_command(command: str, operation: Callable[..., Awaitable[DeployResu
 
 _rollout_command("restart", operate.restart, "Replace every task (a forced new deployment) and wait for it.")
 _rollout_command(
-    "rollback", operate.rollback, "Redeploy the last revision lemi deployed successfully before the running one."
-)
+    "rollback", operate.rollback,
+    "Redeploy the last revision lemi deployed successfully before the running one and wait for it; the service's "
+    "schedules then run it too.",
+)  # fmt: skip
 
 
 @service.command("prune")

@@ -17,6 +17,7 @@ from bot.aws.rollout import DeployResult, Progress
 from bot.aws.verify import Finding
 from bot.cli.base import emit_json
 from bot.core.problems import problems_text
+from bot.core.schedules import SyncReport
 
 
 def _console(stderr: bool = False) -> Console:
@@ -119,6 +120,18 @@ def deploy_result(result: DeployResult) -> None:
             console.print(f"    {line}", markup=False)
 
 
+def schedules_synced(result: DeployResult, synced: SyncReport | None, not_waiting: str = "") -> None:
+    """What became of the schedules after a rollout; ``not_waiting``: what to say when it was not waited for."""
+    console = _console()
+    if result.rollout is None:
+        if not_waiting:
+            console.print(not_waiting, markup=False)
+    elif synced is not None and synced.error:
+        console.print(f"[yellow]the schedules could not be updated[/yellow]: {synced.error}", highlight=False)
+    elif synced is not None and (synced.changed or synced.unchanged):
+        console.print(synced.summary(), markup=False)
+
+
 def findings(
     items: Sequence[Finding],
     output: str,
@@ -156,6 +169,15 @@ def status(s: ServiceStatus) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    if s.schedules:
+        rows = [[c.name, c.expression, c.timezone, c.task or " ".join(c.command), c.state, c.revision]
+                for c in s.schedules]  # fmt: skip
+        table = _table("schedule", "cron", "time zone", "task", "state", "revision", keep=rows, keep_columns=(0, 1))
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    if s.schedules_error:
+        console.print(f"schedules could not be read: {s.schedules_error}", markup=False)
     if s.events:
         console.print("recent events:")
         for line in s.events:

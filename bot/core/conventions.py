@@ -22,8 +22,18 @@ def family(service: str, env_name: str) -> str:
 
 
 def role_arn(service: str, env_name: str, env: Environment, kind: str) -> str:
-    """``kind`` is "execution" or "task": ``<service>-<env>-<kind>`` in the environment's account."""
+    """``kind`` is "execution", "task" or "scheduler": ``<service>-<env>-<kind>`` in the environment's account."""
     return f"arn:{partition(env.region)}:iam::{env.account_id}:role/{service}-{env_name}-{kind}"
+
+
+def schedule_group(service: str, env_name: str) -> str:
+    """The EventBridge Scheduler group that holds the service's schedules in one environment."""
+    return f"{service}-{env_name}"
+
+
+def scheduler_role_arn(service: str, env_name: str, env: Environment) -> str:
+    """The role EventBridge Scheduler assumes to run the service's scheduled tasks."""
+    return role_arn(service, env_name, env, "scheduler")
 
 
 def registry(env: Environment) -> str:

@@ -14,6 +14,7 @@ from bot.aws.operate import Diff, ServiceStatus, TaskInfo
 from bot.aws.rollout import DeployResult
 from bot.aws.verify import Finding
 from bot.core.problems import Problem
+from bot.core.schedules import SyncReport
 from bot.flows.deploy import DeployReport
 from bot.flows.provision import Outcome
 from bot.store.jobs import Invocation, Target
@@ -140,6 +141,7 @@ class RolledOut:
 
     kind: ClassVar[str] = "rolled_out"
     result: DeployResult
+    schedules: SyncReport | None = None  # a rollback's schedules, pointed at the revision it restored
 
     @property
     def ok(self) -> bool:

@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.aws import schedules
 from bot.aws.clients import AwsClients
 from bot.aws.ecs import Ecs, revision_of
 from bot.aws.operate import definition_diff
-from bot.aws.predeploy import commands, needed, registered, run_in_order
-from bot.aws.results import TaskRun
+from bot.aws.predeploy import commands, execute_after_tasks
 from bot.aws.rollout import (
     DEFAULT_POLL,
     DEFAULT_TIMEOUT,
@@ -28,7 +28,6 @@ from bot.aws.rollout import (
     Situation,
     Started,
     Wait,
-    execute,
     plan,
     survey,
 )
@@ -40,6 +39,7 @@ from bot.core.conventions import internal_url
 from bot.core.findings import BUILD_MAY_HAVE_FAILED, image_never_arrived
 from bot.core.github_web import commit_checks, repository_url
 from bot.core.problems import Invalid, Problem, problems_text
+from bot.core.schedules import ScheduledTask, SyncReport, scheduled_tasks
 from bot.core.spec import parse_service_files
 from bot.core.templating import render
 from bot.github import checks
@@ -221,16 +221,19 @@ async def finish(
 
 
 async def finish_rollout(
-    gh: GitHub, config: Config, req: DeployRequest, announced: Announced, result: DeployResult, image: str, changes: str
-) -> DeployReport:
-    """Report a rollout that ended (``result.rollout``), truthfully: only a completed one succeeds."""
+    gh: GitHub, config: Config, req: DeployRequest, announced: Announced, result: DeployResult, image: str,
+    changes: str, schedules: SyncReport | None = None,
+) -> DeployReport:  # fmt: skip
+    """Report a rollout that ended (``result.rollout``), truthfully: only a completed one succeeds
+    (``schedules``: what became of the schedules after it; a failure there is said, not a failed deploy)."""
     rollout = result.rollout
     revision = revision_of(result.task_definition)
-    values = dict(result=result, revision=revision, image=image, changes=changes, rollout=rollout)
+    values = dict(result=result, revision=revision, image=image, changes=changes, rollout=rollout, schedules=schedules)
     if result.ok:
+        unsynced = "; the schedules could not be updated" if schedules is not None and schedules.error else ""
         return await finish(
-            gh, config, req, announced, "success", f"deployed {revision}", "success",
-            f"{revision} running ({image.rsplit('/', 1)[-1]})", **values,
+            gh, config, req, announced, "success", f"deployed {revision}{unsynced}", "success",
+            f"{revision} running ({image.rsplit('/', 1)[-1]}){unsynced}", **values,
         )  # fmt: skip
     assert rollout is not None
     return await finish(
@@ -358,38 +361,33 @@ async def _deploy(
     )
     the_plan = plan(request, situation)
     image = compiled.image
+    wanted = scheduled_tasks(files.service.spec.tasks, files.service.spec.schedules)  # made to match on success
     if watch is None:
         changes = _changes(situation, compiled.task_definition)
         if not request.already_sent:
             announced = await announcing
             await deployment_status(gh, req, announced.deployment["id"], "in_progress", ROLLING_OUT + req.tag[:12],
                                     log_url=announced.log_url)  # fmt: skip
-        ran: list[TaskRun] = []
-        pre_deploy = commands(files.service)
-        if not request.already_sent and needed(the_plan, pre_deploy):  # waited for here: nothing watches
-            the_plan = await registered(ecs, the_plan)  # type: ignore[arg-type]  # needed() says: an Update
-            how = TaskWait(timeout=config.environment(req.environment).task_timeout_seconds, poll=wait.poll)
-            ran = await run_in_order(ecs, situation.service, str(the_plan.revision), req.service, pre_deploy, how)
-        if any(not t.succeeded for t in ran):
-            result = DeployResult(
-                req.service, req.environment, str(the_plan.revision), the_plan.reused, None, pre_deploy=ran
-            )
-        else:
-            result = await execute(ecs, the_plan, wait)
-            result.pre_deploy = ran
-        return await finish_rollout(gh, config, req, await announcing, result, image, changes)
+        how = TaskWait(timeout=config.environment(req.environment).task_timeout_seconds, poll=wait.poll)
+        pre_deploy = [] if request.already_sent else commands(files.service)
+        result = await execute_after_tasks(ecs, request, the_plan, situation.service, pre_deploy, how, wait)
+        synced = None
+        if result.ok and result.rollout is not None:  # the schedules follow a completed rollout only
+            synced = await schedules.sync_report(aws, req.environment, req.service, wanted, result.task_definition)
+        return await finish_rollout(gh, config, req, await announcing, result, image, changes, synced)
     if not request.already_sent:  # preDeploy tasks, or another deploy's still running: the job ends here
         held = await watch.before_update(
             gh, config, ecs, req, announcing, situation, the_plan, pre_deploy=commands(files.service), image=image,
             changes=lambda: _changes(situation, compiled.task_definition), desired_count=compiled.desired_count,
-            poll=wait.poll,
+            poll=wait.poll, schedules=wanted,
         )  # fmt: skip
         if held is not None:
             return held
     # the diff is for the report: made once UpdateService is sent, not before
     started = await watch.start(
-        ecs, req, the_plan, image=image, changes=lambda: _changes(situation, compiled.task_definition), wait=wait
-    )
+        ecs, req, the_plan, image=image, changes=lambda: _changes(situation, compiled.task_definition), wait=wait,
+        schedules=wanted,
+    )  # fmt: skip
     if started.watching is None:  # an earlier attempt's rollout ended while lemi was not watching
         changes = _changes(situation, compiled.task_definition)
         return await finish_rollout(gh, config, req, await announcing, started.result, image, changes)
@@ -427,16 +425,18 @@ class Watcher(Protocol):
         changes: Callable[[], str],
         desired_count: int | None,
         poll: float,
+        schedules: dict[str, ScheduledTask],
     ) -> DeployReport | None:
         """Just before UpdateService: start the preDeploy tasks, or wait for another deploy's (the
         report says so: the job ends); None: send UpdateService."""
         ...
 
     async def start(
-        self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: Callable[[], str], wait: Wait
-    ) -> Started:
+        self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: Callable[[], str], wait: Wait,
+        schedules: dict[str, ScheduledTask] | None,
+    ) -> Started:  # fmt: skip
         """Carry ``plan`` out and watch its rollout; ``changes()``: the task-definition diff for the
-        report, asked for once UpdateService is sent."""
+        report, asked for once UpdateService is sent; ``schedules``: made to match once it completed."""
         ...
 
     async def announced(self, req: DeployRequest, announced: Announced) -> None: ...

@@ -33,6 +33,7 @@ from bot.aws.ecs import Ecs
 from bot.aws.predeploy import needed, registered
 from bot.aws.rollout import Plan, Situation, Update
 from bot.core.config import Config
+from bot.core.schedules import ScheduledTask
 from bot.core.templating import render
 from bot.flows.deploy import (
     Announced,
@@ -86,7 +87,7 @@ async def before_update(
     chains: Chains, gh: GitHub, config: Config, ecs: Ecs, req: DeployRequest,
     announcing: asyncio.Future[Announced], situation: Situation, the_plan: Plan, *,
     pre_deploy: list[tuple[str, list[str]]], image: str, changes: Callable[[], str], desired_count: int | None,
-    command: CommandJob | None,
+    command: CommandJob | None, schedules: dict[str, ScheduledTask] | None = None,
 ) -> DeployReport | None:  # fmt: skip
     """Just before a deploy's UpdateService: wait for another deploy's running preDeploy tasks, or
     start this deploy's (the job then ends: outcome "waiting" or "watching"); None: go on."""
@@ -110,7 +111,7 @@ async def before_update(
     then = ContinueDeploy(
         req, [name for name, _ in rest], dict(pre_deploy), image, changes(), desired_count, the_plan.reused,
         int(announced.deployment["id"]), int(announced.run["id"]), announced.log_url, len(pre_deploy),
-        command=command,
+        command=command, schedules=schedules,
     )  # fmt: skip
     await start_task_watch(
         chains.watches, chains.wake, ecs, situation.service, revision, req.service, first, command_line,

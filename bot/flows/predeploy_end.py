@@ -114,7 +114,9 @@ async def _roll_out(rt: Runtime, gh: GitHub, body: TaskWatch, then: ContinueDepl
         the_plan = dc_replace(the_plan, reused=then.reused)
     watches = DeployWatches(RolloutWatches(rt.watches, rt.wake_watcher), then.command, pre_deploy=ran)
     wait = Wait(timeout=rt.settings.deploy_timeout_seconds, poll=rt.settings.deploy_poll_seconds)
-    started = await watches.start(ecs, req, the_plan, image=then.image, changes=lambda: then.changes, wait=wait)
+    started = await watches.start(
+        ecs, req, the_plan, image=then.image, changes=lambda: then.changes, wait=wait, schedules=then.schedules
+    )
     announced = announced_of(then)
     if started.watching is None:  # nothing to watch: its end is known
         started.result.pre_deploy = [_task_run(t, body.revision) for t in ran]

@@ -25,6 +25,7 @@ import msgspec
 
 from bot.aws import tasks as task_runs
 from bot.aws.ecs import Ecs, task_id
+from bot.core.schedules import ScheduledTask
 from bot.flows.answers import TaskRan
 from bot.flows.commands import earlier_reply, react, reply
 from bot.flows.runtime import Runtime
@@ -82,6 +83,7 @@ class ContinueDeploy(_Then, frozen=True, tag="deploy"):
     total: int = 1  # how many preDeploy tasks the deploy runs
     ran: list[RanTask] = []
     command: CommandJob | None = None  # ``/lemi deploy``: the command to answer at the end
+    schedules: dict[str, ScheduledTask] | None = None  # the deployed commit's, made to match once it completed
 
 
 TaskThen = ReplyRun | ContinueDeploy

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from msgspec.structs import replace
 
+from bot.aws import schedules
 from bot.aws.ecs import Ecs, StoppedTask, revision_of
 from bot.aws.history import mark_deployed
 from bot.aws.logs import stopped_tasks
@@ -39,6 +40,7 @@ from bot.flows.runtime import Runtime
 from bot.flows.watching import (
     Announcement,
     Ended,
+    ReplyCommand,
     ReportDeploy,
     RolloutWatch,
     Stopped,
@@ -159,6 +161,8 @@ async def _one(
             if again is not None and again.replaced_by:
                 watch, judged = again, body
         body = judged
+        if body.ended is not None and body.ended.outcome == "completed":
+            body = await _schedules(rt, body, described.get(body.service))
     if body.ended is None and not watch.replaced_by:
         body = await _show_progress(rt, body, announcement(watch), now)
         this.keep(watch, encode(body), now + body.poll)
@@ -220,6 +224,23 @@ async def _judge(ecs: Ecs, body: RolloutWatch, service: ServiceTypeDef | None, n
     return replace(body, ended=ended)
 
 
+async def _schedules(rt: Runtime, body: RolloutWatch, described: ServiceTypeDef | None) -> RolloutWatch:
+    """After a completed rollout: a deploy makes the schedules match its commit's file, a rollback
+    points them at the revision it restored (kept on the verdict, so a report sent again does not
+    do it again). A failure is reported beside the success, never instead of it."""
+    then, ended = body.then, body.ended
+    assert ended is not None
+    aws = rt.aws()
+    if isinstance(then, ReportDeploy) and then.schedules is not None:
+        report = await schedules.sync_report(aws, body.environment, body.service, then.schedules, body.revision,
+                                             described)  # fmt: skip
+    elif isinstance(then, ReplyCommand) and then.job.invocation.command.name == "rollback":
+        report = await schedules.repoint_report(aws, body.environment, body.service, body.revision)
+    else:
+        return body
+    return replace(body, ended=replace(ended, schedules=report))
+
+
 async def _show_progress(rt: Runtime, body: RolloutWatch, note: Announcement | None, now: float) -> RolloutWatch:
     """Update a deploy's check run title when the rollout's counts changed (at most every PROGRESS_EVERY s)."""
     state, then = body.state, body.then
@@ -274,7 +295,11 @@ async def _report(rt: Runtime, watch: Watch, body: RolloutWatch) -> None:
         if replaced:
             report = await finish_replaced(gh, rt.config, req, announced, replaced)
         else:
-            report = await finish_rollout(gh, rt.config, req, announced, _result(rt, body), then.image, then.changes)
+            ended = body.ended
+            synced = ended.schedules if ended is not None else None
+            report = await finish_rollout(
+                gh, rt.config, req, announced, _result(rt, body), then.image, then.changes, synced
+            )
         if then.command is not None:
             await _answer(gh, then.command.invocation, Deployed(report), then.command.target)
         return
@@ -284,7 +309,7 @@ async def _report(rt: Runtime, watch: Watch, body: RolloutWatch) -> None:
     if replaced:
         answer = Failed(f"the rollout was replaced by a newer one ({replaced}) before it ended")
     else:
-        answer = RolledOut(_result(rt, body))
+        answer = RolledOut(_result(rt, body), body.ended.schedules if body.ended is not None else None)
     await _answer(gh, inv, answer, then.job.target)
 
 

@@ -36,6 +36,7 @@ from bot.aws.rollout import (
     start,
 )
 from bot.core.config import Config
+from bot.core.schedules import ScheduledTask, SyncReport
 from bot.flows import predeploy
 from bot.flows.deploy import Announced, DeployReport
 from bot.flows.predeploy import Chains
@@ -92,6 +93,7 @@ class Ended(msgspec.Struct, frozen=True):
     events: list[str] = []
     stopped: list[Stopped] = []
     warnings: list[str] = []  # a completed rollout lemi could not tag deployed
+    schedules: SyncReport | None = None  # what a completed deploy or rollback did to the schedules
 
 
 class Announcement(msgspec.Struct, frozen=True):
@@ -109,6 +111,9 @@ class ReportDeploy(msgspec.Struct, frozen=True, tag="deploy"):
     image: str
     changes: str
     command: CommandJob | None = None
+    # the deployed commit's spec.schedules, made to match once the rollout completed (None: a watch
+    # stored before lemi managed schedules; the schedules are left alone)
+    schedules: dict[str, ScheduledTask] | None = None
     pre_deploy: list[RanTask] = []  # the preDeploy tasks that ran before UpdateService
 
 
@@ -246,25 +251,27 @@ class DeployWatches:
         self, gh: GitHub, config: Config, ecs: Ecs, req: DeployRequest, announcing: asyncio.Future[Announced],
         situation: Situation, the_plan: Plan, *, pre_deploy: list[tuple[str, list[str]]], image: str,
         changes: Callable[[], str], desired_count: int | None, poll: float,
+        schedules: dict[str, ScheduledTask],
     ) -> DeployReport | None:  # fmt: skip
         """Wait for another deploy's running preDeploy tasks, or start this one's (bot/flows/predeploy.py)."""
         timeout = float(config.environment(req.environment).task_timeout_seconds)
         chains = Chains(self.rollouts.watches, self.rollouts.wake, timeout=timeout, poll=poll)
         return await predeploy.before_update(
             chains, gh, config, ecs, req, announcing, situation, the_plan, pre_deploy=pre_deploy, image=image,
-            changes=changes, desired_count=desired_count, command=self.command,
+            changes=changes, desired_count=desired_count, command=self.command, schedules=schedules,
         )  # fmt: skip
 
     async def exists(self, req: DeployRequest) -> bool:
         return await self.rollouts.watches.get(watch_id(req)) is not None
 
     async def start(
-        self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: Callable[[], str], wait: Wait
-    ) -> Started:
+        self, ecs: Ecs, req: DeployRequest, plan: Plan, *, image: str, changes: Callable[[], str], wait: Wait,
+        schedules: dict[str, ScheduledTask] | None,
+    ) -> Started:  # fmt: skip
         """The task-definition diff (``changes()``) is made once UpdateService is sent: a watch
         recorded before it has none (it is reported without one only if lemi stopped in between)."""
         key = service_key(req.repository, req.service, req.environment)
-        then = ReportDeploy(req, image, "", self.command, self.pre_deploy)
+        then = ReportDeploy(req, image, "", self.command, schedules, self.pre_deploy)
 
         def with_changes(then: Then) -> Then:
             return msgspec.structs.replace(then, changes=changes()) if isinstance(then, ReportDeploy) else then

@@ -805,7 +805,10 @@ succeeds only when that container stops with exit code 0. `preDeploy` tasks
 run in the revision about to be deployed, before `UpdateService`; a failure
 stops the deploy. `lemi run TASK` and `/lemi run TASK` run one in the running
 revision. Schedules are EventBridge Scheduler schedules that lemi creates,
-updates and deletes on each successful deploy. `cron` is AWS's six-field form,
+updates and deletes on each successful deploy, in the group `<service>-<env>`,
+running the deployed revision in the ECS service's network configuration as
+the role `<service>-<env>-scheduler`; a rollback points them at the revision
+it restores. `cron` is AWS's six-field form,
 `minutes hours day-of-month month day-of-week year` (weekdays 1 = SUN … 7 =
 SAT, or `MON-FRI`); a five-field Unix expression is refused with the
 six-field form it meant.
@@ -872,7 +875,17 @@ ACTION_USES = {
     "ecs:UpdateService": "deploy, `restart` (force a new deployment), `rollback`",
     "ecs:StopTask": "`stop-task`",
     "ecs:ExecuteCommand": "`lemi service exec` (ECS Exec)",
-    "iam:PassRole": "registering a task definition that names the `<service>-<env>-execution` and `-task` roles",
+    "iam:PassRole": "registering a task definition that names the `<service>-<env>-execution` and `-task` roles; "
+    "a schedule that runs as `<service>-<env>-scheduler`",
+    "scheduler:ListSchedules": "after a deploy or rollback, and `status`: the schedules of `<service>-<env>`",
+    "scheduler:GetSchedule": "after a deploy or rollback, and `status`: each schedule, to compare or list it",
+    "scheduler:GetScheduleGroup": "after a deploy: does the group `<service>-<env>` exist",
+    "scheduler:CreateScheduleGroup": "after a deploy: the group, the first time the file has schedules",
+    "scheduler:TagResource": "creating the group with its tags (AWS checks it on create)",
+    "scheduler:CreateSchedule": "after a deploy: a schedule new in the file",
+    "scheduler:UpdateSchedule": "after a deploy: a schedule that changed or runs a new revision; after a rollback",
+    "scheduler:DeleteSchedule": "after a deploy: a schedule the file no longer has",
+    "scheduler:DeleteScheduleGroup": "after a deploy whose file has no schedules left",
     "ecr:DescribeImages": "verify: the image `<sha>` is in ECR (a push deploy waits for the build)",
     "secretsmanager:DescribeSecret": "verify: each secret exists and is not scheduled for deletion",
     "secretsmanager:GetSecretValue": "verify, only for `name:json-key::` references: the key exists (the value is never shown)",
@@ -1025,10 +1038,11 @@ with the cluster.
 
 This is the policy of README.md, where a test (tests/test_aws_operate.py)
 runs every operation and checks that it allows exactly what the code calls,
-plus three permissions AWS checks without an API call of their own:
-`iam:PassRole` (registering a task definition with roles),
-`ecs:ExecuteCommand` (exec) and `kms:Decrypt` (reading a JSON key of a secret
-under a customer-managed key).
+plus four permissions AWS checks without an API call of their own:
+`iam:PassRole` (registering a task definition with roles; a schedule's role),
+`scheduler:TagResource` (creating a tagged schedule group), `ecs:ExecuteCommand`
+(exec) and `kms:Decrypt` (reading a JSON key of a secret under a
+customer-managed key).
 
 ```json
 {text.rstrip()}
@@ -1042,6 +1056,13 @@ secret's value (ECS injects secrets into the task itself, with the task's
 execution role). Nothing in this policy can create, change or delete a
 secret, a parameter, an image, a role or a cluster: those belong to the
 infra repository's Terraform.
+
+The `ManageSchedules` statement can be narrowed to the services the role
+deploys: a service's schedules live in the group `<service>-<env>`, so
+`schedule/<service>-<env>/*` and `schedule-group/<service>-<env>` are all
+lemi touches. The role each schedule runs as, `<service>-<env>-scheduler`,
+comes from the infra repository (the example module makes it): it may run
+only that service's task definitions and pass only its two roles.
 
 ### Scoping secrets and parameters
 

@@ -8,7 +8,8 @@
 # Names follow lemi's conventions (bot/conventions.py):
 #   ECS service          <name>                       in the environment's cluster
 #   task def family      <name>-<env>
-#   IAM roles            <name>-<env>-execution, <name>-<env>-task
+#   IAM roles            <name>-<env>-execution, <name>-<env>-task, <name>-<env>-scheduler
+#   schedule group       <name>-<env> (lemi creates it and its schedules on deploy)
 #   log group            /ecs/<name>-<env>
 #   container            <name>, HTTP on 8080 (metrics on :8080/metrics)
 #   internal URL         https://<name>-internal.<env>.<domain>
@@ -259,6 +260,71 @@ resource "aws_iam_role_policy_attachment" "task" {
 
   role       = aws_iam_role.task[each.value.env].name
   policy_arn = each.value.policy_arn
+}
+
+# The role EventBridge Scheduler assumes to run the schedules lemi keeps in the
+# group <name>-<env> (spec.schedules): it may run this service's task
+# definitions in the environment's cluster, pass its two roles to ECS, and tag
+# the tasks it starts (they carry the task definition's tags).
+resource "aws_iam_role" "scheduler" {
+  for_each = local.environments
+
+  name        = "${var.name}-${each.key}-scheduler"
+  description = "EventBridge Scheduler role of ${var.name} (${each.key}): runs the service's scheduled tasks. Managed by lemi's ecs-service module."
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "scheduler.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = {
+        StringEquals = { "aws:SourceAccount" = local.account_id }
+        ArnLike      = { "aws:SourceArn" = "arn:${local.partition}:scheduler:${local.region}:${local.account_id}:schedule/${var.name}-${each.key}/*" }
+      }
+    }]
+  })
+  max_session_duration = 3600
+
+  tags = merge(local.tags, { "environment" = each.key })
+}
+
+resource "aws_iam_role_policy" "scheduler" {
+  for_each = local.environments
+
+  name = "lemi-scheduler"
+  role = aws_iam_role.scheduler[each.key].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "RunTasks"
+        Effect   = "Allow"
+        Action   = ["ecs:RunTask"]
+        Resource = ["arn:${local.partition}:ecs:${local.region}:${local.account_id}:task-definition/${var.name}-${each.key}:*"]
+        Condition = {
+          ArnEquals = { "ecs:cluster" = each.value.cluster_arn }
+        }
+      },
+      {
+        Sid      = "TagTasks"
+        Effect   = "Allow"
+        Action   = ["ecs:TagResource"]
+        Resource = "*"
+        Condition = {
+          StringEquals = { "ecs:CreateAction" = "RunTask" }
+        }
+      },
+      {
+        Sid      = "PassTaskRoles"
+        Effect   = "Allow"
+        Action   = ["iam:PassRole"]
+        Resource = [aws_iam_role.execution[each.key].arn, aws_iam_role.task[each.key].arn]
+        Condition = {
+          StringEquals = { "iam:PassedToService" = "ecs-tasks.amazonaws.com" }
+        }
+      },
+    ]
+  })
 }
 
 # ---------------------------------------------------------------------------

@@ -57,3 +57,8 @@ output "ecr_repository_url" {
   description = "The image repository in this account and region (created here, or expected to exist when create_ecr_repository is false)."
   value       = "${local.account_id}.dkr.ecr.${local.region}.${data.aws_partition.current.dns_suffix}/${var.image}"
 }
+
+output "scheduler_role_arns" {
+  description = "Per environment: <name>-<env>-scheduler, the role EventBridge Scheduler runs the service's schedules as."
+  value       = { for env, r in aws_iam_role.scheduler : env => r.arn }
+}

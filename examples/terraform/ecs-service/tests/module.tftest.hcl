@@ -88,6 +88,10 @@ run "one_account_gets_every_environment" {
     error_message = "roles are trusted by ECS tasks"
   }
   assert {
+    condition     = aws_iam_role.scheduler["staging"].name == "demo-service-staging-scheduler" && jsondecode(aws_iam_role.scheduler["staging"].assume_role_policy).Statement[0].Principal.Service == "scheduler.amazonaws.com"
+    error_message = "the scheduler role <name>-<env>-scheduler is trusted by EventBridge Scheduler"
+  }
+  assert {
     condition     = aws_cloudwatch_log_group.this["prod"].name == "/ecs/demo-service-prod"
     error_message = "log group /ecs/<name>-<env>"
   }
