@@ -25,7 +25,7 @@ spec:
 """
 
 # every command a user can see; a command that is not built must not be listed
-COMMANDS = {"compile", "config", "deploy", "diff", "provision", "schema", "serve", "service", "verify", "worker"}
+COMMANDS = {"compile", "config", "deploy", "diff", "provision", "run", "schema", "serve", "service", "verify", "worker"}
 SERVICE_COMMANDS = {"exec", "list-tasks", "new", "prune", "restart", "rollback", "status", "stop-task"}
 
 
@@ -51,7 +51,7 @@ def test_help_lists_exactly_the_built_commands(capsys: pytest.CaptureFixture[str
 
 @pytest.mark.parametrize(
     "argv",
-    [["verify"], ["compile"], ["deploy"], ["diff"], ["schema"], ["serve"], ["worker"], ["config", "check"]]
+    [["verify"], ["compile"], ["deploy"], ["diff"], ["run"], ["schema"], ["serve"], ["worker"], ["config", "check"]]
     + [["service", name] for name in sorted(SERVICE_COMMANDS)],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -97,6 +97,9 @@ class Environment(StrictModel):
     image_wait_seconds: int = Field(
         600, ge=0, le=3600, description="how long a push deploy waits for its image to appear in ECR"
     )
+    task_timeout_seconds: int = Field(
+        3600, ge=1, le=604800, description="how long a one-off task (lemi run, /lemi run) may run before lemi stops it"
+    )
 
 
 class Datadog(StrictModel):
