@@ -300,3 +300,92 @@ def test_a_task_watch_resumes_on_a_new_watcher_after_the_lease(
     (reply,) = env.replies()
     assert "**exit code 7**" in reply and "Failed: exited with code 7" in reply
     assert len(tasks.runs) == 1  # watched, never started again
+
+
+# ---- starting a task watch: a retried job never starts a second task -------------------------
+
+
+def _job() -> Any:
+    from bot.core.command_parser import Command
+    from bot.store.jobs import CommandJob, Invocation, Target
+
+    inv = Invocation(REPO, 1, 42, "alice", "b" * 40, Command("run", argument="migrate"), 7, "delivery-1")
+    return CommandJob(inv, Target(SERVICE, ENV, "b" * 40))
+
+
+async def _start(world: aws_world.World, watches: SQLiteWatches, service: dict[str, Any] | None = None) -> Any:
+    from bot.aws.clients import AwsClients
+    from bot.aws.ecs import Ecs
+    from bot.flows.task_watch import ReplyRun, run_watch_id, start_task_watch, task_key
+
+    job = _job()
+    async with AwsClients(world.config) as aws:
+        ecs = await Ecs.open(aws, ENV)
+        described = service or await ecs.describe_service(SERVICE)
+        return await start_task_watch(
+            watches, lambda: None, ecs, described, described["taskDefinition"], SERVICE, "migrate", MIGRATE,  # type: ignore[arg-type]
+            ident=run_watch_id(job), key=task_key(REPO, SERVICE, ENV), then=ReplyRun(job), timeout=60.0, poll=0.5,
+            clock=time.time,
+        )  # fmt: skip
+
+
+async def test_a_retried_job_finds_its_task_watch_and_starts_nothing(
+    world: aws_world.World, tasks: ecs_tasks.TaskSim, tmp_path: Path
+) -> None:
+    from bot.flows.task_watch import decode
+
+    watches = SQLiteWatches(tmp_path / "w.db")
+    try:
+        first = await _start(world, watches)
+        again = await _start(world, watches)
+        assert len(tasks.runs) == 1 and first.arn == again.arn == tasks.runs[0].task.task_arn
+        (stored,) = await watches.claim("w", time.time() + 1, 5.0)
+        assert stored.id == "task:run:acme/demo-service:demo-service:staging:42" and stored.group == ENV
+        assert decode(stored.body).arn == first.arn and stored.key != "acme/demo-service:demo-service:staging"
+    finally:
+        await watches.close()
+
+
+async def test_a_task_lemi_cannot_tell_started_is_answered_as_unknown_not_run_again(
+    world: aws_world.World, tasks: ecs_tasks.TaskSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.aws import tasks as task_runs
+    from bot.flows.task_watch import decode
+
+    watches = SQLiteWatches(tmp_path / "w.db")
+    original = task_runs.start
+
+    async def dies_after_run_task(*args: Any) -> Any:
+        await original(*args)
+        raise TimeoutError  # RunTask's answer never came: lemi cannot tell whether ECS started it
+
+    try:
+        with monkeypatch.context() as patched, pytest.raises(TimeoutError):
+            patched.setattr(task_runs, "start", dies_after_run_task)
+            await _start(world, watches)
+        (left,) = await watches.claim("w", time.time() + 3600, 5.0)
+        assert decode(left.body).arn == "" and left.due > time.time() + 60  # not due before its bound
+        await watches.release("w")
+        again = await _start(world, watches)  # the retried job
+        assert len(tasks.runs) == 1
+        assert again.ended is not None and not again.ended.succeeded
+        assert "whether it ran is unknown" in again.ended.reason
+        (due,) = await watches.claim("w", time.time() + 1, 5.0)  # due at once: the watcher answers now
+        assert decode(due.body).ended == again.ended
+    finally:
+        await watches.close()
+
+
+async def test_a_task_ecs_cannot_start_leaves_no_watch(
+    world: aws_world.World, tasks: ecs_tasks.TaskSim, tmp_path: Path
+) -> None:
+    from bot.aws.errors import OperationError
+
+    watches = SQLiteWatches(tmp_path / "w.db")
+    try:
+        broken = {"serviceName": SERVICE, "taskDefinition": "demo-service-staging:1", "launchType": "FARGATE"}
+        with pytest.raises(OperationError, match="no network configuration"):
+            await _start(world, watches, broken)
+        assert await watches.count() == 0 and tasks.runs == []
+    finally:
+        await watches.close()

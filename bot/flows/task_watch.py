@@ -8,15 +8,19 @@ watcher sends those to bot/flows/task_poll.py) and whose key is ``task:`` + the 
 so a rollout of the same service never marks it replaced.
 
 Starting one (:func:`start_task_watch`) records the watch *before* RunTask, with no task ARN,
-due only once the task's bound has passed; then sends RunTask and records the ARN, due at once.
+due only once the task's bound has passed; then sends RunTask (with an idempotency token made
+from the watch id, so the SDK's own retries start one task) and records the ARN, due at once.
 So a job retried after RunTask never starts a second task: it finds the watch by its id and
-starts nothing. If the process stopped between RunTask and recording the ARN, lemi cannot tell
-whether ECS started the task: the watch is reported as a failure saying so (the retried job
-makes it due at once; otherwise the watcher does when its bound passes), never run again.
+starts nothing. When ECS certainly started nothing (lemi or AWS refused RunTask) the watch is
+dropped and the job answers the error. When lemi cannot tell -- the process stopped between
+RunTask and recording the ARN, or RunTask's answer never came -- the watch is reported as a
+failure saying so (a retried job makes it due at once; otherwise the watcher does when its
+bound passes), and the task is never sent again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -25,6 +29,8 @@ import msgspec
 
 from bot.aws import tasks as task_runs
 from bot.aws.ecs import Ecs, task_id
+from bot.aws.errors import AwsError
+from bot.core.errors import UserError
 from bot.flows.answers import TaskRan
 from bot.flows.commands import earlier_reply, react, reply
 from bot.flows.runtime import Runtime
@@ -127,15 +133,24 @@ async def start_task_watch(
                      now, timeout, poll)  # fmt: skip
     await watches.add(ident, key, ecs.environment, encode(body), now + timeout + poll)
     try:
-        started = await task_runs.start(ecs, service_desc, revision, container, name, command)
-    except BaseException:  # nothing was started: nothing to watch (the job answers the error)
-        await watches.discard(ident)
+        token = hashlib.sha256(ident.encode()).hexdigest()  # 64 characters, ECS's limit
+        started = await task_runs.start(ecs, service_desc, revision, container, name, command, token)
+    except Exception as exc:
+        if _not_started(exc):  # nothing to watch: the job answers the error
+            await watches.discard(ident)
+        # else RunTask may have reached ECS: the watch stays, so a retry answers, never runs it again
         raise
     body = msgspec.structs.replace(body, arn=started.arn)
     await watches.add(ident, key, ecs.environment, encode(body), clock() + poll)
     log.info("started task %s of %s in %s: %s", name, body.service, ecs.environment, started.id)
     wake()
     return body
+
+
+def _not_started(exc: Exception) -> bool:
+    """Did ECS certainly start nothing? lemi refused before sending RunTask, or AWS answered it
+    with an error; not when the answer never came (a network failure, a timeout)."""
+    return isinstance(exc, UserError) or (isinstance(exc, AwsError) and bool(exc.code))
 
 
 def repository_of(body: TaskWatch) -> str:
