@@ -389,3 +389,71 @@ async def test_a_task_ecs_cannot_start_leaves_no_watch(
         assert await watches.count() == 0 and tasks.runs == []
     finally:
         await watches.close()
+
+
+def test_a_lock_holds_runs_of_others(make: Callable[..., Any]) -> None:
+    env, tasks = make()
+    env.comment("/lemi lock", "alice")
+    cid = env.comment("/lemi run migrate", "bob")
+    assert "❌ Not done: `staging` is locked by @alice" in env.replies()[-1]
+    assert env.reactions(cid) == ["eyes", "confused"] and tasks.runs == []
+    cid = env.comment("/lemi run migrate", "alice")  # the holder's own run goes
+    assert env.reactions(cid) == ["eyes", "rocket"] and len(tasks.runs) == 1
+
+
+# ---- the watcher's task round -----------------------------------------------------------------
+
+
+class _Runtime:
+    """What poll_tasks uses of the runtime: the watches and the AWS clients."""
+
+    def __init__(self, watches: SQLiteWatches, aws: Any) -> None:
+        self.watches = watches
+        self._aws = aws
+
+    def aws(self) -> Any:
+        return self._aws
+
+
+async def test_an_unreadable_task_watch_is_dropped_and_a_refused_report_is_tried_again(
+    world: aws_world.World, tasks: ecs_tasks.TaskSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    from bot.aws.clients import AwsClients
+    from bot.flows import task_poll
+    from bot.flows.task_watch import decode
+    from bot.github.errors import GitHubUnreachable
+
+    watches = SQLiteWatches(tmp_path / "w.db")
+    reports: list[str] = []
+
+    async def refused(rt: Any, watch: Any, body: Any) -> None:
+        reports.append(body.ended.reason)
+        raise GitHubUnreachable("GitHub could not be reached")
+
+    monkeypatch.setattr(task_poll, "finish_task", refused)
+    try:
+        tasks.script("migrate", ecs_tasks.exits(5, after=1))
+        started = await _start(world, watches)
+        await watches.add("task:run:garbage", "task:x", ENV, b"{not json", 0.0)
+        async with AwsClients(world.config) as aws:
+            rt = _Runtime(watches, aws)
+            await task_poll.poll_tasks(rt, "w", await watches.claim("w", time.time() + 120, 5.0))  # type: ignore[arg-type]
+            running = await watches.get(f"task:run:{REPO}:{SERVICE}:{ENV}:42")
+            assert running is not None and decode(running.body).status.startswith("RUNNING since")
+            assert reports == []
+            for attempt in range(1, task_poll.REPORT_ATTEMPTS + 1):
+                claimed = await watches.claim("w", time.time() + 120, 5.0)
+                await task_poll.poll_tasks(rt, "w", claimed)  # type: ignore[arg-type]
+                left = await watches.get(f"task:run:{REPO}:{SERVICE}:{ENV}:42")
+                if attempt == 1:
+                    assert await watches.get("task:run:garbage") is None
+                    assert "dropping task watch task:run:garbage" in caplog.text
+                if attempt < task_poll.REPORT_ATTEMPTS:
+                    assert left is not None and decode(left.body).report_attempts == attempt
+                else:
+                    assert left is None  # given up after REPORT_ATTEMPTS, with an error log
+        assert reports == ["exited with code 5"] * task_poll.REPORT_ATTEMPTS
+        assert tasks.runs[0].looks == 2 and tasks.runs[0].task.task_arn == started.arn  # judged once, kept
+    finally:
+        await watches.close()
