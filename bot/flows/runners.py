@@ -52,7 +52,7 @@ from bot.flows.commands import RANKS, Invocation, Refused, Target, load_files, l
 from bot.flows.deploy import DeployRequest, run_deploy
 from bot.flows.provision import PullRequest, provision_pull_request
 from bot.flows.runtime import Runtime
-from bot.flows.task_watch import ReplyRun, run_watch_id, start_task_watch, task_key
+from bot.flows.task_watch import ReplyRun, resume_task_watch, run_watch_id, start_task_watch, task_key
 from bot.flows.watching import DeployWatches, RolloutWatches, command_watch_id, watch_command
 from bot.github.client import GitHub
 from bot.store.jobs import CommandJob, service_key
@@ -315,6 +315,9 @@ class RunTask(QueuedRunner):
         inv, target, ctx = job.invocation, job.target, call.ctx
         name = inv.command.argument
         assert name is not None  # the parser requires a task name
+        ident = run_watch_id(job)
+        if await resume_task_watch(ctx.watches, ctx.wake_watcher, ident, clock=time.time) is not None:
+            return Watched()  # a retried job: its task was started (or may have been), never again
         try:
             files = await load_files(call.gh, ctx.config, inv, target)
         except Invalid as exc:
@@ -327,7 +330,7 @@ class RunTask(QueuedRunner):
         service = await ecs.describe_service(target.service)
         await start_task_watch(
             ctx.watches, ctx.wake_watcher, ecs, service, service["taskDefinition"], target.service, name, tasks[name],
-            ident=run_watch_id(job), key=task_key(inv.repository, target.service, target.environment),
+            ident=ident, key=task_key(inv.repository, target.service, target.environment),
             then=ReplyRun(job), timeout=ctx.config.environment(target.environment).task_timeout_seconds,
             poll=ctx.settings.deploy_poll_seconds, clock=time.time,
         )  # fmt: skip

@@ -112,21 +112,33 @@ def run_watch_id(job: CommandJob) -> str:
     return f"{PREFIX}run:{service_key(inv.repository, t.service, t.environment)}:{inv.comment_id}"
 
 
+async def resume_task_watch(
+    watches: Watches, wake: Callable[[], None], ident: str, *, clock: Callable[[], float]
+) -> TaskWatch | None:
+    """The task watch ``ident`` a job recorded before (None: there is none, start it). One whose
+    task lemi cannot tell was started (no ARN: its job stopped mid-start) is ended as unknown
+    and made due at once, so the watcher answers now."""
+    found = await watches.get(ident)
+    if found is None:
+        return None
+    existing = decode(found.body)
+    if not existing.arn and existing.ended is None:
+        ended = TaskEnded(False, UNKNOWN_START.format(name=existing.task), None, clock() - existing.started)
+        existing = msgspec.structs.replace(existing, ended=ended)
+        await watches.add(ident, found.key, found.group, encode(existing), clock())
+        wake()
+    return existing
+
+
 async def start_task_watch(
     watches: Watches, wake: Callable[[], None], ecs: Ecs, service_desc: ServiceTypeDef, revision: str,
     container: str, name: str, command: Sequence[str], *, ident: str, key: str, then: TaskThen,
     timeout: float, poll: float, clock: Callable[[], float],
 ) -> TaskWatch:  # fmt: skip
     """Start task ``name`` and leave it to the watcher (see the module's rules). A watch ``ident``
-    already recorded (a retried job) starts nothing: it is returned as it is."""
-    found = await watches.get(ident)
-    if found is not None:
-        existing = decode(found.body)
-        if not existing.arn and existing.ended is None:  # the process stopped mid-start: report it now
-            ended = TaskEnded(False, UNKNOWN_START.format(name=name), None, clock() - existing.started)
-            existing = msgspec.structs.replace(existing, ended=ended)
-            await watches.add(ident, key, ecs.environment, encode(existing), clock())
-            wake()
+    already recorded (a retried job) starts nothing: it is returned as :func:`resume_task_watch` leaves it."""
+    existing = await resume_task_watch(watches, wake, ident, clock=clock)
+    if existing is not None:
         return existing
     now = clock()
     body = TaskWatch(then, service_desc.get("serviceName", ""), ecs.environment, name, "", revision, container,
