@@ -24,6 +24,7 @@ from typing import Any
 
 import aws_world
 import ecs_sim
+import ecs_tasks
 import pytest
 from aiobotocore.session import AioSession
 from aiobotocore.session import get_session as aio_get_session
@@ -36,6 +37,7 @@ from moto.moto_api import state_manager
 import bot.aws.clients as clients_module
 from bot.aws import logs as app_logs
 from bot.aws import operate, schedules
+from bot.aws import tasks as task_runs
 from bot.aws.clients import AwsClients
 from bot.aws.ecs import Ecs, revision_of
 from bot.aws.exec import PLUGIN, open_session
@@ -913,7 +915,7 @@ def test_cli_with_only_protected_environments_prod_must_be_named(
 
 # Permissions AWS checks without an API call of their own, so on_call cannot observe them:
 EXTRA = {
-    "iam:PassRole",  # RegisterTaskDefinition passes the task roles to ECS; CreateSchedule the scheduler role
+    "iam:PassRole",  # RegisterTaskDefinition and RunTask pass the task roles to ECS; CreateSchedule the scheduler role
     "scheduler:TagResource",  # CreateScheduleGroup with tags needs it (tag-on-create authorization)
     "ecs:ExecuteCommand",  # `lemi service exec`: an API call, but moto does not implement it
     "kms:Decrypt",  # GetSecretValue of a secret encrypted with a customer-managed KMS key
@@ -959,7 +961,9 @@ async def test_restart_and_rollback_describe_the_service_once_before_updating_it
             assert before_update.count("DescribeServices") == 1, (run.__name__, calls)
 
 
-async def test_readme_policy_allows_exactly_what_lemi_calls(world: aws_world.World, sim: ecs_sim.Sim) -> None:
+async def test_readme_policy_allows_exactly_what_lemi_calls(
+    world: aws_world.World, sim: ecs_sim.Sim, tasks: ecs_tasks.TaskSim
+) -> None:
     policy = readme_policy()
     assert policy["Version"] == "2012-10-17"
     calls: set[tuple[str, str]] = set()
@@ -985,12 +989,19 @@ async def test_readme_policy_allows_exactly_what_lemi_calls(world: aws_world.Wor
         status = await operate.status(aws, ENV, SERVICE)
         assert status.revision == f"{FAMILY}:1" and [s.revision for s in status.schedules] == [f"{FAMILY}:1"]
         assert (await schedules.sync(aws, ENV, SERVICE, {}, world.first_revision)).deleted == ["nightly"]
-        tasks = await operate.list_tasks(aws, ENV, SERVICE)
-        await operate.stop_task(aws, ENV, SERVICE, tasks[0].task_id, reason="iam test")
+        running = await operate.list_tasks(aws, ENV, SERVICE)
+        await operate.stop_task(aws, ENV, SERVICE, running[0].task_id, reason="iam test")
         assert await operate.list_tasks(aws, ENV, SERVICE, stopped=True)
         assert (await operate.diff(aws, ENV, SERVICE, compiled(world, "v1").task_definition)).different is False
         world.ecs().register_task_definition(**compiled(world, "v3").task_definition)
         assert (await operate.prune(aws, ENV, SERVICE, keep=1)).deregistered == [f"{FAMILY}:2"]
+        # a one-off task (lemi run): RunTask, DescribeTasks until it ends, StopTask past its bound
+        ecs = await Ecs.open(aws, ENV)
+        service = await ecs.describe_service(SERVICE)
+        tasks.script("migrate", ecs_tasks.forever())
+        started = await task_runs.start(ecs, service, service["taskDefinition"], SERVICE, "migrate", ["bin/migrate"])
+        end = await task_runs.wait(ecs, started.arn, SERVICE, task_runs.TaskWait(timeout=0.05, poll=0.01))
+        assert end.reason.startswith("ran past its bound")
     # `lemi logs` and a failed rollout's last lines, where an environment logs to CloudWatch
     logs_client = aws_world.client("logs", world.endpoint)
     logs_client.create_log_group(logGroupName=f"/ecs/{FAMILY}")
@@ -1001,7 +1012,7 @@ async def test_readme_policy_allows_exactly_what_lemi_calls(world: aws_world.Wor
     observed = {f"{service}:{operation}" for service, operation in calls}
     # the hook saw the operations that matter (a hook that records nothing must not pass)
     assert {"ecs:RegisterTaskDefinition", "ecs:UpdateService", "ecs:StopTask", "ecs:DeregisterTaskDefinition",
-            "ecs:TagResource", "ecs:ListTagsForResource",  # the deploy history: tag a completed rollout, read it
+            "ecs:RunTask", "ecs:TagResource", "ecs:ListTagsForResource",  # the deploy history
             "secretsmanager:GetSecretValue", "ssm:GetParameters", "ecr:DescribeImages",
             "logs:FilterLogEvents", "scheduler:CreateSchedule",
             "scheduler:UpdateSchedule", "scheduler:DeleteScheduleGroup"} <= observed  # fmt: skip

@@ -32,6 +32,7 @@ COMMANDS = {
     "diff",
     "logs",
     "provision",
+    "run",
     "schema",
     "serve",
     "service",
@@ -63,7 +64,18 @@ def test_help_lists_exactly_the_built_commands(capsys: pytest.CaptureFixture[str
 
 @pytest.mark.parametrize(
     "argv",
-    [["verify"], ["compile"], ["deploy"], ["diff"], ["logs"], ["schema"], ["serve"], ["worker"], ["config", "check"]]
+    [
+        ["verify"],
+        ["compile"],
+        ["deploy"],
+        ["diff"],
+        ["logs"],
+        ["run"],
+        ["schema"],
+        ["serve"],
+        ["worker"],
+        ["config", "check"],
+    ]
     + [["service", name] for name in sorted(SERVICE_COMMANDS)],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -97,8 +97,8 @@ def _alice_locked(env: Env) -> dict[str, Any]:
 
 def check_help(env: Env, reply: str, ctx: dict[str, Any]) -> None:
     assert "Usage: `/lemi <command> [-e ENV] [-s SERVICE]`" in reply
-    for name in ("help", "status", "tasks", "restart", "deploy <image-tag>", "rollback", "stop-task <task-id>",
-                 "verify", "diff", "provision", "lock", "unlock"):  # fmt: skip
+    for name in ("help", "status", "tasks", "restart", "deploy <image-tag>", "rollback", "run <task>",
+                 "stop-task <task-id>", "verify", "diff", "provision", "lock", "unlock"):  # fmt: skip
         assert f"- `/lemi {name}`" in reply
 
 

@@ -70,11 +70,13 @@ class Started:
 
 
 def run_parameters(
-    cluster: str, service: ServiceTypeDef, revision: str, container: str, name: str, command: Sequence[str]
-) -> dict[str, Any]:
+    cluster: str, service: ServiceTypeDef, revision: str, container: str, name: str, command: Sequence[str],
+    client_token: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """RunTask's parameters for task ``name`` of ``service`` in ``revision``: the service's own
     network configuration and launch type (or capacity provider strategy), the command on its
-    container. Pure."""
+    container; ``client_token``: ECS's idempotency token (the SDK's own retries of one RunTask
+    start one task). Pure."""
     network = service.get("networkConfiguration")
     if not network:
         raise OperationError(
@@ -90,6 +92,8 @@ def run_parameters(
         "networkConfiguration": network,
         "overrides": {"containerOverrides": [{"name": container, "command": list(command)}]},
     }
+    if client_token:
+        params["clientToken"] = client_token
     strategy = service.get("capacityProviderStrategy")
     if strategy:
         params["capacityProviderStrategy"] = strategy
@@ -101,10 +105,12 @@ def run_parameters(
 
 
 async def start(
-    ecs: Ecs, service: ServiceTypeDef, revision: str, container: str, name: str, command: Sequence[str]
-) -> Started:
+    ecs: Ecs, service: ServiceTypeDef, revision: str, container: str, name: str, command: Sequence[str],
+    client_token: str | None = None,
+) -> Started:  # fmt: skip
     """RunTask; an :class:`OperationError` naming ECS's reason when it starts nothing."""
-    response = await ecs.client.run_task(**run_parameters(ecs.cluster, service, revision, container, name, command))
+    params = run_parameters(ecs.cluster, service, revision, container, name, command, client_token)
+    response = await ecs.client.run_task(**params)
     tasks = response.get("tasks", [])
     if not tasks:
         failures = response.get("failures", [])

@@ -199,3 +199,35 @@ def tasks(items: Sequence[TaskInfo], service: str, env: str) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+class TaskProgress:
+    """Prints a one-off task's state whenever it changes (on stderr)."""
+
+    def __init__(self) -> None:
+        self._console = _console(stderr=True)
+        self._started = time.monotonic()
+
+    def __call__(self, line: str) -> None:
+        self._console.print(f"[{time.monotonic() - self._started:5.0f}s] {line}", markup=False)
+
+
+def task_result(result: dict[str, Any], task_id: str) -> None:
+    """``lemi run``'s result: the task, how it ended, how long it took, where its output is."""
+    console = _console()
+    where = f"{result['task']} of {result['service']} in {result['environment']} ({revision_of(result['revision'])})"
+    code = "no exit code" if result["exit_code"] is None else f"exit code {result['exit_code']}"
+    if result["ok"]:
+        console.print(f"[green]task ran[/green] {where}: {code}, {result['duration']:g} s", highlight=False)
+    else:
+        console.print(f"[red]task failed[/red] {where}: {code}, {result['duration']:g} s", highlight=False)
+        console.print(f"  reason: {result['reason']}", markup=False)
+    if result.get("lines"):
+        console.print(f"task {task_id}; its last output lines:", markup=False)
+        for line in result["lines"]:
+            console.print(f"    {line}", markup=False)
+    elif result.get("logs_in_datadog"):
+        console.print(f"task {task_id}; output: in Datadog (service:{result['service']} env:{result['environment']})",
+                      markup=False)  # fmt: skip
+    else:
+        console.print(f"task {task_id}; output: see the service's logs (task {task_id})", markup=False)

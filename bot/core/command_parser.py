@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from bot.core.names import ENV_RE, IMAGE_TAG_RE, SERVICE_RE, did_you_mean
+from bot.core.tasks import TASK_NAME_RE
 
 PREFIX = "/lemi"
 MAX_LINE = 500
@@ -37,6 +38,12 @@ COMMANDS: dict[str, Spec] = {
     "restart": Spec("replace every task and wait for the rollout", long=True),
     "deploy": Spec("deploy an image tag and wait for the rollout", argument="image-tag", long=True, reads_files=True),
     "rollback": Spec("redeploy the last revision lemi deployed successfully before this one", long=True),
+    "run": Spec(
+        "run a task of the service's spec.tasks and reply with its exit code",
+        argument="task",
+        long=True,
+        reads_files=True,
+    ),
     "stop-task": Spec("stop one task (ECS starts a replacement)", argument="task-id"),
     "verify": Spec("check the spec and everything the deploy needs in AWS", writes=False, reads_files=True),
     "diff": Spec("running task definition vs this PR's compiled one", writes=False, reads_files=True),
@@ -139,17 +146,21 @@ def parse(body: str | None) -> Parsed:
         if len(positional) != 1:
             return Reply(f"`{name}` needs exactly one <{spec.argument}>, e.g. `/lemi {name} {_example(spec.argument)}`")
         value = positional[0]
-        valid = IMAGE_TAG_RE.fullmatch(value) if spec.argument == "image-tag" else _TASK_ID_RE.fullmatch(value)
-        if not valid:
-            return Reply(f"`{_safe(value)}` is not a valid {spec.argument}")
+        if not _ARGUMENT_RE[spec.argument].fullmatch(value):
+            return Reply(f"`{_safe(value)}` is not a valid {spec.argument}{_HINTS.get(spec.argument, '')}")
         return Command(name, env, service, value)
     if name == "help":
         return Reply(usage(), error=False)
     return Command(name, env, service)
 
 
+_ARGUMENT_RE = {"image-tag": IMAGE_TAG_RE, "task-id": _TASK_ID_RE, "task": TASK_NAME_RE}
+_HINTS = {"task": " name: a task of the service's spec.tasks (lowercase letters, digits, - and _)"}
+_EXAMPLES = {"image-tag": "3f2c1ab", "task-id": "0123456789abcdef0123456789abcdef", "task": "migrate"}
+
+
 def _example(argument: str) -> str:
-    return "3f2c1ab" if argument == "image-tag" else "0123456789abcdef0123456789abcdef"
+    return _EXAMPLES[argument]
 
 
 def _printable(word: str) -> bool:

@@ -98,7 +98,7 @@ class Environment(StrictModel):
         600, ge=0, le=3600, description="how long a push deploy waits for its image to appear in ECR"
     )
     task_timeout_seconds: int = Field(
-        3600, ge=10, le=86400, description="how long a one-off or preDeploy task may run before lemi stops it"
+        3600, ge=1, le=604800, description="how long a one-off or preDeploy task may run before lemi stops it"
     )
     logs: Literal["datadog", "cloudwatch"] = Field(
         "datadog",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
@@ -133,3 +134,14 @@ def task_references(tasks: dict[str, list[str]], pre_deploy: list[str], schedule
                 unknown(schedule.task),
                 at=("schedules", schedule_name, "task"),
             )
+
+
+def unknown_task(name: str, tasks: Mapping[str, list[str]], where: str) -> str | None:
+    """Why ``name`` cannot be run from ``where`` (a service file), or None: an unknown task's
+    message names the file, a close name and the tasks it has."""
+    if name in tasks:
+        return None
+    if not tasks:
+        return f"{where} has no spec.tasks, so there is no task {name!r} to run; add it under spec.tasks"
+    close = did_you_mean(name, tasks)
+    return f"{where} has no task {name!r}: {close + ' ' if close else ''}tasks in this file: {', '.join(sorted(tasks))}"

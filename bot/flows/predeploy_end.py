@@ -26,7 +26,6 @@ import msgspec
 from bot.aws import tasks as task_runs
 from bot.aws.ecs import Ecs, task_id
 from bot.aws.errors import OperationError
-from bot.aws.logs import task_lines
 from bot.aws.results import TaskRun
 from bot.aws.rollout import RolloutRequest, Situation, Update, Wait, plan
 from bot.flows.answers import Deployed
@@ -49,8 +48,8 @@ async def after_task(rt: Runtime, owner: str, watch: Watch, body: TaskWatch) -> 
     assert isinstance(then, ContinueDeploy) and ended is not None
     req = then.request
     ident = task_id(body.arn) if body.arn else ""
-    lines = list(ended.lines) or await task_lines(await Ecs.open(rt.aws(), body.environment), body.container, ident)
-    this = RanTask(body.task, ident, ended.succeeded, ended.reason, ended.exit_code, round(ended.elapsed, 1), lines)
+    this = RanTask(body.task, ident, ended.succeeded, ended.reason, ended.exit_code, round(ended.elapsed, 1),
+                   list(ended.lines))  # fmt: skip
     ran = [*then.ran, this]
     gh = await rt.github_for_installation(req.installation, req.repository)
     if not ended.succeeded:

@@ -16,6 +16,7 @@ Adding a command: its ``Spec`` in :mod:`bot.core.command_parser`, a runner here 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -30,12 +31,14 @@ from bot.aws.verify import verify_provisioned
 from bot.core.command_parser import Command, Reply, usage
 from bot.core.compile import compile_for
 from bot.core.problems import Invalid
+from bot.core.tasks import unknown_task
 from bot.flows.answers import (
     Answer,
     Deployed,
     Diffed,
     InvalidFiles,
     Locked,
+    NotDone,
     Provisioned,
     Said,
     StatusShown,
@@ -49,6 +52,7 @@ from bot.flows.commands import RANKS, Invocation, Refused, Target, load_files, l
 from bot.flows.deploy import DeployRequest, run_deploy
 from bot.flows.provision import PullRequest, provision_pull_request
 from bot.flows.runtime import Runtime
+from bot.flows.task_watch import ReplyRun, resume_task_watch, run_watch_id, start_task_watch, task_key
 from bot.flows.watching import DeployWatches, RolloutWatches, command_watch_id, watch_command
 from bot.github.client import GitHub
 from bot.store.jobs import CommandJob, service_key
@@ -299,6 +303,40 @@ class Deploy(QueuedRunner):
         return Watched() if report.outcome == "watching" else Deployed(report)
 
 
+class RunTask(QueuedRunner):
+    """``run <task>``: the task's command from the service file of the commit pinned when the
+    command was accepted (the environment branch's for a protected environment, the pull
+    request's otherwise), run in the service's running revision; the watcher answers when the
+    task ends (bot/flows/task_watch.py). Only the task's name comes from the comment."""
+
+    name = "run"
+
+    async def run(self, call: Call, job: CommandJob) -> Answer | Watched:
+        inv, target, ctx = job.invocation, job.target, call.ctx
+        name = inv.command.argument
+        assert name is not None  # the parser requires a task name
+        ident = run_watch_id(job)
+        if await resume_task_watch(ctx.watches, ctx.wake_watcher, ident, clock=time.time) is not None:
+            return Watched()  # a retried job: its task was started (or may have been), never again
+        try:
+            files = await load_files(call.gh, ctx.config, inv, target)
+        except Invalid as exc:
+            return InvalidFiles(exc.problems)
+        tasks = files.service.spec.tasks
+        unknown = unknown_task(name, tasks, f"deploy/{target.service}/service.yaml of {target.source}")
+        if unknown is not None:
+            return NotDone(unknown)
+        ecs = await Ecs.open(call.aws(), target.environment)
+        service = await ecs.describe_service(target.service)
+        await start_task_watch(
+            ctx.watches, ctx.wake_watcher, ecs, service, service["taskDefinition"], target.service, name, tasks[name],
+            ident=ident, key=task_key(inv.repository, target.service, target.environment),
+            then=ReplyRun(job), timeout=ctx.config.environment(target.environment).task_timeout_seconds,
+            poll=ctx.settings.deploy_poll_seconds, clock=time.time,
+        )  # fmt: skip
+        return Watched()
+
+
 async def _never() -> bool:
     return False
 
@@ -313,6 +351,7 @@ RUNNERS: dict[str, AnyRunner] = {
         Restart(),
         Deploy(),
         Rollback(),
+        RunTask(),
         StopTask(),
         Verify(),
         Diff(),

@@ -23,7 +23,8 @@ import msgspec
 from msgspec.structs import replace
 
 from bot.aws import tasks as task_runs
-from bot.aws.ecs import Ecs
+from bot.aws.ecs import Ecs, task_id
+from bot.aws.logs import task_lines
 from bot.core import logs
 from bot.core.errors import classify
 from bot.flows.predeploy_end import after_task
@@ -139,4 +140,5 @@ async def _judge(ecs: Ecs, body: TaskWatch, task: Any, now: float) -> TaskWatch:
     if end.overdue:
         await task_runs.stop_overdue(ecs, body.arn)  # a failure: looked at (and stopped) again next poll
     log.info("task %s of %s ended: %s", body.task, body.service, end.reason)
-    return replace(body, ended=TaskEnded(end.succeeded, end.reason, end.exit_code, elapsed))
+    lines = [] if end.overdue else await task_lines(ecs, body.container, task_id(body.arn))  # where they can be read
+    return replace(body, ended=TaskEnded(end.succeeded, end.reason, end.exit_code, elapsed, lines))

@@ -8,15 +8,19 @@ watcher sends those to bot/flows/task_poll.py) and whose key is ``task:`` + the 
 so a rollout of the same service never marks it replaced.
 
 Starting one (:func:`start_task_watch`) records the watch *before* RunTask, with no task ARN,
-due only once the task's bound has passed; then sends RunTask and records the ARN, due at once.
+due only once the task's bound has passed; then sends RunTask (with an idempotency token made
+from the watch id, so the SDK's own retries start one task) and records the ARN, due at once.
 So a job retried after RunTask never starts a second task: it finds the watch by its id and
-starts nothing. If the process stopped between RunTask and recording the ARN, lemi cannot tell
-whether ECS started the task: the watch is reported as a failure saying so (the retried job
-makes it due at once; otherwise the watcher does when its bound passes), never run again.
+starts nothing. When ECS certainly started nothing (lemi or AWS refused RunTask) the watch is
+dropped and the job answers the error. When lemi cannot tell -- the process stopped between
+RunTask and recording the ARN, or RunTask's answer never came -- the watch is reported as a
+failure saying so (a retried job makes it due at once; otherwise the watcher does when its
+bound passes), and the task is never sent again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -25,6 +29,8 @@ import msgspec
 
 from bot.aws import tasks as task_runs
 from bot.aws.ecs import Ecs, task_id
+from bot.aws.errors import AwsError
+from bot.core.errors import UserError
 from bot.core.schedules import ScheduledTask
 from bot.flows.answers import TaskRan
 from bot.flows.commands import earlier_reply, react, reply
@@ -139,36 +145,57 @@ def run_watch_id(job: CommandJob) -> str:
     return f"{PREFIX}run:{service_key(inv.repository, t.service, t.environment)}:{inv.comment_id}"
 
 
+async def resume_task_watch(
+    watches: Watches, wake: Callable[[], None], ident: str, *, clock: Callable[[], float]
+) -> TaskWatch | None:
+    """The task watch ``ident`` a job recorded before (None: there is none, start it). One whose
+    task lemi cannot tell was started (no ARN: its job stopped mid-start) is ended as unknown
+    and made due at once, so the watcher answers now."""
+    found = await watches.get(ident)
+    if found is None:
+        return None
+    existing = decode(found.body)
+    if not existing.arn and existing.ended is None:
+        ended = TaskEnded(False, UNKNOWN_START.format(name=existing.task), None, clock() - existing.started)
+        existing = msgspec.structs.replace(existing, ended=ended)
+        await watches.add(ident, found.key, found.group, encode(existing), clock())
+        wake()
+    return existing
+
+
 async def start_task_watch(
     watches: Watches, wake: Callable[[], None], ecs: Ecs, service_desc: ServiceTypeDef, revision: str,
     container: str, name: str, command: Sequence[str], *, ident: str, key: str, then: TaskThen,
     timeout: float, poll: float, clock: Callable[[], float],
 ) -> TaskWatch:  # fmt: skip
     """Start task ``name`` and leave it to the watcher (see the module's rules). A watch ``ident``
-    already recorded (a retried job) starts nothing: it is returned as it is."""
-    found = await watches.get(ident)
-    if found is not None:
-        existing = decode(found.body)
-        if not existing.arn and existing.ended is None:  # the process stopped mid-start: report it now
-            ended = TaskEnded(False, UNKNOWN_START.format(name=name), None, clock() - existing.started)
-            existing = msgspec.structs.replace(existing, ended=ended)
-            await watches.add(ident, key, ecs.environment, encode(existing), clock())
-            wake()
+    already recorded (a retried job) starts nothing: it is returned as :func:`resume_task_watch` leaves it."""
+    existing = await resume_task_watch(watches, wake, ident, clock=clock)
+    if existing is not None:
         return existing
     now = clock()
     body = TaskWatch(then, service_desc.get("serviceName", ""), ecs.environment, name, "", revision, container,
                      now, timeout, poll)  # fmt: skip
     await watches.add(ident, key, ecs.environment, encode(body), now + timeout + poll)
     try:
-        started = await task_runs.start(ecs, service_desc, revision, container, name, command)
-    except BaseException:  # nothing was started: nothing to watch (the job answers the error)
-        await watches.discard(ident)
+        token = hashlib.sha256(ident.encode()).hexdigest()  # 64 characters, ECS's limit
+        started = await task_runs.start(ecs, service_desc, revision, container, name, command, token)
+    except Exception as exc:
+        if _not_started(exc):  # nothing to watch: the job answers the error
+            await watches.discard(ident)
+        # else RunTask may have reached ECS: the watch stays, so a retry answers, never runs it again
         raise
     body = msgspec.structs.replace(body, arn=started.arn)
     await watches.add(ident, key, ecs.environment, encode(body), clock() + poll)
     log.info("started task %s of %s in %s: %s", name, body.service, ecs.environment, started.id)
     wake()
     return body
+
+
+def _not_started(exc: Exception) -> bool:
+    """Did ECS certainly start nothing? lemi refused before sending RunTask, or AWS answered it
+    with an error; not when the answer never came (a network failure, a timeout)."""
+    return isinstance(exc, UserError) or (isinstance(exc, AwsError) and bool(exc.code))
 
 
 def repository_of(body: TaskWatch) -> str:

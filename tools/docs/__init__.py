@@ -865,7 +865,7 @@ ACTION_USES = {
     "ecs:DescribeClusters": "verify: the environment's cluster exists",
     "ecs:DescribeServices": "verify (service ACTIVE), the rollout wait, `status`, exec",
     "ecs:DescribeTaskDefinition": "deploy (reuse an identical revision), `diff`, `status`, `rollback`",
-    "ecs:DescribeTasks": "`tasks`, `stop-task`, stopped-task reasons after a failed rollout, exec",
+    "ecs:DescribeTasks": "`tasks`, `stop-task`, stopped-task reasons after a failed rollout, exec, waiting for a one-off task",
     "ecs:ListTaskDefinitions": "deploy (the family's newest revision), `rollback` (the earlier ones), `prune`",
     "ecs:ListTagsForResource": "`rollback`: which earlier revisions lemi deployed successfully (`lemi:deployed-at`)",
     "ecs:ListTasks": "`tasks`, stopped tasks of a rollout, exec",
@@ -873,10 +873,11 @@ ACTION_USES = {
     "ecs:DeregisterTaskDefinition": "`lemi service prune` and `lemi deploy --keep`: old revisions",
     "ecs:TagResource": "registering a task definition with tags; tagging a revision `lemi:deployed-at` when its rollout completes",
     "ecs:UpdateService": "deploy, `restart` (force a new deployment), `rollback`",
-    "ecs:StopTask": "`stop-task`",
+    "ecs:RunTask": "`lemi run` and `/lemi run`: a task of `spec.tasks` in the service's running revision",
+    "ecs:StopTask": "`stop-task`; a one-off task that ran past its bound",
     "ecs:ExecuteCommand": "`lemi service exec` (ECS Exec)",
-    "iam:PassRole": "registering a task definition that names the `<service>-<env>-execution` and `-task` roles; "
-    "a schedule that runs as `<service>-<env>-scheduler`",
+    "iam:PassRole": "registering a task definition, and running a one-off task, that name the `<service>-<env>-execution` "
+    "and `-task` roles; a schedule that runs as `<service>-<env>-scheduler`",
     "scheduler:ListSchedules": "after a deploy or rollback, and `status`: the schedules of `<service>-<env>`",
     "scheduler:GetSchedule": "after a deploy or rollback, and `status`: each schedule, to compare or list it",
     "scheduler:GetScheduleGroup": "after a deploy: does the group `<service>-<env>` exist",
