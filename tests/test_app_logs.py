@@ -23,14 +23,13 @@ import aws_world
 import ecs_sim
 import pytest
 from aws_world import CLUSTER, SERVICE
-from checkout import make_checkout, write
+from checkout import lemi_here, service_checkout, write
 
 from bot.aws import logs
 from bot.aws.clients import AwsClients
 from bot.aws.ecs import Ecs, StoppedTask, revision_of
 from bot.aws.errors import AwsRefused, OperationError
 from bot.aws.rollout import DeployResult, Rollout, RolloutRequest, Wait, deploy
-from bot.cli import main
 from bot.core.compile import compile_for
 from bot.core.config import parse_config
 from bot.core.markdown import tail
@@ -79,18 +78,18 @@ def app_stream(task: str) -> str:
 @pytest.fixture
 def checkout(world: aws_world.World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """acme/demo-service with staging logging to CloudWatch; the CWD for CLI tests."""
-    monkeypatch.delenv("LEMI_CONFIG", raising=False)
-    monkeypatch.delenv("LEMI_DEBUG", raising=False)
-    root = make_checkout(tmp_path / "demo-service", "acme/demo-service")
-    write(root, "deploy/demo-service/service.yaml", aws_world.SERVICE_YAML)
-    write(root, "deploy/demo-service/environment/staging.yaml", aws_world.STAGING_YAML)
-    write(tmp_path, "lemi.yml", CLOUDWATCH_YML)
-    monkeypatch.chdir(root)
-    return root
+    return service_checkout(
+        tmp_path,
+        monkeypatch,
+        service_yaml=aws_world.SERVICE_YAML,
+        staging_yaml=aws_world.STAGING_YAML,
+        lemi_yml=CLOUDWATCH_YML,
+        repo="acme/demo-service",
+    )
 
 
 def lemi(*argv: str) -> int:
-    return main(["--config", str(Path.cwd().parent / "lemi.yml"), *argv])
+    return lemi_here(*argv)
 
 
 def no_traceback(out: str, err: str) -> None:

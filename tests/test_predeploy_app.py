@@ -158,8 +158,8 @@ def test_a_newer_push_waits_for_running_migrations_and_the_older_deploy_is_super
         until(lambda: tasks.named("migrate"), "the first migration")
         push(app, github, first, second)
         until(lambda: run_of_or_none(github, second, "queued"), "the second deploy waiting")
+        until(lambda: "waiting" in deployment_of(github, second).statuses[-1].description, "the Deployment waiting")
         assert len(tasks.named("migrate")) == 1  # never two migrations at once
-        assert "waiting" in deployment_of(github, second).statuses[-1].description
         tasks.named("migrate")[0].script = ecs_tasks.exits(0, after=0)
         app.drain()
     # the first deploy's migration ran to its end; superseded, it ran nothing more; then the second's tasks

@@ -15,9 +15,7 @@ import ecs_sim
 import ecs_tasks
 import pytest
 from aws_world import CLUSTER, SERVICE
-from checkout import make_checkout, write
-
-from bot.cli import main
+from checkout import lemi_here, service_checkout
 
 ENV = "staging"
 WITH_TASKS = (
@@ -33,18 +31,18 @@ WITH_TASKS = (
 
 @pytest.fixture
 def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv("LEMI_CONFIG", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    root = make_checkout(tmp_path / "demo-service", "acme/demo-service")
-    write(root, "deploy/demo-service/service.yaml", WITH_TASKS)
-    write(root, "deploy/demo-service/environment/staging.yaml", aws_world.STAGING_YAML)
-    write(tmp_path, "lemi.yml", aws_world.LEMI_YML)
-    monkeypatch.chdir(root)
-    return root
+    return service_checkout(
+        tmp_path,
+        monkeypatch,
+        service_yaml=WITH_TASKS,
+        staging_yaml=aws_world.STAGING_YAML,
+        lemi_yml=aws_world.LEMI_YML,
+        repo="acme/demo-service",
+    )
 
 
 def lemi(*argv: str) -> int:
-    return main(["--config", str(Path.cwd().parent / "lemi.yml"), *argv])
+    return lemi_here(*argv)
 
 
 def running_revision(world: aws_world.World) -> str:

@@ -21,7 +21,7 @@ import aws_world
 import ecs_sim
 import pytest
 from aws_world import CLUSTER, SERVICE
-from checkout import make_checkout, write
+from checkout import lemi_here, service_checkout
 from moto.core.exceptions import JsonRESTError
 from moto.ecs.models import EC2ContainerServiceBackend
 
@@ -32,7 +32,6 @@ from bot.aws.ecs import Ecs, revision_of
 from bot.aws.errors import OperationError
 from bot.aws.history import rollback_target
 from bot.aws.rollout import DeployResult, RolloutRequest, Wait, deploy
-from bot.cli import main
 from bot.core.compile import compile_for
 from bot.core.history import DEPLOYED_AT, Revision, deployed_at, deployed_stamp
 from bot.core.history import rollback_target as choose
@@ -89,14 +88,14 @@ def test_a_tie_goes_to_the_higher_number_and_stamps_are_utc() -> None:
 @pytest.fixture
 def checkout(world: aws_world.World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A git checkout of acme/demo-service with its deploy files; the CWD for CLI tests."""
-    monkeypatch.delenv("LEMI_CONFIG", raising=False)
-    monkeypatch.delenv("LEMI_DEBUG", raising=False)
-    root = make_checkout(tmp_path / "demo-service", "acme/demo-service")
-    write(root, "deploy/demo-service/service.yaml", aws_world.SERVICE_YAML)
-    write(root, "deploy/demo-service/environment/staging.yaml", aws_world.STAGING_YAML)
-    write(tmp_path, "lemi.yml", aws_world.LEMI_YML)
-    monkeypatch.chdir(root)
-    return root
+    return service_checkout(
+        tmp_path,
+        monkeypatch,
+        service_yaml=aws_world.SERVICE_YAML,
+        staging_yaml=aws_world.STAGING_YAML,
+        lemi_yml=aws_world.LEMI_YML,
+        repo="acme/demo-service",
+    )
 
 
 @pytest.fixture
@@ -113,7 +112,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
 
 
 def lemi(*argv: str) -> int:
-    return main(["--config", str(Path.cwd().parent / "lemi.yml"), *argv])
+    return lemi_here(*argv)
 
 
 def arn(number: int) -> str:

@@ -22,10 +22,9 @@ import ecs_tasks
 import pytest
 from app_harness import running_app, setup_repos
 from aws_world import CLUSTER, SERVICE
-from checkout import make_checkout, write
+from checkout import lemi_here, service_checkout
 from slash_world import LEMI, REPO, ROLES, Env, reply_head
 
-from bot.cli import main
 from bot.store.watches import SQLiteWatches
 
 ENV = "staging"
@@ -57,18 +56,18 @@ def wait_for(what: Callable[[], Any], timeout: float = 15.0) -> Any:
 
 @pytest.fixture
 def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, world: aws_world.World) -> Path:
-    monkeypatch.delenv("LEMI_CONFIG", raising=False)
-    monkeypatch.delenv("LEMI_DEBUG", raising=False)
-    root = make_checkout(tmp_path / "demo-service", REPO)
-    write(root, "deploy/demo-service/service.yaml", WITH_TASKS)
-    write(root, "deploy/demo-service/environment/staging.yaml", aws_world.STAGING_YAML)
-    write(tmp_path, "lemi.yml", aws_world.LEMI_YML)
-    monkeypatch.chdir(root)
-    return root
+    return service_checkout(
+        tmp_path,
+        monkeypatch,
+        service_yaml=WITH_TASKS,
+        staging_yaml=aws_world.STAGING_YAML,
+        lemi_yml=aws_world.LEMI_YML,
+        repo=REPO,
+    )
 
 
 def lemi(*argv: str) -> int:
-    return main(["--config", str(Path.cwd().parent / "lemi.yml"), "run", *argv, "-e", ENV, "--poll", "0.01"])
+    return lemi_here("run", *argv, "-e", ENV, "--poll", "0.01")
 
 
 def test_lemi_run_runs_the_task_in_the_running_revision_and_exits_0(

@@ -17,11 +17,10 @@ import ecs_sim
 import msgspec
 import pytest
 from aws_world import ACCOUNT, CLUSTER, REGION, SERVICE
-from checkout import make_checkout, write
+from checkout import lemi_here, service_checkout, write
 from moto.core.exceptions import JsonRESTError
 from moto.scheduler.models import EventBridgeSchedulerBackend
 
-from bot.cli import main
 from bot.core.schedules import (
     Placement,
     ScheduledTask,
@@ -165,14 +164,14 @@ def test_a_rollback_changes_only_the_revision() -> None:
 
 @pytest.fixture
 def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv("LEMI_CONFIG", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    root = make_checkout(tmp_path / "demo-service", "acme/demo-service")
-    write(root, "deploy/demo-service/service.yaml", SERVICE_YAML)
-    write(root, "deploy/demo-service/environment/staging.yaml", aws_world.STAGING_YAML)
-    write(tmp_path, "lemi.yml", aws_world.LEMI_YML)
-    monkeypatch.chdir(root)
-    return root
+    return service_checkout(
+        tmp_path,
+        monkeypatch,
+        service_yaml=SERVICE_YAML,
+        staging_yaml=aws_world.STAGING_YAML,
+        lemi_yml=aws_world.LEMI_YML,
+        repo="acme/demo-service",
+    )
 
 
 @pytest.fixture
@@ -200,7 +199,7 @@ def placed(world: aws_world.World, sim: ecs_sim.Sim) -> aws_world.World:
 
 
 def lemi(*argv: str) -> int:
-    return main(["--config", str(Path.cwd().parent / "lemi.yml"), *argv])
+    return lemi_here(*argv)
 
 
 def deploy(world: aws_world.World, sim: ecs_sim.Sim, tag: str, capsys: pytest.CaptureFixture[str],

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from bot.aws.clients import AwsClients
 from bot.aws.errors import OperationError
 from bot.core.history import DEPLOYED_AT
+from bot.core.shapes import project
 
 if TYPE_CHECKING:  # the stubs are a development dependency
     from types_aiobotocore_ecs import ECSClient
@@ -45,15 +46,6 @@ def task_id(task_arn: str) -> str:
     return task_arn.rsplit("/", 1)[-1]
 
 
-def _project(actual: Any, wanted: Any) -> Any:
-    """``actual`` restricted to the shape of ``wanted`` (AWS adds defaults we never set)."""
-    if isinstance(wanted, dict) and isinstance(actual, dict):
-        return {k: _project(actual[k], v) for k, v in wanted.items() if k in actual}
-    if isinstance(wanted, list) and isinstance(actual, list) and len(wanted) == len(actual):
-        return [_project(a, w) for a, w in zip(actual, wanted, strict=True)]
-    return actual
-
-
 def comparable(described: Mapping[str, Any], tags: Sequence[TagTypeDef], wanted: Mapping[str, Any]) -> dict[str, Any]:
     """A described task definition in the shape of a compiled one, for equality and diffs
     (without the ``lemi:deployed-at`` tag: history, not definition)."""
@@ -61,7 +53,7 @@ def comparable(described: Mapping[str, Any], tags: Sequence[TagTypeDef], wanted:
     tags = [t for t in tags if t["key"] != DEPLOYED_AT]
     if tags:
         merged["tags"] = sorted(tags, key=lambda t: t["key"])
-    projected: dict[str, Any] = _project(merged, dict(wanted))
+    projected: dict[str, Any] = project(merged, dict(wanted))
     return projected
 
 

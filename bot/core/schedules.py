@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.core.conventions import MANAGED_BY, schedule_group
+from bot.core.shapes import project
 from bot.core.tasks import Schedule
 
 # a scheduled run that cannot start is tried again twice within the hour, then dropped
@@ -134,18 +135,9 @@ def desired(
     return wanted
 
 
-def _project(actual: Any, wanted: Any) -> Any:
-    """``actual`` restricted to the shape of ``wanted`` (AWS adds defaults lemi never set)."""
-    if isinstance(wanted, dict) and isinstance(actual, dict):
-        return {k: _project(actual[k], v) for k, v in wanted.items() if k in actual}
-    if isinstance(wanted, list) and isinstance(actual, list) and len(wanted) == len(actual):
-        return [_project(a, w) for a, w in zip(actual, wanted, strict=True)]
-    return actual
-
-
 def differs(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     """Does the schedule as GetSchedule describes it differ from ``wanted`` in what lemi sets?"""
-    projected: dict[str, Any] = _project(dict(current), dict(wanted))
+    projected: dict[str, Any] = project(dict(current), dict(wanted))
     return projected != dict(wanted)
 
 

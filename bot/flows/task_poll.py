@@ -12,22 +12,19 @@ GitHub refuses is sent again (up to :data:`REPORT_ATTEMPTS`), never judged again
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from msgspec.structs import replace
 
 from bot.aws import tasks as task_runs
 from bot.aws.ecs import Ecs, task_id
 from bot.aws.logs import task_lines
-from bot.core import logs
 from bot.core.errors import classify
 from bot.flows.predeploy_end import after_task
+from bot.flows.rounds import Kind, Round, run_round
 from bot.flows.runtime import Runtime
 from bot.flows.task_watch import (
     UNKNOWN_START,
@@ -39,7 +36,7 @@ from bot.flows.task_watch import (
     finish_task,
     repository_of,
 )
-from bot.flows.watch_poll import REPORT_ATTEMPTS, Round
+from bot.flows.watch_poll import REPORT_ATTEMPTS
 from bot.store.watches import Watch
 
 if TYPE_CHECKING:  # the stubs are a development dependency
@@ -52,55 +49,20 @@ Clock = Callable[[], float]
 
 async def poll_tasks(rt: Runtime, owner: str, claimed: list[Watch], *, clock: Clock = time.time) -> None:
     """Look at every claimed task watch once: describe their tasks (per environment), judge each,
-    act on the ended ones and keep the others for their next poll (in one write for the round)."""
-    groups: dict[str, list[tuple[Watch, TaskWatch]]] = defaultdict(list)
-    for watch in claimed:
-        try:
-            groups[watch.group].append((watch, decode(watch.body)))
-        except msgspec.DecodeError as exc:
-            log.error("dropping task watch %s: lemi cannot read it back (%s)", watch.id, exc)
-            await rt.watches.remove(watch, owner)
-    this = Round([w.id for items in groups.values() for w, _ in items])
+    act on the ended ones and keep the others for their next poll (in one write for the round:
+    bot/flows/rounds.py)."""
 
-    async def keep() -> None:
-        await this.decided.wait()
-        await rt.watches.update_many(owner, this.kept)
+    async def describe(ecs: Ecs, items: list[tuple[Watch, TaskWatch]]) -> dict[str, TaskTypeDef]:
+        return await task_runs.describe(ecs, [b.arn for _, b in items if b.ended is None and b.arn])
 
-    await asyncio.gather(keep(), *(_poll_group(rt, owner, env, items, clock, this) for env, items in groups.items()))
+    async def look(ecs: Ecs, watch: Watch, body: TaskWatch, described: Mapping[str, Any], this: Round) -> None:
+        await _one(rt, owner, ecs, watch, body, described, clock, this)
 
-
-async def _poll_group(
-    rt: Runtime, owner: str, environment: str, items: list[tuple[Watch, TaskWatch]], clock: Clock, this: Round
-) -> None:
-    try:
-        ecs = await Ecs.open(rt.aws(), environment)
-        described = await task_runs.describe(ecs, [b.arn for _, b in items if b.ended is None and b.arn])
-    except Exception as exc:  # noqa: BLE001 - every watch of the group is looked at again later
-        log.warning("could not describe the tasks of %s (%s); trying again", environment, exc)
-        now = clock()
-        for watch, body in items:
-            this.keep(watch, watch.body, now + max(body.poll, 1.0))
-        return
-    await asyncio.gather(*(_guarded(rt, owner, ecs, watch, body, described, clock, this) for watch, body in items))
-
-
-async def _guarded(
-    rt: Runtime, owner: str, ecs: Ecs, watch: Watch, body: TaskWatch, described: dict[str, TaskTypeDef],
-    clock: Clock, this: Round,
-) -> None:  # fmt: skip
-    """One watch; whatever goes wrong with it, the others of the round go on (it is looked at again
-    when its lease runs out)."""
-    try:
-        with logs.bind(repository=repository_of(body), service=body.service, environment=body.environment):
-            await _one(rt, owner, ecs, watch, body, described, clock, this)
-    except Exception:  # noqa: BLE001
-        log.exception("task watch %s: lemi could not look at it; trying again later", watch.id)
-    finally:
-        this.decide(watch)
+    await run_round(rt, owner, claimed, Kind("task watch", decode, describe, repository_of, look), clock)
 
 
 async def _one(
-    rt: Runtime, owner: str, ecs: Ecs, watch: Watch, body: TaskWatch, described: dict[str, TaskTypeDef],
+    rt: Runtime, owner: str, ecs: Ecs, watch: Watch, body: TaskWatch, described: Mapping[str, TaskTypeDef],
     clock: Clock, this: Round,
 ) -> None:  # fmt: skip
     now = clock()

@@ -15,14 +15,11 @@ a rollback.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-import msgspec
 from msgspec.structs import replace
 
 from bot.aws import schedules
@@ -31,11 +28,11 @@ from bot.aws.history import mark_deployed
 from bot.aws.logs import stopped_tasks
 from bot.aws.results import TaskRun
 from bot.aws.rollout import DeployResult, Rollout, Verdict, concluded, observe
-from bot.core import logs
 from bot.core.errors import classify
 from bot.flows.answers import Answer, Deployed, Failed, RolledOut
 from bot.flows.commands import earlier_reply, react, reply
 from bot.flows.deploy import Announced, announce, finish_replaced, finish_rollout
+from bot.flows.rounds import Kind, Round, run_round
 from bot.flows.runtime import Runtime
 from bot.flows.watching import (
     Announcement,
@@ -70,76 +67,18 @@ PROGRESS_EVERY = 15.0  # seconds between progress updates of one check run (only
 Clock = Callable[[], float]
 
 
-class Round:
-    """What a round keeps of the watches that go on (the body, when to look again): written in one
-    :meth:`~bot.store.watches.Watches.update_many` once every watch of the round is either kept
-    or being reported (a report may wait long for GitHub's write budget; the others do not)."""
-
-    def __init__(self, ids: list[str]) -> None:
-        self.kept: list[tuple[Watch, bytes, float]] = []
-        self._undecided = set(ids)
-        self.decided = asyncio.Event()
-        if not self._undecided:
-            self.decided.set()
-
-    def keep(self, watch: Watch, body: bytes, due: float) -> None:
-        self.kept.append((watch, body, due))
-        self.decide(watch)
-
-    def decide(self, watch: Watch) -> None:
-        self._undecided.discard(watch.id)
-        if not self._undecided:
-            self.decided.set()
-
-
 async def poll(rt: Runtime, owner: str, claimed: list[Watch], *, clock: Clock = time.time) -> None:
     """Look at every claimed watch once: describe their services (ten to a call, per
     environment), judge each, report the ended ones and keep the others for their next poll
-    (in one write for the round: :meth:`~bot.store.watches.Watches.update_many`)."""
-    groups: dict[str, list[tuple[Watch, RolloutWatch]]] = defaultdict(list)
-    for watch in claimed:
-        try:
-            groups[watch.group].append((watch, decode(watch.body)))
-        except msgspec.DecodeError as exc:
-            log.error("dropping watch %s: lemi cannot read it back (%s)", watch.id, exc)
-            await rt.watches.remove(watch, owner)
-    this = Round([w.id for items in groups.values() for w, _ in items])
+    (in one write for the round: bot/flows/rounds.py)."""
 
-    async def keep() -> None:
-        await this.decided.wait()
-        await rt.watches.update_many(owner, this.kept)
+    async def describe(ecs: Ecs, items: list[tuple[Watch, RolloutWatch]]) -> dict[str, ServiceTypeDef]:
+        return await ecs.describe_services([b.service for w, b in items if b.ended is None and not w.replaced_by])
 
-    await asyncio.gather(keep(), *(_poll_group(rt, owner, env, items, clock, this) for env, items in groups.items()))
+    async def look(ecs: Ecs, watch: Watch, body: RolloutWatch, described: Mapping[str, Any], this: Round) -> None:
+        await _one(rt, owner, ecs, watch, body, described, clock, this)
 
-
-async def _poll_group(
-    rt: Runtime, owner: str, environment: str, items: list[tuple[Watch, RolloutWatch]], clock: Clock, this: Round
-) -> None:
-    try:
-        ecs = await Ecs.open(rt.aws(), environment)
-        described = await ecs.describe_services([b.service for w, b in items if b.ended is None and not w.replaced_by])
-    except Exception as exc:  # noqa: BLE001 - every watch of the group is looked at again later
-        log.warning("could not describe the services of %s (%s); trying again", environment, exc)
-        now = clock()
-        for watch, body in items:
-            this.keep(watch, watch.body, now + max(body.poll, 1.0))
-        return
-    await asyncio.gather(*(_guarded(rt, owner, ecs, watch, body, described, clock, this) for watch, body in items))
-
-
-async def _guarded(
-    rt: Runtime, owner: str, ecs: Ecs, watch: Watch, body: RolloutWatch, described: dict[str, ServiceTypeDef],
-    clock: Clock, this: Round,
-) -> None:  # fmt: skip
-    """One watch; whatever goes wrong with it, the others of the round go on (it is looked at again
-    when its lease runs out)."""
-    try:
-        with logs.bind(repository=_repository(body), service=body.service, environment=body.environment):
-            await _one(rt, owner, ecs, watch, body, described, clock, this)
-    except Exception:  # noqa: BLE001
-        log.exception("watch %s: lemi could not look at it; trying again later", watch.id)
-    finally:
-        this.decide(watch)
+    await run_round(rt, owner, claimed, Kind("watch", decode, describe, _repository, look), clock)
 
 
 def _repository(body: RolloutWatch) -> str:
@@ -148,7 +87,7 @@ def _repository(body: RolloutWatch) -> str:
 
 
 async def _one(
-    rt: Runtime, owner: str, ecs: Ecs, watch: Watch, body: RolloutWatch, described: dict[str, ServiceTypeDef],
+    rt: Runtime, owner: str, ecs: Ecs, watch: Watch, body: RolloutWatch, described: Mapping[str, ServiceTypeDef],
     clock: Clock, this: Round,
 ) -> None:  # fmt: skip
     now = clock()
