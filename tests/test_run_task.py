@@ -482,3 +482,19 @@ async def test_an_unreadable_task_watch_is_dropped_and_a_refused_report_is_tried
         assert tasks.runs[0].looks == 2 and tasks.runs[0].task.task_arn == started.arn  # judged once, kept
     finally:
         await watches.close()
+
+
+def test_a_slash_deploy_runs_the_pre_deploy_tasks_first_and_a_failure_is_its_answer(make: Callable[..., Any]) -> None:
+    """`/lemi deploy` runs preDeploy tasks as a push does: a migration exiting 3 stops it before
+    UpdateService, and the reply says which task failed and why."""
+    pr_files = {**FILES, "deploy/demo-service/service.yaml": WITH_TASKS + "  preDeploy: [migrate]\n"}
+    env, tasks = make(pr_files=pr_files)
+    aws_world.push_image(env.world.endpoint, "v2")
+    tasks.script("migrate", ecs_tasks.exits(3, after=1))
+    env.comment("/lemi deploy v2", "alice")
+    (run,) = tasks.runs
+    assert run.name == "migrate" and run.revision.endswith("demo-service-staging:2")  # the revision to deploy
+    assert env.sim.updates == 0
+    (reply,) = env.replies()
+    assert "Deploy failure." in reply and "The preDeploy task **migrate** failed" in reply
+    assert "exit code: 3" in reply and "was not updated" in reply
