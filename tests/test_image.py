@@ -11,16 +11,20 @@ secret in ENV or ARG; and a build context that leaves credentials and local stat
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
+from lemi_process import free_port
 
 from tools.runtime_lock import entries, runtime_lock
 
@@ -122,6 +126,45 @@ def test_health_check_port_and_command(dockerfile: list[list[tuple[str, str]]]) 
     assert json.loads(cmd) == ["lemi", "serve", "--with-worker"], "web and worker, as `make run` starts them"
     make_run = re.search(r"^run:.*\n\t(.*)$", (ROOT / "Makefile").read_text(), re.M)
     assert make_run and "lemi serve --with-worker" in make_run.group(1)
+
+
+def healthcheck_command(dockerfile: list[list[tuple[str, str]]]) -> list[str]:
+    [check] = arguments(dockerfile[-1], "HEALTHCHECK")
+    command = json.loads(check.split(" CMD ", 1)[1])  # the exec form: no shell in between
+    assert command[0] == "python", command
+    return command
+
+
+def test_the_image_command_serves_healthz_and_its_health_check_tells(
+    dockerfile: list[list[tuple[str, str]]], tmp_path: Path
+) -> None:
+    """The image's CMD, run as the container would (its ENV, a fresh working directory, no credentials
+    yet), answers /healthz; the HEALTHCHECK command passes against it and fails once it has stopped."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "LEMI_", "AWS_"))}
+    for args in arguments(dockerfile[-1], "ENV"):
+        env.update(part.split("=", 1) for part in shlex.split(args) if not part.startswith("PATH="))
+    port = free_port()
+    env.update(HOST="127.0.0.1", PORT=str(port), NO_PROXY="127.0.0.1")  # loopback only, in a test
+    [cmd] = arguments(dockerfile[-1], "CMD")
+    lemi = Path(sys.executable).parent / "lemi"
+    command = json.loads(cmd)
+    check = [sys.executable, *healthcheck_command(dockerfile)[1:]]
+    server = subprocess.Popen([str(lemi), *command[1:]], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(check, env=env, capture_output=True, timeout=10).returncode != 0:
+            assert server.poll() is None, "the image's command exited"
+            assert time.monotonic() < deadline, "the health check did not pass within 30 s"
+            time.sleep(0.2)
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+            f"http://127.0.0.1:{port}/healthz", timeout=5
+        ) as response:
+            assert json.load(response)["status"] == "ok"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert subprocess.run(check, env=env, capture_output=True, timeout=10).returncode != 0
 
 
 def test_no_secret_is_baked_into_the_image(dockerfile: list[list[tuple[str, str]]]) -> None:
