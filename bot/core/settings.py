@@ -160,7 +160,11 @@ class Settings(_Variables):
         description="GitHub's REST API; set it for GitHub Enterprise Server (`https://HOST/api/v3`)",
     )
     config_path: str = Field(
-        "lemi.yml", validation_alias="LEMI_CONFIG", description="path of lemi.yml (the CLI's `--config` wins over it)"
+        "lemi.yml",
+        validation_alias="LEMI_CONFIG",
+        description="path of lemi.yml (the CLI's `--config` wins over it); for the App also "
+        "`github://OWNER/INFRA/lemi.yml`: read from that repository's default branch with the App's "
+        "installation, again at most once a minute and on a push there (an invalid new file is kept out)",
     )
     queue_url: str = Field(
         DEFAULT_QUEUE,

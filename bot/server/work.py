@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 
 from bot.core import logs
-from bot.server.lifespan import Configured, background, decide, freeze_start_up, opened
+from bot.server.lifespan import Configured, background, decide_start, freeze_start_up, opened
 
 log = logging.getLogger("lemi.worker")
 
@@ -46,7 +46,7 @@ async def work(
             return 2
         from bot.server.app import default_handlers  # the composition root reaches the handlers
 
-        async with opened(settings, start.config) as state:
+        async with opened(settings, start.config, remote=start.remote) as state:
             assert state.context is not None
             async with background(state.context, default_handlers(), settings.workers):
                 if settings.worker_metrics_port:  # the work's own metrics: jobs, rollouts watched, GitHub calls
@@ -72,7 +72,7 @@ async def _configured(stop: asyncio.Event, reread: Callable[[], None], every: fl
     said = ""
     while not stop.is_set():
         reread()
-        start = decide(quiet=True)
+        start = await decide_start(quiet=True)
         if isinstance(start, Configured):
             return start
         if start.problem != said:
