@@ -231,3 +231,27 @@ def test_healthz_of_a_file_config_has_no_source(github: Any, tmp_path: Path) -> 
 
     with running_app(github, tmp_path) as app:
         assert "config_source" not in app.client.get("/healthz").json()
+
+
+def test_separate_processes_read_it_and_the_worker_takes_a_push(github: Any, infra: int, tmp_path: Path) -> None:
+    """`lemi serve --intake-only` beside `lemi worker`, both on github://: the push the web process
+    accepts is run by the worker process, which reads lemi.yml again at once."""
+    from lemi_process import LOOPBACK, Server, Worker, wait_until
+
+    db = tmp_path / "queue.db"
+    intake = Server(github, tmp_path, db, lemi_yml="", args=("serve", "--intake-only"), LEMI_CONFIG=SOURCE)
+    work = Worker(github, tmp_path, db, lemi_yml="", args=("worker",), LEMI_CONFIG=SOURCE, LEMI_WORKERS="1")
+    try:
+        intake.start()
+        work.start()
+        health = LOOPBACK.get(f"{intake.url}/healthz").json()
+        assert health["app"] == "ready" and health["config_source"]["ok"] is True, health
+        before = github.branch_sha("acme/infra", "main")
+        after = github.commit("acme/infra", "main", {"lemi.yml": CHANGED})
+        push = for_push(github, "acme/infra", "main", before, after)
+        assert intake.deliver("push", push, "config-push-1").status_code == 202
+        wait_until(lambda: "changed (blob" in work.output(), 20, "the worker read lemi.yml again", work.output)
+        assert (work.stop(), intake.stop())[0] == 0
+    finally:
+        work.kill()
+        intake.kill()

@@ -19,7 +19,9 @@ import os
 from collections.abc import Callable
 
 from bot.core import logs
+from bot.core.config_source import SCHEME
 from bot.server.lifespan import Configured, background, decide_start, freeze_start_up, opened
+from bot.server.remote_config import EVERY
 
 log = logging.getLogger("lemi.worker")
 
@@ -75,11 +77,14 @@ async def _configured(stop: asyncio.Event, reread: Callable[[], None], every: fl
         start = await decide_start(quiet=True)
         if isinstance(start, Configured):
             return start
+        # lemi.yml that GitHub could not give, or gave invalid: asked again once a minute, not every few seconds
+        remote = start.settings.config_path.startswith(SCHEME) and start.settings.has_app_credentials
+        wait = max(every, EVERY) if remote else every
         if start.problem != said:
             said = start.problem
-            log.warning("lemi worker waits for the App's configuration: %s (looking again every %ss)", said, every)
+            log.warning("lemi worker waits for the App's configuration: %s (looking again every %ss)", said, wait)
         try:
-            await asyncio.wait_for(stop.wait(), every)
+            await asyncio.wait_for(stop.wait(), wait)
         except TimeoutError:
             pass
     return None
