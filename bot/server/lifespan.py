@@ -128,7 +128,7 @@ async def decide_start(
     (``github://OWNER/INFRA/lemi.yml``, bot/server/remote_config.py) and the App has its credentials."""
     if config is None:
         try:
-            loaded = settings or load_settings()
+            settings = loaded = settings or load_settings()
         except SettingsError:
             return decide(settings, config, quiet=quiet)  # which says what is wrong
         try:
