@@ -74,8 +74,10 @@ def test_a_lemi_yml_in_the_working_directory_comes_first(
     github: Any, dev: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["config", "pull", "--from", "acme/infra"]) == 0
+    assert "note:" not in capsys.readouterr().err
     Path("lemi.yml").write_text(LEMI_YML.replace("domain: lemon", "domain: example.com"))
-    capsys.readouterr()
+    assert main(["config", "pull", "--from", "acme/infra"]) == 0
+    assert "note: commands run here read lemi.yml first" in capsys.readouterr().err
     assert main(["config", "check", "--output", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["config"]["domain"] == "example.com"
 

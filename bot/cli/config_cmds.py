@@ -20,7 +20,7 @@ from bot.cli import gh_token
 from bot.cli.base import LemiError, emit_json, report_invalid
 from bot.cli.files import config
 from bot.cli.options import output_option
-from bot.core.config import parse_config
+from bot.core.config import config_path, parse_config
 from bot.core.config_source import FILE_NAME, user_config_file
 from bot.core.names import GITHUB_REPO_RE
 from bot.core.problems import Invalid
@@ -76,6 +76,9 @@ def config_pull(infra: str, output: str) -> None:
         emit_json({"ok": True, "repository": infra, "sha": sha, "written": str(target), "problems": []})
     else:
         click.echo(f"wrote {target} ({shown} at blob {sha[:7]}); commands use it when there is no ./lemi.yml")
+        used = config_path()
+        if used.resolve() != target.resolve():
+            click.echo(f"note: commands run here read {used} first (--config, $LEMI_CONFIG or ./lemi.yml)", err=True)
 
 
 async def _fetch(base_url: str, token: str, infra: str) -> tuple[bytes, str]:
