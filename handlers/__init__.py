@@ -19,15 +19,16 @@ from bot.flows.runtime import Runtime
 from bot.github import comments, writer
 from bot.store.jobs import CommandJob, DeployJob, WebhookJob
 from bot.store.queue import Job
-from handlers import commands, deploy, provision
+from handlers import commands, config, deploy, provision
 
 log = logging.getLogger("lemi.handlers")
 
-router = Router(provision.router, deploy.router, commands.router)
+router = Router(provision.router, deploy.router, commands.router, config.router)
 
 
 class _Repository(TypedDict, total=False):
     full_name: str
+    default_branch: str  # a push: lemi.yml is read again on the infra repository's (handlers/config.py)
 
 
 class _Author(TypedDict, total=False):

@@ -19,6 +19,13 @@ from moto_server import MotoServer, reset
 AWS_REGION = "us-east-1"
 
 
+@pytest.fixture(autouse=True)
+def no_pulled_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's own lemi.yml (`lemi config pull`) and gh login stay out of every test."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "xdg-config-home"))
+    monkeypatch.delenv("GH_CONFIG_DIR", raising=False)
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     server = MotoServer()

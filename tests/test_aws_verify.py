@@ -722,7 +722,8 @@ def test_cli_without_lemi_yml_names_the_path(checkout: Path, capsys: pytest.Capt
     assert main(["verify", "--check", "provisioned", "-t", "v1"]) == 1
     err = capsys.readouterr().err
     assert re.search(r"^lemi\.yml(:\d+:\d+)?: lemi\.yml not found$", err, re.M), err
-    assert "hint: create it (see the README), or point LEMI_CONFIG or --config at it" in err
+    assert "hint: run `lemi config pull --from OWNER/INFRA` to fetch the infra repository's lemi.yml" in err
+    assert "or point LEMI_CONFIG or --config at one" in err
     assert "Traceback" not in err
     missing = checkout.parent / "nowhere" / "lemi.yml"
     assert main(["--config", str(missing), "verify", "--check", "all"]) == 1

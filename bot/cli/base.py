@@ -52,7 +52,7 @@ class State:
     "--config",
     "config_option",
     metavar="PATH",
-    help="lemi.yml to use (default: $LEMI_CONFIG, then ./lemi.yml).",
+    help="lemi.yml to use (default: $LEMI_CONFIG, then ./lemi.yml, then the one `lemi config pull` fetched).",
 )
 @click.version_option(package_name="lemi", prog_name="lemi")
 @click.pass_context

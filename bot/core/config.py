@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from bot.core.config_source import SCHEME, SourceError, remote_source, user_config_file
 from bot.core.names import (
     AWS_ACCOUNT_RE,
     AWS_REGION_RE,
@@ -227,10 +228,32 @@ def parse_config(text: str | bytes, file: str = DEFAULT_PATH) -> Config:
 
 
 def config_path(explicit: str | None = None) -> Path:
-    return Path(explicit or os.environ.get("LEMI_CONFIG") or DEFAULT_PATH)
+    """``explicit`` (``--config``), else ``$LEMI_CONFIG``, else ``./lemi.yml``, else the copy
+    ``lemi config pull`` wrote (bot/core/config_source.py); ``./lemi.yml`` when there is none."""
+    named = explicit or os.environ.get("LEMI_CONFIG")
+    if named:
+        return Path(named)
+    here = Path(DEFAULT_PATH)
+    pulled = user_config_file(os.environ, Path.home())
+    return pulled if not here.exists() and pulled.exists() else here
 
 
 def load_config(explicit: str | None = None) -> Config:
+    named = explicit or os.environ.get("LEMI_CONFIG") or ""
+    if named.startswith(SCHEME):  # the App reads it through GitHub (bot/server/remote_config.py)
+        try:
+            source = remote_source(named)
+        except SourceError as exc:
+            raise Invalid([Problem(named, str(exc))]) from None
+        raise Invalid(
+            [
+                Problem(
+                    named,
+                    f"lemi.yml in {source.repository if source else named} is read through GitHub; this reads a file",
+                    hint="run `lemi config pull --from OWNER/INFRA`, or point --config at a file",
+                )
+            ]
+        )
     path = config_path(explicit)
     try:
         data = path.read_bytes()
@@ -240,7 +263,8 @@ def load_config(explicit: str | None = None) -> Config:
                 Problem(
                     str(path),
                     "lemi.yml not found",
-                    hint="create it (see the README), or point LEMI_CONFIG or --config at it",
+                    hint="run `lemi config pull --from OWNER/INFRA` to fetch the infra repository's lemi.yml "
+                    f"(into {user_config_file(os.environ, Path.home())}), or point LEMI_CONFIG or --config at one",
                 )
             ]
         ) from None

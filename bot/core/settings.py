@@ -160,7 +160,11 @@ class Settings(_Variables):
         description="GitHub's REST API; set it for GitHub Enterprise Server (`https://HOST/api/v3`)",
     )
     config_path: str = Field(
-        "lemi.yml", validation_alias="LEMI_CONFIG", description="path of lemi.yml (the CLI's `--config` wins over it)"
+        "lemi.yml",
+        validation_alias="LEMI_CONFIG",
+        description="path of lemi.yml (the CLI's `--config` wins over it); for the App also "
+        "`github://OWNER/INFRA/lemi.yml`: read from that repository's default branch with the App's "
+        "installation, again at most once a minute and on a push there (an invalid new file is kept out)",
     )
     queue_url: str = Field(
         DEFAULT_QUEUE,
@@ -340,6 +344,34 @@ class CommandSettings(_Variables):
         repr=False,
         validation_alias="GH_AUTH_TOKEN",
         description="the GitHub token `lemi provision` acts with (the App uses its own installation tokens)",
+    )
+    gh_token: str | None = Field(
+        None,
+        repr=False,
+        validation_alias="GH_TOKEN",
+        description="the GitHub token `lemi config pull` reads with (first of `GH_TOKEN`, `GITHUB_TOKEN`, "
+        "`GH_AUTH_TOKEN`, then GitHub CLI's stored login)",
+    )
+    github_token: str | None = Field(
+        None, repr=False, validation_alias="GITHUB_TOKEN", description="as `GH_TOKEN`, when that is not set"
+    )
+    infra_repository: str | None = Field(
+        None,
+        validation_alias="LEMI_INFRA_REPOSITORY",
+        description="the infra repository (OWNER/NAME) `lemi config pull` fetches lemi.yml from, "
+        "when `--from` is not given",
+    )
+    xdg_config_home: str | None = Field(
+        None,
+        validation_alias="XDG_CONFIG_HOME",
+        description="the user's configuration directory: `lemi config pull` writes `$XDG_CONFIG_HOME/lemi/lemi.yml` "
+        "(default `~/.config/lemi/lemi.yml`), where commands look after `./lemi.yml`",
+    )
+    gh_config_dir: str | None = Field(
+        None,
+        validation_alias="GH_CONFIG_DIR",
+        description="GitHub CLI's configuration directory, whose `hosts.yml` holds a stored login "
+        "(default `$XDG_CONFIG_HOME/gh`, else `~/.config/gh`)",
     )
     aws_region: str | None = Field(
         None,

@@ -44,6 +44,10 @@ class Runtime(Protocol):
 
     async def github_for_repo(self, repository: str) -> GitHub: ...
 
+    async def config_pushed(self, repository: str, ref: str, default_branch: str | None) -> None:
+        """A push reached the workers: lemi.yml is read again if it lives on that branch."""
+        ...
+
     def aws(self) -> AwsClients:
         """The AWS clients of lemi.yml's environments, made once."""
         ...

@@ -60,10 +60,14 @@ async def file_entry(gh: GitHub, repository: str, path: str, ref: str | None) ->
 async def read_file(gh: GitHub, repository: str, path: str, ref: str) -> bytes | None:
     """The file's bytes, or None when it does not exist. Files over lemi's cap are not downloaded."""
     data = await file_entry(gh, repository, path, ref)
-    if data is None:
-        return None
+    return None if data is None else entry_bytes(data)
+
+
+def entry_bytes(data: dict[str, Any]) -> bytes:
+    """The bytes of a file's contents entry (:func:`file_entry`); over lemi's cap, bytes the YAML
+    loader refuses by their size, with its message."""
     if int(data.get("size", 0)) > DEFAULT_LIMITS.max_bytes:
-        return b"\0" * (DEFAULT_LIMITS.max_bytes + 1)  # the loader refuses it by size, with its message
+        return b"\0" * (DEFAULT_LIMITS.max_bytes + 1)
     return base64.b64decode(data.get("content") or "")
 
 

@@ -31,8 +31,9 @@ from starlette.types import Receive, Scope, Send
 from bot.core import logs
 from bot.core.config import Config
 from bot.core.settings import Settings
-from bot.server.lifespan import Configured, State, Unconfigured, decide, running
+from bot.server.lifespan import Configured, State, Unconfigured, decide_start, running
 from bot.server.metrics import CONTENT_TYPE
+from bot.server.remote_config import ConfigStatus
 from bot.server.worker import WorkerSettings
 from bot.setup import create_setup_app
 from bot.store.jobs import WebhookJob
@@ -296,10 +297,21 @@ def _malformed(body: bytes) -> str:
 
 async def healthz(request: Request) -> JSONResponse:
     state: State = request.app.state.lemi
-    body = {"status": "ok", "app": state.status, "config": "loaded" if state.config else "missing"}
+    body: dict[str, Any] = {"status": "ok", "app": state.status, "config": "loaded" if state.config else "missing"}
     if state.problem:
         body["problem"] = state.problem
+    remote = config_status(state)
+    if remote is not None:  # lemi.yml read through GitHub: whether its newest version is the one in use
+        body["config_source"] = remote.as_dict()
     return JSONResponse(body)
+
+
+def config_status(state: State) -> ConfigStatus | None:
+    """Where lemi.yml is read through GitHub (``LEMI_CONFIG=github://...``): whether the newest
+    file is the one in use (``ok`` False: it was refused or could not be read, and the last good
+    one serves); None for a lemi.yml read from a file. For readiness checks."""
+    reader = state.context.remote_config if state.context is not None else None
+    return reader.status() if reader is not None else None
 
 
 async def metrics(request: Request) -> Response:
@@ -327,12 +339,13 @@ def create_app(
         quiet_deliveries()
         chosen = handlers or default_handlers()
         app.state.handlers = chosen
-        start = decide(settings, config)
+        start = await decide_start(settings, config)
         serving: AbstractAsyncContextManager[State]
         if isinstance(start, Configured):
             serving = running(
-                start.settings, start.config, chosen, queue=queue, workers=workers, worker_settings=worker_settings
-            )
+                start.settings, start.config, chosen, queue=queue, workers=workers, worker_settings=worker_settings,
+                remote=start.remote,
+            )  # fmt: skip
         elif start.setup:
             serving = _with_setup_page(app, start)
         else:

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 import aiohttp
 
 from bot.core.config import Config, load_config
+from bot.core.config_source import SCHEME, RemoteSource, SourceError, remote_source
+from bot.core.errors import Transient, UserError
 from bot.core.ownership import hcl_parser
 from bot.core.problems import Invalid
 from bot.core.settings import Settings, SettingsError, load_settings
@@ -31,6 +33,7 @@ from bot.server.context import Context
 from bot.server.looplag import LoopLag
 from bot.server.metrics import Metrics
 from bot.server.redeliver import Redeliverer
+from bot.server.remote_config import Loaded, RemoteConfig, RemoteConfigError, first_read
 from bot.server.watcher import RolloutWatcher
 from bot.server.worker import Background, Worker, WorkerPool, WorkerSettings
 from bot.store.backends import open_locks, open_queue
@@ -59,10 +62,18 @@ class State:
 
 @dataclass(frozen=True)
 class Configured:
-    """Settings with the App's credentials, and a valid lemi.yml: the App runs."""
+    """Settings with the App's credentials, and a valid lemi.yml: the App runs. ``remote``: where
+    lemi.yml was read through GitHub (``LEMI_CONFIG=github://...``), read again while it runs."""
 
     settings: Settings
     config: Config
+    remote: Remote | None = None
+
+
+@dataclass(frozen=True)
+class Remote:
+    source: RemoteSource
+    first: Loaded
 
 
 @dataclass(frozen=True)
@@ -93,7 +104,9 @@ def decide(
             log.error("settings: %s", exc)
         return Unconfigured(Settings(), str(exc))
     problem = ""
-    if config is None:
+    if config is None and loaded.config_path.startswith(SCHEME):
+        problem = f"LEMI_CONFIG={loaded.config_path}: lemi.yml is read through GitHub with the App's credentials"
+    elif config is None:
         try:
             config = load_config(loaded.config_path)
         except Invalid as exc:
@@ -106,6 +119,34 @@ def decide(
         none_at_all = not (loaded.app_id or loaded.private_key or loaded.webhook_secret)
         return Unconfigured(loaded, problem, config, setup=none_at_all)
     return Configured(loaded, config)
+
+
+async def decide_start(
+    settings: Settings | None = None, config: Config | None = None, *, quiet: bool = False
+) -> Configured | Unconfigured:
+    """:func:`decide`, with lemi.yml read through GitHub when ``LEMI_CONFIG`` names it there
+    (``github://OWNER/INFRA/lemi.yml``, bot/server/remote_config.py) and the App has its credentials."""
+    if config is None:
+        try:
+            settings = loaded = settings or load_settings()
+        except SettingsError:
+            return decide(settings, config, quiet=quiet)  # which says what is wrong
+        try:
+            source = remote_source(loaded.config_path)
+        except SourceError as exc:
+            if not quiet:
+                log.warning("serving health only: %s", exc)
+            return Unconfigured(loaded, str(exc))
+        if source is not None and loaded.has_app_credentials:
+            assert loaded.app_id and loaded.private_key
+            try:
+                first = await first_read(loaded.app_id, loaded.private_key, loaded.api_url, source)
+            except (Invalid, RemoteConfigError, UserError, Transient) as exc:
+                if not quiet:
+                    log.warning("serving health only: lemi.yml: %s", exc)
+                return Unconfigured(loaded, f"lemi.yml: {exc}")
+            return Configured(loaded, first.config, Remote(source, first))
+    return decide(settings, config, quiet=quiet)
 
 
 class JobHandlers(Protocol):
@@ -128,6 +169,7 @@ async def running(
     queue: Queue | None = None,
     workers: int | None = None,
     worker_settings: WorkerSettings | None = None,
+    remote: Remote | None = None,
 ) -> AsyncIterator[State]:
     """The configured App, started; everything opened is closed on exit, last opened first.
 
@@ -136,7 +178,7 @@ async def running(
     a ``lemi worker`` process does the work. ``queue`` and ``worker_settings`` replace what
     the settings say (tests)."""
     count = settings.workers if workers is None else workers
-    async with opened(settings, config, queue=queue) as state, AsyncExitStack() as work:
+    async with opened(settings, config, queue=queue, remote=remote) as state, AsyncExitStack() as work:
         if count:
             assert state.context is not None
             await work.enter_async_context(background(state.context, handlers, count, worker_settings))
@@ -146,9 +188,12 @@ async def running(
 
 
 @asynccontextmanager
-async def opened(settings: Settings, config: Config, *, queue: Queue | None = None) -> AsyncIterator[State]:
+async def opened(
+    settings: Settings, config: Config, *, queue: Queue | None = None, remote: Remote | None = None
+) -> AsyncIterator[State]:
     """What intake and the work both use, opened in this order and closed in reverse: the queue,
-    the HTTP session, the App's authentication, the handlers' Context (with the locks)."""
+    the HTTP session, the App's authentication, the handlers' Context (with the locks) and, with
+    ``remote``, the reader of lemi.yml in the infra repository (bot/server/remote_config.py)."""
     app_id, private_key = settings.app_id, settings.private_key
     assert app_id and private_key, "the App needs its credentials (decide() checks them)"
     state = State(settings, config=config)
@@ -167,6 +212,18 @@ async def opened(settings: Settings, config: Config, *, queue: Queue | None = No
         locks = open_locks(settings.queue_url, settings.locks_path)
         state.context = ctx = Context(config, settings, auth, jobs, locks, state.metrics)
         stack.push_async_callback(ctx.close)
+        if remote is not None:
+
+            def changed(new: Config) -> None:
+                ctx.use_config(new)
+                state.config = new
+
+            infra = remote.source.repository
+            ctx.remote_config = reader = RemoteConfig(
+                remote.source, remote.first, client=lambda: auth.for_repository(infra), on_change=changed
+            )
+            reader.start()
+            stack.push_async_callback(reader.stop)
         yield state
 
 

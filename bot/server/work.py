@@ -19,7 +19,9 @@ import os
 from collections.abc import Callable
 
 from bot.core import logs
-from bot.server.lifespan import Configured, background, decide, freeze_start_up, opened
+from bot.core.config_source import SCHEME
+from bot.server.lifespan import Configured, background, decide_start, freeze_start_up, opened
+from bot.server.remote_config import EVERY
 
 log = logging.getLogger("lemi.worker")
 
@@ -46,7 +48,7 @@ async def work(
             return 2
         from bot.server.app import default_handlers  # the composition root reaches the handlers
 
-        async with opened(settings, start.config) as state:
+        async with opened(settings, start.config, remote=start.remote) as state:
             assert state.context is not None
             async with background(state.context, default_handlers(), settings.workers):
                 if settings.worker_metrics_port:  # the work's own metrics: jobs, rollouts watched, GitHub calls
@@ -72,14 +74,17 @@ async def _configured(stop: asyncio.Event, reread: Callable[[], None], every: fl
     said = ""
     while not stop.is_set():
         reread()
-        start = decide(quiet=True)
+        start = await decide_start(quiet=True)
         if isinstance(start, Configured):
             return start
+        # lemi.yml that GitHub could not give, or gave invalid: asked again once a minute, not every few seconds
+        remote = start.settings.config_path.startswith(SCHEME) and start.settings.has_app_credentials
+        wait = max(every, EVERY) if remote else every
         if start.problem != said:
             said = start.problem
-            log.warning("lemi worker waits for the App's configuration: %s (looking again every %ss)", said, every)
+            log.warning("lemi worker waits for the App's configuration: %s (looking again every %ss)", said, wait)
         try:
-            await asyncio.wait_for(stop.wait(), every)
+            await asyncio.wait_for(stop.wait(), wait)
         except TimeoutError:
             pass
     return None

@@ -590,7 +590,9 @@ Service repositories have their own files: see [service files](service-files.md)
 
 ## lemi.yml
 
-Read from the CLI's `--config`, else `$LEMI_CONFIG`, else `./lemi.yml`.
+Read from the CLI's `--config`, else `$LEMI_CONFIG`, else `./lemi.yml`, else
+the copy `lemi config pull` fetched from the infra repository's root into
+`~/.config/lemi/lemi.yml` (`$XDG_CONFIG_HOME/lemi/` when that is set).
 `lemi config check` validates it; `lemi schema config` prints its JSON Schema.
 Types are strict and unknown keys are errors (with a "did you mean"); a value
 that YAML reads as a number or a boolean where a string is meant (an account
