@@ -47,7 +47,7 @@ def push(app: RunningApp, github: Any, before: str, after: str) -> None:
     assert response.status_code == 202, response.text
 
 
-def until(condition: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+def until(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -94,7 +94,7 @@ def test_a_push_runs_its_tasks_in_order_without_holding_a_worker_then_updates_th
         run = run_of(github, sha)
         assert run.status == "in_progress" and "preDeploy task migrate (1/2)" in run.output["title"]
         tasks.named("migrate")[0].script = ecs_tasks.exits(0, after=0)  # it ends now, exit 0
-        app.drain()
+        app.drain(60.0)
     assert [r.name for r in tasks.runs] == ["migrate", "seed"]
     assert updates_at_run == [0, 0] and sim.updates == 1
     new = running(sim)
@@ -113,7 +113,7 @@ def test_a_migration_exiting_3_blocks_the_deploy_before_update_service(
     sha = commit(github, world)
     with app_for(github, tmp_path) as app:
         push(app, github, ZERO_SHA, sha)
-        app.drain()
+        app.drain(60.0)
     assert [r.name for r in tasks.runs] == ["migrate"]  # seed never ran
     assert sim.updates == 0 and running(sim) == "demo-service-staging:1"
     run = run_of(github, sha)
@@ -141,7 +141,7 @@ def test_every_truth_trap_fails_the_deploy_with_its_reason(
     sha = commit(github, world)
     with app_for(github, tmp_path) as app:
         push(app, github, ZERO_SHA, sha)
-        app.drain()
+        app.drain(60.0)
     run = run_of(github, sha)
     assert run.conclusion == "failure" and reason in run.output["title"], run.output["title"]
     assert sim.updates == 0
@@ -161,7 +161,7 @@ def test_a_newer_push_waits_for_running_migrations_and_the_older_deploy_is_super
         until(lambda: "waiting" in deployment_of(github, second).statuses[-1].description, "the Deployment waiting")
         assert len(tasks.named("migrate")) == 1  # never two migrations at once
         tasks.named("migrate")[0].script = ecs_tasks.exits(0, after=0)
-        app.drain()
+        app.drain(60.0)
     # the first deploy's migration ran to its end; superseded, it ran nothing more; then the second's tasks
     assert [r.name for r in tasks.runs] == ["migrate", "migrate", "seed"]
     second_runs = tasks.runs[1:]
@@ -192,7 +192,7 @@ def test_where_logs_go_to_cloudwatch_a_failed_migration_shows_its_last_lines(
     with running_app(github, tmp_path, lemi_yml=cloudwatch, deploy_poll_seconds=0.01, deploy_timeout_seconds=10.0,
                      github_writes_per_minute=400) as app:  # fmt: skip
         push(app, github, ZERO_SHA, sha)
-        app.drain()
+        app.drain(60.0)
     summary = run_of(github, sha).output["summary"]
     assert "Last output lines of **migrate**" in summary
     assert summary.index("applying 0042_add_index") < summary.index("ERROR: lock timeout")
