@@ -174,6 +174,15 @@ def test_webhook_secret_missing_here(
     assert check["name"] == "App webhook" and "GITHUB_WEBHOOK_SECRET is not set here" in check["detail"]
 
 
+def test_the_settings_may_come_from_an_env_file(
+    setup: FakeGitHub, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("GITHUB_WEBHOOK_SECRET")
+    (tmp_path / ".env").write_text("GITHUB_WEBHOOK_SECRET=from-the-file\n", encoding="utf-8")
+    code, doc = doctor(capsys, "--env-file", str(tmp_path / ".env"))
+    assert code == 0 and doc["ok"], doc
+
+
 def test_permissions_and_events_against_app_yml(setup: FakeGitHub, capsys: pytest.CaptureFixture[str]) -> None:
     permissions = {"metadata": "read", "contents": "read", "pull_requests": "write", "issues": "write",
                    "deployments": "write"}  # fmt: skip

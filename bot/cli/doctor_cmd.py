@@ -9,6 +9,7 @@ import click
 from bot.cli.base import State, cli, emit_json, pass_state
 from bot.cli.options import output_option
 from bot.cli.render import checklist
+from bot.cli.server import env_file_option
 from bot.core.config import Config, config_path, load_config
 from bot.core.doctor import report
 from bot.core.problems import Invalid
@@ -18,9 +19,13 @@ from bot.setup.manifest import app_manifest
 
 
 @cli.command("doctor")
+@env_file_option(
+    "Set the variables of this file (KEY=value lines) that the environment does not set, as `lemi serve "
+    "--env-file` does (the setup page writes the App's credentials to ./.env)."
+)
 @output_option
 @pass_state
-def doctor_command(state: State, output: str) -> None:
+def doctor_command(state: State, env_file: str | None, output: str) -> None:
     """Check the whole setup end to end and print a checklist: the GitHub App's credentials,
     webhook, permissions, events and installations (infra and service repositories), lemi.yml,
     every environment in AWS (credentials, cluster, Datadog API key) and the queue. Reads the
