@@ -4,6 +4,7 @@ failing case per check, each named with how to fix it (exit 1, never a traceback
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,44 @@ def test_app_credentials_missing(
     check = by_name(doc)["App credentials"]
     assert code == 1 and not check["ok"] and "GITHUB_APP_ID" in check["detail"]
     assert not setup.calls  # no request without credentials
+
+
+def test_github_unreachable_names_the_host(
+    setup: FakeGitHub, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("GITHUB_API_URL", f"http://127.0.0.1:{port}")
+    code, doc = doctor(capsys)
+    check = by_name(doc)["App credentials"]
+    assert code == 1 and not check["ok"] and f"http://127.0.0.1:{port} could not be reached" in check["detail"]
+    assert "GITHUB_API_URL" in check["fix"]
+
+
+def test_invalid_settings(
+    setup: FakeGitHub, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEMI_WORKERS", "many")
+    code, doc = doctor(capsys)
+    check = only_failure(doc)
+    assert code == 1 and check["name"] == "settings" and "LEMI_WORKERS='many'" in check["detail"]
+
+
+def test_a_queue_file_that_exists_is_probed_without_being_changed(
+    setup: FakeGitHub, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "queue.db")
+    db.execute("CREATE TABLE jobs (id INTEGER)")
+    db.commit()
+    db.close()
+    code, doc = doctor(capsys)
+    assert code == 0 and by_name(doc)["queue"]["ok"], doc
+    db = sqlite3.connect(tmp_path / "queue.db")
+    assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["jobs"]
+    db.close()
 
 
 def test_installation_missing_on_the_infra_repository(

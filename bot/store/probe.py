@@ -23,11 +23,11 @@ def _sqlite_problem(path: str) -> str | None:
         directory = file.parent if str(file.parent) else Path(".")
         while not directory.exists() and directory != directory.parent:
             directory = directory.parent  # lemi creates the missing directories
-        if not os.access(directory, os.W_OK | os.X_OK):
+        if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
             return f"{path} does not exist and cannot be created: {directory} is not writable by this user"
         return None
     try:
-        db = sqlite3.connect(f"file:{file}?mode=rw", uri=True, timeout=2, isolation_level=None)
+        db = sqlite3.connect(file.resolve().as_uri() + "?mode=rw", uri=True, timeout=2, isolation_level=None)
     except sqlite3.Error as exc:
         return f"{path} cannot be opened for writing ({exc}); give lemi's user write access to it and its directory"
     try:
