@@ -240,7 +240,8 @@ def checklist(checks: Sequence[Check]) -> None:
     console = _console()
     for check in checks:
         mark = "[green]  OK[/green]" if check.ok else "[red]FAIL[/red]"
-        console.print(f"{mark} {escape(check.name)}: {escape(check.detail)}")
+        detail = check.detail.replace("\n", "\n       ")  # lemi.yml's problems are a line each
+        console.print(f"{mark} {escape(check.name)}: {escape(detail)}")
         if not check.ok and check.fix:
             console.print(f"       fix: {check.fix}", markup=False)
     failures = sum(not check.ok for check in checks)

@@ -54,7 +54,8 @@ async def doctor(setup: Setup) -> list[Check]:
     else:
         checks += await github_checks(settings, setup.config, setup.manifest)
     if setup.config is None:
-        checks.append(failed("lemi.yml", setup.config_problem, f"fix {setup.config_path} as the lines above say"))
+        fix = f"correct {setup.config_path} as each problem's hint says (`lemi config check` checks it alone)"
+        checks.append(failed("lemi.yml", setup.config_problem, fix))
     else:
         names = ", ".join(setup.config.environments)
         checks.append(passed("lemi.yml", f"{setup.config_path} is valid (environments: {names})"))
