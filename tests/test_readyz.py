@@ -100,3 +100,10 @@ async def test_an_sqs_queue_is_asked_once_in_a_while(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(ready, "QUEUE_TTL", 0.0)
     await ready.queue_writable(state)
     assert len(asked) == 2
+
+
+async def test_a_key_that_cannot_sign_the_jwt() -> None:
+    bad = "-----BEGIN RSA PRIVATE KEY-----\nbm90IGEga2V5\n-----END RSA PRIVATE KEY-----\n"
+    check = await ready.app_credentials(State(Settings(app_id="1", private_key=bad)))
+    assert not check.ok and check.detail.startswith("the private key cannot sign the App's JWT")
+    assert "GITHUB_APP_PRIVATE_KEY" in check.fix
