@@ -40,6 +40,7 @@ from bot.aws import operate, schedules
 from bot.aws import tasks as task_runs
 from bot.aws.clients import AwsClients
 from bot.aws.ecs import Ecs, revision_of
+from bot.aws.env_checks import environment_checks
 from bot.aws.exec import PLUGIN, open_session
 from bot.aws.rollout import RolloutRequest, Wait, deploy
 from bot.aws.verify import verify_provisioned
@@ -920,6 +921,10 @@ EXTRA = {
     "ecs:ExecuteCommand",  # `lemi service exec`: an API call, but moto does not implement it
     "kms:Decrypt",  # GetSecretValue of a secret encrypted with a customer-managed KMS key
 }
+# Calls AWS allows every identity, so the policy does not name them:
+NO_PERMISSION = {
+    "sts:GetCallerIdentity",  # `lemi doctor`: who lemi acts as in each environment
+}
 
 
 def readme_policy() -> dict[str, Any]:
@@ -989,6 +994,7 @@ async def test_readme_policy_allows_exactly_what_lemi_calls(
         status = await operate.status(aws, ENV, SERVICE)
         assert status.revision == f"{FAMILY}:1" and [s.revision for s in status.schedules] == [f"{FAMILY}:1"]
         assert (await schedules.sync(aws, ENV, SERVICE, {}, world.first_revision)).deleted == ["nightly"]
+        assert all(check.ok for check in await environment_checks(aws))  # lemi doctor, every environment
         running = await operate.list_tasks(aws, ENV, SERVICE)
         await operate.stop_task(aws, ENV, SERVICE, running[0].task_id, reason="iam test")
         assert await operate.list_tasks(aws, ENV, SERVICE, stopped=True)
@@ -1010,6 +1016,8 @@ async def test_readme_policy_allows_exactly_what_lemi_calls(
         aws.on_call(lambda service, operation: calls.add((service, operation)))
         assert await app_logs.last_lines(aws, ENV, SERVICE) == []
     observed = {f"{service}:{operation}" for service, operation in calls}
+    assert NO_PERMISSION <= observed, "a NO_PERMISSION call is no longer made: drop it from NO_PERMISSION"
+    observed -= NO_PERMISSION
     # the hook saw the operations that matter (a hook that records nothing must not pass)
     assert {"ecs:RegisterTaskDefinition", "ecs:UpdateService", "ecs:StopTask", "ecs:DeregisterTaskDefinition",
             "ecs:RunTask", "ecs:TagResource", "ecs:ListTagsForResource",  # the deploy history

@@ -30,6 +30,7 @@ COMMANDS = {
     "config",
     "deploy",
     "diff",
+    "doctor",
     "logs",
     "provision",
     "run",

@@ -135,4 +135,9 @@ def test_the_setup_page_takes_only_its_own_paths(bare: Path) -> None:
         assert client.get("/nowhere").status_code == 404
         assert client.post("/webhook", content=b"{}").status_code == 503
         assert client.get("/healthz").json()["app"] == "unconfigured"
-    assert [route.path for route in app.routes] == ["/webhook", "/healthz", "/metrics"]  # unmounted once stopped
+    assert [route.path for route in app.routes] == [
+        "/webhook",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ]  # unmounted once stopped

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from bot.cli import aws_cmds, config_cmds, files, github_cmds, logs_cmds, server, task_cmds  # noqa: F401  (register commands)
+from bot.cli import aws_cmds, config_cmds, doctor_cmd, files, github_cmds, logs_cmds, server, task_cmds  # noqa: F401  (register commands)
 from bot.cli.base import cli
 from bot.core.errors import Transient, UserError
 from bot.core.problems import Invalid

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bot.aws.ecs import revision_of
@@ -16,6 +17,7 @@ from bot.aws.results import TaskRun
 from bot.aws.rollout import DeployResult, Progress
 from bot.aws.verify import Finding
 from bot.cli.base import emit_json
+from bot.core.doctor import Check
 from bot.core.problems import problems_text
 from bot.core.schedules import SyncReport
 
@@ -231,3 +233,19 @@ def task_result(result: dict[str, Any], task_id: str) -> None:
                       markup=False)  # fmt: skip
     else:
         console.print(f"task {task_id}; output: see the service's logs (task {task_id})", markup=False)
+
+
+def checklist(checks: Sequence[Check]) -> None:
+    """``lemi doctor``'s checklist: a line per check, OK or FAIL, and how to fix each failure."""
+    console = _console()
+    for check in checks:
+        mark = "[green]  OK[/green]" if check.ok else "[red]FAIL[/red]"
+        detail = check.detail.replace("\n", "\n       ")  # lemi.yml's problems are a line each
+        console.print(f"{mark} {escape(check.name)}: {escape(detail)}")
+        if not check.ok and check.fix:
+            console.print(f"       fix: {check.fix}", markup=False)
+    failures = sum(not check.ok for check in checks)
+    if failures:
+        console.print(f"[red]{failures} of {len(checks)} checks failed[/red]")
+    else:
+        console.print(f"[green]all {len(checks)} checks passed[/green]")

@@ -2,7 +2,8 @@
 
 ``POST /webhook`` checks the signature first (constant time), stores the
 delivery durably, and answers; workers do the work from the queue.
-``GET /healthz`` and ``GET /metrics`` are for operators. Configuration,
+``GET /healthz`` (liveness), ``GET /readyz`` (readiness, bot/server/ready.py) and
+``GET /metrics`` are for operators. Configuration,
 the HTTP session, the queue and the workers are opened in the lifespan
 (bot/server/lifespan.py), never at import.
 """
@@ -33,6 +34,7 @@ from bot.core.config import Config
 from bot.core.settings import Settings
 from bot.server.lifespan import Configured, State, Unconfigured, decide_start, running
 from bot.server.metrics import CONTENT_TYPE
+from bot.server.ready import CHECKS, readyz
 from bot.server.remote_config import ConfigStatus
 from bot.server.worker import WorkerSettings
 from bot.setup import create_setup_app
@@ -339,6 +341,7 @@ def create_app(
         quiet_deliveries()
         chosen = handlers or default_handlers()
         app.state.handlers = chosen
+        app.state.ready_checks = list(CHECKS)  # what /readyz runs: more may be added
         start = await decide_start(settings, config)
         serving: AbstractAsyncContextManager[State]
         if isinstance(start, Configured):
@@ -361,6 +364,7 @@ def create_app(
         routes=[
             Route("/webhook", webhook, methods=["POST"]),
             Route("/healthz", healthz),
+            Route("/readyz", readyz),
             Route("/metrics", metrics),
         ],
         lifespan=lifespan,

@@ -41,7 +41,9 @@ user="octocat", title=None, body="", draft=False) -> number`` · ``open_issue(fu
 ``close_pull_request(full_name, n)`` · ``set_unmergeable(full_name, n, message)`` (merge -> 405) ·
 ``set_permission(full_name, login, role)`` (admin|maintain|write|triage|read|none) ·
 ``add_user_token(token, login, expires_in=None)`` (personal token, e.g. GH_AUTH_TOKEN) ·
-``installation_token(id, repositories=None, ttl=None) -> "ghs_..."`` · ``expire_token(token)`` ·
+``installation_token(id, repositories=None, ttl=None) -> "ghs_..."`` ·
+``app_changes`` (fields of ``GET /app`` replaced, e.g. ``permissions``, ``events``) · ``hook_config``
+(``GET /app/hook/config``: url, content_type, secret ``"********"`` while one is set, insecure_ssl) · ``expire_token(token)`` ·
 ``token_ttl`` (s, default 3600) · ``add_delivery(event, action=None, guid=, status_code=200,
 installation_id=, repository=, redelivery=False, payload=) -> id`` · ``on_redelivery`` (callback
 run in a thread for POST /app/hook/deliveries/{id}/attempts), ``redelivered``.

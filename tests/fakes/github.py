@@ -676,6 +676,15 @@ class FakeGitHub:
             self.rate_used: dict[str, int] = {}
             self.not_modified = 0  # conditional GETs answered 304
             self.app_manifests: list[AppManifest] = []
+            # the App's own settings: GET /app's fields replaced (permissions, events...) and
+            # its webhook configuration (GET /app/hook/config; GitHub masks a set secret as ********)
+            self.app_changes: dict[str, Any] = {}
+            self.hook_config: dict[str, Any] = {
+                "url": "https://lemi.example.com/webhook",
+                "content_type": "json",
+                "secret": "********",
+                "insecure_ssl": "0",
+            }
             self.manifest_expectations: dict[str, Any] = {}
             self.web_login = "octocat"  # who is signed in on the web side
             self._violations_expected = False
@@ -1423,6 +1432,7 @@ class FakeGitHub:
             events=list(DEFAULT_EVENTS),
             installations_count=len(self.installations),
         )
+        data.update(copy.deepcopy(self.app_changes))
         return data
 
     def pull_json(self, full_name: str, number: int, *, simple: bool = False) -> dict[str, Any]:
@@ -2191,6 +2201,10 @@ class FakeGitHub:
     @route("GET", "/app", auth="app")
     def _get_app(self, ctx: _Ctx) -> tuple[int, Any]:
         return 200, self.app_json()
+
+    @route("GET", "/app/hook/config", auth="app")
+    def _get_hook_config(self, ctx: _Ctx) -> tuple[int, Any]:
+        return 200, dict(self.hook_config)
 
     @route("GET", "/user", auth="any")
     def _get_authenticated_user(self, ctx: _Ctx) -> tuple[int, Any]:

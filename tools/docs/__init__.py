@@ -864,7 +864,7 @@ type, offline, against the lemi version that wrote them.
 
 # why lemi needs each action of README.md's deployer policy (the policy itself is README's)
 ACTION_USES = {
-    "ecs:DescribeClusters": "verify: the environment's cluster exists",
+    "ecs:DescribeClusters": "verify and `lemi doctor`: the environment's cluster exists (ACTIVE)",
     "ecs:DescribeServices": "verify (service ACTIVE), the rollout wait, `status`, exec",
     "ecs:DescribeTaskDefinition": "deploy (reuse an identical revision), `diff`, `status`, `rollback`",
     "ecs:DescribeTasks": "`tasks`, `stop-task`, stopped-task reasons after a failed rollout, exec, waiting for a one-off task",
@@ -890,7 +890,8 @@ ACTION_USES = {
     "scheduler:DeleteSchedule": "after a deploy: a schedule the file no longer has",
     "scheduler:DeleteScheduleGroup": "after a deploy whose file has no schedules left",
     "ecr:DescribeImages": "verify: the image `<sha>` is in ECR (a push deploy waits for the build)",
-    "secretsmanager:DescribeSecret": "verify: each secret exists and is not scheduled for deletion",
+    "secretsmanager:DescribeSecret": "verify: each secret exists and is not scheduled for deletion; `lemi doctor`: "
+    "the Datadog API key's",
     "secretsmanager:GetSecretValue": "verify, only for `name:json-key::` references: the key exists (the value is never shown)",
     "ssm:GetParameters": "verify: each parameter exists (`WithDecryption=false`: values are not decrypted)",
     "kms:Decrypt": "`GetSecretValue` of a secret encrypted with a customer-managed KMS key",
@@ -1107,7 +1108,8 @@ always name): give it the patterns with the service's name, here for
 With `role_arn` set, the identity lemi starts with (the App's task or
 instance role, or your SSO session) needs `sts:AssumeRole` on that role, and
 the role's trust policy must allow it. The credentials are cached and
-refreshed before they expire.
+refreshed before they expire. `lemi doctor` checks each environment's with
+`sts:GetCallerIdentity`, which needs no permission.
 
 ## The queue policy (several replicas)
 
