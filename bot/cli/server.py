@@ -73,33 +73,52 @@ def env_file_option(help: str) -> Callable[[FC], FC]:
 def serve(env_file: str | None, host: str, port: int, intake_only: bool, with_worker: bool) -> None:
     """Run the GitHub App's server (webhooks, health, metrics; without credentials, the setup page).
 
-    Without --intake-only or --with-worker it also runs LEMI_WORKERS workers in this process."""
-    import uvicorn
-
+    Without --intake-only or --with-worker it also runs LEMI_WORKERS workers in this process.
+    SIGTERM stops it gracefully, exit code 0: no new connection or job, the running jobs get
+    LEMI_SHUTDOWN_GRACE_SECONDS to finish (or are given back to the queue)."""
     os.environ["PORT"] = str(port)  # the settings (and the setup page's address on the console) see --port too
     app = None
     if intake_only or with_worker:
         from bot.server.app import create_app
 
         app = create_app(workers=0)
-    if not with_worker:
-        uvicorn.run(served_app(app), host=host, port=port, log_level="info", proxy_headers=False, access_log=False)
-        return
-    companion = Companion(env_file)
-    # uvicorn shuts down on SIGTERM, then raises it again: here, so that the worker is stopped too
+    companion = Companion(env_file) if with_worker else None
+    # uvicorn shuts down on SIGTERM, then raises it again: here, where it ends the command (exit 0)
     signal.signal(signal.SIGTERM, _terminated)
-    companion.start()
+    if companion is not None:
+        companion.start()
     try:
-        uvicorn.run(served_app(app), host=host, port=port, log_level="info", proxy_headers=False, access_log=False)
+        run_server(served_app(app), host=host, port=port, log_level="info", proxy_headers=False, access_log=False)
     except Terminated:
-        companion.stop()
+        pass  # stopped as asked
+    finally:
+        if companion is not None:
+            companion.stop()
         from bot.core import logs
 
-        logs.flush()  # the process ends by the signal: no exit handlers run
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.raise_signal(signal.SIGTERM)  # the exit a supervisor expects
-    finally:
-        companion.stop()
+        logs.flush()
+
+
+def run_server(app: Any, **options: Any) -> None:
+    """uvicorn serving ``app`` with ``options`` (uvicorn.Config's), saying where it listens once it does."""
+    import uvicorn
+
+    class Listening(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                urls = [_url(sock.getsockname()) for server in self.servers for sock in server.sockets]
+                log.info("lemi serve: listening on %s (pid %s)", ", ".join(urls), os.getpid())
+
+    Listening(uvicorn.Config(app, **options)).run()
+
+
+def _url(address: Any) -> str:
+    """The URL of a bound socket's address (host and port; an IPv6 host in brackets)."""
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"unix:{address}"
 
 
 class Terminated(Exception):
