@@ -261,9 +261,10 @@ def test_the_access_log_leaves_out_deliveries_answered_2xx_and_names_the_forward
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    lines: list[str] = []
+    lines: list[dict[str, Any]] = []
     handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    handler.setFormatter(peer.AccessFormatter())  # the access log's own: one JSON object a line
+    handler.emit = lambda record: lines.append(json.loads(handler.format(record)))  # type: ignore[method-assign]
     access = logging.getLogger(peer.ACCESS)
     access.addHandler(handler)
     try:
@@ -275,10 +276,15 @@ def test_the_access_log_leaves_out_deliveries_answered_2xx_and_names_the_forward
         assert client.get("/boom", headers=forwarded).status_code == 500
     finally:
         access.removeHandler(handler)
-    assert lines == [
-        '198.51.100.7:0 - "POST /webhook HTTP/1.1" 401',
-        '198.51.100.7:0 - "GET /healthz HTTP/1.1" 200',
-        '198.51.100.7:0 - "GET /boom HTTP/1.1" 500',
+    assert [line["message"] for line in lines] == [
+        "198.51.100.7:0 - POST /webhook HTTP/1.1 401",
+        "198.51.100.7:0 - GET /healthz HTTP/1.1 200",
+        "198.51.100.7:0 - GET /boom HTTP/1.1 500",
+    ]
+    assert [(x["logger"], x["level"], x["client"], x["method"], x["path"], x["status"]) for x in lines] == [
+        ("lemi.access", "info", "198.51.100.7:0", "POST", "/webhook", 401),
+        ("lemi.access", "info", "198.51.100.7:0", "GET", "/healthz", 200),
+        ("lemi.access", "info", "198.51.100.7:0", "GET", "/boom", 500),
     ]
 
 
@@ -347,13 +353,11 @@ def test_served_some_other_way_proxy_headers_are_refused_all_the_same(first_run:
 
 
 def test_lemi_serve_hands_uvicorn_the_recording_app_without_its_proxy_headers(monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
-
-    from bot.cli import main
+    from bot.cli import main, server
     from bot.server.app import app
 
     ran: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda served, **options: ran.append((served, options)))
+    monkeypatch.setattr(server, "run_server", lambda served, **options: ran.append((served, options)))
     monkeypatch.setenv("PORT", "8080")  # restored after the test
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.1")
     assert main(["serve", "--port", "9123"]) == 0
@@ -428,8 +432,9 @@ def test_lemi_serve_decides_on_the_socket_behind_a_trusting_proxy_setup(tmp_path
     finally:
         server.stop()
     # the access log still names the client X-Forwarded-For names (uvicorn's proxy headers, as before)
-    access = [line for line in server.stdout().splitlines() if '"GET / HTTP/1.1" 403' in line]
-    assert len(access) == 2 and all("127.0.0.1:" in line and address not in line for line in access), server.stdout()
+    access = [json.loads(line) for line in server.stdout().splitlines() if "GET / HTTP/1.1 403" in line]
+    assert len(access) == 2, server.stdout()
+    assert all(a["client"].startswith("127.0.0.1:") and address not in a["message"] for a in access), access
     assert not (home / ".env").exists()
 
 
@@ -529,7 +534,7 @@ def test_lemi_serve_prints_the_token_on_its_console_only(tmp_path: Path) -> None
     # ... and no log line does: not the JSON log, not uvicorn's lines, not the access log
     logged = [line for line in err.splitlines() if line.startswith("{")]
     assert logged and all(json.loads(line) for line in logged)
-    assert '"POST /setup/start HTTP/1.1" 400' in out and '"POST /setup/start HTTP/1.1" 200' in out
+    assert "POST /setup/start HTTP/1.1 400" in out and "POST /setup/start HTTP/1.1 200" in out
     for line in logged + out.splitlines():
         assert token not in line and token.replace("-", "") not in line
 
