@@ -352,6 +352,39 @@ def test_served_some_other_way_proxy_headers_are_refused_all_the_same(first_run:
         assert {route: r.status_code for route, r in answers.items()} == dict.fromkeys(answers, 403)
 
 
+def test_the_procfiles_lines_read_dotenv_and_never_log_its_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both lines pass `--env-file .env`: the variables of ./.env that the environment does not set
+    (the setup page writes the App's credentials there), their names said, never their values."""
+    import shlex
+
+    from bot.cli import main, server
+
+    procfile = (Path(__file__).parents[1] / "Procfile").read_text()
+    lines = dict(line.split(": ", 1) for line in procfile.splitlines() if line.strip())
+    web = shlex.split(lines["web"].replace("${PORT:-8080}", "9125"))
+    worker = shlex.split(lines["worker"])
+    for argv in (web, worker):
+        assert argv[0] == "lemi" and argv[argv.index("--env-file") + 1] == ".env", argv
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("GITHUB_WEBHOOK_SECRET=s3cr3t-from-dotenv\nLEMI_WORKERS=3\n")
+    for name in ("GITHUB_WEBHOOK_SECRET", "LEMI_WORKERS", "PORT"):
+        monkeypatch.setenv(name, "x")  # restored after the test ...
+        monkeypatch.delenv(name)  # ... and unset now
+    monkeypatch.setenv("LEMI_WORKERS", "2")  # the environment wins over the file
+    ran: list[dict[str, Any]] = []
+    monkeypatch.setattr(server, "run_server", lambda app, **options: ran.append(options))
+    assert main(web[1:]) == 0
+    assert [(o["host"], o["port"]) for o in ran] == [("0.0.0.0", 9125)]
+    assert (os.environ["GITHUB_WEBHOOK_SECRET"], os.environ["LEMI_WORKERS"]) == ("s3cr3t-from-dotenv", "2")
+    out, err = capsys.readouterr()
+    assert "lemi: read GITHUB_WEBHOOK_SECRET from .env" in err, err
+    assert "s3cr3t-from-dotenv" not in out + err
+    (tmp_path / ".env").unlink()  # no .env (the platform sets the variables): it starts all the same
+    assert main(web[1:]) == 0 and len(ran) == 2
+
+
 def test_lemi_serve_hands_uvicorn_the_recording_app_without_its_proxy_headers(monkeypatch: pytest.MonkeyPatch) -> None:
     from bot.cli import main, server
     from bot.server.app import app

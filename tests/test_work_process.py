@@ -5,6 +5,7 @@ against the shared GitHub fake. And the queue's notice of a job another process 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -289,3 +290,18 @@ def _answers(server: Server) -> bool:
     except Exception:  # noqa: BLE001 - not listening yet
         assert server.alive(), server.output()
         return False
+
+
+def test_serve_logs_the_url_it_listens_on(github: Any, tmp_path: Path) -> None:
+    """`lemi serve --port N` says, in its JSON log, where it really listens: --port, not $PORT."""
+    port = free_port()
+    server = web(github, tmp_path, tmp_path / "queue.db", "--port", str(port), PORT=str(free_port()))
+    server.port, server.url = port, f"http://127.0.0.1:{port}"
+    try:
+        server.start()
+    finally:
+        server.stop()
+    said = [json.loads(line) for line in server.output().splitlines() if "listening on" in line]
+    assert [(e["logger"], e["message"].split(" (pid")[0]) for e in said] == [
+        ("lemi.serve", f"lemi serve: listening on http://127.0.0.1:{port}")
+    ], server.output()

@@ -84,7 +84,7 @@ def serve(env_file: str | None, host: str, port: int, intake_only: bool, with_wo
         app = create_app(workers=0)
     companion = Companion(env_file) if with_worker else None
     # uvicorn shuts down on SIGTERM, then raises it again: here, where it ends the command (exit 0)
-    signal.signal(signal.SIGTERM, _terminated)
+    previous = signal.signal(signal.SIGTERM, _terminated)
     if companion is not None:
         companion.start()
     try:
@@ -94,6 +94,7 @@ def serve(env_file: str | None, host: str, port: int, intake_only: bool, with_wo
     finally:
         if companion is not None:
             companion.stop()
+        signal.signal(signal.SIGTERM, previous)
         from bot.core import logs
 
         logs.flush()
