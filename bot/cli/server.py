@@ -88,7 +88,12 @@ def serve(env_file: str | None, host: str, port: int, intake_only: bool, with_wo
     if companion is not None:
         companion.start()
     try:
-        run_server(served_app(app), host=host, port=port, log_level="info", proxy_headers=False, access_log=False)
+        if app is None:
+            from bot.server.app import app
+        run_server(
+            served_app(app), host=host, port=port, log_level="info", proxy_headers=False, access_log=False,
+            on_exit=lambda: _stop_taking_jobs(app),
+        )  # fmt: skip
     except Terminated:
         pass  # stopped as asked
     finally:
@@ -100,11 +105,19 @@ def serve(env_file: str | None, host: str, port: int, intake_only: bool, with_wo
         logs.flush()
 
 
-def run_server(app: Any, **options: Any) -> None:
-    """uvicorn serving ``app`` with ``options`` (uvicorn.Config's), saying where it listens once it does."""
+def run_server(app: Any, *, on_exit: Callable[[], None] = lambda: None, **options: Any) -> None:
+    """uvicorn serving ``app`` with ``options`` (uvicorn.Config's), saying where it listens once it
+    does; ``on_exit`` is called (in the event loop) as soon as a signal asks it to stop."""
     import uvicorn
 
     class Listening(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            try:  # a signal handler: leave it to the loop
+                asyncio.get_running_loop().call_soon_threadsafe(on_exit)
+            except RuntimeError:  # no loop runs (yet): nothing has taken a job
+                pass
+
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)
             if self.started:
@@ -112,6 +125,14 @@ def run_server(app: Any, **options: Any) -> None:
                 log.info("lemi serve: listening on %s (pid %s)", ", ".join(urls), os.getpid())
 
     Listening(uvicorn.Config(app, **options)).run()
+
+
+def _stop_taking_jobs(app: Any) -> None:
+    """SIGTERM: the workers of this process (if any) take no new job, before the connections drain."""
+    state = getattr(getattr(app, "state", None), "lemi", None)
+    halt = getattr(state, "stop_taking_jobs", None)
+    if halt is not None:
+        halt()
 
 
 def _url(address: Any) -> str:

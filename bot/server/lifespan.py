@@ -56,6 +56,9 @@ class State:
     context: Context | None = None
     status: str = "starting"  # ready | unconfigured
     problem: str = ""
+    # the workers of this process take no new job from now on (SIGTERM: `lemi serve` calls it at once,
+    # before the connections drain and the workers are stopped); None without workers
+    stop_taking_jobs: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,8 @@ async def running(
     async with opened(settings, config, queue=queue) as state, AsyncExitStack() as work:
         if count:
             assert state.context is not None
-            await work.enter_async_context(background(state.context, handlers, count, worker_settings))
+            pool = await work.enter_async_context(background(state.context, handlers, count, worker_settings))
+            state.stop_taking_jobs = pool.halt
         state.status = "ready"
         freeze_start_up()
         yield state
@@ -174,7 +178,7 @@ async def opened(settings: Settings, config: Config, *, queue: Queue | None = No
 @asynccontextmanager
 async def background(
     ctx: Context, handlers: JobHandlers, workers: int, tuning: WorkerSettings | None = None
-) -> AsyncIterator[None]:
+) -> AsyncIterator[WorkerPool]:
     """The work, apart from intake, started in this order and stopped in reverse: the rollout
     watcher (bot/server/watcher.py), ``workers`` workers on the queue (deploys and long commands
     beside them, up to ``LEMI_BACKGROUND_JOBS``) and the redelivery of missed webhooks
@@ -228,7 +232,7 @@ async def background(
         redeliverer.start()
         started.push_async_callback(redeliverer.stop)
         started.push_async_callback(grace.begin)  # the first to run as it stops
-        yield
+        yield pool
 
 
 class Grace:

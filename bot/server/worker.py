@@ -314,6 +314,10 @@ class WorkerPool:
         self._stop.clear()
         self._tasks = [asyncio.create_task(w.run(self._stop)) for w in self.workers]
 
+    def halt(self) -> None:
+        """Take no new job from now on (the running ones go on until :meth:`stop`)."""
+        self._stop.set()
+
     async def stop(self, grace: float = 10.0) -> None:
         """Take no new job; give the running ones (the workers' and the background's) ``grace``
         seconds in all to finish, then cancel them, their leases released."""
