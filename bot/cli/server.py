@@ -82,7 +82,7 @@ def serve(env_file: str | None, host: str, port: int, intake_only: bool, with_wo
         from bot.server.app import create_app
 
         app = create_app(workers=0)
-    companion = Companion(env_file) if with_worker else None
+    companion = Companion(env_file, grace=_worker_grace()) if with_worker else None
     # uvicorn shuts down on SIGTERM, then raises it again: here, where it ends the command (exit 0)
     previous = signal.signal(signal.SIGTERM, _terminated)
     if companion is not None:
@@ -125,6 +125,17 @@ def run_server(app: Any, *, on_exit: Callable[[], None] = lambda: None, **option
                 log.info("lemi serve: listening on %s (pid %s)", ", ".join(urls), os.getpid())
 
     Listening(uvicorn.Config(app, **options)).run()
+
+
+def _worker_grace() -> float:
+    """How long a stopping `lemi worker` may take: its jobs' grace (LEMI_SHUTDOWN_GRACE_SECONDS), and
+    a few seconds to give their leases back and close."""
+    from bot.core.settings import SettingsError, load_settings
+
+    try:
+        return load_settings().shutdown_grace_seconds + 5.0
+    except SettingsError:  # the worker says what is wrong with them
+        return 25.0
 
 
 def _stop_taking_jobs(app: Any) -> None:
