@@ -278,7 +278,8 @@ async def test_missing_datadog_api_key_secret(world: aws_world.World) -> None:
             "secret",
             "(datadog api key) (datadog/api-key)",
             f"the secret does not exist in Secrets Manager ({WHERE})",
-            "create it (aws secretsmanager create-secret --name datadog/api-key) or fix the name in the environment file",
+            "create it (aws secretsmanager create-secret --name datadog/api-key) "
+            "or fix the name in lemi.yml's `datadog.api_key_secret`",  # lemi.yml names it, not the environment file
         )
     ]
 
@@ -567,6 +568,8 @@ async def test_checks_run_in_the_environment_region(world: aws_world.World) -> N
     """The world is in us-east-1: from eu-west-1 nothing is there."""
     async with AwsClients(parse_config(LEMI_YML_ROLES)) as aws:
         findings = await verify_provisioned(aws, "eu", aws_world.service_files(), tag="v1")
+    missing, *findings = findings  # the eu environment has no environment file: that first, then AWS's
+    assert (missing.check, missing.subject) == ("environment file", "deploy/demo-service/environment/eu.yaml")
     assert findings[0] == Finding(
         "cluster",
         CLUSTER,
@@ -797,3 +800,29 @@ def test_cli_verify_and_deploy_refuse_a_name_lemi_yml_does_not_allow(
     assert sim.updates == 0
     assert "other-team/token" not in looked_up  # never described nor read, by verify or by the deploy
     no_secret_values(captured.out + captured.err)
+
+
+def test_cli_verify_and_deploy_refuse_an_environment_without_its_file(
+    world: aws_world.World, sim: Any, checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """lemi.yml has staging; the service has no deploy/demo-service/environment/staging.yaml: a
+    deploy would run with no variables and no secrets. verify -e and deploy name the file."""
+    (checkout / "deploy/demo-service/environment/staging.yaml").unlink()
+    path = "deploy/demo-service/environment/staging.yaml"
+    missing = f"{path}: the file is missing: lemi.yml has the environment 'staging'"
+    hint = f"    hint: create {path} (an empty `variables: {{}}` will do"
+    assert lemi(checkout, "verify", "--check", "provisioned", "-e", "staging", "-t", "v1") == 1
+    err = capsys.readouterr().err
+    assert f"environment file {missing}" in err and hint in err, err
+    assert lemi(checkout, "verify", "--check", "spec", "-e", "staging") == 1  # the spec check, for that environment
+    err = capsys.readouterr().err
+    assert f"{path}:1:1: the file is missing" in err and hint in err, err
+    assert lemi(checkout, "verify", "--check", "spec") == 0  # no environment named: the files present are valid
+    capsys.readouterr()
+
+    revisions = world.ecs().list_task_definitions(familyPrefix="demo-service-staging")["taskDefinitionArns"]
+    assert lemi(checkout, "deploy", "-e", "staging", "-t", "v1", "--poll", "0.01", "--timeout", "5") == 1
+    err = capsys.readouterr().err
+    assert f"environment file {missing}" in err and "nothing was deployed" in err, err
+    assert world.ecs().list_task_definitions(familyPrefix="demo-service-staging")["taskDefinitionArns"] == revisions
+    assert sim.updates == 0

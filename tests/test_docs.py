@@ -345,3 +345,19 @@ def test_links_between_pages_resolve() -> None:
             assert name in anchors, (page.name, target)
             if anchor:
                 assert anchor in anchors[name], (page.name, target)
+
+
+def test_readme_docs_and_docstrings_cite_only_files_in_the_repository() -> None:
+    """A reader of the repository can open every page it names: no design document, issue or blog
+    post kept elsewhere (a mention of DESIGN.md, ../shared, a seed post); every *.md it names exists."""
+    texts = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    for package in ("bot", "handlers", "tools"):
+        texts += sorted((ROOT / package).rglob("*.py"))
+    texts += sorted((ROOT / "templates").rglob("*.j2"))
+    pages = {p.name for p in ROOT.rglob("*.md") if not {".venv", "node_modules", ".git"} & set(p.parts)}
+    for path in texts:
+        text = path.read_text(encoding="utf-8")
+        for outside in ("DESIGN.md", "../shared", "/work/", "seed post", "blog post"):
+            assert outside not in text, f"{path.relative_to(ROOT)} cites {outside!r}: say the thing itself"
+        for cited in re.findall(r"[\w./-]*\b[\w-]+\.md\b(?!\.j2)", text):
+            assert cited.rsplit("/", 1)[-1] in pages, f"{path.relative_to(ROOT)} cites {cited}, not in the repository"

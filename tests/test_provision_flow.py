@@ -335,6 +335,25 @@ def test_invalid_spec_is_annotated_and_not_provisioned(github: Any, tmp_path: Pa
         assert github.comments(SERVICE, n) == []
 
 
+def test_a_missing_environment_file_is_a_warning_not_a_failure(github: Any, tmp_path: Path) -> None:
+    """lemi.yml has staging and prod; the service has no prod file yet (prod was just added to
+    lemi.yml, say): the spec check passes with a warning annotation on the missing file, and the
+    service is provisioned. A deploy to prod is refused until the file exists (test_aws_verify)."""
+    setup_repos(github)
+    files = {k: v for k, v in service_files().items() if not k.endswith("/prod.yaml")}
+    with running_app(github, tmp_path) as app:
+        n, infra = opened_and_proposed(app, github, files)
+        spec = check(github, n, SPEC)
+        assert (spec.status, spec.conclusion) == ("completed", "success")
+        [note] = spec.annotations
+        assert (note["path"], note["annotation_level"]) == ("deploy/demo-service/environment/prod.yaml", "warning")
+        assert note["message"].startswith("the file is missing: lemi.yml has the environment 'prod'"), note
+        assert "hint: create deploy/demo-service/environment/prod.yaml" in note["message"]
+        assert spec.output["title"] == "service files are valid, 1 warning"
+        assert "prod.yaml" in spec.output["summary"] and "warning" in spec.output["summary"]
+        assert infra.head_ref == "lemi/demo-service"  # provisioned all the same
+
+
 # --- 6. infra PR closed unmerged --------------------------------------------------------------------
 
 

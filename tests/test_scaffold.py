@@ -74,6 +74,21 @@ def test_scaffold_verify_compile_round_trip(repo: Path, capsys: pytest.CaptureFi
         assert {"name": "LOG_LEVEL", "value": "info"} in app["environment"]
 
 
+def test_service_new_ends_with_the_service_contract(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The developer learns what lemi expects of the service: HTTP on 8080, /healthz, /metrics,
+    the test command (here the default, `make test`), a Dockerfile."""
+    assert main(NEW) == 0
+    err = capsys.readouterr().err
+    contract = err[err.index("what lemi expects of demo-service") :]
+    assert err.rstrip().endswith(contract.rstrip())  # the last thing said
+    for promise in ("port 8080", "GET /healthz", "GET /metrics", "`make test` passes", "a Dockerfile"):
+        assert promise in contract, contract
+    assert main([*NEW, "--test-command", "pytest -q", "--output", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert any(line.startswith("`pytest -q` passes") for line in doc["contract"]), doc["contract"]
+    assert any("port 8080" in line for line in doc["contract"])
+
+
 def test_generated_files_point_editors_at_the_schema_and_satisfy_it(repo: Path) -> None:
     assert main(NEW) == 0
     for rel, kind in (

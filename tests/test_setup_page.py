@@ -261,9 +261,10 @@ def test_the_access_log_leaves_out_deliveries_answered_2xx_and_names_the_forward
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    lines: list[str] = []
+    lines: list[dict[str, Any]] = []
     handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    handler.setFormatter(peer.AccessFormatter())  # the access log's own: one JSON object a line
+    handler.emit = lambda record: lines.append(json.loads(handler.format(record)))  # type: ignore[method-assign]
     access = logging.getLogger(peer.ACCESS)
     access.addHandler(handler)
     try:
@@ -275,10 +276,15 @@ def test_the_access_log_leaves_out_deliveries_answered_2xx_and_names_the_forward
         assert client.get("/boom", headers=forwarded).status_code == 500
     finally:
         access.removeHandler(handler)
-    assert lines == [
-        '198.51.100.7:0 - "POST /webhook HTTP/1.1" 401',
-        '198.51.100.7:0 - "GET /healthz HTTP/1.1" 200',
-        '198.51.100.7:0 - "GET /boom HTTP/1.1" 500',
+    assert [line["message"] for line in lines] == [
+        "198.51.100.7:0 - POST /webhook HTTP/1.1 401",
+        "198.51.100.7:0 - GET /healthz HTTP/1.1 200",
+        "198.51.100.7:0 - GET /boom HTTP/1.1 500",
+    ]
+    assert [(x["logger"], x["level"], x["client"], x["method"], x["path"], x["status"]) for x in lines] == [
+        ("lemi.access", "info", "198.51.100.7:0", "POST", "/webhook", 401),
+        ("lemi.access", "info", "198.51.100.7:0", "GET", "/healthz", 200),
+        ("lemi.access", "info", "198.51.100.7:0", "GET", "/boom", 500),
     ]
 
 
@@ -346,14 +352,45 @@ def test_served_some_other_way_proxy_headers_are_refused_all_the_same(first_run:
         assert {route: r.status_code for route, r in answers.items()} == dict.fromkeys(answers, 403)
 
 
-def test_lemi_serve_hands_uvicorn_the_recording_app_without_its_proxy_headers(monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+def test_the_procfiles_lines_read_dotenv_and_never_log_its_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both lines pass `--env-file .env`: the variables of ./.env that the environment does not set
+    (the setup page writes the App's credentials there), their names said, never their values."""
+    import shlex
 
-    from bot.cli import main
+    from bot.cli import main, server
+
+    procfile = (Path(__file__).parents[1] / "Procfile").read_text()
+    lines = dict(line.split(": ", 1) for line in procfile.splitlines() if line.strip())
+    web = shlex.split(lines["web"].replace("${PORT:-8080}", "9125"))
+    worker = shlex.split(lines["worker"])
+    for argv in (web, worker):
+        assert argv[0] == "lemi" and argv[argv.index("--env-file") + 1] == ".env", argv
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("GITHUB_WEBHOOK_SECRET=s3cr3t-from-dotenv\nLEMI_WORKERS=3\n")
+    for name in ("GITHUB_WEBHOOK_SECRET", "LEMI_WORKERS", "PORT"):
+        monkeypatch.setenv(name, "x")  # restored after the test ...
+        monkeypatch.delenv(name)  # ... and unset now
+    monkeypatch.setenv("LEMI_WORKERS", "2")  # the environment wins over the file
+    ran: list[dict[str, Any]] = []
+    monkeypatch.setattr(server, "run_server", lambda app, **options: ran.append(options))
+    assert main(web[1:]) == 0
+    assert [(o["host"], o["port"]) for o in ran] == [("0.0.0.0", 9125)]
+    assert (os.environ["GITHUB_WEBHOOK_SECRET"], os.environ["LEMI_WORKERS"]) == ("s3cr3t-from-dotenv", "2")
+    out, err = capsys.readouterr()
+    assert "lemi: read GITHUB_WEBHOOK_SECRET from .env" in err, err
+    assert "s3cr3t-from-dotenv" not in out + err
+    (tmp_path / ".env").unlink()  # no .env (the platform sets the variables): it starts all the same
+    assert main(web[1:]) == 0 and len(ran) == 2
+
+
+def test_lemi_serve_hands_uvicorn_the_recording_app_without_its_proxy_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.cli import main, server
     from bot.server.app import app
 
     ran: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda served, **options: ran.append((served, options)))
+    monkeypatch.setattr(server, "run_server", lambda served, **options: ran.append((served, options)))
     monkeypatch.setenv("PORT", "8080")  # restored after the test
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.1")
     assert main(["serve", "--port", "9123"]) == 0
@@ -428,8 +465,9 @@ def test_lemi_serve_decides_on_the_socket_behind_a_trusting_proxy_setup(tmp_path
     finally:
         server.stop()
     # the access log still names the client X-Forwarded-For names (uvicorn's proxy headers, as before)
-    access = [line for line in server.stdout().splitlines() if '"GET / HTTP/1.1" 403' in line]
-    assert len(access) == 2 and all("127.0.0.1:" in line and address not in line for line in access), server.stdout()
+    access = [json.loads(line) for line in server.stdout().splitlines() if "GET / HTTP/1.1 403" in line]
+    assert len(access) == 2, server.stdout()
+    assert all(a["client"].startswith("127.0.0.1:") and address not in a["message"] for a in access), access
     assert not (home / ".env").exists()
 
 
@@ -529,7 +567,7 @@ def test_lemi_serve_prints_the_token_on_its_console_only(tmp_path: Path) -> None
     # ... and no log line does: not the JSON log, not uvicorn's lines, not the access log
     logged = [line for line in err.splitlines() if line.startswith("{")]
     assert logged and all(json.loads(line) for line in logged)
-    assert '"POST /setup/start HTTP/1.1" 400' in out and '"POST /setup/start HTTP/1.1" 200' in out
+    assert "POST /setup/start HTTP/1.1 400" in out and "POST /setup/start HTTP/1.1 200" in out
     for line in logged + out.splitlines():
         assert token not in line and token.replace("-", "") not in line
 

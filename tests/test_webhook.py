@@ -751,6 +751,21 @@ def test_metrics_count_deliveries_jobs_queue_depth_and_rate_limit(github: Any, t
     assert metric(text, "lemi_github_requests_total", method="POST", status="201") is not None
 
 
+def test_the_rate_limit_gauge_is_absent_until_github_tells_it(github: Any, tmp_path: Path) -> None:
+    """Not 0 before lemi knows (0 would fire the alert on it): no series until a GitHub answer
+    carries x-ratelimit-remaining, then that value."""
+    github.rate_limit = 4321
+    with running_app(github, tmp_path, workers=0) as app:
+        text = app.client.get("/metrics").text
+        assert "lemi_github_rate_limit_remaining" not in text, text  # no GitHub call yet
+        assert metric(text, "lemi_queue_depth") == 0  # the other series are there
+        metrics = app.client.app.state.lemi.metrics  # type: ignore[attr-defined]
+        metrics.github_response("GET", "/app", 200, {})  # an answer that does not say it
+        assert "lemi_github_rate_limit_remaining" not in app.client.get("/metrics").text
+        metrics.github_response("GET", "/app", 200, {"x-ratelimit-remaining": "4000"})
+        assert metric(app.client.get("/metrics").text, "lemi_github_rate_limit_remaining") == 4000
+
+
 def test_metrics_queue_depth_counts_waiting_jobs(github: Any, tmp_path: Path) -> None:
     with running_app(github, tmp_path, workers=0) as app:
         assert metric(app.client.get("/metrics").text, "lemi_queue_depth") == 0
@@ -836,9 +851,10 @@ def test_serve_logs_each_delivery_once_and_keeps_the_access_log_of_everything_el
         (queued, "pull_request", f"delivery {queued} queued"),
         (ignored, "watch", f"delivery {ignored} ignored"),
     }, logged
-    access = [line for line in lines if '"POST /webhook HTTP/1.1"' in line]
-    assert [line.split('" ')[-1].split()[0] for line in access] == ["401"], access
-    assert sum('"GET /healthz HTTP/1.1" 200' in line for line in lines) >= 2  # the harness's readiness look, and ours
+    access = [e for e in json_lines("\n".join(lines)) if e.get("logger") == "lemi.access"]  # JSON, as the others
+    assert [e["status"] for e in access if e["method"] == "POST" and e["path"] == "/webhook"] == [401], access
+    assert sum(e["path"] == "/healthz" and e["status"] == 200 for e in access) >= 2  # the harness's look, and ours
+    assert all(line.startswith("{") for line in lines if "HTTP/1.1" in line), lines  # no text access line left
 
 
 def test_logs_of_a_provisioning_job_name_the_service(

@@ -5,6 +5,7 @@ against the shared GitHub fake. And the queue's notice of a job another process 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -161,7 +162,7 @@ def test_a_delivery_the_web_process_accepts_is_run_by_the_worker_process(github:
         metrics = LOOPBACK.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         assert 'lemi_job_duration_seconds_count{kind="webhook",outcome="done"} 1.0' in metrics, metrics
         assert "lemi_rollouts_watched 0.0" in metrics
-        assert (work.stop(), intake.stop()) == (0, -signal.SIGTERM)  # both close cleanly (uvicorn: as signalled)
+        assert (work.stop(), intake.stop()) == (0, 0)  # both close cleanly on SIGTERM
     finally:
         work.kill()
         intake.kill()
@@ -242,7 +243,7 @@ def test_serve_with_worker_starts_watches_and_stops_its_worker(github: Any, tmp_
         assert server.deliver("pull_request", other_pr(github), "meanwhile").status_code == 202
         wait_until(lambda: db_jobs(db)[1]["state"] == "done", 20, "the second job is done", server.output)
         assert db_jobs(db)[1]["worker"].startswith(f"{again}-")
-        assert server.stop() == -signal.SIGTERM
+        assert server.stop() == 0
         assert gone(again), server.output()
     finally:
         server.kill()
@@ -277,7 +278,7 @@ def test_a_fresh_machine_shows_the_setup_page_and_the_worker_starts_once_credent
         (tmp_path / ".env").write_text("\n".join(env) + "\n")
         (tmp_path / ".env").chmod(0o600)
         wait_until(lambda: "workers on" in server.output(), 20, "the worker started", server.output)
-        assert server.stop() == -signal.SIGTERM
+        assert server.stop() == 0
     finally:
         server.kill()
     assert all(gone(pid) for pid in worker_pids(server))
@@ -289,3 +290,18 @@ def _answers(server: Server) -> bool:
     except Exception:  # noqa: BLE001 - not listening yet
         assert server.alive(), server.output()
         return False
+
+
+def test_serve_logs_the_url_it_listens_on(github: Any, tmp_path: Path) -> None:
+    """`lemi serve --port N` says, in its JSON log, where it really listens: --port, not $PORT."""
+    port = free_port()
+    server = web(github, tmp_path, tmp_path / "queue.db", "--port", str(port), PORT=str(free_port()))
+    server.port, server.url = port, f"http://127.0.0.1:{port}"
+    try:
+        server.start()
+    finally:
+        server.stop()
+    said = [json.loads(line) for line in server.output().splitlines() if "listening on" in line]
+    assert [(e["logger"], e["message"].split(" (pid")[0]) for e in said] == [
+        ("lemi.serve", f"lemi serve: listening on http://127.0.0.1:{port}")
+    ], server.output()

@@ -382,3 +382,40 @@ async def test_a_long_job_runs_in_the_background_and_the_worker_takes_the_next_d
             assert job is not None and (job.state, job.attempts) == ("done", 1)
     finally:
         await queue.close()
+
+
+async def test_stopping_lets_a_short_job_finish_and_releases_a_long_ones_lease(tmp_path: Path) -> None:
+    """WorkerPool.stop(grace): no new job; a job that ends within the grace is done; one that does
+    not (here in the background) is cancelled and queued again at once, its lease given back."""
+    from bot.server.worker import RELEASED, WorkerPool
+
+    queue = SQLiteQueue(tmp_path / "q.db")
+    await queue.put(NewJob("long", "k1", numbered_message(1, kind="deploy")))  # handed to the background
+    await queue.put(NewJob("short", "k2", numbered_message(2)))  # then run by the worker itself
+    started: dict[str, asyncio.Event] = {"short": asyncio.Event(), "long": asyncio.Event()}
+
+    async def process(job: Job) -> None:
+        started[job.dedupe_id].set()
+        await asyncio.sleep(0.5 if job.dedupe_id == "short" else 3600)
+
+    async def report(job: Job, reason: str) -> None:
+        raise AssertionError("nothing fails")
+
+    background = Background(frozenset({"deploy"}), limit=1)
+    pool = WorkerPool(
+        [Worker(queue, process, report, settings=WorkerSettings(lease_seconds=300), name="w", background=background)],
+        background,
+    )
+    pool.start()
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started.values())), 10)
+    await queue.put(NewJob("later", "k3", numbered_message(3)))  # while the worker runs the short one
+    await pool.stop(grace=1.0)
+    short, long_, later = [await queue.get(d) for d in ("short", "long", "later")]
+    assert short is not None and short.state == "done"
+    assert long_ is not None and (long_.state, long_.attempts) == ("queued", 1)
+    assert later is not None and (later.state, later.attempts) == ("queued", 0)  # never taken
+    rows = {job.dedupe_id for job in [await queue.lease("another", 60), await queue.lease("another", 60)] if job}
+    assert rows == {"long", "later"}  # at once: no lease to run out
+    stored = await queue.get("long")
+    assert stored is not None and stored.last_error == RELEASED
+    await queue.close()

@@ -33,6 +33,8 @@ __all__ = [
 ]  # fmt: skip
 
 PARAMETER_BATCH = 10  # GetParameters takes at most 10 names
+DATADOG_KEY = "(datadog api key)"  # the secret every task definition's Datadog agent reads
+DATADOG_SETTING = "lemi.yml's `datadog.api_key_secret`"  # where it is named
 
 
 async def check_service(
@@ -100,7 +102,12 @@ async def _check_secret(
     else:
         key = ("secret", env_name, ref.secret, ref.is_arn, ref.json_key, ref.version_id, ref.version_stage)
         problem = await shared.get(key, lambda: _secret_problem(aws, env_name, ref), lambda p: p is None)
-    return None if problem is None else Finding("secret", subject, *problem)
+    if problem is None:
+        return None
+    message, hint = problem
+    if var == DATADOG_KEY:  # named by lemi.yml, not by the service's environment file
+        hint = hint.replace("the environment file", DATADOG_SETTING)
+    return Finding("secret", subject, message, hint)
 
 
 async def _secret_problem(aws: AwsClients, env_name: str, ref: SecretRef) -> tuple[str, str] | None:
@@ -278,6 +285,8 @@ async def verify_provisioned(
     named by lemi.yml itself is exempt.
     """
     service = files.service
+    missing = files.missing_environment(env_name)  # a deploy would run without its variables and secrets
+    unfiled = [] if missing is None else [Finding("environment file", missing.file, missing.message, missing.hint)]
     env_file = files.environment(env_name)
     env = aws.environment(env_name)
     secrets, parameters = env_file.secret_refs(), env_file.parameter_refs()
@@ -285,7 +294,7 @@ async def verify_provisioned(
     refused_parameters = refuse_parameters(aws.config.references, env_name, env, service.name, parameters)
     secrets = {k: v for k, v in secrets.items() if k not in refused_secrets}
     parameters = {k: v for k, v in parameters.items() if k not in refused_parameters}
-    secrets["(datadog api key)"] = parse_secret(aws.config.datadog.api_key_secret)
+    secrets[DATADOG_KEY] = parse_secret(aws.config.datadog.api_key_secret)
     checks = [
         check_service(aws, env_name, service.name, shared, services),
         check_secrets(aws, env_name, secrets, shared),
@@ -295,7 +304,7 @@ async def verify_provisioned(
         checks.append(check_image(aws, env_name, service.image, tag, wait_seconds=image_wait_seconds, shared=shared))
     results = await asyncio.gather(*checks)
     refused = [*refused_secrets.values(), *refused_parameters.values()]
-    return refused + [finding for result in results for finding in result]
+    return unfiled + refused + [finding for result in results for finding in result]
 
 
 async def verify_task_definition(

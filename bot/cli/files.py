@@ -89,6 +89,9 @@ def verify(
             loaded[name] = load_service(root, name, repo_name, config)
         except Invalid as exc:
             problems.extend(exc.problems)
+    if "spec" in selected and env is not None and config is not None:  # -e ENV: its file must be there
+        named = pick_environment(config, env)
+        problems.extend(p for files in loaded.values() for p in files.missing_environments([named]))
     if problems:
         report_invalid(Invalid(problems), output, services=services, checks=selected)
     findings: list[Finding] = []
@@ -236,8 +239,12 @@ def service_new(
         raise click.BadParameter(exc.message, param_hint=exc.option) from None
     plan = scaffolding.plan(root, files, force=force)
     scaffolding.write(root, files, plan)
+    contract = scaffolding.contract(name, test_command)
     if output == "json":
-        emit_json({"ok": True, "files": [{"path": s.path, "action": s.action, "why": s.why} for s in plan.steps]})
+        steps = [{"path": s.path, "action": s.action, "why": s.why} for s in plan.steps]
+        emit_json(
+            {"ok": True, "files": steps, "contract": [c.strip().removeprefix("- ") for c in contract.splitlines()[1:]]}
+        )
         return
     for step in plan.steps:
         click.echo(f"{step.action:>9}  {step.path}" + (f"  ({step.why})" if step.why else ""))
@@ -248,3 +255,4 @@ def service_new(
             err=True,
         )
     click.echo(f"next: commit deploy/{name}/, .github/ and .lemi/, push, and open a pull request", err=True)
+    click.echo(contract.rstrip("\n"), err=True)

@@ -73,33 +73,85 @@ def env_file_option(help: str) -> Callable[[FC], FC]:
 def serve(env_file: str | None, host: str, port: int, intake_only: bool, with_worker: bool) -> None:
     """Run the GitHub App's server (webhooks, health, metrics; without credentials, the setup page).
 
-    Without --intake-only or --with-worker it also runs LEMI_WORKERS workers in this process."""
-    import uvicorn
-
+    Without --intake-only or --with-worker it also runs LEMI_WORKERS workers in this process.
+    SIGTERM stops it gracefully, exit code 0: no new connection or job, the running jobs get
+    LEMI_SHUTDOWN_GRACE_SECONDS to finish (or are given back to the queue)."""
     os.environ["PORT"] = str(port)  # the settings (and the setup page's address on the console) see --port too
     app = None
     if intake_only or with_worker:
         from bot.server.app import create_app
 
         app = create_app(workers=0)
-    if not with_worker:
-        uvicorn.run(served_app(app), host=host, port=port, log_level="info", proxy_headers=False, access_log=False)
-        return
-    companion = Companion(env_file)
-    # uvicorn shuts down on SIGTERM, then raises it again: here, so that the worker is stopped too
-    signal.signal(signal.SIGTERM, _terminated)
-    companion.start()
+    companion = Companion(env_file, grace=_worker_grace()) if with_worker else None
+    # uvicorn shuts down on SIGTERM, then raises it again: here, where it ends the command (exit 0)
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    if companion is not None:
+        companion.start()
     try:
-        uvicorn.run(served_app(app), host=host, port=port, log_level="info", proxy_headers=False, access_log=False)
+        if app is None:
+            from bot.server.app import app
+        run_server(
+            served_app(app), host=host, port=port, log_level="info", proxy_headers=False, access_log=False,
+            on_exit=lambda: _stop_taking_jobs(app),
+        )  # fmt: skip
     except Terminated:
-        companion.stop()
+        pass  # stopped as asked
+    finally:
+        if companion is not None:
+            companion.stop()
+        signal.signal(signal.SIGTERM, previous)
         from bot.core import logs
 
-        logs.flush()  # the process ends by the signal: no exit handlers run
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.raise_signal(signal.SIGTERM)  # the exit a supervisor expects
-    finally:
-        companion.stop()
+        logs.flush()
+
+
+def run_server(app: Any, *, on_exit: Callable[[], None] = lambda: None, **options: Any) -> None:
+    """uvicorn serving ``app`` with ``options`` (uvicorn.Config's), saying where it listens once it
+    does; ``on_exit`` is called (in the event loop) as soon as a signal asks it to stop."""
+    import uvicorn
+
+    class Listening(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            try:  # a signal handler: leave it to the loop
+                asyncio.get_running_loop().call_soon_threadsafe(on_exit)
+            except RuntimeError:  # no loop runs (yet): nothing has taken a job
+                pass
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                urls = [_url(sock.getsockname()) for server in self.servers for sock in server.sockets]
+                log.info("lemi serve: listening on %s (pid %s)", ", ".join(urls), os.getpid())
+
+    Listening(uvicorn.Config(app, **options)).run()
+
+
+def _worker_grace() -> float:
+    """How long a stopping `lemi worker` may take: its jobs' grace (LEMI_SHUTDOWN_GRACE_SECONDS), and
+    a few seconds to give their leases back and close."""
+    from bot.core.settings import SettingsError, load_settings
+
+    try:
+        return load_settings().shutdown_grace_seconds + 5.0
+    except SettingsError:  # the worker says what is wrong with them
+        return 25.0
+
+
+def _stop_taking_jobs(app: Any) -> None:
+    """SIGTERM: the workers of this process (if any) take no new job, before the connections drain."""
+    state = getattr(getattr(app, "state", None), "lemi", None)
+    halt = getattr(state, "stop_taking_jobs", None)
+    if halt is not None:
+        halt()
+
+
+def _url(address: Any) -> str:
+    """The URL of a bound socket's address (host and port; an IPv6 host in brackets)."""
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"unix:{address}"
 
 
 class Terminated(Exception):

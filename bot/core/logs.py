@@ -211,5 +211,6 @@ def setup(level: str = "INFO") -> None:
 
 def flush() -> None:
     """Write every line lemi's log handlers still hold (a server that stops calls it)."""
-    for handler in logging.getLogger("lemi").handlers:
-        handler.flush()
+    for name in ("lemi", "lemi.access"):  # lemi.access: the access log (bot/server/peer.py), on stdout
+        for handler in logging.getLogger(name).handlers:
+            handler.flush()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bot.core import fargate
 from bot.core.config import Config
-from bot.core.conventions import ECR_PUSH_ROLE, ecr_push_role_arn
+from bot.core.conventions import ECR_PUSH_ROLE, METRICS_PATH, PORT, ecr_push_role_arn
 from bot.core.names import ECR_REPO_RE, OWNER_RE, service_name_problem
 from bot.core.schema import schema_for
 from bot.core.spec import MAX_DESIRED_COUNT
@@ -126,6 +126,13 @@ def _relative(from_dir: str, target: str) -> str:
 
 def _json(value: object) -> str:
     return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
+def contract(service: str, test_command: str = DEFAULT_TEST_COMMAND) -> str:
+    """What lemi expects of a service it deploys: the text ``lemi service new`` ends with."""
+    return render(
+        "service/contract.txt.j2", name=service, test_command=test_command.strip(), port=PORT, metrics_path=METRICS_PATH
+    )
 
 
 def _test_command_problem(command: str) -> str | None:

@@ -201,6 +201,14 @@ class Settings(_Variables):
         validation_alias="LEMI_LEASE_SECONDS",
         description="how long a worker holds a job before another may take it over; extended while the job runs",
     )
+    shutdown_grace_seconds: float = Field(
+        20.0,
+        ge=0,
+        validation_alias="LEMI_SHUTDOWN_GRACE_SECONDS",
+        description="on SIGTERM, lemi takes no new job and gives the running ones this long to finish; "
+        "those still running then are stopped and their leases released, so another worker takes them "
+        "at once (keep it under the platform's kill timeout: ECS's stopTimeout, 30 s by default)",
+    )
     retry_delays: tuple[float, ...] = Field(
         (5.0, 30.0, 120.0, 600.0, 1800.0),
         min_length=1,

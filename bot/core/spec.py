@@ -8,7 +8,7 @@ pass file contents in (the CLI reads the disk, the App reads GitHub).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -280,6 +280,24 @@ class ServiceFiles:
 
     def environment(self, env: str) -> EnvironmentFile:
         return self.environments.get(env, EMPTY_ENVIRONMENT)
+
+    def missing_environment(self, env: str) -> Problem | None:
+        """The problem of a configured environment ``env`` this service has no file for (a deploy
+        to it would run with no variables and no secrets), or None."""
+        if env in self.environments:
+            return None
+        path = f"deploy/{self.service.name}/{ENVIRONMENT_DIR}/{env}.yaml"
+        return Problem(
+            path,
+            f"the file is missing: lemi.yml has the environment {env!r}, and lemi deploys {self.service.name} "
+            "there only with its environment file",
+            hint=f"create {path} (an empty `variables: {{}}` will do when the service needs nothing there), "
+            "or copy it from another environment's file",
+        )
+
+    def missing_environments(self, environments: Iterable[str]) -> list[Problem]:
+        """:meth:`missing_environment` for each of ``environments`` (lemi.yml's)."""
+        return [p for env in environments if (p := self.missing_environment(env)) is not None]
 
 
 def parse_service_files(

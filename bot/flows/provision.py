@@ -13,6 +13,7 @@ import asyncio
 import base64
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,8 +139,14 @@ async def load_services(
     return loaded, problems, present
 
 
-async def report_spec(gh: GitHub, pr: PullRequest, services: list[str], problems: list[Problem]) -> None:
+async def report_spec(
+    gh: GitHub, pr: PullRequest, services: list[str], problems: list[Problem], warnings: Sequence[Problem] = ()
+) -> None:
+    """The ``lemi / spec`` check run: failed by ``problems``, passed with ``warnings`` (annotated as such)."""
     ok = not problems
+    title = "service files are valid" if ok else f"{problems_text(len(problems))} in the service files"
+    if ok and warnings:
+        title += f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
     await checks.upsert_check_run(
         gh,
         pr.repository,
@@ -147,9 +154,10 @@ async def report_spec(gh: GitHub, pr: PullRequest, services: list[str], problems
         SPEC_CHECK,
         status="completed",
         conclusion="success" if ok else "failure",
-        title="service files are valid" if ok else f"{problems_text(len(problems))} in the service files",
-        summary=render("checks/spec.md.j2", services=services, problems=problems),
+        title=title,
+        summary=render("checks/spec.md.j2", services=services, problems=problems, warnings=list(warnings)),
         problems=problems,
+        warnings=list(warnings),
     )
 
 
@@ -305,7 +313,10 @@ async def provision_pull_request(
     )
     outcome.services, outcome.problems = sorted(loaded) or services, problems
     if check_runs:
-        await report_spec(gh, pr, outcome.services, problems)
+        # an environment lemi.yml has and a service has no file for yet: a warning, not a failure,
+        # so adding an environment to lemi.yml does not fail every open pull request
+        warnings = [p for name in sorted(loaded) for p in loaded[name].missing_environments(config.environments)]
+        await report_spec(gh, pr, outcome.services, problems, warnings)
     if not present:
         outcome.skipped = "the pull request removes its services"
         return outcome

@@ -12,13 +12,13 @@ MAX_ANNOTATIONS = 50  # per request, GitHub's limit
 MAX_TEXT = 65000
 
 
-def problem_annotations(problems: list[Problem]) -> list[dict[str, Any]]:
+def problem_annotations(problems: list[Problem], level: str = "failure") -> list[dict[str, Any]]:
     return [
         {
             "path": p.file,
             "start_line": p.line,
             "end_line": p.line,
-            "annotation_level": "failure",
+            "annotation_level": level,
             "title": p.path or "lemi",
             "message": p.message + (f"\nhint: {p.hint}" if p.hint else ""),
         }
@@ -48,13 +48,15 @@ async def upsert_check_run(
     summary: str,
     conclusion: str | None = None,
     problems: list[Problem] | None = None,
+    warnings: list[Problem] | None = None,
     details_url: str | None = None,
     run_id: int | None = None,
 ) -> dict[str, Any]:
-    """Create the check run ``name`` on ``sha``, or update it; ``run_id``, when the caller
-    already has the run (it created it), saves looking it up."""
+    """Create the check run ``name`` on ``sha``, or update it, ``problems`` annotated as failures and
+    ``warnings`` as warnings; ``run_id``, when the caller already has the run (it created it), saves
+    looking it up."""
     output: dict[str, Any] = {"title": title[:255], "summary": summary[:MAX_TEXT]}
-    notes = problem_annotations(problems or [])
+    notes = problem_annotations(problems or []) + problem_annotations(warnings or [], "warning")
     if notes:
         output["annotations"] = notes[:MAX_ANNOTATIONS]
     body: dict[str, Any] = {"name": name, "status": status, "output": output}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ class State:
     context: Context | None = None
     status: str = "starting"  # ready | unconfigured
     problem: str = ""
+    # the workers of this process take no new job from now on (SIGTERM: `lemi serve` calls it at once,
+    # before the connections drain and the workers are stopped); None without workers
+    stop_taking_jobs: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,8 @@ async def running(
     async with opened(settings, config, queue=queue, remote=remote) as state, AsyncExitStack() as work:
         if count:
             assert state.context is not None
-            await work.enter_async_context(background(state.context, handlers, count, worker_settings))
+            pool = await work.enter_async_context(background(state.context, handlers, count, worker_settings))
+            state.stop_taking_jobs = pool.halt
         state.status = "ready"
         freeze_start_up()
         yield state
@@ -230,13 +235,18 @@ async def opened(
 @asynccontextmanager
 async def background(
     ctx: Context, handlers: JobHandlers, workers: int, tuning: WorkerSettings | None = None
-) -> AsyncIterator[None]:
+) -> AsyncIterator[WorkerPool]:
     """The work, apart from intake, started in this order and stopped in reverse: the rollout
     watcher (bot/server/watcher.py), ``workers`` workers on the queue (deploys and long commands
     beside them, up to ``LEMI_BACKGROUND_JOBS``) and the redelivery of missed webhooks
     (bot/server/redeliver.py). ``lemi worker`` runs it in a process of its own; ``lemi serve``
-    runs it beside intake when it has workers (``LEMI_WORKERS`` > 0 without ``--intake-only``)."""
+    runs it beside intake when it has workers (``LEMI_WORKERS`` > 0 without ``--intake-only``).
+
+    Stopping it is bounded by ``LEMI_SHUTDOWN_GRACE_SECONDS`` (:class:`Grace`), counted from the
+    start of the stop: the workers take no new job, the running ones finish or are stopped with
+    their leases released (bot/server/worker.py), and the watcher releases its watches."""
     settings = ctx.settings
+    grace = Grace(settings.shutdown_grace_seconds)
     tuning = tuning or WorkerSettings(lease_seconds=settings.lease_seconds, retry_delays=settings.retry_delays)
     async with AsyncExitStack() as started:
         lag = LoopLag(ctx.metrics.loop_lag.observe)  # a reply that waits for the loop, told apart
@@ -250,7 +260,7 @@ async def background(
         # leave it rollouts, and GitHub writes to finish)
         watcher = RolloutWatcher(ctx, lease_seconds=tuning.lease_seconds)
         watcher.start()
-        started.push_async_callback(watcher.stop)
+        started.push_async_callback(lambda: watcher.stop(grace.left(floor=1.0)))
         beside = Background(BACKGROUND_KINDS, settings.background_jobs)
         pool = WorkerPool(
             [
@@ -267,7 +277,7 @@ async def background(
             beside,
         )
         pool.start()
-        started.push_async_callback(pool.stop)
+        started.push_async_callback(lambda: pool.stop(grace.left()))
         # missed deliveries: ask GitHub to redeliver them, at start and periodically
         redeliverer = Redeliverer(
             ctx.auth.app,
@@ -278,7 +288,25 @@ async def background(
         )
         redeliverer.start()
         started.push_async_callback(redeliverer.stop)
-        yield
+        started.push_async_callback(grace.begin)  # the first to run as it stops
+        yield pool
+
+
+class Grace:
+    """The one bound of a stop (``seconds``), shared by what stops in turn: counted from
+    :meth:`begin`, each part gets what is :meth:`left`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end: float | None = None
+
+    async def begin(self) -> None:
+        self._end = time.monotonic() + self.seconds
+        log.info("stopping: no new jobs; the running ones have %ss to finish", self.seconds)
+
+    def left(self, floor: float = 0.0) -> float:
+        end = self._end if self._end is not None else time.monotonic() + self.seconds
+        return max(floor, end - time.monotonic())
 
 
 _frozen = False

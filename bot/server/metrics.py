@@ -31,10 +31,9 @@ class Metrics:
             "lemi_event_loop_lag_seconds", "How late a timer of the event loop fired (bot/server/looplag.py)",
             registry=self.registry, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )  # fmt: skip
-        self.rate_limit = Gauge(
-            "lemi_github_rate_limit_remaining", "GitHub API requests left in the current window",
-            registry=self.registry,
-        )  # fmt: skip
+        # registered at the first GitHub answer that tells it: until then it is absent from /metrics,
+        # not 0, which would fire the alert on it (docs/operations.md)
+        self.rate_limit: Gauge | None = None
         self.github_requests = Counter(
             "lemi_github_requests", "GitHub API requests by method and status", ["method", "status"],
             registry=self.registry,
@@ -52,9 +51,15 @@ class Metrics:
         remaining = getattr(headers, "get", lambda *_: None)("x-ratelimit-remaining")
         if remaining is not None:
             try:
-                self.rate_limit.set(float(remaining))
+                value = float(remaining)
             except ValueError:
-                pass
+                return
+            if self.rate_limit is None:
+                self.rate_limit = Gauge(
+                    "lemi_github_rate_limit_remaining", "GitHub API requests left in the current window",
+                    registry=self.registry,
+                )  # fmt: skip
+            self.rate_limit.set(value)
 
     async def render(self, depth: Callable[[], Awaitable[int]] | None = None) -> bytes:
         if depth is not None:

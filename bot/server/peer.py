@@ -12,8 +12,9 @@ uvicorn's own middleware with the trusted hosts uvicorn would have used, so ever
 (access logs, ``request.client``) behaves as before. :func:`socket_peer` reads what was
 recorded, or ``scope["client"]`` when the app is served some other way.
 
-It also writes the access log (uvicorn's is off, ``access_log=False``): uvicorn's line, in
-uvicorn's format, on standard output, through the ``lemi.access`` logger (:func:`access_log`),
+It also writes the access log (uvicorn's is off, ``access_log=False``): a JSON line like lemi's
+other logs (:class:`AccessFormatter`: the client, method, path and status as fields, and uvicorn's
+line as the message), on standard output, through the ``lemi.access`` logger (:func:`access_log`),
 for every request but a ``POST /webhook`` answered 2xx, whose JSON line lemi writes already.
 uvicorn built that line's record for every delivery, to be dropped, and a ``POST /webhook``
 went through the proxy-headers middleware, which only the access line of a refused delivery
@@ -28,10 +29,11 @@ import os
 import sys
 from typing import Any, cast
 
-from uvicorn.logging import AccessFormatter
+import msgspec
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
+from bot.core.logs import BufferedStreamHandler, JsonFormatter
 from bot.core.peer import ACCESS, PEER_KEY, socket_peer
 
 # uvicorn's default when FORWARDED_ALLOW_IPS is not set (uvicorn.config.Config)
@@ -46,16 +48,42 @@ def trusted_hosts(environ: dict[str, str] | None = None) -> str:
     return env.get("FORWARDED_ALLOW_IPS", DEFAULT_TRUSTED)
 
 
-ACCESS_FORMAT = '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'  # uvicorn's
+ACCESS_LINE = "%s - %s %s HTTP/%s %d"  # client, method, path, HTTP version, status: uvicorn's line, unquoted
+
+
+class AccessFormatter(JsonFormatter):
+    """An access line as JSON: lemi's fields, uvicorn's line as the message, and the request's
+    parts as fields of their own (read from the record's arguments, as a filter left them: the
+    setup page's takes the one-time code out of the path)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        args = record.args
+        if not (isinstance(args, tuple) and len(args) == 5):
+            return super().format(record)
+        client, method, path, _, status = args
+        entry = {
+            "time": self._time(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "client": client,
+            "method": method,
+            "path": path,
+            "status": status,
+        }
+        return _encoder.encode(entry).decode()
+
+
+_encoder = msgspec.json.Encoder(enc_hook=str)
 
 
 def access_log() -> logging.Logger:
-    """The ``lemi.access`` logger, writing uvicorn's access lines to standard output as uvicorn's own
-    access log did (its handler is added once)."""
+    """The ``lemi.access`` logger, writing JSON access lines to standard output, in batches as
+    lemi's other logs (bot/core/logs.py; its handler is added once)."""
     logger = logging.getLogger(ACCESS)
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(AccessFormatter(ACCESS_FORMAT))
+        handler = BufferedStreamHandler(sys.stdout)
+        handler.setFormatter(AccessFormatter())
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -107,7 +135,7 @@ class RecordPeer:
         finally:
             if status and self.access.isEnabledFor(logging.INFO):
                 where: Any = scope
-                self.access.info('%s - "%s %s HTTP/%s" %d', get_client_addr(where), scope["method"],
+                self.access.info(ACCESS_LINE, get_client_addr(where), scope["method"],
                                  get_path_with_query_string(where), scope["http_version"], status)  # fmt: skip
 
 

@@ -50,12 +50,13 @@ class RolloutWatcher:
         self._task = asyncio.create_task(self.run())
 
     async def stop(self, grace: float = 10.0) -> None:
+        end = time.monotonic() + grace  # one bound for both waits
         await announcements_done(grace)  # the deploys' GitHub writes the jobs left running
         self._stop.set()
         self.ctx.wake_watcher()
         if self._task is not None:
             try:
-                await asyncio.wait_for(self._task, grace)
+                await asyncio.wait_for(self._task, max(0.1, end - time.monotonic()))
             except TimeoutError:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)

@@ -12,6 +12,11 @@ too ends ``failed`` without one, logged as an error and counted (outcome
 While a job runs its lease is extended; a worker that loses its lease (it
 was too slow, or the queue handed the job to another worker after a crash)
 stops the job instead of running it twice in parallel.
+
+Stopping (SIGTERM: :meth:`WorkerPool.stop`) takes no new job and gives the running ones the
+shutdown's grace (``LEMI_SHUTDOWN_GRACE_SECONDS``) to finish; a job still running then is
+cancelled and its lease released (:data:`RELEASED`), so another worker takes it at once rather
+than after its lease runs out. A job stopped so is run again from the start, as after a crash.
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ Report = Callable[[Job, str], Awaitable[None]]
 DEFAULT_RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0, 1800.0)
 # tries at telling the user that a job failed, the retry delays apart; then it fails unreported
 REPORT_ATTEMPTS = 3
+
+
+# why a job that a stopping worker gave back is queued again (its last_error)
+RELEASED = "lemi stopped (SIGTERM) before this job finished; it runs again"
 
 
 class Permanent(UserError):
@@ -98,11 +107,9 @@ class Background:
         task.add_done_callback(self.tasks.discard)
 
     async def drain(self, grace: float) -> None:
-        if self.tasks:
-            done, pending = await asyncio.wait(set(self.tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        """Let the jobs running here finish within ``grace`` seconds; cancel the others (their
+        leases are released: :meth:`Worker._run`)."""
+        await _within(self.tasks, grace)
 
 
 class Worker:
@@ -124,8 +131,10 @@ class Worker:
         self.metrics = metrics
         self.name = name or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.background = background
+        self._stopping: asyncio.Event | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stopping = stop
         while not stop.is_set():
             try:
                 worked = await self.run_once()
@@ -142,6 +151,9 @@ class Worker:
         """Lease and run one job (or hand it to the background); False when there was none."""
         job = await self.queue.lease(self.name, self.settings.lease_seconds)
         if job is None:
+            return False
+        if self._stopping is not None and self._stopping.is_set():  # leased as the stop came: give it back
+            await self._release(job)
             return False
         if self.background is not None and self.background.takes(job):
             self.background.spawn(self._settle(job))
@@ -179,6 +191,8 @@ class Worker:
                 log.warning("lost the lease of job %s; another worker has it", job.id)
                 self._observe(job, "lost", started)
                 return
+            await self._release(job)  # stopped (SIGTERM, past the grace): another worker takes it at once
+            self._observe(job, "released", started)
             raise
         except Exception as exc:  # noqa: BLE001
             outcome = await self._failed(job, exc)
@@ -197,6 +211,15 @@ class Worker:
                 await self.process(job)
         else:
             await self.process(job)
+
+    async def _release(self, job: Job) -> None:
+        """Give ``job`` back to the queue, ready now (a stopping worker's job; never raises)."""
+        try:
+            await asyncio.shield(self.queue.retry(job, 0.0, RELEASED))
+            log.warning("job %s: released as lemi stops; another worker runs it again", job.id)
+        except Exception as exc:  # noqa: BLE001 - then its lease runs out instead
+            log.warning("job %s: could not release its lease as lemi stops (%s); it runs again once the lease "
+                        "runs out", job.id, describe(exc))  # fmt: skip
 
     async def _heartbeat(self, job: Job, task: asyncio.Task[Any]) -> bool:
         interval = max(0.05, self.settings.lease_seconds / 3)
@@ -291,13 +314,27 @@ class WorkerPool:
         self._stop.clear()
         self._tasks = [asyncio.create_task(w.run(self._stop)) for w in self.workers]
 
-    async def stop(self, grace: float = 10.0) -> None:
+    def halt(self) -> None:
+        """Take no new job from now on (the running ones go on until :meth:`stop`)."""
         self._stop.set()
-        if self._tasks:
-            done, pending = await asyncio.wait(self._tasks, timeout=grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Take no new job; give the running ones (the workers' and the background's) ``grace``
+        seconds in all to finish, then cancel them, their leases released."""
+        self._stop.set()
+        end = time.monotonic() + grace
+        await _within(self._tasks, grace)
         self._tasks = []
         if self.background is not None:
-            await self.background.drain(grace)
+            await self.background.drain(max(0.0, end - time.monotonic()))
+
+
+async def _within(tasks: set[asyncio.Task[None]] | list[asyncio.Task[None]], grace: float) -> None:
+    """Wait up to ``grace`` seconds for ``tasks``; cancel those still running and wait for them
+    to end (a cancelled job releases its lease first)."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(set(tasks), timeout=grace) if grace > 0 else (set(), set(tasks))
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
