@@ -143,3 +143,12 @@ def test_compile_and_verify_default_to_the_first_unprotected_environment(
 ) -> None:
     assert main(["compile", "-t", "v1", "-o", "-"]) == 0
     assert json.loads(capsys.readouterr().out)["family"] == f"{SERVICE}-staging"
+
+
+def test_output_before_the_command(checkout: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--output", "json", "service", "status", "-e", "qa"]) == 2
+    assert "no environment 'qa'" in str(json_failure(capsys)["error"])
+    assert main(["--output", "json", "config", "check"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert main(["--output", "json", "config", "check", "--output", "text"]) == 0  # the command's own wins
+    assert capsys.readouterr().out.startswith("ok: infra repository acme/infra")

@@ -36,6 +36,7 @@ class LemiError(UserError):
 @dataclass
 class State:
     config_option: str | None
+    output: str | None = None  # `lemi --output json COMMAND`: the command's --output when it has one
 
     def config(self) -> Config:
         """lemi.yml, required."""
@@ -56,9 +57,15 @@ class Command(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         parsed = argv.normalise(self, args)
+        state = ctx.ensure_object(State)
         if parsed.config is not None:
-            ctx.ensure_object(State).config_option = parsed.config
-        return super().parse_args(ctx, parsed.args)
+            state.config_option = parsed.config
+        args = parsed.args
+        if state.output and any(p.name == "output" for p in self.params):
+            end = args.index("--") if "--" in args else len(args)
+            if not any(a == "--output" or a.startswith("--output=") for a in args[:end]):
+                args = [*args[:end], "--output", state.output, *args[end:]]  # the command's own wins
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         if ctx.params.get("output") != "json":
@@ -90,13 +97,17 @@ class Group(click.Group):
     "--config",
     "config_option",
     metavar="PATH",
-    help="lemi.yml to use (default: $LEMI_CONFIG, then ./lemi.yml).",
+    help="lemi.yml to use (default: $LEMI_CONFIG, then ./lemi.yml); accepted after the command too.",
 )
+@click.option(
+    "--output", type=click.Choice(["text", "json"]),
+    help="The output format of the command (its own --output), given before it.",
+)  # fmt: skip
 @click.version_option(package_name="lemi", prog_name="lemi")
 @click.pass_context
-def cli(ctx: click.Context, config_option: str | None) -> None:
+def cli(ctx: click.Context, config_option: str | None, output: str | None) -> None:
     """lemi: a paved road from a pull request to production on ECS Fargate."""
-    ctx.obj = State(config_option)
+    ctx.obj = State(config_option, output)
 
 
 def check_cluster(config: Config, env: str, cluster: str | None) -> None:
