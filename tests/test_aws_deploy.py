@@ -637,14 +637,22 @@ def test_cli_deploy_a_compiled_task_definition_file(
     assert registered["containerDefinitions"][0]["image"].endswith("/demo-service:v2")
 
 
-@pytest.mark.parametrize("extra", [[], ["-t", "v2", "--task-definition", "td.json"]], ids=["neither", "both"])
-def test_cli_deploy_needs_exactly_one_of_tag_and_task_definition(
-    world: aws_world.World, sim: ecs_sim.Sim, checkout: Path, capsys: pytest.CaptureFixture[str], extra: list[str]
-) -> None:
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        ([], "nothing to deploy: give -t TAG, or --task-definition FILE; there is no ./task-definition.json here"),
+        (["-t", "v2", "--task-definition", "td.json"], "give one of -t/--tag and --task-definition, not both"),
+    ],
+    ids=["neither, and no ./task-definition.json", "both"],
+)
+def test_cli_deploy_needs_one_of_tag_and_task_definition(
+    world: aws_world.World, sim: ecs_sim.Sim, checkout: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
+    said: str,
+) -> None:  # fmt: skip
     write(checkout, "td.json", json.dumps(compiled(world, "v2").task_definition))
     assert lemi("deploy", "-e", ENV, *extra) == 2
     err = capsys.readouterr().err
-    assert "give exactly one of -t/--tag and --task-definition" in err
+    assert said in err
     assert revisions(world) == [f"{FAMILY}:1"] and sim.updates == 0
 
 

@@ -40,7 +40,7 @@ COMMANDS = {
     "verify",
     "worker",
 }
-SERVICE_COMMANDS = {"exec", "list-tasks", "new", "prune", "restart", "rollback", "status", "stop-task"}
+SERVICE_COMMANDS = {"deploy", "exec", "list-tasks", "new", "prune", "restart", "rollback", "status", "stop-task"}
 
 
 @pytest.fixture

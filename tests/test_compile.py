@@ -601,8 +601,9 @@ def test_cli_prints_the_golden_bytes(case_name: str, checkout: Path, capsys: pyt
     add_case(checkout, case)
     code = lemi(checkout, "compile", "-e", case.env, "-t", TAG)
     out, err = capsys.readouterr()
-    assert (code, err) == (0, "")
+    assert (code, err) == (0, "wrote task-definition.json\n")
     assert out.encode("utf-8") == golden_bytes(case_name)
+    assert (checkout / "task-definition.json").read_bytes() == golden_bytes(case_name)
 
 
 def test_cli_picks_a_service_with_s(checkout: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -619,7 +620,7 @@ def test_cli_writes_the_file_with_o(checkout: Path, capsys: pytest.CaptureFixtur
     target = checkout / "task-definition.json"
     assert lemi(checkout, "compile", "-e", "staging", "-t", TAG, "-o", str(target)) == 0
     out, err = capsys.readouterr()
-    assert out == ""
+    assert out.encode("utf-8") == golden_bytes("design-staging")  # printed as well
     assert str(target) in err
     assert target.read_bytes() == golden_bytes("design-staging")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -56,15 +57,16 @@ class _AssumeRoleProvider(CredentialProvider):
     METHOD = "lemi-assume-role"
     CANONICAL_NAME = "lemi-assume-role"
 
-    def __init__(self, base: AioSession, role_arn: str) -> None:
+    def __init__(self, base: AioSession, role_arn: str, region: str) -> None:
         super().__init__()
         self._base = base
         self._role_arn = role_arn
+        self._region = region  # STS of the environment's region: the base session may have none
 
     async def load(self) -> AioDeferredRefreshableCredentials:
         source = await self._base.get_credentials()
         fetcher = AioAssumeRoleCredentialFetcher(
-            client_creator=self._base.create_client,  # type: ignore[arg-type]  # the stubs expect botocore's sync one
+            client_creator=functools.partial(self._base.create_client, region_name=self._region),  # type: ignore[arg-type]  # the stubs expect botocore's sync one
             source_credentials=source,
             role_arn=self._role_arn,
             extra_args={"RoleSessionName": ROLE_SESSION_NAME},
@@ -87,16 +89,16 @@ class Client:
         attribute = getattr(self._client, name)
         if name not in self._operations:
             return attribute
-        return _translating(attribute)
+        return _translating(attribute, urllib.parse.urlsplit(self._client.meta.endpoint_url).netloc)
 
 
-def _translating(call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+def _translating(call: Callable[..., Awaitable[Any]], host: str) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(call)
     async def translated(*args: Any, **kwargs: Any) -> Any:
         try:
             return await call(*args, **kwargs)
         except Exception as exc:
-            error = translate(exc)
+            error = translate(exc, host)
             if error is None:
                 raise
             raise error from exc
@@ -146,7 +148,7 @@ class AwsClients:
         if env.role_arn not in self._role_sessions:
             session = get_session()
             resolver = session.get_component("credential_provider")
-            resolver.insert_before("env", _AssumeRoleProvider(self._base, env.role_arn))
+            resolver.insert_before("env", _AssumeRoleProvider(self._base, env.role_arn, env.region))
             self._role_sessions[env.role_arn] = session
         return self._role_sessions[env.role_arn]
 

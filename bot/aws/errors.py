@@ -107,9 +107,10 @@ def describe(exc: Exception) -> str:
     return str(exc)
 
 
-def translate(exc: BaseException) -> AwsError | None:
+def translate(exc: BaseException, host: str = "") -> AwsError | None:
     """lemi's exception for one of botocore's (or of aiohttp's, under aiobotocore); None for
-    anything else, which is not an AWS failure."""
+    anything else, which is not an AWS failure. ``host``: the endpoint called, named when it
+    could not be reached."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
@@ -124,5 +125,6 @@ def translate(exc: BaseException) -> AwsError | None:
     if isinstance(exc, BotoCoreError):
         return AwsRefused(describe(exc))
     if isinstance(exc, (aiohttp.ClientError, TimeoutError)):
-        return AwsUnavailable(f"AWS could not be reached: {str(exc) or type(exc).__name__}")
+        where = f" at {host}" if host and host not in str(exc) else ""
+        return AwsUnavailable(f"AWS{where} could not be reached: {str(exc) or type(exc).__name__}")
     return None

@@ -66,7 +66,7 @@ async def open_session(
         raise OperationError(f"task {found_id} was started without ECS Exec", NOT_ENABLED_HINT)
     container = next((c for c in found.get("containers", []) if c.get("name") == service), None)
     if container is None or not container.get("runtimeId"):
-        raise OperationError(f"task {found_id} has no running {service} container", "pick another task with --task")
+        raise OperationError(f"task {found_id} has no running {service} container", "pick another task with --task-id")
     response = await ecs.execute_command(
         cluster=env.cluster, task=found["taskArn"], container=service, interactive=True, command=command
     )

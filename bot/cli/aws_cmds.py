@@ -25,8 +25,11 @@ from bot.cli import render, workspace
 from bot.cli.base import (
     State,
     build_checks,
+    check_cluster,
     cli,
     emit_json,
+    environment_of_family,
+    environment_of_task,
     load_service,
     pass_state,
     pick_environment,
@@ -37,6 +40,8 @@ from bot.cli.base import (
     service_name,
 )
 from bot.cli.options import (
+    TASK_DEFINITION_FILE,
+    cluster_option,
     env_option,
     image_tag,
     optional_image_tag,
@@ -83,10 +88,11 @@ def _finish_deploy(result: DeployResult, output: str, synced: SyncReport | None 
 @cli.command()
 @service_option
 @env_option
+@cluster_option
 @click.option("-t", "--tag", callback=optional_image_tag, help="Image tag to deploy.")
 @click.option(
     "--task-definition", "td_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Deploy this task definition JSON (from `lemi compile`) instead of compiling.",
+    help=f"Deploy this task definition JSON (from `lemi compile`) instead of compiling (default without -t: ./{TASK_DEFINITION_FILE}).",
 )  # fmt: skip
 @click.option("--keep", type=click.IntRange(min=1), help="After success, deregister all but the newest N revisions.")
 @wait_option
@@ -96,8 +102,8 @@ def _finish_deploy(result: DeployResult, output: str, synced: SyncReport | None 
 @output_option
 @pass_state
 def deploy(
-    state: State, name: str | None, env: str | None, tag: str | None, td_file: Path | None, keep: int | None,
-    wait: bool, timeout: float, poll: float, repo: str | None, output: str,
+    state: State, name: str | None, env: str | None, cluster: str | None, tag: str | None, td_file: Path | None,
+    keep: int | None, wait: bool, timeout: float, poll: float, repo: str | None, output: str,
 ) -> None:  # fmt: skip
     """Deploy an image tag (or a compiled task definition) and wait for the rollout.
 
@@ -114,19 +120,33 @@ def deploy(
     schedules match spec.schedules and run the deployed revision (a failure to
     do so is reported, and does not fail the deploy); without --wait, the
     schedules are updated by the next `lemi deploy --wait` or by the App.
+
+    With neither -t nor --task-definition, lemi deploys ./task-definition.json
+    (what `lemi compile` wrote), to the environment of its family unless -e
+    says which.
     """
-    if (tag is None) == (td_file is None):
-        raise click.UsageError("give exactly one of -t/--tag and --task-definition")
+    if tag is not None and td_file is not None:
+        raise click.UsageError("give one of -t/--tag and --task-definition, not both")
+    if tag is None and td_file is None:
+        td_file = Path(TASK_DEFINITION_FILE)
+        if not td_file.is_file():
+            raise click.UsageError(
+                f"nothing to deploy: give -t TAG, or --task-definition FILE; there is no ./{TASK_DEFINITION_FILE} "
+                "here (write it with `lemi compile -s SERVICE -e ENV -t TAG`)"
+            )
     config = state.config()
-    env = pick_environment(config, env)
     name = service_name(name)
     if td_file is not None:
         try:
             task_definition = json.loads(td_file.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise click.BadParameter(f"{td_file} is not JSON: {exc}", param_hint="--task-definition") from None
-        if not isinstance(task_definition, dict) or "family" not in task_definition:
+        if not isinstance(task_definition, dict) or not isinstance(task_definition.get("family"), str):
             raise click.BadParameter(f"{td_file} is not a task definition", param_hint="--task-definition")
+        env = environment_of_family(config, env, name, task_definition["family"], str(td_file))
+    else:
+        env = pick_environment(config, env)
+    check_cluster(config, env, cluster)
     root = workspace.repo_root()
     try:  # the service's files: the tag's task definition, or a file's task count
         files = load_service(root, name, repository(root, repo), config)
@@ -166,20 +186,28 @@ def deploy(
     _finish_deploy(result, output, synced, NOT_WAITING["deploy"])
 
 
+# the seed's spelling: `lemi service deploy -s S --tag T`, the same command
+service.add_command(deploy, "deploy")
+
+
 @cli.command()
 @service_option
 @env_option
+@cluster_option
 @click.option("-t", "--tag", required=True, callback=image_tag, help="Image tag to compile with.")
 @repo_option
 @output_option
 @pass_state
-def diff(state: State, name: str | None, env: str | None, tag: str, repo: str | None, output: str) -> None:
+def diff(
+    state: State, name: str | None, env: str | None, cluster: str | None, tag: str, repo: str | None, output: str
+) -> None:
     """Show how the running task definition differs from the compiled one.
 
     Exit 0 when they are the same, 1 when they differ.
     """
     config = state.config()
     env = pick_environment(config, env)
+    check_cluster(config, env, cluster)
     root = workspace.repo_root()
     name = service_name(name)
     try:
@@ -201,12 +229,14 @@ def diff(state: State, name: str | None, env: str | None, tag: str, repo: str | 
 @service.command("status")
 @service_option
 @env_option
+@cluster_option
 @output_option
 @pass_state
-def status(state: State, name: str | None, env: str | None, output: str) -> None:
+def status(state: State, name: str | None, env: str | None, cluster: str | None, output: str) -> None:
     """Tasks, revision, image, deployments and recent events of a service."""
     config = state.config()
     env = pick_environment(config, env)
+    check_cluster(config, env, cluster)
     name = service_name(name)
     result = run_aws(config, lambda aws: operate.status(aws, env, name))
     if output == "json":
@@ -218,13 +248,17 @@ def status(state: State, name: str | None, env: str | None, output: str) -> None
 @service.command("list-tasks")
 @service_option
 @env_option
+@cluster_option
 @click.option("--stopped", is_flag=True, help="List recently stopped tasks instead of running ones.")
 @output_option
 @pass_state
-def list_tasks(state: State, name: str | None, env: str | None, stopped: bool, output: str) -> None:
+def list_tasks(
+    state: State, name: str | None, env: str | None, cluster: str | None, stopped: bool, output: str
+) -> None:
     """The service's running (or stopped) tasks."""
     config = state.config()
     env = pick_environment(config, env)
+    check_cluster(config, env, cluster)
     name = service_name(name)
     tasks = run_aws(config, lambda aws: operate.list_tasks(aws, env, name, stopped=stopped))
     if output == "json":
@@ -235,15 +269,23 @@ def list_tasks(state: State, name: str | None, env: str | None, stopped: bool, o
 
 @service.command("stop-task")
 @service_option
-@env_option
+@click.option(
+    "-e", "--env", "env",
+    help="Environment from lemi.yml (default: the one of the task ARN's account, region and cluster; for a bare "
+    "task id, the first unprotected one).",
+)  # fmt: skip
+@cluster_option
 @click.option("--task-id", required=True, help="Task id or ARN (from list-tasks).")
 @click.option("--reason", default="stopped with lemi", show_default=True, help="Recorded as the stop reason.")
 @output_option
 @pass_state
-def stop_task(state: State, name: str | None, env: str | None, task_id: str, reason: str, output: str) -> None:
+def stop_task(
+    state: State, name: str | None, env: str | None, cluster: str | None, task_id: str, reason: str, output: str
+) -> None:
     """Stop one task of the service; ECS starts a replacement."""
     config = state.config()
-    env = pick_environment(config, env)
+    env = environment_of_task(config, env, task_id)
+    check_cluster(config, env, cluster)
     name = service_name(name)
     task = run_aws(config, lambda aws: operate.stop_task(aws, env, name, task_id, reason=reason))
     if output == "json":
@@ -257,16 +299,19 @@ def _rollout_command(command: str, operation: Callable[..., Awaitable[DeployResu
 
     @service_option
     @env_option
+    @cluster_option
     @wait_option
     @timeout_option
     @poll_option
     @output_option
     @pass_state
     def run(
-        state: State, name: str | None, env: str | None, wait: bool, timeout: float, poll: float, output: str
-    ) -> None:
+        state: State, name: str | None, env: str | None, cluster: str | None, wait: bool, timeout: float, poll: float,
+        output: str,
+    ) -> None:  # fmt: skip
         config = state.config()
         env = pick_environment(config, env)
+        check_cluster(config, env, cluster)
         name = service_name(name)
 
         async def work(aws: AwsClients) -> tuple[DeployResult, SyncReport | None]:
@@ -299,13 +344,15 @@ _rollout_command(
 @service.command("prune")
 @service_option
 @env_option
+@cluster_option
 @click.option("--keep", type=int, required=True, help="Revisions to keep (the newest N, plus any in use).")
 @output_option
 @pass_state
-def prune(state: State, name: str | None, env: str | None, keep: int, output: str) -> None:
+def prune(state: State, name: str | None, env: str | None, cluster: str | None, keep: int, output: str) -> None:
     """Deregister old task-definition revisions of the service."""
     config = state.config()
     env = pick_environment(config, env)
+    check_cluster(config, env, cluster)
     name = service_name(name)
     result = run_aws(config, lambda aws: operate.prune(aws, env, name, keep=keep))
     if output == "json":
@@ -318,18 +365,26 @@ def prune(state: State, name: str | None, env: str | None, keep: int, output: st
 @service.command("exec", context_settings={"ignore_unknown_options": True})
 @service_option
 @env_option
-@click.option("--task", "task", help="Task id (default: the first running task).")
+@cluster_option
+@click.option("--task-id", "task", help="Task id or ARN (default: the first running task).")
+@click.option("--task", "task_alias", hidden=True)  # the earlier spelling of --task-id
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_state
-def exec_(state: State, name: str | None, env: str | None, task: str | None, command: tuple[str, ...]) -> None:
+def exec_(
+    state: State, name: str | None, env: str | None, cluster: str | None, task: str | None, task_alias: str | None,
+    command: tuple[str, ...],
+) -> None:  # fmt: skip
     """Open a shell (or run COMMAND) in a running task with ECS Exec.
 
     \b
     lemi service exec -s demo-service -e staging
-    lemi service exec -s demo-service -e staging -- /bin/bash
+    lemi service exec -s demo-service -c lemon-ecs-cluster /bin/bash
+    lemi service exec -s demo-service -e staging -- sh -c 'echo $HOSTNAME'
     """
     config = state.config()
     env = pick_environment(config, env)
+    check_cluster(config, env, cluster)
+    task = task or task_alias
     name = service_name(name)
     line = shlex.join(command) if command else "/bin/sh"
     session = run_aws(config, lambda aws: open_session(aws, env, name, command=line, task=task))

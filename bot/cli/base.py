@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Any, TypeVar
 import click
 
 from bot.aws.clients import AwsClients
-from bot.cli import workspace
+from bot.cli import argv, failures, workspace
+from bot.core import conventions
 from bot.core.config import Config, config_path, load_config
 from bot.core.errors import UserError
 from bot.core.findings import Finding, never_arrived_tag
@@ -34,6 +36,7 @@ class LemiError(UserError):
 @dataclass
 class State:
     config_option: str | None
+    output: str | None = None  # `lemi --output json COMMAND`: the command's --output when it has one
 
     def config(self) -> Config:
         """lemi.yml, required."""
@@ -47,18 +50,76 @@ class State:
         return load_config(self.config_option)
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+class Command(click.Command):
+    """A lemi command: ``-s=NAME`` and a trailing ``--config`` read as lemi means them
+    (bot/cli/argv.py), and with ``--output json`` every failure is a JSON document on stdout
+    (bot/cli/failures.py)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        parsed = argv.normalise(self, args)
+        state = ctx.ensure_object(State)
+        if parsed.config is not None:
+            state.config_option = parsed.config
+        args = parsed.args
+        if state.output and any(p.name == "output" for p in self.params):
+            end = args.index("--") if "--" in args else len(args)
+            if not any(a == "--output" or a.startswith("--output=") for a in args[:end]):
+                args = [*args[:end], "--output", state.output, *args[end:]]  # the command's own wins
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if ctx.params.get("output") != "json":
+            return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if isinstance(exc, Invalid):
+                emit_json({"ok": False, "error": str(exc), "hint": None, "kind": "user",
+                           "problems": [p.as_dict() for p in exc.problems]})  # fmt: skip
+                raise click.exceptions.Exit(1) from None
+            if os.environ.get("LEMI_DEBUG") and failures.describe(exc).kind == "bug":
+                raise
+            failure = failures.describe(exc)
+            emit_json(failure.as_dict())
+            code = exc.exit_code if isinstance(exc, click.ClickException) else 1
+            raise click.exceptions.Exit(code) from None
+
+
+class Group(click.Group):
+    command_class = Command
+    group_class = type  # subgroups are Groups too
+
+
+@click.group(cls=Group, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--config",
     "config_option",
     metavar="PATH",
-    help="lemi.yml to use (default: $LEMI_CONFIG, then ./lemi.yml, then the one `lemi config pull` fetched).",
+    help="lemi.yml to use (default: $LEMI_CONFIG, then ./lemi.yml, then the one `lemi config pull` fetched); "
+    "accepted after the command too.",
 )
+@click.option(
+    "--output", type=click.Choice(["text", "json"]),
+    help="The output format of the command (its own --output), given before it.",
+)  # fmt: skip
 @click.version_option(package_name="lemi", prog_name="lemi")
 @click.pass_context
-def cli(ctx: click.Context, config_option: str | None) -> None:
+def cli(ctx: click.Context, config_option: str | None, output: str | None) -> None:
     """lemi: a paved road from a pull request to production on ECS Fargate."""
-    ctx.obj = State(config_option)
+    ctx.obj = State(config_option, output)
+
+
+def check_cluster(config: Config, env: str, cluster: str | None) -> None:
+    """-c/--cluster names nothing: it must be the cluster lemi.yml gives the environment."""
+    wanted = config.environment(env).cluster
+    if cluster is not None and cluster != wanted:
+        raise click.BadParameter(
+            f"{cluster!r} is not the cluster of environment {env}: lemi.yml says {wanted!r} "
+            f"(environments.{env}.cluster); pass -c {wanted}, or leave -c out",
+            param_hint="-c/--cluster",
+        )
 
 
 pass_state = click.make_pass_decorator(State)
@@ -117,6 +178,48 @@ def pick_environment(config: Config, given: str | None) -> str:
     return given
 
 
+_TASK_ARN_RE = re.compile(
+    r"arn:aws[\w-]*:ecs:(?P<region>[\w-]+):(?P<account>\d{12}):task/(?P<cluster>[\w-]+)/(?P<id>[\w-]+)"
+)
+
+
+def environment_of_task(config: Config, given: str | None, task: str) -> str:
+    """-e, else the environment whose account, region and cluster are those of the task's ARN;
+    a bare task id means the default environment."""
+    match = _TASK_ARN_RE.fullmatch(task)
+    if given is not None or match is None:
+        return pick_environment(config, given)
+    region, account, cluster = match.group("region", "account", "cluster")
+    found = [
+        name for name, env in config.environments.items()
+        if (env.region, env.account_id, env.cluster) == (region, account, cluster)
+    ]  # fmt: skip
+    if len(found) == 1:
+        return found[0]
+    where = f"account {account}, region {region}, cluster {cluster}"
+    if not found:
+        raise click.BadParameter(
+            f"no environment in lemi.yml has {where} (the task ARN's); check the ARN, or name the environment with -e",
+            param_hint="--task-id",
+        )
+    raise click.UsageError(f"environments {', '.join(found)} all have {where}: name one with -e")
+
+
+def environment_of_family(config: Config, given: str | None, service: str, family: str, file: str) -> str:
+    """-e, else the environment whose task definition family (<service>-<env>) ``file`` has (a
+    file sent to another environment with -e is refused by the deploy's checks, each difference said)."""
+    if given is not None:
+        return pick_environment(config, given)
+    found = next((name for name in config.environments if conventions.family(service, name) == family), None)
+    if found is None:
+        families = ", ".join(conventions.family(service, name) for name in config.environments)
+        raise click.UsageError(
+            f"{file} has family {family!r}, which is no environment's of service {service} "
+            f"(lemi.yml's: {families}); compile it with `lemi compile -s {service} -e ENV -t TAG`, or name one with -e"
+        )
+    return found
+
+
 def print_problems(problems: Sequence[Problem]) -> None:
     for problem in problems:
         click.echo(problem.render(), err=True)
@@ -137,7 +240,7 @@ def report_invalid(exc: Invalid, output: str, **extra: Any) -> None:
     raise click.exceptions.Exit(1)
 
 
-@cli.group()
+@cli.group(cls=Group)
 def service() -> None:
     """Create and operate services."""
 

@@ -16,6 +16,7 @@ from bot.cli import render, workspace
 from bot.cli.base import (
     State,
     build_checks,
+    check_cluster,
     cli,
     emit_json,
     load_service,
@@ -27,7 +28,15 @@ from bot.cli.base import (
     run_aws,
     service,
 )
-from bot.cli.options import image_tag, optional_image_tag, output_option, repo_option
+from bot.cli.options import (
+    TASK_DEFINITION_FILE,
+    cluster_option,
+    env_option,
+    image_tag,
+    optional_image_tag,
+    output_option,
+    repo_option,
+)
 from bot.core import scaffold as scaffolding
 from bot.core.compile import compile_for
 from bot.core.problems import Invalid
@@ -48,6 +57,7 @@ def _checks(value: str) -> list[str]:
 @cli.command()
 @click.option("-s", "--service", help="Service to verify (default: every service under deploy/).")
 @click.option("-e", "--env", "env", help="Environment (needed for `provisioned`; default: the first unprotected).")
+@cluster_option
 @click.option(
     "--check",
     "checks",
@@ -62,7 +72,7 @@ def _checks(value: str) -> list[str]:
 @output_option
 @pass_state
 def verify(
-    state: State, service: str | None, env: str | None, checks: str, tag: str | None, wait_image: float,
+    state: State, service: str | None, env: str | None, cluster: str | None, checks: str, tag: str | None, wait_image: float,
     repo: str | None, output: str,
 ) -> None:  # fmt: skip
     """Check a service before lemi deploys it.
@@ -82,6 +92,10 @@ def verify(
     if not services:
         raise click.UsageError("no service here: there is no deploy/<service>/service.yaml")
     env_name = pick_environment(config, env) if config is not None and "provisioned" in selected else env
+    if cluster is not None:
+        if config is None:
+            raise click.UsageError("-c/--cluster is checked against lemi.yml, and there is none here; pass --config")
+        check_cluster(config, pick_environment(config, env), cluster)
     problems = []
     loaded: dict[str, ServiceFiles] = {}
     for name in services:
@@ -125,18 +139,21 @@ def verify(
 
 @cli.command("compile")
 @click.option("-s", "--service", help="Service (default: the repository's only service).")
-@click.option("-e", "--env", "env", required=True, help="Environment from lemi.yml.")
+@env_option
 @click.option("-t", "--tag", required=True, callback=image_tag, help="Image tag (the commit SHA).")
 @click.option(
-    "-o", "--out", type=click.Path(dir_okay=False, writable=True), help="Write the JSON here instead of stdout."
-)
+    "-o", "--out", type=click.Path(dir_okay=False, writable=True), default=TASK_DEFINITION_FILE, show_default=True,
+    help="Write the JSON here, replacing the file (- for stdout only).",
+)  # fmt: skip
 @repo_option
 @pass_state
-def compile_command(state: State, service: str | None, env: str, tag: str, out: str | None, repo: str | None) -> None:
+def compile_command(state: State, service: str | None, env: str | None, tag: str, out: str, repo: str | None) -> None:
     """Compile the ECS task definition of a service for one environment.
 
-    The output is the input of RegisterTaskDefinition and is byte-identical
-    for the same files, lemi.yml and tag.
+    The JSON is written to ./task-definition.json (or -o FILE), which `lemi
+    deploy` deploys, and printed on stdout. It is the input of
+    RegisterTaskDefinition and is byte-identical for the same files, lemi.yml
+    and tag.
     """
     config = state.config()
     env = pick_environment(config, env)
@@ -147,11 +164,10 @@ def compile_command(state: State, service: str | None, env: str, tag: str, out: 
     except Invalid as exc:
         report_invalid(exc, "text")
     text = compile_for(config, files, env, tag).render()
-    if out:
+    if out != "-":
         Path(out).write_text(text, encoding="utf-8")
         click.echo(f"wrote {out}", err=True)
-    else:
-        click.echo(text, nl=False)
+    click.echo(text, nl=False)
 
 
 @cli.command()

@@ -9,6 +9,7 @@ from dataclasses import asdict
 import aiohttp
 import click
 
+from bot.cli import workspace
 from bot.cli.base import State, cli, emit_json, pass_state
 from bot.cli.options import output_option
 from bot.core.names import GITHUB_REPO_RE, SERVICE_RE
@@ -20,8 +21,17 @@ from bot.github.owners import Owners
 
 
 def _repo(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """OWNER/NAME, or a bare NAME whose owner is the checkout's remote's (the seed's --repoName)."""
+    if "/" not in value:
+        remote = workspace.repository_name(workspace.repo_root())
+        if remote is None:
+            raise click.BadParameter(
+                f"{value!r} names no owner, and this checkout has no git remote 'origin' on GitHub to take one "
+                "from; write it as OWNER/NAME"
+            )
+        value = f"{remote.split('/', 1)[0]}/{value}"
     if not GITHUB_REPO_RE.fullmatch(value):
-        raise click.BadParameter("write it as OWNER/NAME")
+        raise click.BadParameter("write it as OWNER/NAME (or NAME, the owner read from the git remote)")
     return value
 
 
@@ -40,15 +50,29 @@ def _returns(gh: GitHub):  # type: ignore[no-untyped-def]
 
 
 @cli.command()
-@click.option("--pr", "number", type=click.IntRange(min=1), required=True, help="The service pull request's number.")
-@click.option("--repo", required=True, callback=_repo, metavar="OWNER/NAME", help="The service repository.")
+@click.option(
+    "--pr", "--prId", "number", type=click.IntRange(min=1), required=True, help="The service pull request's number."
+)
+@click.option(
+    "--repo", "--repoName", required=True, callback=_repo, metavar="[OWNER/]NAME",
+    help="The service repository (a bare NAME: the owner of the git remote 'origin').",
+)  # fmt: skip
+@click.option(
+    "--branch", "--currentBranchName", metavar="BRANCH",
+    help="The pull request's branch, checked against GitHub's (CI passes it; lemi reads it from the pull request).",
+)  # fmt: skip
 @click.option("-s", "--service", "services", multiple=True, callback=_services, help="Only this service (repeatable).")
 @output_option
 @pass_state
-def provision(state: State, number: int, repo: str, services: tuple[str, ...], output: str) -> None:
+def provision(state: State, number: int, repo: str, branch: str | None, services: tuple[str, ...], output: str) -> None:
     """Do what the App does for a pull request: check the service files and
     open (or update) the infra pull request. Uses the token in GH_AUTH_TOKEN
-    and GITHUB_API_URL (GitHub Enterprise Server)."""
+    and GITHUB_API_URL (GitHub Enterprise Server).
+
+    \b
+    lemi provision --pr 7 --repo acme/demo-service -s demo-service
+    lemi provision --prId 7 --repoName demo-service --currentBranchName feature --service demo-service
+    """
     token = os.environ.get("GH_AUTH_TOKEN")
     if not token:
         raise click.UsageError("set GH_AUTH_TOKEN to a GitHub token that can write to both repositories")
@@ -59,6 +83,12 @@ def provision(state: State, number: int, repo: str, services: tuple[str, ...], o
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             gh = GitHub(session, base_url=base_url, oauth_token=token)
             pull = await get_pull(gh, repo, number)
+            if branch is not None and branch != pull.head_ref:
+                raise click.BadParameter(
+                    f"pull request #{number} of {repo} is branch {pull.head_ref!r}, not {branch!r}; "
+                    "check --pr and --currentBranchName",
+                    param_hint="--branch/--currentBranchName",
+                )
             owners = Owners(config, infra=_returns(gh), installed=lambda name: repository_exists(gh, name))
             # a personal token cannot write check runs (GitHub keeps them for Apps): results are printed
             return await provision_pull_request(

@@ -11,8 +11,8 @@ import click
 
 from bot.aws import logs
 from bot.aws.clients import AwsClients
-from bot.cli.base import State, cli, emit_json, pass_state, pick_environment, run_aws, service_name
-from bot.cli.options import env_option, output_option, service_option
+from bot.cli.base import State, check_cluster, cli, emit_json, pass_state, pick_environment, run_aws, service_name
+from bot.cli.options import cluster_option, env_option, output_option, service_option
 from bot.core.conventions import log_group
 
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([smhd])")
@@ -48,6 +48,7 @@ def _emit(line: logs.LogLine, output: str) -> None:
 @cli.command("logs")
 @service_option
 @env_option
+@cluster_option
 @click.option("--since", default="10m", show_default=True, callback=duration,
               help="How far back to start: 30s, 10m, 2h, 1d.")  # fmt: skip
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until Ctrl-C.")
@@ -57,7 +58,7 @@ def _emit(line: logs.LogLine, output: str) -> None:
 @output_option
 @pass_state
 def logs_(
-    state: State, name: str | None, env: str | None, since: float, follow: bool, task_id: str | None, poll: float,
+    state: State, name: str | None, env: str | None, cluster: str | None, since: float, follow: bool, task_id: str | None, poll: float,
     output: str,
 ) -> None:  # fmt: skip
     """Print the service's recent log lines (and new ones with --follow).
@@ -71,6 +72,7 @@ def logs_(
     """
     config = state.config()
     env = pick_environment(config, env)
+    check_cluster(config, env, cluster)
     name = service_name(name)
     if task_id is not None and not re.fullmatch(r"[A-Za-z0-9]{1,64}", task_id.rsplit("/", 1)[-1]):
         raise click.BadParameter("a task id is letters and digits (or a task ARN)", param_hint="--task-id")

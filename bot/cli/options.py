@@ -7,6 +7,8 @@ import click
 from bot.aws.rollout import DEFAULT_POLL, DEFAULT_TIMEOUT
 from bot.core.names import IMAGE_TAG_RE
 
+TASK_DEFINITION_FILE = "task-definition.json"  # what `lemi compile` writes and `lemi deploy` reads by default
+
 output_option = click.option(
     "--output",
     type=click.Choice(["text", "json"]),
@@ -23,6 +25,10 @@ repo_option = click.option(
 
 
 env_option = click.option("-e", "--env", "env", help="Environment from lemi.yml (default: the first unprotected one).")
+cluster_option = click.option(
+    "-c", "--cluster", metavar="NAME",
+    help="The environment's ECS cluster, checked against lemi.yml (lemi.yml names the cluster; this only confirms it).",
+)  # fmt: skip
 service_option = click.option("-s", "--service", "name", help="Service (default: the repository's only service).")
 timeout_option = click.option(
     "--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUT, show_default=True,

@@ -14,6 +14,7 @@ from bot.aws.logs import in_datadog, task_lines
 from bot.cli import render, workspace
 from bot.cli.base import (
     State,
+    check_cluster,
     cli,
     emit_json,
     load_service,
@@ -24,7 +25,7 @@ from bot.cli.base import (
     run_aws,
     service_name,
 )
-from bot.cli.options import env_option, output_option, repo_option, service_option
+from bot.cli.options import cluster_option, env_option, output_option, repo_option, service_option
 from bot.core.problems import Invalid
 from bot.core.tasks import TASK_NAME_RE, unknown_task
 
@@ -39,6 +40,7 @@ def _task_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.argument("task", callback=_task_name)
 @service_option
 @env_option
+@cluster_option
 @click.option(
     "--timeout", type=click.FloatRange(min=1), default=None,
     help="Seconds the task may run before lemi stops it (default: the environment's task_timeout_seconds).",
@@ -49,7 +51,7 @@ def _task_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @output_option
 @pass_state
 def run(
-    state: State, task: str, name: str | None, env: str | None, timeout: float | None, poll: float,
+    state: State, task: str, name: str | None, env: str | None, cluster: str | None, timeout: float | None, poll: float,
     repo: str | None, output: str,
 ) -> None:  # fmt: skip
     """Run TASK of the service's spec.tasks in its running revision and wait for it.
@@ -61,6 +63,7 @@ def run(
     """
     config = state.config()
     env = pick_environment(config, env)
+    check_cluster(config, env, cluster)
     name = service_name(name)
     root = workspace.repo_root()
     try:

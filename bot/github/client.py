@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -141,7 +142,7 @@ class GitHub(GitHubAPI):
                 content_type=content_type, extra_headers=extra_headers,
             )  # fmt: skip
         except (HTTPException, aiohttp.ClientError, TimeoutError) as exc:
-            translated = translate(exc)
+            translated = translate(exc, urllib.parse.urlsplit(self.base_url).netloc or None)
             if translated is None:  # pragma: no cover - translate knows every class caught here
                 raise
             raise translated from exc

@@ -104,8 +104,9 @@ def rate_limit_wait(exc: HTTPException, now: float | None = None) -> float | Non
     return None
 
 
-def translate(exc: BaseException) -> Exception | None:
-    """lemi's exception for one of gidgethub's or aiohttp's (None for anything else)."""
+def translate(exc: BaseException, host: str | None = None) -> Exception | None:
+    """lemi's exception for one of gidgethub's or aiohttp's (None for anything else); ``host``: GitHub's,
+    named when it could not be reached."""
     if isinstance(exc, HTTPException):
         status = int(exc.status_code)
         details: dict[str, Any] = {
@@ -126,5 +127,6 @@ def translate(exc: BaseException) -> Exception | None:
         return GitHubRefused(message, **details)
     if isinstance(exc, (aiohttp.ClientError, TimeoutError)):
         what = str(exc) or ("no answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__)
-        return GitHubUnreachable(f"GitHub could not be reached: {what}")
+        where = f" at {host}" if host and host not in what else ""
+        return GitHubUnreachable(f"GitHub{where} could not be reached: {what}")
     return None
