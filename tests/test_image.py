@@ -221,6 +221,13 @@ def test_the_image_builds_and_answers_healthz() -> None:
     docker = _docker_available()
     if docker is None:
         pytest.skip("no docker daemon answers `docker info`: the Dockerfile is checked by the tests above")
+    base = next(line.split()[1] for line in DOCKERFILE.read_text().splitlines() if line.startswith("FROM "))
+    pulled = subprocess.run([docker, "pull", base], capture_output=True, text=True, timeout=600)
+    if pulled.returncode != 0:
+        why = pulled.stderr.strip()
+        # a digest the registry does not know is the Dockerfile's fault; no way to the registry is this machine's
+        assert "manifest unknown" not in why and "not found" not in why, f"the base image {base} does not exist: {why}"
+        pytest.skip(f"the base image cannot be pulled here (no registry access?): {why[:200]}")
     tag = f"lemi-test:{uuid.uuid4().hex[:12]}"
     container = f"lemi-test-{uuid.uuid4().hex[:12]}"
     subprocess.run([docker, "build", "-t", tag, str(ROOT)], check=True, capture_output=True, timeout=1200)
