@@ -18,6 +18,7 @@ from app_harness import SERVICE_YAML, WEBHOOK_SECRET, running_app, setup_repos
 from fakes.webhooks import for_pull_request, signature
 from prometheus_client.parser import text_string_to_metric_families
 
+import bot.github.client as github_client
 from bot.server.worker import REPORT_ATTEMPTS
 
 SERVICE = "acme/demo-service"
@@ -83,9 +84,14 @@ def test_json_nested_too_deeply_gets_400_and_nothing_is_stored(github: Any, tmp_
     assert github.calls == []
 
 
-def test_a_job_whose_failure_cannot_be_reported_still_ends(github: Any, tmp_path: Path) -> None:
+def test_a_job_whose_failure_cannot_be_reported_still_ends(
+    github: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """GitHub answers 502 to everything about the service repository: the job fails after
     its retries, telling the user fails too, and the job ends unreported (not retried forever)."""
+    # the client's own retries of each 502 (tested in test_github_auth.py) are made quick here:
+    # this test is about the job's attempts and its report
+    monkeypatch.setattr(github_client, "backoff", lambda attempt, base=0.5, cap=8.0: 0.01)
     setup_repos(github, service_files={SERVICE_FILE: SERVICE_YAML})
     n = github.open_pull_request(SERVICE, "feature/unreachable", {SERVICE_FILE: SERVICE_YAML.replace("1024", "2048")})
     payload = for_pull_request(github, SERVICE, n, "opened")
