@@ -9,6 +9,7 @@ tests/ecs_sim.py, tasks by tests/ecs_tasks.py (exit codes driven, never moto's "
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -35,11 +36,11 @@ FILES = {
 pytestmark = pytest.mark.usefixtures("shared_api_models")
 
 
-def app_for(github: Any, tmp_path: Path) -> Any:
+def app_for(github: Any, tmp_path: Path, **settings: Any) -> Any:
     # minutes of deploys compressed into seconds: GitHub's one-minute window of content-creating
     # requests would hold the results back (the writer's pacing is tested in test_writer.py)
     return running_app(github, tmp_path, lemi_yml=aws_world.lemi_yml(0), deploy_poll_seconds=0.01,
-                       deploy_timeout_seconds=10.0, github_writes_per_minute=400)  # fmt: skip
+                       deploy_timeout_seconds=10.0, github_writes_per_minute=400, **settings)  # fmt: skip
 
 
 def push(app: RunningApp, github: Any, before: str, after: str) -> None:
@@ -155,7 +156,7 @@ def test_a_newer_push_waits_for_running_migrations_and_the_older_deploy_is_super
     second = commit(github, world, {**FILES, "README.md": "second\n"})
     with app_for(github, tmp_path) as app:
         push(app, github, ZERO_SHA, first)
-        until(lambda: tasks.named("migrate"), "the first migration")
+        until(lambda: started(tasks, "migrate"), "the first migration running")
         push(app, github, first, second)
         until(lambda: run_of_or_none(github, second, "queued"), "the second deploy waiting")
         until(lambda: "waiting" in deployment_of(github, second).statuses[-1].description, "the Deployment waiting")
@@ -171,6 +172,13 @@ def test_a_newer_push_waits_for_running_migrations_and_the_older_deploy_is_super
     assert old.conclusion == "cancelled" and "superseded" in old.output["title"]
     assert deployment_of(github, first).statuses[-1].state == "inactive"
     assert run_of(github, second).conclusion == "success"
+
+
+def started(tasks: ecs_tasks.TaskSim, name: str) -> bool:
+    """The task runs and the watcher has seen it running (a script changed before then would make
+    a task that never started)."""
+    runs = tasks.named(name)
+    return bool(runs) and runs[0].looks >= 1
 
 
 def run_of_or_none(github: Any, sha: str, status: str) -> Any:
@@ -196,3 +204,89 @@ def test_where_logs_go_to_cloudwatch_a_failed_migration_shows_its_last_lines(
     summary = run_of(github, sha).output["summary"]
     assert "Last output lines of **migrate**" in summary
     assert summary.index("applying 0042_add_index") < summary.index("ERROR: lock timeout")
+
+
+def _newer_push_waiting_on_migrations(app: RunningApp, github: Any, tasks: ecs_tasks.TaskSim, first: str,
+                                      second: str) -> None:  # fmt: skip
+    push(app, github, ZERO_SHA, first)
+    until(lambda: started(tasks, "migrate"), "the first migration running")
+    push(app, github, first, second)
+    until(lambda: run_of_or_none(github, second, "queued"), "the second deploy waiting")
+    until(lambda: "waiting" in deployment_of(github, second).statuses[-1].description, "the Deployment waiting")
+    tasks.named("migrate")[0].script = ecs_tasks.exits(0, after=0)
+
+
+def _after_predeploy(app: RunningApp) -> dict[str, Any]:
+    (job,) = [j for j in app.jobs() if ":after-predeploy:" in j["dedupe_id"]]
+    return job
+
+
+@pytest.mark.parametrize("failing", ["queuing the waiting deploy", "removing the watch"])
+def test_lemi_failing_as_the_migrations_end_loses_no_waiting_deploy(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, tasks: ecs_tasks.TaskSim, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, failing: str,
+) -> None:  # fmt: skip
+    """The waiting deploy is queued before the watch that holds it is removed: a failure at either
+    step (lemi stopping, a store unreachable) is acted on again by the watcher, and the deploy runs."""
+    from bot.store import sqlite_queue, watches
+
+    failures: list[str] = []
+    real_put, real_take = sqlite_queue.SQLiteQueue.put, watches.SQLiteWatches.take
+
+    async def put(self: Any, job: Any) -> bool:
+        if failing == "queuing the waiting deploy" and ":after-predeploy:" in job.dedupe_id and not failures:
+            failures.append(job.dedupe_id)
+            raise OSError("the queue went away")
+        return await real_put(self, job)
+
+    async def take(self: Any, watch: Any, owner: str) -> bytes | None:
+        if failing == "removing the watch" and watch.id.startswith("task:predeploy:") and not failures:
+            failures.append(watch.id)
+            raise OSError("the watch store went away")
+        return await real_take(self, watch, owner)
+
+    monkeypatch.setattr(sqlite_queue.SQLiteQueue, "put", put)
+    monkeypatch.setattr(watches.SQLiteWatches, "take", take)
+    tasks.script("migrate", ecs_tasks.forever())
+    first = commit(github, world)
+    second = commit(github, world, {**FILES, "README.md": "second\n"})
+    # the watcher acts on a failed end again 2 s later; the job's retries, as in production, last longer
+    with app_for(github, tmp_path, retry_delays=(0.5, 1.0, 2.0, 4.0)) as app:
+        _newer_push_waiting_on_migrations(app, github, tasks, first, second)
+        until(lambda: run_of_or_none(github, second, "completed"), "the second deploy's end")
+        app.drain(60.0)
+    assert failures, f"{failing} never failed: the test tested nothing"
+    assert [r.name for r in tasks.runs] == ["migrate", "migrate", "seed"]
+    assert sim.updates == 1
+    assert run_of(github, first).conclusion == "cancelled"
+    assert run_of(github, second).conclusion == "success"
+
+
+def test_the_waiting_deploy_queued_before_the_watch_is_removed_is_tried_again_not_parked_again(
+    github: Any, repos: int, world: aws_world.World, sim: ecs_sim.Sim, tasks: ecs_tasks.TaskSim, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """If a worker runs the deploy queued again before the watch is gone, it must not wait on that
+    watch's note once more (the note goes with the watch): it is tried again a moment later."""
+    from bot.store import watches as store
+
+    real_take = store.SQLiteWatches.take
+
+    async def slow_take(self: Any, watch: Any, owner: str) -> bytes | None:
+        if watch.id.startswith("task:predeploy:"):
+            await asyncio.sleep(0.12)  # a worker leases the queued deploy meanwhile
+        return await real_take(self, watch, owner)
+
+    monkeypatch.setattr(store.SQLiteWatches, "take", slow_take)
+    tasks.script("migrate", ecs_tasks.forever())
+    first = commit(github, world)
+    second = commit(github, world, {**FILES, "README.md": "second\n"})
+    with app_for(github, tmp_path) as app:
+        _newer_push_waiting_on_migrations(app, github, tasks, first, second)
+        until(lambda: run_of_or_none(github, second, "completed"), "the second deploy's end")
+        app.drain(60.0)
+        job = _after_predeploy(app)
+    assert job["attempts"] >= 2 and job["state"] == "done", job
+    assert [r.name for r in tasks.runs] == ["migrate", "migrate", "seed"]
+    assert sim.updates == 1
+    assert run_of(github, second).conclusion == "success"

@@ -379,7 +379,7 @@ async def _deploy(
         held = await watch.before_update(
             gh, config, ecs, req, announcing, situation, the_plan, pre_deploy=commands(files.service), image=image,
             changes=lambda: _changes(situation, compiled.task_definition), desired_count=compiled.desired_count,
-            poll=wait.poll, schedules=wanted,
+            poll=wait.poll, schedules=wanted, released=released,
         )  # fmt: skip
         if held is not None:
             return held
@@ -426,6 +426,7 @@ class Watcher(Protocol):
         desired_count: int | None,
         poll: float,
         schedules: dict[str, ScheduledTask],
+        released: bool = False,
     ) -> DeployReport | None:
         """Just before UpdateService: start the preDeploy tasks, or wait for another deploy's (the
         report says so: the job ends); None: send UpdateService."""

@@ -33,6 +33,7 @@ from bot.aws.ecs import Ecs
 from bot.aws.predeploy import needed, registered
 from bot.aws.rollout import Plan, Situation, Update
 from bot.core.config import Config
+from bot.core.errors import Transient
 from bot.core.schedules import ScheduledTask
 from bot.core.templating import render
 from bot.flows.deploy import (
@@ -72,6 +73,12 @@ def waiting(note: bytes) -> DeployJob | None:
         return None
 
 
+class ChainEnding(Transient):
+    """A deploy queued again by the end of the tasks it waited for ran before their watch was
+    removed. The watch always goes soon (taken, or dropped once its end cannot be reported,
+    within minutes), well inside the worker's retries, so the deploy runs then."""
+
+
 class Chains:
     """What :func:`before_update` needs of the App: the watch store, the watcher's wake-up, the
     bound and the poll of a task."""
@@ -87,12 +94,20 @@ async def before_update(
     chains: Chains, gh: GitHub, config: Config, ecs: Ecs, req: DeployRequest,
     announcing: asyncio.Future[Announced], situation: Situation, the_plan: Plan, *,
     pre_deploy: list[tuple[str, list[str]]], image: str, changes: Callable[[], str], desired_count: int | None,
-    command: CommandJob | None, schedules: dict[str, ScheduledTask] | None = None,
+    command: CommandJob | None, schedules: dict[str, ScheduledTask] | None = None, released: bool = False,
 ) -> DeployReport | None:  # fmt: skip
     """Just before a deploy's UpdateService: wait for another deploy's running preDeploy tasks, or
-    start this deploy's (the job then ends: outcome "waiting" or "watching"); None: go on."""
+    start this deploy's (the job then ends: outcome "waiting" or "watching"); None: go on.
+
+    ``released``: queued again by the end of the tasks it waited for, whose watch is removed only
+    after this job is queued, so that lemi stopping in between loses nothing. Found still on that
+    watch's note, it is tried again a little later (:class:`ChainEnding`), never parked there
+    again: the note goes with the watch."""
     chain = await chains.watches.get(chain_id(req))
     if chain is not None:
+        if released and (mine := waiting(chain.note)) is not None and mine.request == req:
+            raise ChainEnding(f"the preDeploy tasks {req.service} waited for in {req.environment} have ended "
+                              "and their watch is being removed; this deploy is tried again in a moment")  # fmt: skip
         if command is not None:
             return await _busy(gh, config, req, await announcing)
         before = await chains.watches.swap_note(chain_id(req), _encode_job(DeployJob(req)))

@@ -10,8 +10,9 @@ they start and wait for each other).
 * The last one succeeded: ``UpdateService``, and the rollout goes to the rollout watcher,
   which reports the deploy as it reports any.
 
-Whatever the end, a deploy waiting on the watch's note is then queued again. The watch is
-taken (removed with its note, atomically) only after ``UpdateService`` is sent, so a deploy that
+Whatever the end, a deploy waiting on the watch's note is then queued again, and only then is
+the watch taken (removed with its note, atomically), so a crash in between loses no deploy. It is
+taken only after ``UpdateService`` is sent, so a deploy that
 arrives meanwhile waits and is queued after it, and one that arrives later finds this rollout
 already sent: newer deploys always update the service after older ones.
 """
@@ -36,7 +37,7 @@ from bot.flows.runtime import Runtime
 from bot.flows.task_watch import ContinueDeploy, RanTask, TaskEnded, TaskWatch, encode
 from bot.flows.watching import DeployWatches, RolloutWatches
 from bot.github.client import GitHub
-from bot.store.jobs import DeployRequest, service_key
+from bot.store.jobs import DeployJob, DeployRequest, service_key
 from bot.store.queue import NewJob
 from bot.store.watches import Watch
 
@@ -137,9 +138,21 @@ async def _answer(gh: GitHub, then: ContinueDeploy, report: DeployReport) -> Non
 
 
 async def _release(rt: Runtime, owner: str, watch: Watch, req: DeployRequest) -> None:
-    """The tasks are over: take the watch, and queue again the deploy that waited on it."""
-    note = await rt.watches.take(watch, owner)
-    job = waiting(note or b"")
+    """The tasks are over: queue again the deploy that waited on the watch, then take the watch.
+
+    In that order, so that lemi stopping in between loses nothing: the watch is resumed and this
+    runs again (the job's id makes the second put a duplicate), and the queued deploy, if it runs
+    first, is tried again until the watch is gone (:class:`~bot.flows.predeploy.ChainEnding`).
+    A deploy that began to wait on the note in between is queued once the watch is taken."""
+    current = await rt.watches.get(watch.id)
+    queued = waiting(current.note) if current is not None else None
+    await _requeue(rt, req, queued)
+    after = waiting(await rt.watches.take(watch, owner) or b"")
+    if after is not None and (queued is None or after.request != queued.request):
+        await _requeue(rt, req, after)
+
+
+async def _requeue(rt: Runtime, req: DeployRequest, job: DeployJob | None) -> None:
     if job is None or job.request == req:
         return
     w = job.request

@@ -251,7 +251,7 @@ class DeployWatches:
         self, gh: GitHub, config: Config, ecs: Ecs, req: DeployRequest, announcing: asyncio.Future[Announced],
         situation: Situation, the_plan: Plan, *, pre_deploy: list[tuple[str, list[str]]], image: str,
         changes: Callable[[], str], desired_count: int | None, poll: float,
-        schedules: dict[str, ScheduledTask],
+        schedules: dict[str, ScheduledTask], released: bool = False,
     ) -> DeployReport | None:  # fmt: skip
         """Wait for another deploy's running preDeploy tasks, or start this one's (bot/flows/predeploy.py)."""
         timeout = float(config.environment(req.environment).task_timeout_seconds)
@@ -259,6 +259,7 @@ class DeployWatches:
         return await predeploy.before_update(
             chains, gh, config, ecs, req, announcing, situation, the_plan, pre_deploy=pre_deploy, image=image,
             changes=changes, desired_count=desired_count, command=self.command, schedules=schedules,
+            released=released,
         )  # fmt: skip
 
     async def exists(self, req: DeployRequest) -> bool:
