@@ -55,6 +55,9 @@ browser:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
 
+# the suite on every core, at most 4 workers (pytest-xdist); `make test PYTEST_ARGS=tests/test_x.py`
+# runs one file in one process
+PYTEST_ARGS ?= -n auto --maxprocesses 4
 test: $(STAMP) $(NPM_STAMP) browser
 	$(BIN)/ruff check bot handlers tools tests bench
 	$(BIN)/ruff format --check bot handlers tools tests bench
