@@ -51,6 +51,19 @@ async def test_release_returns_held_deploys_in_order(locks: Locks) -> None:
     assert await locks.release("acme/demo", "staging") == []
 
 
+async def test_held_lists_the_held_deploys_and_leaves_them_and_the_lock(locks: Locks) -> None:
+    """An unlock queues the held deploys before it releases the lock (bot/flows/runners.py)."""
+    assert await locks.held("acme/demo", "staging") == []
+    await locks.acquire("acme/demo", "staging", "alice")
+    await locks.hold("acme/demo", "staging", deploy("1"))
+    await locks.hold("acme/demo", "staging", deploy("2"))
+    held = await locks.held("acme/demo", "staging")
+    assert [h.job for h in held] == [deploy("1"), deploy("2")]
+    assert await locks.held("acme/demo", "staging") == held  # read again: the same, nothing taken
+    assert await locks.get("acme/demo", "staging") is not None
+    assert await locks.release("acme/demo", "staging") == held  # the same ids: a repeat is a duplicate
+
+
 async def test_a_release_that_fails_half_way_leaves_the_lock_and_the_store_usable(tmp_path: Path) -> None:
     """Work that raises inside BEGIN ... COMMIT is rolled back: the lock is still held and
     the next call does not find a transaction left open (bot/store/sqlitedb.Store)."""

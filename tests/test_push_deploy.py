@@ -474,6 +474,35 @@ def test_lock_holds_push_deploy_until_unlock(
     assert image_of(world, f"{FAMILY}:2") == f"{REGISTRY}/demo-service:{sha}"
 
 
+def test_an_unlock_that_fails_as_it_queues_the_held_deploy_loses_it_not(
+    github: Any, locked: int, world: aws_world.World, sim: ecs_sim.Sim, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The held deploy is queued before the lock is released: the queue failing at that moment
+    fails the unlock's attempt, which is tried again and finds the lock and the deploy still there."""
+    from bot.store import sqlite_queue
+
+    real_put, failures = sqlite_queue.SQLiteQueue.put, []
+
+    async def put(self: Any, job: Any) -> bool:
+        if ":released:" in job.dedupe_id and not failures:
+            failures.append(job.dedupe_id)
+            raise OSError("the queue went away")
+        return await real_put(self, job)
+
+    monkeypatch.setattr(sqlite_queue.SQLiteQueue, "put", put)
+    sha = github.commit(REPO, "develop", SERVICE_FILES, author="bob")
+    aws_world.push_image(world.endpoint, sha)
+    with app_for(github, tmp_path) as app:
+        comment(app, github, locked, "/lemi lock -e staging", "alice")
+        push(app, github, "develop", ZERO_SHA, sha, sender="bob")
+        comment(app, github, locked, "/lemi unlock -e staging", "alice")
+    assert failures, "queuing the held deploy never failed: the test tested nothing"
+    (deployment,) = github.deployments(REPO)
+    assert states(deployment)[-1] == "success", deployment.statuses
+    assert service_state(sim) == f"{FAMILY}:2"
+
+
 def test_lock_holder_push_deploys(
     github: Any, locked: int, world: aws_world.World, sim: ecs_sim.Sim, tmp_path: Path
 ) -> None:

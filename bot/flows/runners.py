@@ -56,7 +56,8 @@ from bot.flows.task_watch import ReplyRun, resume_task_watch, run_watch_id, star
 from bot.flows.watching import DeployWatches, RolloutWatches, command_watch_id, watch_command
 from bot.github.client import GitHub
 from bot.store.jobs import CommandJob, service_key
-from bot.store.queue import NewJob
+from bot.store.locks import Held
+from bot.store.queue import NewJob, Queue
 
 
 @dataclass(frozen=True)
@@ -229,17 +230,29 @@ class UnlockEnvironment(ServiceRunner):
             return Unlocked(None)
         if lock.holder != inv.user and RANKS.get(call.role, 0) < RANKS["maintain"]:
             raise Refused(f"`{env}` is locked by @{lock.holder}; only they, or a maintainer, can unlock it")
-        held = await ctx.locks.release(inv.repository, env)
-        for h in held:  # a held deploy older than one that ran meanwhile is superseded, not rolled back
-            req = h.job.request
-            await ctx.queue.put(
-                NewJob(
-                    f"{req.delivery}:released:{h.id}",
-                    service_key(req.repository, req.service, req.environment),
-                    msgspec.structs.replace(h.job, released=True),
-                )
+        # the held deploys are queued before the lock goes, so failing in between loses none (the
+        # command is tried again; a repeated put is a duplicate); one held meanwhile is queued after
+        queued = await _requeue_held(ctx.queue, await ctx.locks.held(inv.repository, env), set())
+        released = await ctx.locks.release(inv.repository, env)
+        await _requeue_held(ctx.queue, released, queued)
+        return Unlocked(lock, len(released))
+
+
+async def _requeue_held(queue: Queue, held: list[Held], done: set[int]) -> set[int]:
+    """Queue the held deploys not in ``done`` again (``released``: a held deploy older than one that
+    ran meanwhile is superseded, not rolled back); returns the ids now queued."""
+    for h in held:
+        if h.id in done:
+            continue
+        req = h.job.request
+        await queue.put(
+            NewJob(
+                f"{req.delivery}:released:{h.id}",
+                service_key(req.repository, req.service, req.environment),
+                msgspec.structs.replace(h.job, released=True),
             )
-        return Unlocked(lock, len(held))
+        )
+    return done | {h.id for h in held}
 
 
 # ---- queued: answered when the rollout ended ----------------------------------------------------

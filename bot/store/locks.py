@@ -66,6 +66,11 @@ class Locks(Protocol):
         """Remember a deploy the lock holds back."""
         ...
 
+    async def held(self, repository: str, environment: str) -> list[Held]:
+        """The deploys the lock holds back, in order, left where they are (an unlock queues them
+        before it releases the lock, so that failing in between loses none)."""
+        ...
+
     async def release(self, repository: str, environment: str) -> list[Held]:
         """Drop the lock; returns the held deploys, in order, to be queued again."""
         ...
@@ -114,6 +119,17 @@ class LockStore:
             return Lock(row["repository"], row["environment"], row["holder"], row["reason"], row["created"])
 
         result: Lock = await self._run(work)
+        return result
+
+    async def held(self, repository: str, environment: str) -> list[Held]:
+        def work(db: sqlite3.Connection) -> list[Held]:
+            rows = db.execute(
+                "SELECT id, payload FROM held WHERE repository = ? AND environment = ? ORDER BY id",
+                (repository, environment),
+            ).fetchall()
+            return [_held(r["id"], r["payload"]) for r in rows]
+
+        result: list[Held] = await self._run(work)
         return result
 
     async def release(self, repository: str, environment: str) -> list[Held]:
@@ -189,6 +205,12 @@ class DynamoLockStore(DynamoTable):
             UpdateExpression="SET held = list_append(if_not_exists(held, :empty), :p)",
             ExpressionAttributeValues={":p": {"L": [{"S": encode_message(job).decode()}]}, ":empty": {"L": []}},
         )
+
+    async def held(self, repository: str, environment: str) -> list[Held]:
+        ddb = await self._ddb()
+        found = await ddb.get_item(TableName=self.table, Key=self._key(repository, environment), ConsistentRead=True)
+        held = found.get("Item", {}).get("held", {}).get("L", [])
+        return [_held(index + 1, entry["S"]) for index, entry in enumerate(held)]
 
     async def release(self, repository: str, environment: str) -> list[Held]:
         ddb = await self._ddb()
