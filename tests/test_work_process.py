@@ -305,3 +305,6 @@ def test_serve_logs_the_url_it_listens_on(github: Any, tmp_path: Path) -> None:
     assert [(e["logger"], e["message"].split(" (pid")[0]) for e in said] == [
         ("lemi.serve", f"lemi serve: listening on http://127.0.0.1:{port}")
     ], server.output()
+    # every line is a JSON line, uvicorn's own (started, shutting down) among them
+    lines = [json.loads(line) for line in server.output().splitlines() if line.strip()]
+    assert {"uvicorn.error"} <= {e["logger"] for e in lines}, server.output()

@@ -124,7 +124,13 @@ def run_server(app: Any, *, on_exit: Callable[[], None] = lambda: None, **option
                 urls = [_url(sock.getsockname()) for server in self.servers for sock in server.sockets]
                 log.info("lemi serve: listening on %s (pid %s)", ", ".join(urls), os.getpid())
 
-    Listening(uvicorn.Config(app, **options)).run()
+    from bot.core import logs
+
+    # uvicorn's own lines (started, stopping, errors) as lemi's JSON lines, not its plain-text format
+    logs.setup()
+    logs.adopt("uvicorn")
+    config = uvicorn.Config(app, log_config=None, **options)
+    Listening(config).run()
 
 
 def _worker_grace() -> float:

@@ -207,6 +207,20 @@ def setup(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    for name in _ADOPTED:
+        logging.getLogger(name).handlers[:] = [handler]
+
+
+_ADOPTED: set[str] = set()
+
+
+def adopt(name: str) -> None:
+    """Let logger ``name`` (a library's: uvicorn's) write through lemi's JSON handler, now and after
+    every :func:`setup`, so that every line lemi serve logs is a JSON line."""
+    _ADOPTED.add(name)
+    theirs = logging.getLogger(name)
+    theirs.handlers[:] = list(logging.getLogger("lemi").handlers)
+    theirs.propagate = False
 
 
 def flush() -> None:
