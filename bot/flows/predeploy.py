@@ -49,7 +49,7 @@ from bot.flows.task_watch import PREFIX, ContinueDeploy, start_task_watch, task_
 from bot.github import checks
 from bot.github.client import GitHub
 from bot.store.jobs import CommandJob, DeployJob, service_key
-from bot.store.watches import Watches
+from bot.store.watches import Watch, Watches
 
 log = logging.getLogger("lemi.deploy")
 
@@ -71,6 +71,9 @@ def waiting(note: bytes) -> DeployJob | None:
     except msgspec.DecodeError:
         log.error("a preDeploy watch's note is not a deploy; ignoring it")
         return None
+
+
+CHAIN_END_WAIT = 3.0  # seconds a deploy queued by a chain's end waits for its watch to go
 
 
 class ChainEnding(Transient):
@@ -104,10 +107,9 @@ async def before_update(
     watch's note, it is tried again a little later (:class:`ChainEnding`), never parked there
     again: the note goes with the watch."""
     chain = await chains.watches.get(chain_id(req))
+    if released:
+        chain = await _gone_or_not_mine(chains, req, chain)
     if chain is not None:
-        if released and (mine := waiting(chain.note)) is not None and mine.request == req:
-            raise ChainEnding(f"the preDeploy tasks {req.service} waited for in {req.environment} have ended "
-                              "and their watch is being removed; this deploy is tried again in a moment")  # fmt: skip
         if command is not None:
             return await _busy(gh, config, req, await announcing)
         before = await chains.watches.swap_note(chain_id(req), _encode_job(DeployJob(req)))
@@ -135,6 +137,20 @@ async def before_update(
     )  # fmt: skip
     await show_task(gh, req, announced, first, 1, len(pre_deploy), revision)
     return DeployReport("watching", "")
+
+
+async def _gone_or_not_mine(chains: Chains, req: DeployRequest, chain: Watch | None) -> Watch | None:
+    """The chain as it is once it no longer holds ``req`` on its note: its end takes it a moment
+    after queuing ``req`` (bot/flows/predeploy_end.py), so wait that moment, then leave it to
+    the worker's retries (:class:`ChainEnding`)."""
+    deadline = time.monotonic() + CHAIN_END_WAIT
+    while chain is not None and (mine := waiting(chain.note)) is not None and mine.request == req:
+        if time.monotonic() > deadline:
+            raise ChainEnding(f"the preDeploy tasks {req.service} waited for in {req.environment} have ended "
+                              "and their watch is being removed; this deploy is tried again in a moment")  # fmt: skip
+        await asyncio.sleep(0.1)
+        chain = await chains.watches.get(chain_id(req))
+    return chain
 
 
 async def show_task(
