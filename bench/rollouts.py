@@ -237,7 +237,10 @@ def lemi(github: FakeGitHub, tmp: Path, env: dict[str, str], profile: Path | Non
         if worker is not None:
             worker.send_signal(signal.SIGTERM)
             worker.wait(60)
-        server.stop()
+        # SIGTERM: jobs still waiting on GitHub's write budget (a 200-service push's results take
+        # hours) get LEMI_SHUTDOWN_GRACE_SECONDS (20 s) before their leases are given back, and the
+        # web process waits for its worker: more than the 20 s a test allows
+        server.stop(timeout=60)
 
 
 # ---- interactive probes while the rollouts go on ---------------------------------------------------
