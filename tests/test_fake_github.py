@@ -63,12 +63,10 @@ def kinds(violations: list[Any]) -> list[str]:
 # --- the OpenAPI checker ----------------------------------------------------------------------------
 
 
-def test_spec_is_parsed_once_and_quickly() -> None:
-    started = time.monotonic()
+def test_spec_is_parsed_once() -> None:
     first = spec()
     first.match("GET", "/rate_limit")
-    assert spec() is first
-    assert time.monotonic() - started < 5
+    assert spec() is first  # every test of the process shares one parse (how long it takes is not asserted)
     assert len(first.doc["paths"]) > 500
 
 

@@ -520,7 +520,7 @@ def test_an_unwritable_queue_at_accept_time_gets_503_and_the_redelivery_is_proce
             resource.prlimit(server.pid, resource.RLIMIT_FSIZE, limits)
         assert refused.status_code == 503, (refused.status_code, refused.text, server.output())
         assert "redeliver" in refused.json()["error"]
-        assert took < 2.0, took
+        assert took < 5.0, took  # answered at once, well inside GitHub's 10 s (not a speed assertion)
         assert metric_line(metrics, "lemi_webhook_deliveries_total", 'outcome="store_failed"', " 1.0"), metrics
         # no GitHub work for a delivery that was not stored
         assert not [c for c in github.calls if c.path.startswith(("/repos/", "/app/installations"))], (

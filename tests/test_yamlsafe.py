@@ -19,8 +19,11 @@ from bot.core.problems import Invalid, Problem
 from bot.core.yamlsafe import BOOL, DEFAULT_LIMITS, FLOAT, INT, MAX_NUMBER_TEXT, NULL, TIMESTAMP, Document, Limits, load
 
 FILE = "deploy/demo-service/environment/staging.yaml"
-MAX_PEAK = 50 * 1024 * 1024  # loose safety bounds, not performance assertions
-MAX_SECONDS = 2.0
+MAX_PEAK = 50 * 1024 * 1024  # loose safety bounds, not performance assertions:
+# a hostile document expanded would take gigabytes and hours; refused, it takes a fraction of
+# these. CPU time of this process, so other work on the machine (the suite's other workers)
+# does not count.
+MAX_CPU_SECONDS = 10.0
 
 
 class Measured:
@@ -36,17 +39,17 @@ def measured_refusal(source: str | bytes, limits: Limits = DEFAULT_LIMITS) -> tu
         tracemalloc.reset_peak()
     else:
         tracemalloc.start()
-    started = time.perf_counter()
+    started = time.process_time()
     try:
         with pytest.raises(Invalid) as info:
             load(source, FILE, limits)
     finally:
-        m.seconds = time.perf_counter() - started
+        m.seconds = time.process_time() - started
         m.peak = tracemalloc.get_traced_memory()[1]
         if not already:
             tracemalloc.stop()
     assert m.peak < MAX_PEAK, f"peak memory {m.peak / 2**20:.1f} MiB"
-    assert m.seconds < MAX_SECONDS, f"took {m.seconds:.2f} s"
+    assert m.seconds < MAX_CPU_SECONDS, f"took {m.seconds:.2f} s of CPU"
     problems = info.value.problems
     assert len(problems) == 1, problems
     problem = problems[0]
@@ -101,13 +104,16 @@ def test_aliases_within_the_cap_that_expand_too_far_are_refused() -> None:
         pytest.param("\t[" + BILLION_LAUGHS * 40_000, id="10MB-hostile"),
     ],
 )
-def test_a_10mb_file_is_refused_by_size_before_parsing(source: str | bytes) -> None:
-    problem, m = measured_refusal(source)
+def test_a_10mb_file_is_refused_by_size_before_parsing(source: str | bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_parser(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a file over the size limit was handed to the YAML parser")
+
+    monkeypatch.setattr(bot.core.yamlsafe._BoundedLoader, "__init__", no_parser)
+    problem, _ = measured_refusal(source)
     assert f"{DEFAULT_LIMITS.max_bytes:,} bytes" in problem.message
     assert "larger than" in problem.message or "at most" in problem.message
     assert "right file" in problem.hint
     assert (problem.line, problem.column, problem.path) == (1, 1, "")
-    assert m.seconds < 0.5  # never handed to the parser
 
 
 def test_size_is_counted_in_bytes_at_the_exact_limit() -> None:
