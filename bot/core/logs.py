@@ -198,6 +198,9 @@ def info_line(logger: logging.Logger, message: str, fields: Mapping[str, Any]) -
     handler.add_line(formatter.line(logger.name, message, fields))
 
 
+_ADOPTED: set[str] = set()  # libraries' loggers that write through lemi's handler (:func:`adopt`)
+
+
 def setup(level: str = "INFO") -> None:
     cheap_records()
     handler = BufferedStreamHandler(sys.stderr)
@@ -209,9 +212,6 @@ def setup(level: str = "INFO") -> None:
     root.propagate = False
     for name in _ADOPTED:
         logging.getLogger(name).handlers[:] = [handler]
-
-
-_ADOPTED: set[str] = set()
 
 
 def adopt(name: str) -> None:
